@@ -84,9 +84,10 @@ class RLCar:
     def reset_state(self, key: jax.Array, params: EnvParams, track_id: jax.Array | None = None) -> EnvState:
         bank = params.bank
         key_track, key_offset, key_heading = jax.random.split(key, 3)
-        if track_id is None:
-            track_id = jax.random.randint(key_track, (), 0, bank.num_tracks)
-        track_id = jnp.asarray(track_id, jnp.int32)
+        # A negative id asks for a random track, so one trace serves both cases.
+        track_id = jnp.asarray(-1 if track_id is None else track_id, jnp.int32)
+        random_track = jax.random.randint(key_track, (), 0, bank.num_tracks)
+        track_id = jnp.where(track_id < 0, random_track, jnp.minimum(track_id, bank.num_tracks - 1))
         centreline = bank.centreline[track_id]
         direction = centreline[1] - centreline[0]
         road_heading = jnp.arctan2(direction[1], direction[0])

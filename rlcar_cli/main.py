@@ -1,0 +1,214 @@
+"""``rlcar``: the command line. Each command parses options, calls one core function and shows progress.
+
+JAX and the simulator are imported inside the commands, never at module level, so ``rlcar --help``
+answers without loading them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from rlcar_cli.options import AgentName, Env, EnvName, Json, MaxSteps, Progress, RunDir, Seed, Track
+from rlcar_cli.output import (
+    EXIT_BAD_INPUT,
+    emit_json,
+    make_progress,
+    print_error,
+    show_progress,
+    stderr_console,
+    user_errors,
+)
+
+app = typer.Typer(
+    name="rlcar",
+    help="World-model reinforcement learning on car racing: simulate, drive, collect, train, dream, export.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+AgentOption = Annotated[AgentName, typer.Option("--agent", help="Who drives: heuristic, random, worldmodel or dreamer.")]
+
+# Commands whose implementation arrives with a later stage of the project: they are listed so the whole
+# workflow is visible in --help, and say clearly that they are not there yet.
+PLANNED = {
+    "collect": ("Collect rollouts into RUN_DIR/data (World Models pipeline).", "the World Models pipeline"),
+    "train-vae": ("Train the ConvVAE on collected frames.", "the World Models pipeline"),
+    "train-rnn": ("Train the MDN-RNN on VAE-encoded sequences.", "the World Models pipeline"),
+    "train-controller": ("Train the linear controller with CMA-ES, in the env or in the dream.", "the World Models pipeline"),
+    "train-dreamer": ("Train a DreamerV3 agent.", "the DreamerV3 agent"),
+    "dream": ("Show what a world model imagines next to what really happens.", "the world models"),
+}
+
+
+def _planned_command(name: str, help_text: str, stage: str):
+    def command(ctx: typer.Context) -> None:
+        del ctx
+        print_error(f"`rlcar {name}` is not available yet: it arrives with {stage}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+    command.__doc__ = f"{help_text} [not available yet]"
+    app.command(name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(command)
+
+
+for _name, (_help, _stage) in PLANNED.items():
+    _planned_command(_name, _help, _stage)
+
+
+@app.command("eval")
+def eval_command(
+    env: Env = EnvName.rlcar,
+    agent: AgentOption = AgentName.heuristic,
+    episodes: Annotated[int, typer.Option("--episodes", min=1, help="Episodes, one per held-out track.")] = 10,
+    seed: Seed = 0,
+    max_steps: MaxSteps = 1000,
+    num_envs: Annotated[int, typer.Option("--num-envs", min=1, help="Episodes run side by side.")] = 16,
+    human: Annotated[
+        Optional[Path], typer.Option("--human", help="A recorded `play --manual` run (file or run dir) to compare with.")
+    ] = None,
+    json_out: Json = False,
+    progress: Progress = None,
+) -> None:
+    """Evaluate an agent on held-out tracks: mean ± std return, progress, laps, crashes."""
+    with user_errors():
+        from rlcar_core.evaluate import EvalConfig, evaluate
+        from rlcar_core.human import load_human_run
+
+        recorded = load_human_run(human) if human is not None else None
+        config = EvalConfig(env=env.value, agent=agent.value, episodes=episodes, seed=seed, max_steps=max_steps,
+                            num_envs=num_envs)
+        with make_progress(show_progress(progress)) as bar:
+            task = bar.add_task(f"eval {agent.value} on {env.value}", total=episodes, status="")
+            result = evaluate(config, on_episode=lambda record: bar.advance(task))
+        if recorded is not None:
+            result["human"] = compare_with_human(config, recorded)
+    if json_out:
+        emit_json(result)
+    else:
+        print_eval_table(result)
+
+
+def compare_with_human(config, recorded) -> dict:
+    from rlcar_core.agents import make_agent
+    from rlcar_core.errors import RlcarError
+    from rlcar_core.evaluate import run_episodes
+
+    if recorded.env != config.env:
+        raise RlcarError(f"the human run was recorded on {recorded.env}, not {config.env}; pass --env {recorded.env}")
+    agent = make_agent(config.agent, config.env, config.seed)
+    (record,) = run_episodes(config.env, agent, [recorded.track_seed], recorded.reset_seed, config.max_steps, 1)
+    return {"recorded": recorded.summary(), "agent_on_same_track": record.__dict__}
+
+
+def print_eval_table(result: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{result['agent']} on {result['env']} held-out tracks ({result['episodes']} episodes)")
+    table.add_column("driver")
+    for column in ("return", "progress", "laps", "crashes", "lap time"):
+        table.add_column(column, justify="right")
+    lap_time = result["lap_time_mean"]
+    table.add_row(
+        result["agent"],
+        f"{result['return_mean']:.1f} ± {result['return_std']:.1f}",
+        f"{result['progress_mean']:.3f} ± {result['progress_std']:.3f}",
+        f"{100 * result['lap_rate']:.0f} %",
+        f"{100 * result['crash_rate']:.0f} %",
+        f"{lap_time:.1f} s" if lap_time is not None else "-",
+    )
+    if "human" in result:
+        for label, run in (("human (recorded)", result["human"]["recorded"]),
+                           (f"{result['agent']} on that track", result["human"]["agent_on_same_track"])):
+            table.add_row(
+                label, f"{run['episode_return']:.1f}", f"{run['progress']:.3f}", "yes" if run["lap_complete"] else "no",
+                "yes" if run["crashed"] else "no", f"{run['steps'] * (0.1 if result['env'] == 'rlcar' else 0.02):.1f} s",
+            )
+    stderr_console().print(table)
+
+
+@app.command("play")
+def play_command(
+    manual: Annotated[bool, typer.Option("--manual", help="Drive yourself (arrows/WASD); T hands over to --agent.")] = False,
+    agent: Annotated[Optional[AgentName], typer.Option("--agent", help="Agent that drives (T toggles manual).")] = None,
+    headless: Annotated[bool, typer.Option("--headless", help="No window (for CI): the agent, or nobody, drives.")] = False,
+    env: Env = EnvName.rlcar,
+    max_steps: MaxSteps = 1000,
+    episodes: Annotated[int, typer.Option("--episodes", min=1, help="Episodes to run when --headless.")] = 1,
+    track: Track = 0,
+    seed: Seed = 0,
+    run_dir: RunDir = None,
+    json_out: Json = False,
+) -> None:
+    """Drive a held-out track in a pygame window, or watch an agent drive. Human runs are saved for eval --human."""
+    with user_errors():
+        import os
+
+        if headless:
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        from rlcar_core.play import PlayConfig, play
+
+        config = PlayConfig(env=env.value, manual=manual, agent=agent.value if agent else None, headless=headless,
+                            max_steps=max_steps, episodes=episodes, track=track, seed=seed,
+                            run_dir=run_dir or Path("runs/play"))
+        console = stderr_console()
+
+        def report(summary: dict) -> None:
+            saved = f", saved {summary['saved']}" if "saved" in summary else ""
+            console.print(f"episode: return {summary['episode_return']:.1f}, progress {summary['progress']:.3f}, "
+                          f"{summary['steps']} steps{saved}")
+
+        result = play(config, on_episode=None if json_out else report)
+    if json_out:
+        emit_json(result)
+
+
+@app.command("export-video")
+def export_video_command(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Video file to write: .mp4 or .gif.")],
+    env: Env = EnvName.rlcar,
+    agent: AgentOption = AgentName.heuristic,
+    max_steps: MaxSteps = 1000,
+    track: Track = 0,
+    seed: Seed = 0,
+    fps: Annotated[int, typer.Option("--fps", min=0, help="Frames per second (0: the env's own rate).")] = 0,
+    json_out: Json = False,
+    progress: Progress = None,
+) -> None:
+    """Render one episode of an agent on a held-out track, with a HUD, to mp4 or gif."""
+    with user_errors():
+        from rlcar_core.export import ExportConfig, export_video
+
+        config = ExportConfig(output=output, env=env.value, agent=agent.value, max_steps=max_steps, track=track,
+                              seed=seed, fps=fps)
+        config.validate()
+        with make_progress(show_progress(progress)) as bar:
+            task = bar.add_task(f"export {agent.value}", total=max_steps, status=str(output))
+            result = export_video(config, on_frame=lambda step: bar.update(task, completed=step))
+    if json_out:
+        emit_json(result)
+    else:
+        stderr_console().print(f"wrote {result['frames']} frames to {result['path']}")
+
+
+def main() -> None:
+    """Console entry point: usage errors become one line and exit code 2, like every other bad input."""
+    from typer.exceptions import Abort, TyperException
+
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=sys.argv[1:] or ["--help"], prog_name="rlcar", standalone_mode=False)
+    except TyperException as error:  # bad options and values: Typer's usage errors carry exit code 2
+        print_error(error.format_message())
+        sys.exit(error.exit_code)
+    except Abort:
+        print_error("aborted")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

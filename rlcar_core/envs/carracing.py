@@ -1,0 +1,60 @@
+"""Gymnasium's ``CarRacing-v3`` seen through rlcar's conventions: 64x64 pixels without the HUD."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+HUD_ROWS = 84  # CarRacing draws its speed and steering bars below this row
+OUTPUT_SIZE = 64
+
+
+def _bilinear_taps(source: int, target: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    centres = (np.arange(target) + 0.5) * source / target - 0.5
+    low = np.clip(np.floor(centres).astype(int), 0, source - 1)
+    high = np.clip(low + 1, 0, source - 1)
+    return low, high, np.clip(centres - low, 0.0, 1.0).astype(np.float32)
+
+
+class CarRacingAdapter(gym.ObservationWrapper):
+    """Crops the HUD, resizes to 64x64 (bilinear) and reports rlcar's ``progress``/``lap_complete``/
+    ``crashed`` in ``info``. Actions are the same ``[steer, gas, brake]`` as RLCar's."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        height, width = env.observation_space.shape[:2]
+        self._rows = _bilinear_taps(min(HUD_ROWS, height), OUTPUT_SIZE)
+        self._cols = _bilinear_taps(width, OUTPUT_SIZE)
+        self.observation_space = spaces.Box(0, 255, (OUTPUT_SIZE, OUTPUT_SIZE, 3), dtype=np.uint8)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        image = observation[:HUD_ROWS].astype(np.float32)
+        (r0, r1, rw), (c0, c1, cw) = self._rows, self._cols
+        rows = image[r0] * (1 - rw)[:, None, None] + image[r1] * rw[:, None, None]
+        out = rows[:, c0] * (1 - cw)[None, :, None] + rows[:, c1] * cw[None, :, None]
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(np.asarray(action, np.float32))
+        return obs, reward, terminated, truncated, self._annotate(info, terminated)
+
+    def reset(self, **kwargs):
+        obs, info = super().reset(**kwargs)
+        return obs, self._annotate(info, False)
+
+    def _annotate(self, info: dict, terminated: bool) -> dict:
+        car_racing = self.env.unwrapped
+        tiles = max(len(getattr(car_racing, "track", [])), 1)
+        lap_complete = bool(info.get("lap_finished", False))
+        return {
+            **info,
+            "progress": np.float32(min(getattr(car_racing, "tile_visited_count", 0) / tiles, 1.0)),
+            "lap_complete": lap_complete,
+            "crashed": bool(terminated and not lap_complete),
+        }
+
+
+def make_carracing(render_mode: str | None = None, max_steps: int = 1000) -> gym.Env:
+    env = gym.make("CarRacing-v3", continuous=True, render_mode=render_mode, max_episode_steps=max_steps)
+    return CarRacingAdapter(env)

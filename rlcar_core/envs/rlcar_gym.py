@@ -1,0 +1,92 @@
+"""``rlcar/RLCar-v0``: the JAX simulator behind the single-environment Gymnasium API."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import jax
+import numpy as np
+
+from rlcar_core.envs.spaces import action_space, observation_space
+from rlcar_core.envs.tracks import make_track_bank
+from rlcar_core.sim.env import RLCar
+
+RENDER_FPS = 10  # one simulator step is 0.1 s
+
+
+def _seed_from(rng: np.random.Generator) -> int:
+    return int(rng.integers(0, 2**31 - 1))
+
+
+def info_to_numpy(info: dict[str, jax.Array]) -> dict[str, Any]:
+    return {name: np.asarray(value) for name, value in jax.device_get(info).items()}
+
+
+class RLCarGymEnv(gym.Env):
+    """One car. ``obs`` picks ``sensors``, ``pixels`` or ``both`` (a dict); ``tracks`` picks the training
+    tracks or the held-out ``eval`` ones; ``reset(options={"track_id": i})`` picks a track of the bank."""
+
+    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": RENDER_FPS}
+
+    def __init__(
+        self,
+        obs: str = "sensors",
+        render_mode: str | None = None,
+        tracks: str = "train",
+        num_tracks: int | None = None,
+        track_seeds: Sequence[int] | None = None,
+        max_steps: int = 1000,
+    ):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.sim = RLCar(obs)
+        self.params = self.sim.default_params(make_track_bank(tracks, num_tracks, track_seeds), max_steps=max_steps)
+        num_rays = int(self.params.ray_angles.shape[0])
+        self.observation_space = observation_space(obs, num_rays)
+        self.action_space = action_space()
+        self.render_mode = render_mode
+        self._reset_fn = jax.jit(self.sim.reset)
+        self._step_fn = jax.jit(self.sim.step)
+        self._key: jax.Array | None = None
+        self.state = None
+        self._renderer = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        if seed is not None or self._key is None:
+            self._key = jax.random.PRNGKey(_seed_from(self.np_random) if seed is None else seed)
+        self._key, reset_key = jax.random.split(self._key)
+        track_id = (options or {}).get("track_id", -1)
+        obs, self.state = self._reset_fn(reset_key, self.params, track_id)
+        info = info_to_numpy(self.sim.info(self.state))
+        if self.render_mode == "human":
+            self.render()
+        return jax.device_get(obs), info
+
+    def step(self, action):
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        self._key, step_key = jax.random.split(self._key)
+        obs, self.state, reward, terminated, truncated, info = self._step_fn(
+            step_key, self.state, np.asarray(action, np.float32), self.params
+        )
+        obs, reward, terminated, truncated, info = jax.device_get((obs, reward, terminated, truncated, info))
+        if self.render_mode == "human":
+            self.render()
+        return obs, float(reward), bool(terminated), bool(truncated), info_to_numpy(info)
+
+    def render(self):
+        if self.render_mode is None or self.state is None:
+            return None
+        if self._renderer is None:
+            from rlcar_core.render.topdown import TopDownRenderer
+
+            self._renderer = TopDownRenderer(self.params, window=self.render_mode == "human", fps=RENDER_FPS)
+        return self._renderer.draw(self.sim, self.state)
+
+    def close(self):
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None

@@ -1,0 +1,99 @@
+"""``gymnasium.make_vec("rlcar/RLCar-v0", num_envs=N)``: N cars stepped by one jitted, vmapped call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from rlcar_core.envs.rlcar_gym import RENDER_FPS
+from rlcar_core.envs.spaces import action_space, observation_space
+from rlcar_core.envs.tracks import make_track_bank
+from rlcar_core.errors import RlcarError
+from rlcar_core.sim.env import RLCar
+
+
+def _with_masks(info: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    # Gymnasium's vector info convention: every key has a boolean "_key" saying which envs set it.
+    masks = {f"_{name}": np.ones(value.shape[0], bool) for name, value in info.items()}
+    return {**info, **masks}
+
+
+class RLCarVectorEnv(VectorEnv):
+    """Gymnasium 1.x vector env with next-step autoreset, backed by ``RLCar.step_autoreset`` under vmap."""
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": [], "render_fps": RENDER_FPS}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        obs: str = "sensors",
+        tracks: str = "train",
+        num_tracks: int | None = None,
+        track_seeds: Sequence[int] | None = None,
+        max_steps: int = 1000,
+        render_mode: str | None = None,
+    ):
+        if num_envs < 1:
+            raise RlcarError(f"num_envs must be at least 1, got {num_envs}")
+        if render_mode is not None:
+            raise RlcarError("the RLCar vector env does not render; use gymnasium.make for a rendered env")
+        self.num_envs = num_envs
+        self.sim = RLCar(obs)
+        self.params = self.sim.default_params(make_track_bank(tracks, num_tracks, track_seeds), max_steps=max_steps)
+        num_rays = int(self.params.ray_angles.shape[0])
+        self.single_observation_space = observation_space(obs, num_rays)
+        self.single_action_space = action_space()
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.render_mode = None
+        self._key: jax.Array | None = None
+        self.state = None
+
+    @partial(jax.jit, static_argnums=0)
+    def _reset_batch(self, keys, track_ids, params):
+        return jax.vmap(self.sim.reset, in_axes=(0, None, 0))(keys, params, track_ids)
+
+    @partial(jax.jit, static_argnums=0)
+    def _step_batch(self, key, state, actions, params):
+        key, step_key = jax.random.split(key)
+        keys = jax.random.split(step_key, self.num_envs)
+        out = jax.vmap(self.sim.step_autoreset, in_axes=(0, 0, 0, None))(keys, state, actions, params)
+        return (key, *out)
+
+    def __hash__(self) -> int:  # jit's static self: one compiled step per env object
+        return id(self)
+
+    def reset(self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None):
+        if isinstance(seed, Sequence):
+            if len(seed) != self.num_envs:
+                raise RlcarError(f"got {len(seed)} seeds for {self.num_envs} envs")
+            keys = jnp.stack([jax.random.PRNGKey(s) for s in seed])
+            self._key = jax.random.fold_in(keys[0], len(seed))
+        else:
+            if seed is not None or self._key is None:
+                self._key = jax.random.PRNGKey(np.random.SeedSequence(seed).generate_state(1)[0] if seed is None else seed)
+            self._key, reset_key = jax.random.split(self._key)
+            keys = jax.random.split(reset_key, self.num_envs)
+        track_ids = np.asarray((options or {}).get("track_id", -1), np.int32)
+        track_ids = np.broadcast_to(track_ids, (self.num_envs,))
+        obs, self.state = self._reset_batch(keys, jnp.asarray(track_ids), self.params)
+        info = jax.device_get(jax.vmap(self.sim.info)(self.state))
+        return jax.device_get(obs), _with_masks({k: np.asarray(v) for k, v in info.items()})
+
+    def step(self, actions):
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        actions = jnp.asarray(np.asarray(actions, np.float32).reshape(self.num_envs, -1))
+        self._key, obs, self.state, reward, terminated, truncated, info = self._step_batch(
+            self._key, self.state, actions, self.params
+        )
+        obs, reward, terminated, truncated, info = jax.device_get((obs, reward, terminated, truncated, info))
+        info = _with_masks({k: np.asarray(v) for k, v in info.items()})
+        return obs, np.asarray(reward), np.asarray(terminated), np.asarray(truncated), info

@@ -1,0 +1,69 @@
+"""``rlcar export-video``: one episode of an agent on a held-out track, rendered with a HUD, to mp4/gif."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from rlcar_core.agents import make_agent
+from rlcar_core.agents.base import Agent
+from rlcar_core.drive import DrivingSession
+from rlcar_core.errors import RlcarError
+from rlcar_core.video import check_video_path, write_video
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    output: Path
+    env: str = "rlcar"
+    agent: str = "heuristic"
+    max_steps: int = 1000
+    track: int = 0
+    seed: int = 0
+    fps: int = 0  # 0: the env's own rate (10 for RLCar, 50 for CarRacing-v3)
+
+    def validate(self) -> None:
+        if self.max_steps < 1:
+            raise RlcarError(f"--max-steps must be at least 1, got {self.max_steps}")
+        if self.fps < 0:
+            raise RlcarError(f"--fps must be >= 0, got {self.fps}")
+        check_video_path(self.output)
+
+
+def export_video(config: ExportConfig, agent: Agent | None = None, on_frame: Callable[[int], None] | None = None) -> dict:
+    config.validate()
+    agent = agent or make_agent(config.agent, config.env, config.seed)
+    session = DrivingSession(config.env, agent.obs_kind, config.track, config.max_steps, config.seed)
+    result: dict = {}
+
+    def frames() -> Iterator[np.ndarray]:
+        obs = session.reset()
+        agent.reset(1)
+        label = f"AI: {agent.name}"
+        yield session.frame(session.hud(label))
+        while True:
+            batch = {k: v[None] for k, v in obs.items()} if isinstance(obs, dict) else np.asarray(obs)[None]
+            obs, _, terminated, truncated, info = session.step(agent.act(batch)[0])
+            yield session.frame(session.hud(label))
+            if on_frame is not None:
+                on_frame(session.steps)
+            if terminated or truncated:
+                result.update(
+                    episode_return=session.episode_return,
+                    progress=float(info.get("progress", 0.0)),
+                    lap_complete=bool(info.get("lap_complete", False)),
+                    crashed=bool(info.get("crashed", False)),
+                    steps=session.steps,
+                )
+                return
+
+    fps = config.fps or (10 if config.env == "rlcar" else 50)
+    try:
+        count = write_video(frames(), config.output, fps=fps)
+    finally:
+        session.close()
+    return {"path": str(config.output), "frames": count, "fps": fps, "env": config.env, "agent": agent.name,
+            "track_seed": session.track_seed, **result}

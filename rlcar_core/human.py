@@ -1,0 +1,67 @@
+"""Recorded human runs from ``play --manual``, so ``eval --human`` can compare an agent against them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rlcar_core.atomic import atomic_path, unused_path
+from rlcar_core.errors import RlcarError
+
+HUMAN_DIR = "human"
+
+
+@dataclasses.dataclass
+class HumanRun:
+    env: str
+    track_seed: int
+    reset_seed: int
+    actions: np.ndarray  # (T, 3) float32, every action the car received
+    episode_return: float
+    progress: float
+    lap_complete: bool
+    crashed: bool
+    steps: int
+    manual_steps: int  # steps the human drove; the rest, if any, an agent drove after a T toggle
+    created: str = ""
+
+    def summary(self) -> dict:
+        fields = dataclasses.asdict(self)
+        fields.pop("actions")
+        return fields
+
+
+def save_human_run(run_dir: str | os.PathLike, run: HumanRun) -> Path:
+    """Write ``run`` to ``run_dir/human/`` atomically (temp file, then rename); returns the path."""
+    directory = Path(run_dir) / HUMAN_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    run.created = run.created or time.strftime("%Y%m%d-%H%M%S")
+    path = unused_path(directory / f"{run.created}-{run.env}-track{run.track_seed}.npz")
+    with atomic_path(path) as temp:
+        np.savez_compressed(temp, actions=np.asarray(run.actions, np.float32), meta=np.array(json.dumps(run.summary())))
+    return path
+
+
+def load_human_run(path: str | os.PathLike) -> HumanRun:
+    """A recording file, or the newest recording of a run directory."""
+    path = Path(path)
+    if path.is_dir():
+        recordings = sorted((path / HUMAN_DIR).glob("*.npz")) if (path / HUMAN_DIR).is_dir() else sorted(path.glob("*.npz"))
+        recordings = [p for p in recordings if not p.name.startswith(".")]
+        if not recordings:
+            raise RlcarError(f"no recorded human run in {path}: record one with `rlcar play --manual --run-dir {path}`")
+        path = recordings[-1]
+    if not path.is_file():
+        raise RlcarError(f"no recorded human run at {path}")
+    try:
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            actions = data["actions"]
+    except (OSError, ValueError, KeyError) as error:
+        raise RlcarError(f"{path} is not a recorded human run ({error})") from error
+    return HumanRun(actions=actions, **meta)
