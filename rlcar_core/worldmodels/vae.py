@@ -1,0 +1,102 @@
+"""ConvVAE (V): compresses a 64x64x3 frame into a small latent z and decodes it back.
+
+Architecture of Ha & Schmidhuber (2018): four stride-2 convolutions (kernel 4, VALID) take
+64 -> 31 -> 14 -> 6 -> 2, so the flattened code is 2*2*256 = 1024 wide; the decoder maps z to
+a 1x1x1024 map and four stride-2 transposed convolutions (kernels 5, 5, 6, 6) grow it
+1 -> 5 -> 13 -> 30 -> 64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+from rlcar_core.worldmodels.config import VAEConfig
+
+IMAGE_SHAPE = (64, 64, 3)
+_ENCODER_KERNEL = 4
+_DECODER_KERNELS = (5, 5, 6, 6)
+_DECODER_INPUT_WIDTH = 1024
+
+
+class VAEOutput(NamedTuple):
+    reconstruction: jax.Array  # (B, 64, 64, 3) float32 in [0, 1]
+    mean: jax.Array  # (B, z_dim)
+    log_var: jax.Array  # (B, z_dim)
+    latent: jax.Array  # (B, z_dim), a reparameterised sample of q(z | x)
+
+
+class VAEFunctions(NamedTuple):
+    """Apply functions of the transformed VAE: `vae.apply.encode(params, images)` etc."""
+
+    encode: Callable  # (params, images) -> (mean, log_var)
+    decode: Callable  # (params, latent) -> reconstruction
+    forward: Callable  # (params, images, key) -> VAEOutput
+
+
+def images_to_float(images: jax.Array) -> jax.Array:
+    """uint8 frames -> float32 in [0, 1]; float frames are assumed to be scaled already."""
+    if images.dtype == jnp.uint8:
+        return images.astype(jnp.float32) / 255.0
+    return images.astype(jnp.float32)
+
+
+def sample_latent(mean: jax.Array, log_var: jax.Array, key: jax.Array) -> jax.Array:
+    """Reparameterised draw z = mean + sigma * eps, so gradients flow into mean and log_var."""
+    noise = jax.random.normal(key, mean.shape, mean.dtype)
+    return mean + jnp.exp(0.5 * log_var) * noise
+
+
+class ConvVAE(hk.Module):
+    def __init__(self, config: VAEConfig, name: str | None = None):
+        super().__init__(name=name)
+        if len(config.decoder_channels) != len(_DECODER_KERNELS) - 1:
+            raise ValueError(
+                f"decoder_channels needs {len(_DECODER_KERNELS) - 1} entries (the last layer is RGB), "
+                f"got {config.decoder_channels}"
+            )
+        self._config = config
+
+    def encode(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+        hidden = images_to_float(images)
+        for channels in self._config.encoder_channels:
+            hidden = hk.Conv2D(channels, _ENCODER_KERNEL, stride=2, padding="VALID")(hidden)
+            hidden = jax.nn.relu(hidden)
+        hidden = hk.Flatten()(hidden)
+        mean = hk.Linear(self._config.z_dim, name="mean")(hidden)
+        log_var = hk.Linear(self._config.z_dim, name="log_var")(hidden)
+        return mean, log_var
+
+    def decode(self, latent: jax.Array) -> jax.Array:
+        hidden = hk.Linear(_DECODER_INPUT_WIDTH, name="decoder_input")(latent)
+        hidden = hidden.reshape(hidden.shape[:-1] + (1, 1, _DECODER_INPUT_WIDTH))
+        channels = (*self._config.decoder_channels, IMAGE_SHAPE[-1])
+        for index, (width, kernel) in enumerate(zip(channels, _DECODER_KERNELS, strict=True)):
+            hidden = hk.Conv2DTranspose(width, kernel, stride=2, padding="VALID")(hidden)
+            if index < len(channels) - 1:
+                hidden = jax.nn.relu(hidden)
+        return jax.nn.sigmoid(hidden)
+
+    def __call__(self, images: jax.Array, key: jax.Array) -> VAEOutput:
+        mean, log_var = self.encode(images)
+        latent = sample_latent(mean, log_var, key)
+        return VAEOutput(self.decode(latent), mean, log_var, latent)
+
+
+def make_vae(config: VAEConfig) -> hk.MultiTransformed:
+    """`init(key, images) -> params`; `apply` is a `VAEFunctions` of pure functions of params."""
+
+    def build():
+        vae = ConvVAE(config, name="vae")
+
+        def init(images):
+            mean, _ = vae.encode(images)
+            return vae.decode(mean)
+
+        return init, VAEFunctions(encode=vae.encode, decode=vae.decode, forward=vae)
+
+    return hk.without_apply_rng(hk.multi_transform(build))

@@ -1,0 +1,157 @@
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from rlcar_core.checkpoint import CheckpointError, CheckpointNotFound, CheckpointStore, open_checkpoint
+from rlcar_core.errors import RlcarError
+from rlcar_core.worldmodels.training_state import TrainingState
+
+CONFIG = {"model": "tiny", "layers": [2, 3]}
+
+
+def _init_state(seed):
+    weights = np.random.default_rng(seed).normal(size=(3, 4)).astype(np.float32)
+    params = {"dense": {"w": jnp.asarray(weights), "b": jnp.zeros(4)}}
+    opt_state = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3)).init(params)
+    return TrainingState(params, opt_state, jax.random.PRNGKey(7), jnp.zeros((), jnp.int32))
+
+
+def _trained_state(seed):
+    """A state whose optimiser moments are non-zero, so restoring them is really checked."""
+    state = _init_state(seed)
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))
+    grads = jax.tree.map(jnp.ones_like, state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    return state._replace(
+        params=optax.apply_updates(state.params, updates), opt_state=opt_state, step=jnp.int32(seed)
+    )
+
+
+def _assert_trees_equal(actual, expected):
+    assert jax.tree.structure(actual) == jax.tree.structure(expected)
+    for a, b in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.fixture
+def filled_store(tmp_path):
+    """Steps 1..6 with best metrics 0.5, -, 0.9, 0.1, nan, -: keeps the last 2 plus the best (3)."""
+    states = {}
+    with CheckpointStore(tmp_path / "vae", keep_last=2) as store:
+        for step, best in [(1, 0.5), (2, None), (3, 0.9), (4, 0.1), (5, float("nan")), (6, None)]:
+            states[step] = _trained_state(step)
+            store.save(step, states[step], CONFIG, metrics={"loss": jnp.float32(step)}, best_metric=best)
+    return tmp_path / "vae", states
+
+
+def test_round_trip_restores_params_and_optimiser_state_into_an_abstract_tree(filled_store):
+    directory, states = filled_store
+    abstract = jax.eval_shape(lambda: _init_state(0))
+    with CheckpointStore(directory) as store:
+        restored = store.restore("ep6", abstract)
+        _assert_trees_equal(restored, states[6])
+        assert isinstance(restored.params["dense"]["w"], jax.Array)
+        assert restored.params["dense"]["w"].devices() == {jax.local_devices()[0]}
+        # Adam's moments survive as the same NamedTuples, not plain dicts.
+        assert type(restored.opt_state[1][0]) is type(states[6].opt_state[1][0])
+        assert store.restore_config("ep6") == CONFIG
+        assert store.metrics("ep6") == {"best_metric": None, "metrics": {"loss": 6.0}}
+
+
+def test_names_resolve_and_retention_keeps_latest_and_best(filled_store):
+    directory, _ = filled_store
+    with CheckpointStore(directory, keep_last=2) as store:
+        assert store.steps() == [3, 5, 6]
+        assert store.resolve("latest") == 6
+        assert store.resolve("best") == 3  # NaN at step 5 never counts as best
+        assert store.resolve("ep5") == store.resolve(5) == 5
+        with pytest.raises(CheckpointNotFound) as error:
+            store.resolve("ep2")
+        message = str(error.value)
+        assert "\n" not in message
+        for listed in ("latest (ep6)", "best (ep3)", "ep3", "ep5", "ep6"):
+            assert listed in message
+        with pytest.raises(CheckpointNotFound):
+            store.resolve("newest")
+        with pytest.raises(CheckpointError, match="already exists"):
+            store.save(6, _init_state(0), CONFIG)
+
+
+def test_best_mode_min_and_missing_best(tmp_path):
+    with CheckpointStore(tmp_path / "rnn", best_mode="min") as store:
+        state = _init_state(0)
+        store.save(1, state, CONFIG)
+        with pytest.raises(CheckpointNotFound, match="available: latest \\(ep1\\), ep1"):
+            store.resolve("best")
+        store.save(2, state, CONFIG, best_metric=2.0)
+        store.save(3, state, CONFIG, best_metric=1.0)
+        store.save(4, state, CONFIG, best_metric=3.0)
+        assert store.resolve("best") == 3
+
+
+def test_open_checkpoint_by_name_or_path_and_errors(filled_store, tmp_path):
+    directory, _ = filled_store
+    store, step = open_checkpoint("best", directory)
+    assert step == 3
+    store.close()
+    store, step = open_checkpoint(str(directory / "5"), tmp_path / "elsewhere")
+    assert step == 5 and store.directory == directory.absolute()
+    with pytest.raises(CheckpointError, match="read-only"):
+        store.save(9, _init_state(0), CONFIG)
+    store.close()
+    with pytest.raises(CheckpointNotFound, match="no checkpoint folder"):
+        open_checkpoint("latest", tmp_path / "missing")
+    assert not (tmp_path / "missing").exists()
+    assert issubclass(CheckpointNotFound, RlcarError)
+
+
+def test_empty_store_and_unfinished_save_are_not_checkpoints(tmp_path):
+    directory = tmp_path / "ctrl"
+    (directory / "7.orbax-checkpoint-tmp-1234").mkdir(parents=True)
+    with CheckpointStore(directory) as store:
+        assert store.steps() == []
+        with pytest.raises(CheckpointNotFound, match="available: none"):
+            store.resolve("latest")
+        # Orbax removes leftovers of a killed save in the background, finishing before the next save.
+        store.save(8, _init_state(0), CONFIG)
+    assert not (directory / "7.orbax-checkpoint-tmp-1234").exists()
+    assert sorted(path.name for path in directory.iterdir() if not path.name.startswith("_")) == ["8"]
+
+
+def test_restoring_into_a_different_model_is_a_clear_error(filled_store):
+    directory, _ = filled_store
+    wrong = jax.eval_shape(lambda: {"other": jnp.zeros(2)})
+    with CheckpointStore(directory) as store, pytest.raises(CheckpointError, match="does not match"):
+        store.restore("latest", wrong)
+
+
+_SAVE_ON_SECOND_DEVICE = """
+import sys
+import jax, jax.numpy as jnp
+from rlcar_core.checkpoint import CheckpointStore
+device = jax.devices()[1]
+state = {"w": jax.device_put(jnp.arange(6.0).reshape(2, 3), device), "n": jax.device_put(jnp.int32(3), device)}
+with CheckpointStore(sys.argv[1]) as store:
+    store.save(1, state, {})
+"""
+
+
+def test_checkpoint_from_a_device_this_machine_lacks_restores_here(tmp_path):
+    # Stands in for "saved on a GPU, restored on a CPU": the saver has two devices and writes from
+    # the second; this process has one, so the saved sharding names a device that is not here.
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    command = [sys.executable, "-c", _SAVE_ON_SECOND_DEVICE, str(tmp_path / "m")]
+    subprocess.run(command, env=env, cwd=repo_root, check=True)
+    abstract = jax.eval_shape(lambda: {"w": jnp.zeros((2, 3)), "n": jnp.int32(0)})
+    with CheckpointStore(tmp_path / "m") as store:
+        restored = store.restore("latest", abstract)
+    np.testing.assert_array_equal(restored["w"], np.arange(6.0).reshape(2, 3))
+    assert restored["w"].devices() == {jax.local_devices()[0]}

@@ -1,0 +1,98 @@
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rlcar_core.errors import RlcarError
+from rlcar_core.worldmodels.config import ControllerConfig, MDNRNNConfig, VAEConfig
+from rlcar_core.worldmodels.training_state import split_rng
+from rlcar_core.worldmodels.vae import VAEOutput, make_vae
+from rlcar_core.worldmodels.vae_loss import vae_loss
+from rlcar_core.worldmodels.vae_update import init_vae_state, make_vae_evaluate, make_vae_update
+
+# Parameter init is many threefry draws, which XLA:CPU's optimising backend compiles very slowly;
+# unoptimised code is plenty fast for a one-off init.
+FAST_COMPILE = {"compiler_options": {"xla_backend_optimization_level": 0}}
+SMALL = VAEConfig(z_dim=8, encoder_channels=(8, 8, 8, 8), decoder_channels=(8, 8, 8), learning_rate=2e-3)
+
+
+def _frames(batch_size, seed=0):
+    # Smooth colour blobs: learnable structure, unlike uniform noise.
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:64, 0:64] / 64.0
+    centres = rng.uniform(0.2, 0.8, size=(batch_size, 2, 1, 1))
+    blob = np.exp(-((ys - centres[:, 0]) ** 2 + (xs - centres[:, 1]) ** 2) * 20.0)
+    colours = rng.uniform(0, 1, size=(batch_size, 1, 1, 3))
+    return (blob[..., None] * colours * 255).astype(np.uint8)
+
+
+def test_default_architecture_shapes_without_compute():
+    config = VAEConfig()
+    vae = make_vae(config)
+    images = jax.ShapeDtypeStruct((2, 64, 64, 3), jnp.uint8)
+    params = jax.eval_shape(vae.init, jax.random.PRNGKey(0), images)
+    assert params["vae/~encode/conv2_d_3"]["w"].shape == (4, 4, 128, 256)
+    assert params["vae/~decode/conv2_d_transpose_3"]["w"].shape == (6, 6, 3, 32)
+    output = jax.eval_shape(vae.apply.forward, params, images, jax.random.PRNGKey(1))
+    assert isinstance(output, VAEOutput)
+    assert output.reconstruction.shape == (2, 64, 64, 3)
+    assert output.mean.shape == output.log_var.shape == output.latent.shape == (2, 32)
+
+
+def test_small_vae_outputs():
+    vae = make_vae(SMALL)
+    images = jnp.asarray(_frames(3))
+    params = jax.jit(vae.init, **FAST_COMPILE)(jax.random.PRNGKey(0), images)
+    output = jax.jit(vae.apply.forward)(params, images, jax.random.PRNGKey(1))
+    assert output.reconstruction.dtype == jnp.float32
+    assert output.reconstruction.shape == (3, 64, 64, 3)
+    assert float(output.reconstruction.min()) >= 0.0 and float(output.reconstruction.max()) <= 1.0
+    encode = jax.jit(vae.apply.encode)
+    mean, log_var = encode(params, images)
+    assert mean.shape == log_var.shape == (3, 8)
+    assert jax.jit(vae.apply.decode)(params, mean).shape == (3, 64, 64, 3)
+    # uint8 and pre-scaled float frames encode identically.
+    float_mean, _ = encode(params, images.astype(jnp.float32) / 255.0)
+    np.testing.assert_allclose(mean, float_mean, rtol=1e-5, atol=1e-5)
+
+
+def test_kl_below_tolerance_gives_no_kl_gradient():
+    images = jnp.zeros((2, 64, 64, 3), jnp.float32)
+
+    def loss_of(mean):
+        output = VAEOutput(jnp.zeros_like(images), mean, jnp.zeros_like(mean), mean)
+        return vae_loss(output, images, kl_tolerance=0.5).loss
+
+    small_mean = jnp.full((2, 4), 0.1)  # KL = 0.02 nats, under the 2-nat floor
+    assert float(loss_of(small_mean)) == pytest.approx(0.5 * 4)
+    assert float(jnp.abs(jax.grad(loss_of)(small_mean)).max()) == 0.0
+    assert float(jnp.abs(jax.grad(loss_of)(jnp.full((2, 4), 3.0))).max()) > 0.0
+
+
+def test_vae_loss_falls_on_fixed_batch():
+    images = jnp.asarray(_frames(8))
+    state = jax.jit(init_vae_state, static_argnums=0, **FAST_COMPILE)(SMALL, jax.random.PRNGKey(0))
+    update = jax.jit(make_vae_update(SMALL))
+    evaluate = jax.jit(make_vae_evaluate(SMALL))
+    before = float(evaluate(state.params, images, jax.random.PRNGKey(5))["loss"])
+    next_key = jax.jit(split_rng)
+    for _ in range(100):
+        state, key = next_key(state)
+        state, metrics = update(state, images, key)
+    after = float(evaluate(state.params, images, jax.random.PRNGKey(5))["loss"])
+    assert int(state.step) == 100
+    assert set(metrics) == {"loss", "reconstruction_loss", "kl_loss", "grad_norm"}
+    assert np.isfinite(after) and after < 0.5 * before
+
+
+@pytest.mark.parametrize("config", [SMALL, MDNRNNConfig(hidden_size=16), ControllerConfig(generations=3)])
+def test_configs_round_trip_through_dicts(config):
+    data = config.to_dict()
+    as_json_lists = {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
+    assert type(config).from_dict(as_json_lists) == config
+    with pytest.raises(RlcarError, match="unknown"):
+        type(config).from_dict({**data, "typo_field": 1})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.z_dim = 3
