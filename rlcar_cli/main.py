@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rlcar_cli.options import AgentName, Env, EnvName, Json, MaxSteps, Progress, RunDir, Seed, Track
+from rlcar_cli.options import AgentName, Checkpoint, Env, EnvName, Json, MaxSteps, Progress, RunDir, Seed, Track
 from rlcar_cli.output import (
     EXIT_BAD_INPUT,
     emit_json,
@@ -70,6 +70,8 @@ def eval_command(
     human: Annotated[
         Optional[Path], typer.Option("--human", help="A recorded `play --manual` run (file or run dir) to compare with.")
     ] = None,
+    run_dir: RunDir = None,
+    checkpoint: Checkpoint = "best",
     json_out: Json = False,
     progress: Progress = None,
 ) -> None:
@@ -80,7 +82,7 @@ def eval_command(
 
         recorded = load_human_run(human) if human is not None else None
         config = EvalConfig(env=env.value, agent=agent.value, episodes=episodes, seed=seed, max_steps=max_steps,
-                            num_envs=num_envs)
+                            num_envs=num_envs, run_dir=run_dir, checkpoint=checkpoint)
         with make_progress(show_progress(progress)) as bar:
             task = bar.add_task(f"eval {agent.value} on {env.value}", total=episodes, status="")
             result = evaluate(config, on_episode=lambda record: bar.advance(task))
@@ -99,7 +101,7 @@ def compare_with_human(config, recorded) -> dict:
 
     if recorded.env != config.env:
         raise RlcarError(f"the human run was recorded on {recorded.env}, not {config.env}; pass --env {recorded.env}")
-    agent = make_agent(config.agent, config.env, config.seed)
+    agent = make_agent(config.agent, config.env, config.seed, config.run_dir, config.checkpoint)
     (record,) = run_episodes(config.env, agent, [recorded.track_seed], recorded.reset_seed, config.max_steps, 1)
     return {"recorded": recorded.summary(), "agent_on_same_track": record.__dict__}
 
@@ -141,6 +143,7 @@ def play_command(
     track: Track = 0,
     seed: Seed = 0,
     run_dir: RunDir = None,
+    checkpoint: Checkpoint = "best",
     json_out: Json = False,
 ) -> None:
     """Drive a held-out track in a pygame window, or watch an agent drive. Human runs are saved for eval --human."""
@@ -153,7 +156,7 @@ def play_command(
 
         config = PlayConfig(env=env.value, manual=manual, agent=agent.value if agent else None, headless=headless,
                             max_steps=max_steps, episodes=episodes, track=track, seed=seed,
-                            run_dir=run_dir or Path("runs/play"))
+                            run_dir=run_dir or Path("runs/play"), checkpoint=checkpoint)
         console = stderr_console()
 
         def report(summary: dict) -> None:
@@ -175,6 +178,8 @@ def export_video_command(
     track: Track = 0,
     seed: Seed = 0,
     fps: Annotated[int, typer.Option("--fps", min=0, help="Frames per second (0: the env's own rate).")] = 0,
+    run_dir: RunDir = None,
+    checkpoint: Checkpoint = "best",
     json_out: Json = False,
     progress: Progress = None,
 ) -> None:
@@ -183,7 +188,7 @@ def export_video_command(
         from rlcar_core.export import ExportConfig, export_video
 
         config = ExportConfig(output=output, env=env.value, agent=agent.value, max_steps=max_steps, track=track,
-                              seed=seed, fps=fps)
+                              seed=seed, fps=fps, run_dir=run_dir, checkpoint=checkpoint)
         config.validate()
         with make_progress(show_progress(progress)) as bar:
             task = bar.add_task(f"export {agent.value}", total=max_steps, status=str(output))

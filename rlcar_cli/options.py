@@ -30,3 +30,6 @@ Progress = Annotated[
 ]
 MaxSteps = Annotated[int, typer.Option("--max-steps", min=1, help="Steps per episode at most.")]
 Track = Annotated[int, typer.Option("--track", min=0, help="Held-out evaluation track number to drive on.")]
+Checkpoint = Annotated[
+    str, typer.Option("--checkpoint", help="Learned agents: checkpoint in --run-dir: best, latest, epN, or a path.")
+]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +27,8 @@ class EvalConfig:
     seed: int = 0
     max_steps: int = 1000
     num_envs: int = 16
+    run_dir: Path | None = None  # learned agents: the run whose checkpoint drives
+    checkpoint: str = "best"
 
     def validate(self) -> None:
         if self.episodes < 1:
@@ -107,8 +110,8 @@ def run_episodes(
                 lap |= running & info["lap_complete"].astype(bool)
                 crashed |= running & info["crashed"].astype(bool)
                 finished = running & (terminated | truncated)
-                for i in np.flatnonzero(finished)[: len(tracks) - first]:
-                    if i < len(tracks) - first:
+                for i in np.flatnonzero(finished):
+                    if i < len(tracks) - first:  # padded cars of the last wave are not recorded
                         record = EpisodeRecord(
                             wave_tracks[i], float(returns[i]), float(progress[i]), bool(lap[i]), bool(crashed[i]), int(steps[i])
                         )
@@ -132,7 +135,7 @@ def evaluate(config: EvalConfig, agent: Agent | None = None, on_episode=None) ->
     """Evaluate ``config.agent`` (or a given ``agent``) on held-out tracks; returns a JSON-ready summary."""
     config.validate()
     check_env_request(config.env, "pixels" if config.env == "carracing" else "sensors")
-    agent = agent or make_agent(config.agent, config.env, config.seed)
+    agent = agent or make_agent(config.agent, config.env, config.seed, config.run_dir, config.checkpoint)
     tracks = evaluation_tracks(config.env, config.episodes)
     start = time.perf_counter()
     records = run_episodes(config.env, agent, tracks, config.seed, config.max_steps, config.num_envs, on_episode)
@@ -140,6 +143,7 @@ def evaluate(config: EvalConfig, agent: Agent | None = None, on_episode=None) ->
         "env": config.env,
         "agent": config.agent,
         "seed": config.seed,
+        "checkpoint": config.checkpoint if config.run_dir is not None else None,
         **summarise(records, config.env),
         "wall_seconds": time.perf_counter() - start,
         "per_episode": [dataclasses.asdict(r) for r in records],

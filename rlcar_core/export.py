@@ -24,6 +24,8 @@ class ExportConfig:
     track: int = 0
     seed: int = 0
     fps: int = 0  # 0: the env's own rate (10 for RLCar, 50 for CarRacing-v3)
+    run_dir: Path | None = None  # learned agents: the run whose checkpoint drives
+    checkpoint: str = "best"
 
     def validate(self) -> None:
         if self.max_steps < 1:
@@ -35,7 +37,7 @@ class ExportConfig:
 
 def export_video(config: ExportConfig, agent: Agent | None = None, on_frame: Callable[[int], None] | None = None) -> dict:
     config.validate()
-    agent = agent or make_agent(config.agent, config.env, config.seed)
+    agent = agent or make_agent(config.agent, config.env, config.seed, config.run_dir, config.checkpoint)
     session = DrivingSession(config.env, agent.obs_kind, config.track, config.max_steps, config.seed)
     result: dict = {}
 

@@ -26,7 +26,8 @@ class PlayConfig:
     episodes: int = 1  # in a window, play goes on until Esc; headless it stops after this many
     track: int = 0
     seed: int = 0
-    run_dir: Path = Path("runs/play")
+    run_dir: Path = Path("runs/play")  # human runs are saved here; learned agents load from here too
+    checkpoint: str = "best"
 
     def validate(self) -> None:
         if self.max_steps < 1:
@@ -38,7 +39,7 @@ class PlayConfig:
 def play(config: PlayConfig, on_episode: Callable[[dict], None] | None = None) -> dict:
     """Run the interactive loop (or its headless equivalent); returns every episode's summary."""
     config.validate()
-    agent = make_agent(config.agent, config.env, config.seed) if config.agent else None
+    agent = make_agent(config.agent, config.env, config.seed, config.run_dir, config.checkpoint) if config.agent else None
     manual = config.manual or agent is None
     session = DrivingSession(config.env, agent.obs_kind if agent else "sensors", config.track, config.max_steps, config.seed)
     window = None
@@ -49,6 +50,8 @@ def play(config: PlayConfig, on_episode: Callable[[dict], None] | None = None) -
     episodes: list[dict] = []
     try:
         obs = session.reset()
+        if agent is not None:
+            agent.reset(1)
         actions: list[np.ndarray] = []
         manual_steps = 0
         quit_requested = False
@@ -60,6 +63,8 @@ def play(config: PlayConfig, on_episode: Callable[[dict], None] | None = None) -
                     manual = not manual
                 if controls.reset:
                     obs, actions, manual_steps = session.reset(), [], 0
+                    if agent is not None:
+                        agent.reset(1)
                     continue
             if manual:
                 action = controls.action if controls is not None else np.zeros(3, np.float32)
@@ -80,6 +85,8 @@ def play(config: PlayConfig, on_episode: Callable[[dict], None] | None = None) -
                 if window is None and len(episodes) >= config.episodes:
                     break
                 obs, actions, manual_steps = session.reset(), [], 0
+                if agent is not None:
+                    agent.reset(1)
     except KeyboardInterrupt:
         pass  # Ctrl-C ends play like Esc: whatever was finished is already saved
     finally:
