@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from rlcar_cli.options import AgentName, Checkpoint, Env, EnvName, Json, MaxSteps, Progress, RunDir, Seed, Track
+from rlcar_cli.options import (
+    AgentName,
+    Checkpoint,
+    Env,
+    EnvName,
+    Json,
+    MaxSteps,
+    Progress,
+    RunDir,
+    Seed,
+    Track,
+)
 from rlcar_cli.output import (
     EXIT_BAD_INPUT,
     emit_json,
@@ -31,7 +42,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-AgentOption = Annotated[AgentName, typer.Option("--agent", help="Who drives: heuristic, random, worldmodel or dreamer.")]
+AgentOption = Annotated[
+    AgentName, typer.Option("--agent", help="Who drives: heuristic, random, worldmodel or dreamer.")
+]
 
 # Commands whose implementation arrives with a later stage of the project: they are listed so the whole
 # workflow is visible in --help, and say clearly that they are not there yet.
@@ -39,7 +52,10 @@ PLANNED = {
     "collect": ("Collect rollouts into RUN_DIR/data (World Models pipeline).", "the World Models pipeline"),
     "train-vae": ("Train the ConvVAE on collected frames.", "the World Models pipeline"),
     "train-rnn": ("Train the MDN-RNN on VAE-encoded sequences.", "the World Models pipeline"),
-    "train-controller": ("Train the linear controller with CMA-ES, in the env or in the dream.", "the World Models pipeline"),
+    "train-controller": (
+        "Train the linear controller with CMA-ES, in the env or in the dream.",
+        "the World Models pipeline",
+    ),
     "train-dreamer": ("Train a DreamerV3 agent.", "the DreamerV3 agent"),
     "dream": ("Show what a world model imagines next to what really happens.", "the world models"),
 }
@@ -63,12 +79,15 @@ for _name, (_help, _stage) in PLANNED.items():
 def eval_command(
     env: Env = EnvName.rlcar,
     agent: AgentOption = AgentName.heuristic,
-    episodes: Annotated[int, typer.Option("--episodes", min=1, help="Episodes, one per held-out track.")] = 10,
+    episodes: Annotated[
+        int, typer.Option("--episodes", min=1, help="Episodes, one per held-out track.")
+    ] = 10,
     seed: Seed = 0,
     max_steps: MaxSteps = 1000,
     num_envs: Annotated[int, typer.Option("--num-envs", min=1, help="Episodes run side by side.")] = 16,
     human: Annotated[
-        Optional[Path], typer.Option("--human", help="A recorded `play --manual` run (file or run dir) to compare with.")
+        Path | None,
+        typer.Option("--human", help="A recorded `play --manual` run (file or run dir) to compare with."),
     ] = None,
     run_dir: RunDir = None,
     checkpoint: Checkpoint = "best",
@@ -81,8 +100,16 @@ def eval_command(
         from rlcar_core.human import load_human_run
 
         recorded = load_human_run(human) if human is not None else None
-        config = EvalConfig(env=env.value, agent=agent.value, episodes=episodes, seed=seed, max_steps=max_steps,
-                            num_envs=num_envs, run_dir=run_dir, checkpoint=checkpoint)
+        config = EvalConfig(
+            env=env.value,
+            agent=agent.value,
+            episodes=episodes,
+            seed=seed,
+            max_steps=max_steps,
+            num_envs=num_envs,
+            run_dir=run_dir,
+            checkpoint=checkpoint,
+        )
         with make_progress(show_progress(progress)) as bar:
             task = bar.add_task(f"eval {agent.value} on {env.value}", total=episodes, status="")
             result = evaluate(config, on_episode=lambda record: bar.advance(task))
@@ -100,16 +127,22 @@ def compare_with_human(config, recorded) -> dict:
     from rlcar_core.evaluate import run_episodes
 
     if recorded.env != config.env:
-        raise RlcarError(f"the human run was recorded on {recorded.env}, not {config.env}; pass --env {recorded.env}")
+        raise RlcarError(
+            f"the human run was recorded on {recorded.env}, not {config.env}; pass --env {recorded.env}"
+        )
     agent = make_agent(config.agent, config.env, config.seed, config.run_dir, config.checkpoint)
-    (record,) = run_episodes(config.env, agent, [recorded.track_seed], recorded.reset_seed, config.max_steps, 1)
+    (record,) = run_episodes(
+        config.env, agent, [recorded.track_seed], recorded.reset_seed, config.max_steps, 1
+    )
     return {"recorded": recorded.summary(), "agent_on_same_track": record.__dict__}
 
 
 def print_eval_table(result: dict) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{result['agent']} on {result['env']} held-out tracks ({result['episodes']} episodes)")
+    table = Table(
+        title=f"{result['agent']} on {result['env']} held-out tracks ({result['episodes']} episodes)"
+    )
     table.add_column("driver")
     for column in ("return", "progress", "laps", "crashes", "lap time"):
         table.add_column(column, justify="right")
@@ -123,20 +156,32 @@ def print_eval_table(result: dict) -> None:
         f"{lap_time:.1f} s" if lap_time is not None else "-",
     )
     if "human" in result:
-        for label, run in (("human (recorded)", result["human"]["recorded"]),
-                           (f"{result['agent']} on that track", result["human"]["agent_on_same_track"])):
+        for label, run in (
+            ("human (recorded)", result["human"]["recorded"]),
+            (f"{result['agent']} on that track", result["human"]["agent_on_same_track"]),
+        ):
             table.add_row(
-                label, f"{run['episode_return']:.1f}", f"{run['progress']:.3f}", "yes" if run["lap_complete"] else "no",
-                "yes" if run["crashed"] else "no", f"{run['steps'] * (0.1 if result['env'] == 'rlcar' else 0.02):.1f} s",
+                label,
+                f"{run['episode_return']:.1f}",
+                f"{run['progress']:.3f}",
+                "yes" if run["lap_complete"] else "no",
+                "yes" if run["crashed"] else "no",
+                f"{run['steps'] * (0.1 if result['env'] == 'rlcar' else 0.02):.1f} s",
             )
     stderr_console().print(table)
 
 
 @app.command("play")
 def play_command(
-    manual: Annotated[bool, typer.Option("--manual", help="Drive yourself (arrows/WASD); T hands over to --agent.")] = False,
-    agent: Annotated[Optional[AgentName], typer.Option("--agent", help="Agent that drives (T toggles manual).")] = None,
-    headless: Annotated[bool, typer.Option("--headless", help="No window (for CI): the agent, or nobody, drives.")] = False,
+    manual: Annotated[
+        bool, typer.Option("--manual", help="Drive yourself (arrows/WASD); T hands over to --agent.")
+    ] = False,
+    agent: Annotated[
+        AgentName | None, typer.Option("--agent", help="Agent that drives (T toggles manual).")
+    ] = None,
+    headless: Annotated[
+        bool, typer.Option("--headless", help="No window (for CI): the agent, or nobody, drives.")
+    ] = False,
     env: Env = EnvName.rlcar,
     max_steps: MaxSteps = 1000,
     episodes: Annotated[int, typer.Option("--episodes", min=1, help="Episodes to run when --headless.")] = 1,
@@ -154,15 +199,26 @@ def play_command(
             os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         from rlcar_core.play import PlayConfig, play
 
-        config = PlayConfig(env=env.value, manual=manual, agent=agent.value if agent else None, headless=headless,
-                            max_steps=max_steps, episodes=episodes, track=track, seed=seed,
-                            run_dir=run_dir or Path("runs/play"), checkpoint=checkpoint)
+        config = PlayConfig(
+            env=env.value,
+            manual=manual,
+            agent=agent.value if agent else None,
+            headless=headless,
+            max_steps=max_steps,
+            episodes=episodes,
+            track=track,
+            seed=seed,
+            run_dir=run_dir or Path("runs/play"),
+            checkpoint=checkpoint,
+        )
         console = stderr_console()
 
         def report(summary: dict) -> None:
             saved = f", saved {summary['saved']}" if "saved" in summary else ""
-            console.print(f"episode: return {summary['episode_return']:.1f}, progress {summary['progress']:.3f}, "
-                          f"{summary['steps']} steps{saved}")
+            console.print(
+                f"episode: return {summary['episode_return']:.1f}, progress {summary['progress']:.3f}, "
+                f"{summary['steps']} steps{saved}"
+            )
 
         result = play(config, on_episode=None if json_out else report)
     if json_out:
@@ -187,8 +243,17 @@ def export_video_command(
     with user_errors():
         from rlcar_core.export import ExportConfig, export_video
 
-        config = ExportConfig(output=output, env=env.value, agent=agent.value, max_steps=max_steps, track=track,
-                              seed=seed, fps=fps, run_dir=run_dir, checkpoint=checkpoint)
+        config = ExportConfig(
+            output=output,
+            env=env.value,
+            agent=agent.value,
+            max_steps=max_steps,
+            track=track,
+            seed=seed,
+            fps=fps,
+            run_dir=run_dir,
+            checkpoint=checkpoint,
+        )
         config.validate()
         with make_progress(show_progress(progress)) as bar:
             task = bar.add_task(f"export {agent.value}", total=max_steps, status=str(output))

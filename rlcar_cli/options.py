@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,15 +21,27 @@ class AgentName(str, Enum):
     dreamer = "dreamer"
 
 
-Env = Annotated[EnvName, typer.Option("--env", help="Environment: rlcar (the JAX simulator) or carracing (CarRacing-v3).")]
-Seed = Annotated[int, typer.Option("--seed", min=0, help="Seed for every random choice; same seed, same result.")]
-RunDir = Annotated[Optional[Path], typer.Option("--run-dir", help="Run directory (config, metrics, data, checkpoints).")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else there.")]
+Env = Annotated[
+    EnvName, typer.Option("--env", help="Environment: rlcar (the JAX simulator) or carracing (CarRacing-v3).")
+]
+Seed = Annotated[
+    int, typer.Option("--seed", min=0, help="Seed for every random choice; same seed, same result.")
+]
+RunDir = Annotated[
+    Path | None, typer.Option("--run-dir", help="Run directory (config, metrics, data, checkpoints).")
+]
+Json = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else there.")
+]
 Progress = Annotated[
-    Optional[bool], typer.Option("--progress/--no-progress", help="Force progress bars on or off (default: on a terminal).")
+    bool | None,
+    typer.Option("--progress/--no-progress", help="Force progress bars on or off (default: on a terminal)."),
 ]
 MaxSteps = Annotated[int, typer.Option("--max-steps", min=1, help="Steps per episode at most.")]
 Track = Annotated[int, typer.Option("--track", min=0, help="Held-out evaluation track number to drive on.")]
 Checkpoint = Annotated[
-    str, typer.Option("--checkpoint", help="Learned agents: checkpoint in --run-dir: best, latest, epN, or a path.")
+    str,
+    typer.Option(
+        "--checkpoint", help="Learned agents: checkpoint in --run-dir: best, latest, epN, or a path."
+    ),
 ]

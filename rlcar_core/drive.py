@@ -22,7 +22,9 @@ def track_seed_for(env_name: str, track: int) -> int:
 
 
 class DrivingSession:
-    def __init__(self, env_name: str, obs_kind: str, track: int, max_steps: int, seed: int, render: bool = True):
+    def __init__(
+        self, env_name: str, obs_kind: str, track: int, max_steps: int, seed: int, render: bool = True
+    ):
         check_env_request(env_name, "pixels" if env_name == "carracing" else obs_kind)
         self.env_name = env_name
         self.track_seed = track_seed_for(env_name, track)
@@ -32,7 +34,9 @@ class DrivingSession:
             self.env = make_env("rlcar", obs=obs_kind, track_seeds=[self.track_seed], max_steps=max_steps)
             self.renderer = None
         else:
-            self.env = make_env("carracing", obs="pixels", max_steps=max_steps, render_mode="rgb_array" if render else None)
+            self.env = make_env(
+                "carracing", obs="pixels", max_steps=max_steps, render_mode="rgb_array" if render else None
+            )
         self.episode_return = 0.0
         self.steps = 0
         self.info: dict[str, Any] = {}

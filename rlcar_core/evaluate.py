@@ -83,7 +83,9 @@ def run_episodes(
     num_envs = min(num_envs, len(tracks))
     if env_name == "rlcar":
         unique = sorted(set(tracks))
-        env = make_env("rlcar", obs=agent.obs_kind, num_envs=num_envs, track_seeds=unique, max_steps=max_steps)
+        env = make_env(
+            "rlcar", obs=agent.obs_kind, num_envs=num_envs, track_seeds=unique, max_steps=max_steps
+        )
     else:
         env = make_env("carracing", obs="pixels", num_envs=num_envs, max_steps=max_steps)
     records: list[EpisodeRecord] = []
@@ -92,7 +94,9 @@ def run_episodes(
             wave_tracks = tracks[first : first + num_envs]
             wave_tracks = wave_tracks + [wave_tracks[-1]] * (num_envs - len(wave_tracks))  # pad the last wave
             if env_name == "rlcar":
-                obs, _ = env.reset(seed=seed + wave, options={"track_id": [unique.index(t) for t in wave_tracks]})
+                obs, _ = env.reset(
+                    seed=seed + wave, options={"track_id": [unique.index(t) for t in wave_tracks]}
+                )
             else:
                 obs, _ = env.reset(seed=wave_tracks)
             agent.reset(num_envs)
@@ -113,7 +117,12 @@ def run_episodes(
                 for i in np.flatnonzero(finished):
                     if i < len(tracks) - first:  # padded cars of the last wave are not recorded
                         record = EpisodeRecord(
-                            wave_tracks[i], float(returns[i]), float(progress[i]), bool(lap[i]), bool(crashed[i]), int(steps[i])
+                            wave_tracks[i],
+                            float(returns[i]),
+                            float(progress[i]),
+                            bool(lap[i]),
+                            bool(crashed[i]),
+                            int(steps[i]),
                         )
                         records.append(record)
                         if on_episode is not None:
@@ -138,7 +147,9 @@ def evaluate(config: EvalConfig, agent: Agent | None = None, on_episode=None) ->
     agent = agent or make_agent(config.agent, config.env, config.seed, config.run_dir, config.checkpoint)
     tracks = evaluation_tracks(config.env, config.episodes)
     start = time.perf_counter()
-    records = run_episodes(config.env, agent, tracks, config.seed, config.max_steps, config.num_envs, on_episode)
+    records = run_episodes(
+        config.env, agent, tracks, config.seed, config.max_steps, config.num_envs, on_episode
+    )
     return {
         "env": config.env,
         "agent": config.agent,

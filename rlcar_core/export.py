@@ -35,7 +35,9 @@ class ExportConfig:
         check_video_path(self.output)
 
 
-def export_video(config: ExportConfig, agent: Agent | None = None, on_frame: Callable[[int], None] | None = None) -> dict:
+def export_video(
+    config: ExportConfig, agent: Agent | None = None, on_frame: Callable[[int], None] | None = None
+) -> dict:
     config.validate()
     agent = agent or make_agent(config.agent, config.env, config.seed, config.run_dir, config.checkpoint)
     session = DrivingSession(config.env, agent.obs_kind, config.track, config.max_steps, config.seed)
@@ -67,5 +69,12 @@ def export_video(config: ExportConfig, agent: Agent | None = None, on_frame: Cal
         count = write_video(frames(), config.output, fps=fps)
     finally:
         session.close()
-    return {"path": str(config.output), "frames": count, "fps": fps, "env": config.env, "agent": agent.name,
-            "track_seed": session.track_seed, **result}
+    return {
+        "path": str(config.output),
+        "frames": count,
+        "fps": fps,
+        "env": config.env,
+        "agent": agent.name,
+        "track_seed": session.track_seed,
+        **result,
+    }

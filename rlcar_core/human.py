@@ -43,7 +43,9 @@ def save_human_run(run_dir: str | os.PathLike, run: HumanRun) -> Path:
     run.created = run.created or time.strftime("%Y%m%d-%H%M%S")
     path = unused_path(directory / f"{run.created}-{run.env}-track{run.track_seed}.npz")
     with atomic_path(path) as temp:
-        np.savez_compressed(temp, actions=np.asarray(run.actions, np.float32), meta=np.array(json.dumps(run.summary())))
+        np.savez_compressed(
+            temp, actions=np.asarray(run.actions, np.float32), meta=np.array(json.dumps(run.summary()))
+        )
     return path
 
 
@@ -51,10 +53,16 @@ def load_human_run(path: str | os.PathLike) -> HumanRun:
     """A recording file, or the newest recording of a run directory."""
     path = Path(path)
     if path.is_dir():
-        recordings = sorted((path / HUMAN_DIR).glob("*.npz")) if (path / HUMAN_DIR).is_dir() else sorted(path.glob("*.npz"))
+        recordings = (
+            sorted((path / HUMAN_DIR).glob("*.npz"))
+            if (path / HUMAN_DIR).is_dir()
+            else sorted(path.glob("*.npz"))
+        )
         recordings = [p for p in recordings if not p.name.startswith(".")]
         if not recordings:
-            raise RlcarError(f"no recorded human run in {path}: record one with `rlcar play --manual --run-dir {path}`")
+            raise RlcarError(
+                f"no recorded human run in {path}: record one with `rlcar play --manual --run-dir {path}`"
+            )
         path = recordings[-1]
     if not path.is_file():
         raise RlcarError(f"no recorded human run at {path}")

@@ -39,9 +39,15 @@ class PlayConfig:
 def play(config: PlayConfig, on_episode: Callable[[dict], None] | None = None) -> dict:
     """Run the interactive loop (or its headless equivalent); returns every episode's summary."""
     config.validate()
-    agent = make_agent(config.agent, config.env, config.seed, config.run_dir, config.checkpoint) if config.agent else None
+    agent = (
+        make_agent(config.agent, config.env, config.seed, config.run_dir, config.checkpoint)
+        if config.agent
+        else None
+    )
     manual = config.manual or agent is None
-    session = DrivingSession(config.env, agent.obs_kind if agent else "sensors", config.track, config.max_steps, config.seed)
+    session = DrivingSession(
+        config.env, agent.obs_kind if agent else "sensors", config.track, config.max_steps, config.seed
+    )
     window = None
     if not config.headless:
         from rlcar_core.render.window import Window
@@ -70,7 +76,9 @@ def play(config: PlayConfig, on_episode: Callable[[dict], None] | None = None) -
                 action = controls.action if controls is not None else np.zeros(3, np.float32)
                 manual_steps += 1
             else:
-                agent_obs = {k: v[None] for k, v in obs.items()} if isinstance(obs, dict) else np.asarray(obs)[None]
+                agent_obs = (
+                    {k: v[None] for k, v in obs.items()} if isinstance(obs, dict) else np.asarray(obs)[None]
+                )
                 action = agent.act(agent_obs)[0]
             actions.append(np.asarray(action, np.float32))
             obs, _, terminated, truncated, info = session.step(action)
@@ -96,7 +104,9 @@ def play(config: PlayConfig, on_episode: Callable[[dict], None] | None = None) -
     return {"env": config.env, "track_seed": session.track_seed, "episodes": episodes}
 
 
-def _finish_episode(config: PlayConfig, session: DrivingSession, info: dict, actions, manual_steps: int) -> dict:
+def _finish_episode(
+    config: PlayConfig, session: DrivingSession, info: dict, actions, manual_steps: int
+) -> dict:
     summary = {
         "episode_return": session.episode_return,
         "progress": float(info.get("progress", 0.0)),

@@ -36,11 +36,15 @@ def make_agent(
         except ModuleNotFoundError as error:
             if error.name != module_name:
                 raise
-            raise RlcarError(f"the {name!r} agent is not available yet: it arrives with its training command") from None
+            raise RlcarError(
+                f"the {name!r} agent is not available yet: it arrives with its training command"
+            ) from None
         return getattr(module, loader_name)(Path(run_dir), checkpoint, env_name, seed)
     if name == "heuristic":
         if env_name != "rlcar":
-            raise RlcarError("the heuristic agent reads RLCar's ray sensors; CarRacing-v3 has none (use --agent random)")
+            raise RlcarError(
+                "the heuristic agent reads RLCar's ray sensors; CarRacing-v3 has none (use --agent random)"
+            )
         from rlcar_core.agents.builtin import HeuristicAgent
 
         return HeuristicAgent()

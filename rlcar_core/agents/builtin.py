@@ -27,15 +27,15 @@ class RandomAgent:
         return self._rng.uniform(ACTION_LOW, ACTION_HIGH, size=(batch, 3)).astype(np.float32)
 
 
+_heuristic_batch = jax.jit(jax.vmap(heuristic_action))
+
+
 class HeuristicAgent:
     name = "heuristic"
     obs_kind = "sensors"
-
-    def __init__(self):
-        self._policy = jax.jit(jax.vmap(heuristic_action))
 
     def reset(self, num_envs: int) -> None:
         del num_envs
 
     def act(self, obs) -> np.ndarray:
-        return np.asarray(self._policy(np.asarray(select_obs(obs, self.obs_kind), np.float32)))
+        return np.asarray(_heuristic_batch(np.asarray(select_obs(obs, self.obs_kind), np.float32)))

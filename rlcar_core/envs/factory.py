@@ -43,7 +43,9 @@ def make_env(
 
         if num_envs is None:
             return make_carracing(render_mode, max_steps)
-        return gym.vector.SyncVectorEnv([lambda: make_carracing(render_mode, max_steps) for _ in range(num_envs)])
+        return gym.vector.SyncVectorEnv(
+            [lambda: make_carracing(render_mode, max_steps) for _ in range(num_envs)]
+        )
 
     from rlcar_core.envs.registration import ENV_ID
 

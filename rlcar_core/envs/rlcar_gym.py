@@ -16,6 +16,12 @@ from rlcar_core.sim.env import RLCar
 RENDER_FPS = 10  # one simulator step is 0.1 s
 
 
+# Module-level, with the (hashable) simulator static: every env with the same observation kind and bank
+# shapes reuses one compilation instead of compiling its own.
+_reset = jax.jit(RLCar.reset, static_argnums=0)
+_step = jax.jit(RLCar.step, static_argnums=0)
+
+
 def _seed_from(rng: np.random.Generator) -> int:
     return int(rng.integers(0, 2**31 - 1))
 
@@ -40,15 +46,17 @@ class RLCarGymEnv(gym.Env):
         max_steps: int = 1000,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}"
+            )
         self.sim = RLCar(obs)
-        self.params = self.sim.default_params(make_track_bank(tracks, num_tracks, track_seeds), max_steps=max_steps)
+        self.params = self.sim.default_params(
+            make_track_bank(tracks, num_tracks, track_seeds), max_steps=max_steps
+        )
         num_rays = int(self.params.ray_angles.shape[0])
         self.observation_space = observation_space(obs, num_rays)
         self.action_space = action_space()
         self.render_mode = render_mode
-        self._reset_fn = jax.jit(self.sim.reset)
-        self._step_fn = jax.jit(self.sim.step)
         self._key: jax.Array | None = None
         self.state = None
         self._renderer = None
@@ -59,7 +67,7 @@ class RLCarGymEnv(gym.Env):
             self._key = jax.random.PRNGKey(_seed_from(self.np_random) if seed is None else seed)
         self._key, reset_key = jax.random.split(self._key)
         track_id = (options or {}).get("track_id", -1)
-        obs, self.state = self._reset_fn(reset_key, self.params, track_id)
+        obs, self.state = _reset(self.sim, reset_key, self.params, track_id)
         info = info_to_numpy(self.sim.info(self.state))
         if self.render_mode == "human":
             self.render()
@@ -69,8 +77,8 @@ class RLCarGymEnv(gym.Env):
         if self.state is None:
             raise RuntimeError("call reset() before step()")
         self._key, step_key = jax.random.split(self._key)
-        obs, self.state, reward, terminated, truncated, info = self._step_fn(
-            step_key, self.state, np.asarray(action, np.float32), self.params
+        obs, self.state, reward, terminated, truncated, info = _step(
+            self.sim, step_key, self.state, np.asarray(action, np.float32), self.params
         )
         obs, reward, terminated, truncated, info = jax.device_get((obs, reward, terminated, truncated, info))
         if self.render_mode == "human":
@@ -84,7 +92,8 @@ class RLCarGymEnv(gym.Env):
             from rlcar_core.render.topdown import TopDownRenderer
 
             self._renderer = TopDownRenderer(self.params, window=self.render_mode == "human", fps=RENDER_FPS)
-        return self._renderer.draw(self.sim, self.state)
+        frame = self._renderer.draw(self.sim, self.state)
+        return frame if self.render_mode == "rgb_array" else None
 
     def close(self):
         if self._renderer is not None:

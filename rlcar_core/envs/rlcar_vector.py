@@ -25,6 +25,19 @@ def _with_masks(info: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {**info, **masks}
 
 
+@partial(jax.jit, static_argnums=0)
+def _reset_batch(sim: RLCar, keys, track_ids, params):
+    return jax.vmap(sim.reset, in_axes=(0, None, 0))(keys, params, track_ids)
+
+
+@partial(jax.jit, static_argnums=0)
+def _step_batch(sim: RLCar, key, state, actions, params):
+    key, step_key = jax.random.split(key)
+    keys = jax.random.split(step_key, actions.shape[0])
+    out = jax.vmap(sim.step_autoreset, in_axes=(0, 0, 0, None))(keys, state, actions, params)
+    return (key, *out)
+
+
 class RLCarVectorEnv(VectorEnv):
     """Gymnasium 1.x vector env with next-step autoreset, backed by ``RLCar.step_autoreset`` under vmap."""
 
@@ -46,7 +59,9 @@ class RLCarVectorEnv(VectorEnv):
             raise RlcarError("the RLCar vector env does not render; use gymnasium.make for a rendered env")
         self.num_envs = num_envs
         self.sim = RLCar(obs)
-        self.params = self.sim.default_params(make_track_bank(tracks, num_tracks, track_seeds), max_steps=max_steps)
+        self.params = self.sim.default_params(
+            make_track_bank(tracks, num_tracks, track_seeds), max_steps=max_steps
+        )
         num_rays = int(self.params.ray_angles.shape[0])
         self.single_observation_space = observation_space(obs, num_rays)
         self.single_action_space = action_space()
@@ -56,20 +71,6 @@ class RLCarVectorEnv(VectorEnv):
         self._key: jax.Array | None = None
         self.state = None
 
-    @partial(jax.jit, static_argnums=0)
-    def _reset_batch(self, keys, track_ids, params):
-        return jax.vmap(self.sim.reset, in_axes=(0, None, 0))(keys, params, track_ids)
-
-    @partial(jax.jit, static_argnums=0)
-    def _step_batch(self, key, state, actions, params):
-        key, step_key = jax.random.split(key)
-        keys = jax.random.split(step_key, self.num_envs)
-        out = jax.vmap(self.sim.step_autoreset, in_axes=(0, 0, 0, None))(keys, state, actions, params)
-        return (key, *out)
-
-    def __hash__(self) -> int:  # jit's static self: one compiled step per env object
-        return id(self)
-
     def reset(self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None):
         if isinstance(seed, Sequence):
             if len(seed) != self.num_envs:
@@ -78,12 +79,14 @@ class RLCarVectorEnv(VectorEnv):
             self._key = jax.random.fold_in(keys[0], len(seed))
         else:
             if seed is not None or self._key is None:
-                self._key = jax.random.PRNGKey(np.random.SeedSequence(seed).generate_state(1)[0] if seed is None else seed)
+                self._key = jax.random.PRNGKey(
+                    np.random.SeedSequence(seed).generate_state(1)[0] if seed is None else seed
+                )
             self._key, reset_key = jax.random.split(self._key)
             keys = jax.random.split(reset_key, self.num_envs)
         track_ids = np.asarray((options or {}).get("track_id", -1), np.int32)
         track_ids = np.broadcast_to(track_ids, (self.num_envs,))
-        obs, self.state = self._reset_batch(keys, jnp.asarray(track_ids), self.params)
+        obs, self.state = _reset_batch(self.sim, keys, jnp.asarray(track_ids), self.params)
         info = jax.device_get(jax.vmap(self.sim.info)(self.state))
         return jax.device_get(obs), _with_masks({k: np.asarray(v) for k, v in info.items()})
 
@@ -91,8 +94,8 @@ class RLCarVectorEnv(VectorEnv):
         if self.state is None:
             raise RuntimeError("call reset() before step()")
         actions = jnp.asarray(np.asarray(actions, np.float32).reshape(self.num_envs, -1))
-        self._key, obs, self.state, reward, terminated, truncated, info = self._step_batch(
-            self._key, self.state, actions, self.params
+        self._key, obs, self.state, reward, terminated, truncated, info = _step_batch(
+            self.sim, self._key, self.state, actions, self.params
         )
         obs, reward, terminated, truncated, info = jax.device_get((obs, reward, terminated, truncated, info))
         info = _with_masks({k: np.asarray(v) for k, v in info.items()})

@@ -18,6 +18,8 @@ from rlcar_core.sim.params import EnvParams
 FRAME_SIZE = 640
 INSET_SCALE = 2
 CAR_LENGTH, CAR_WIDTH = 4.0, 2.0
+_sensors = jax.jit(RLCar.sensors)
+_pixels = jax.jit(RLCar.pixels)
 
 
 class TopDownRenderer:
@@ -33,8 +35,6 @@ class TopDownRenderer:
 
             self.window = Window((size, size), fps=fps)
         self._backgrounds: dict[int, object] = {}
-        self._sensors = jax.jit(RLCar.sensors)
-        self._pixels = jax.jit(RLCar.pixels)
         self._half = float(params.bank.world_half_size)
 
     def _background(self, track_id: int):
@@ -46,7 +46,9 @@ class TopDownRenderer:
 
     def to_screen(self, points: np.ndarray) -> np.ndarray:
         scale = self.size / (2 * self._half)
-        return np.stack([(points[..., 0] + self._half) * scale, self.size - (points[..., 1] + self._half) * scale], -1)
+        return np.stack(
+            [(points[..., 0] + self._half) * scale, self.size - (points[..., 1] + self._half) * scale], -1
+        )
 
     def draw(self, sim: RLCar, state: EnvState, hud: dict[str, str] | None = None) -> np.ndarray:
         """Render ``state``; ``hud`` lines default to speed, progress and lap time."""
@@ -56,7 +58,7 @@ class TopDownRenderer:
         car = jax.device_get(state.car)
         position, heading = np.asarray(car.position), float(car.heading)
 
-        sensors = np.asarray(self._sensors(state, self.params))
+        sensors = np.asarray(_sensors(state, self.params))
         angles = np.asarray(self.params.ray_angles)
         rays = sensors[: len(angles)] * float(self.params.ray_range)
         ends = position + rays[:, None] * np.stack([np.cos(heading + angles), np.sin(heading + angles)], -1)
@@ -73,7 +75,7 @@ class TopDownRenderer:
         pg.draw.polygon(surface, (210, 30, 30), outline)
         pg.draw.polygon(surface, (20, 20, 20), outline, 1)
 
-        camera = np.asarray(self._pixels(state, self.params))
+        camera = np.asarray(_pixels(state, self.params))
         inset = pg.transform.scale(surface_from_array(camera), (64 * INSET_SCALE,) * 2)
         inset_pos = (self.size - 64 * INSET_SCALE - 8, 8)
         surface.blit(inset, inset_pos)

@@ -104,7 +104,9 @@ def _rasterise(centreline, half_width, obstacles, obstacle_radii, pixel_centres,
     """Rasterise one track onto the map grid."""
     index = _nearest_centreline_index(pixel_centres, centreline)
     centre_dist = _segment_projection(pixel_centres, centreline, index)
-    to_obstacle = jnp.linalg.norm(pixel_centres[:, :, None, :] - obstacles[None, None], axis=-1) - obstacle_radii
+    to_obstacle = (
+        jnp.linalg.norm(pixel_centres[:, :, None, :] - obstacles[None, None], axis=-1) - obstacle_radii
+    )
     obstacle_dist = jnp.min(to_obstacle, axis=-1, initial=jnp.inf)
     border_dist = half_size - jnp.max(jnp.abs(pixel_centres), axis=-1)
     free_space = jnp.minimum(jnp.minimum(half_width - centre_dist, obstacle_dist), border_dist)
@@ -134,7 +136,9 @@ def pixel_centres(spec: TrackSpec) -> np.ndarray:
     return np.stack([xs, ys], axis=-1).astype(np.float32)
 
 
-def build_track_bank(tracks_or_seeds: Sequence[int] | Sequence[Track], spec: TrackSpec = TrackSpec()) -> TrackBank:
+def build_track_bank(
+    tracks_or_seeds: Sequence[int] | Sequence[Track], spec: TrackSpec = TrackSpec()
+) -> TrackBank:
     """Generate (if given seeds) and rasterise tracks into one bank."""
     tracks = [t if isinstance(t, Track) else generate_track(int(t), spec) for t in tracks_or_seeds]
     if not tracks:

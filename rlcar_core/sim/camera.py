@@ -20,7 +20,9 @@ def camera_offsets(resolution, forward_rows) -> tuple[jax.Array, jax.Array]:
     cols = jnp.arange(CAMERA_SIZE, dtype=jnp.float32)[None, :]
     ahead = (forward_rows - rows - 0.5) * resolution
     right = (cols - CAMERA_SIZE / 2 + 0.5) * resolution
-    return jnp.broadcast_to(ahead, (CAMERA_SIZE, CAMERA_SIZE)), jnp.broadcast_to(right, (CAMERA_SIZE, CAMERA_SIZE))
+    return jnp.broadcast_to(ahead, (CAMERA_SIZE, CAMERA_SIZE)), jnp.broadcast_to(
+        right, (CAMERA_SIZE, CAMERA_SIZE)
+    )
 
 
 def render_camera(

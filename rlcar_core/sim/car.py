@@ -38,7 +38,9 @@ def body_frame(heading: jax.Array) -> tuple[jax.Array, jax.Array]:
 def car_step(car: CarState, action: jax.Array, on_road: jax.Array, p: CarParams, dt: float) -> CarState:
     """Advance the car by ``dt`` seconds; ``action`` must already be sanitised."""
     steer, gas, brake = action[0], action[1], action[2]
-    steer_angle = car.steer_angle + (steer * p.max_steer - car.steer_angle) * jnp.minimum(1.0, p.steer_response * dt)
+    steer_angle = car.steer_angle + (steer * p.max_steer - car.steer_angle) * jnp.minimum(
+        1.0, p.steer_response * dt
+    )
 
     forward, left = body_frame(car.heading)
     speed = jnp.dot(car.velocity, forward)

@@ -93,12 +93,16 @@ class RLCar:
         road_heading = jnp.arctan2(direction[1], direction[0])
         _, left = body_frame(road_heading)
         offset = jax.random.uniform(key_offset, (), minval=-1.0, maxval=1.0) * params.start_jitter
-        heading = road_heading + jax.random.uniform(key_heading, (), minval=-0.1, maxval=0.1) * params.start_jitter
+        heading = (
+            road_heading + jax.random.uniform(key_heading, (), minval=-0.1, maxval=0.1) * params.start_jitter
+        )
         position = centreline[0] + offset * left
         car = CarState(position, wrap_angle(heading), jnp.zeros(2, jnp.float32), jnp.float32(0.0))
         where = locate(bank, track_id, position)
         false = jnp.bool_(False)
-        return EnvState(car, track_id, where.arc, jnp.float32(0.0), jnp.int32(0), jnp.bool_(True), false, false, false)
+        return EnvState(
+            car, track_id, where.arc, jnp.float32(0.0), jnp.int32(0), jnp.bool_(True), false, false, false
+        )
 
     def step(self, key: jax.Array, state: EnvState, action: jax.Array, params: EnvParams):
         """One step of physics; stepping a finished episode is allowed but meaningless (reset instead)."""
@@ -118,22 +122,35 @@ class RLCar:
         fresh = self.reset_state(key_reset, params)
         state = jax.tree.map(lambda a, b: jnp.where(was_done, a, b), fresh, stepped)
         reward = jnp.where(was_done, 0.0, reward)
-        return self.observe(state, params), state, reward, terminated & ~was_done, truncated & ~was_done, self.info(state)
+        return (
+            self.observe(state, params),
+            state,
+            reward,
+            terminated & ~was_done,
+            truncated & ~was_done,
+            self.info(state),
+        )
 
-    def _transition(self, state: EnvState, action: jax.Array, params: EnvParams) -> tuple[EnvState, jax.Array]:
+    def _transition(
+        self, state: EnvState, action: jax.Array, params: EnvParams
+    ) -> tuple[EnvState, jax.Array]:
         bank, track_id = params.bank, state.track_id
         car = car_step(state.car, sanitize_action(action), state.on_road, params.car, params.dt)
         where = locate(bank, track_id, car.position)
         length = bank.length[track_id]
         # Count only plausible forward motion so driving across the infield to a later stretch earns nothing.
         max_advance = 1.5 * params.car.max_speed * params.dt
-        advance = jnp.clip(jnp.mod(where.arc - state.arc + length / 2, length) - length / 2, -max_advance, max_advance)
+        advance = jnp.clip(
+            jnp.mod(where.arc - state.arc + length / 2, length) - length / 2, -max_advance, max_advance
+        )
         progress = state.progress + advance / length
         crashed = hits_obstacle(bank, track_id, car.position, params.car.car_radius) | off_map(
             bank, car.position, params.car.car_radius
         )
         lap_complete = progress >= 1.0
-        reward = params.progress_reward * advance / length - params.time_penalty - params.crash_penalty * crashed
+        reward = (
+            params.progress_reward * advance / length - params.time_penalty - params.crash_penalty * crashed
+        )
         new_state = EnvState(
             car=car,
             track_id=track_id,
@@ -178,7 +195,12 @@ class RLCar:
     def pixels(state: EnvState, params: EnvParams) -> jax.Array:
         car = state.car
         return render_camera(
-            params.bank, state.track_id, car.position, car.heading, params.camera_resolution, params.camera_forward_rows
+            params.bank,
+            state.track_id,
+            car.position,
+            car.heading,
+            params.camera_resolution,
+            params.camera_forward_rows,
         )
 
     @staticmethod

@@ -45,7 +45,9 @@ def locate(bank: TrackBank, track_id: jax.Array, position: jax.Array) -> TrackPo
     arc = jnp.mod((starts[best] + t[best]) * spacing, bank.length[track_id])
     direction = ab[best]
     offset = position - foot[best]
-    lateral = (direction[0] * offset[1] - direction[1] * offset[0]) / jnp.maximum(jnp.linalg.norm(direction), 1e-9)
+    lateral = (direction[0] * offset[1] - direction[1] * offset[0]) / jnp.maximum(
+        jnp.linalg.norm(direction), 1e-9
+    )
     return TrackPosition(arc, lateral, jnp.arctan2(direction[1], direction[0]))
 
 

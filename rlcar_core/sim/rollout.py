@@ -42,7 +42,9 @@ def first_episode_stats(
         obs, state, stats, running = carry
         policy_key, env_key = jax.random.split(step_key)
         action = policy(obs, policy_key)
-        obs, state, reward, terminated, truncated, info = step(jax.random.split(env_key, num_cars), state, action, params)
+        obs, state, reward, terminated, truncated, info = step(
+            jax.random.split(env_key, num_cars), state, action, params
+        )
         stats = EpisodeStats(
             episode_return=stats.episode_return + jnp.where(running, reward, 0.0),
             progress=jnp.where(running, info["progress"], stats.progress),

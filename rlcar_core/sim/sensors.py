@@ -15,7 +15,12 @@ CONVERGED = 0.05  # metres: closer than this to an edge, the ray has hit it
 
 
 def cast_rays(
-    bank: TrackBank, track_id: jax.Array, position: jax.Array, heading: jax.Array, angles: jax.Array, max_range
+    bank: TrackBank,
+    track_id: jax.Array,
+    position: jax.Array,
+    heading: jax.Array,
+    angles: jax.Array,
+    max_range,
 ) -> jax.Array:
     """Distance in metres along each ray (R,) before leaving the drivable area, capped at ``max_range``."""
     directions = jnp.stack([jnp.cos(heading + angles), jnp.sin(heading + angles)], axis=-1)

@@ -116,9 +116,9 @@ def _place_obstacles(rng: np.random.Generator, spec: TrackSpec, centreline: np.n
     spacing = length / n
     usable = length - spec.obstacle_clear_start - 20.0
     # Evenly spread slots with jitter keep obstacles apart so the car always has room to recover.
-    slots = spec.obstacle_clear_start + (np.arange(spec.num_obstacles) + rng.uniform(0.2, 0.8, spec.num_obstacles)) * (
-        usable / max(spec.num_obstacles, 1)
-    )
+    slots = spec.obstacle_clear_start + (
+        np.arange(spec.num_obstacles) + rng.uniform(0.2, 0.8, spec.num_obstacles)
+    ) * (usable / max(spec.num_obstacles, 1))
     idx = (slots / spacing).astype(int) % n
     forward = np.roll(centreline, -1, axis=0)[idx] - centreline[idx]
     forward /= np.linalg.norm(forward, axis=1, keepdims=True)
@@ -163,7 +163,9 @@ def generate_track(seed: int, spec: TrackSpec = TrackSpec()) -> Track:
         centreline, length = candidate
         obstacles, radii = _place_obstacles(rng, spec, centreline, length)
         return Track(seed, centreline, length, spec.half_width, obstacles, radii)
-    raise RlcarError(f"no drivable track found for seed {seed} in {spec.max_attempts} attempts; loosen TrackSpec")
+    raise RlcarError(
+        f"no drivable track found for seed {seed} in {spec.max_attempts} attempts; loosen TrackSpec"
+    )
 
 
 def training_seeds(count: int, start: int = 0) -> list[int]:

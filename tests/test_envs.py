@@ -1,0 +1,80 @@
+"""Gymnasium integration: registration, env checker, batched vector env, CarRacing-v3 adapter."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import rlcar_core  # noqa: F401  (registers rlcar/RLCar-v0)
+from rlcar_core.envs import ENV_ID, make_env
+from rlcar_core.envs.rlcar_vector import RLCarVectorEnv
+from rlcar_core.errors import RlcarError
+
+
+@pytest.mark.parametrize("obs", ["sensors", "pixels", "both"])
+def test_env_checker_passes(obs):
+    env = gym.make(ENV_ID, obs=obs, num_tracks=2, render_mode="rgb_array")
+    check_env(env.unwrapped)
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.dtype == np.uint8 and frame.shape[0] >= 256 and frame.shape[2] == 3
+    env.close()
+
+
+def test_reset_seed_is_deterministic_and_track_can_be_chosen():
+    env = gym.make(ENV_ID, obs="sensors", num_tracks=2)
+    a, info_a = env.reset(seed=11, options={"track_id": 1})
+    b, info_b = env.reset(seed=11, options={"track_id": 1})
+    np.testing.assert_array_equal(a, b)
+    assert int(info_a["track_id"]) == 1
+
+
+def test_make_vec_is_one_batched_env_with_next_step_autoreset():
+    env = gym.make_vec(ENV_ID, num_envs=4, obs="sensors", num_tracks=2, max_steps=3)
+    assert isinstance(env, RLCarVectorEnv)
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (4, env.single_observation_space.shape[0])
+    action = np.tile([0.0, 1.0, 0.0], (4, 1)).astype(np.float32)
+    truncations = []
+    for _ in range(3):
+        obs, reward, terminated, truncated, info = env.step(action)
+        truncations.append(truncated.copy())
+    assert not truncations[0].any() and truncations[2].all()
+    obs, reward, terminated, truncated, info = env.step(action)  # the step after the end resets
+    np.testing.assert_array_equal(reward, 0.0)
+    assert not terminated.any() and not truncated.any()
+    np.testing.assert_array_equal(info["time"], 0)
+    assert info["_time"].all()
+    obs, reward, *_ = env.step(action)
+    assert (reward != 0).all()
+
+
+def test_vector_env_seeds_and_track_options():
+    env = make_env("rlcar", obs="sensors", num_envs=3, num_tracks=3)
+    a, info = env.reset(seed=[1, 2, 3], options={"track_id": [2, 1, 0]})
+    b, _ = env.reset(seed=[1, 2, 3], options={"track_id": [2, 1, 0]})
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(info["track_id"], [2, 1, 0])
+
+
+@pytest.mark.parametrize(
+    ("name", "obs", "message"),
+    [
+        ("gta", "pixels", "unknown env"),
+        ("rlcar", "lidar", "unknown observation"),
+        ("carracing", "sensors", "only pixel"),
+    ],
+)
+def test_make_env_rejects_bad_requests(name, obs, message):
+    with pytest.raises(RlcarError, match=message):
+        make_env(name, obs=obs)
+
+
+def test_carracing_adapter_crops_and_resizes():
+    env = make_env("carracing", obs="pixels")
+    obs, info = env.reset(seed=3)
+    assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8
+    obs, reward, terminated, truncated, info = env.step(np.array([0.0, 1.0, 0.0], np.float32))
+    assert env.observation_space.contains(obs)
+    assert {"progress", "lap_complete", "crashed"} <= set(info)
+    env.close()
