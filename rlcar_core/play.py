@@ -60,11 +60,15 @@ def play(config: PlayConfig, on_episode: Callable[[dict], None] | None = None) -
             agent.reset(1)
         actions: list[np.ndarray] = []
         manual_steps = 0
-        quit_requested = False
-        while not quit_requested:
+        while True:
             controls = window.poll() if window is not None else None
             if controls is not None:
-                quit_requested = controls.quit
+                if controls.quit:
+                    if manual_steps:  # a human run cut short by Esc is still the user's run: keep it
+                        episodes.append(
+                            _finish_episode(config, session, session.info, actions, manual_steps, on_episode)
+                        )
+                    break
                 if controls.toggle and agent is not None:
                     manual = not manual
                 if controls.reset:
@@ -85,11 +89,8 @@ def play(config: PlayConfig, on_episode: Callable[[dict], None] | None = None) -
             if window is not None:
                 mode = "you (manual)" if manual else f"AI: {agent.name}"
                 window.show(session.frame({**session.hud(mode), "keys": KEYS_HELP}))
-            if terminated or truncated or (quit_requested and manual_steps):
-                summary = _finish_episode(config, session, info, actions, manual_steps)
-                episodes.append(summary)
-                if on_episode is not None:
-                    on_episode(summary)
+            if terminated or truncated:
+                episodes.append(_finish_episode(config, session, info, actions, manual_steps, on_episode))
                 if window is None and len(episodes) >= config.episodes:
                     break
                 obs, actions, manual_steps = session.reset(), [], 0
@@ -105,7 +106,7 @@ def play(config: PlayConfig, on_episode: Callable[[dict], None] | None = None) -
 
 
 def _finish_episode(
-    config: PlayConfig, session: DrivingSession, info: dict, actions, manual_steps: int
+    config: PlayConfig, session: DrivingSession, info: dict, actions, manual_steps: int, on_episode
 ) -> dict:
     summary = {
         "episode_return": session.episode_return,
@@ -124,4 +125,6 @@ def _finish_episode(
             **summary,
         )
         summary["saved"] = str(save_human_run(config.run_dir, run))
+    if on_episode is not None:
+        on_episode(summary)
     return summary

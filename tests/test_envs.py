@@ -78,3 +78,11 @@ def test_carracing_adapter_crops_and_resizes():
     assert env.observation_space.contains(obs)
     assert {"progress", "lap_complete", "crashed"} <= set(info)
     env.close()
+
+
+def test_human_render_mode_opens_a_window_headless():
+    env = gym.make(ENV_ID, obs="sensors", num_tracks=1, render_mode="human")
+    env.reset(seed=0)
+    _, _, _, _, _ = env.step(np.array([0.0, 1.0, 0.0], np.float32))
+    assert env.render() is None
+    env.close()
