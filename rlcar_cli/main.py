@@ -140,6 +140,8 @@ def compare_with_human(config, recorded) -> dict:
 def print_eval_table(result: dict) -> None:
     from rich.table import Table
 
+    from rlcar_core.envs.factory import STEP_SECONDS
+
     table = Table(
         title=f"{result['agent']} on {result['env']} held-out tracks ({result['episodes']} episodes)"
     )
@@ -166,7 +168,7 @@ def print_eval_table(result: dict) -> None:
                 f"{run['progress']:.3f}",
                 "yes" if run["lap_complete"] else "no",
                 "yes" if run["crashed"] else "no",
-                f"{run['steps'] * (0.1 if result['env'] == 'rlcar' else 0.02):.1f} s",
+                f"{run['steps'] * STEP_SECONDS[result['env']]:.1f} s",
             )
     stderr_console().print(table)
 

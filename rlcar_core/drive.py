@@ -7,17 +7,14 @@ from typing import Any
 import numpy as np
 
 from rlcar_core.envs import make_env
-from rlcar_core.envs.factory import check_env_request
-from rlcar_core.errors import RlcarError
+from rlcar_core.envs.factory import STEP_SECONDS, check_env_request
+from rlcar_core.errors import require_at_least
 from rlcar_core.sim.track import EVAL_SEED_OFFSET
-
-STEP_SECONDS = {"rlcar": 0.1, "carracing": 0.02}
 
 
 def track_seed_for(env_name: str, track: int) -> int:
     """Held-out track number ``track`` (RLCar track seed, or CarRacing-v3 reset seed)."""
-    if track < 0:
-        raise RlcarError(f"--track must be >= 0, got {track}")
+    require_at_least("--track", track, 0)
     return EVAL_SEED_OFFSET + track
 
 

@@ -11,12 +11,11 @@ import numpy as np
 
 from rlcar_core.agents import Agent, make_agent
 from rlcar_core.envs import make_env
-from rlcar_core.envs.factory import check_env_request
-from rlcar_core.errors import RlcarError
+from rlcar_core.envs.factory import STEP_SECONDS, check_env_request
+from rlcar_core.errors import require_at_least
 from rlcar_core.sim.track import EVAL_SEED_OFFSET, evaluation_seeds
 
 MAX_EVAL_TRACKS = 100  # more episodes than this cycle through the same held-out tracks
-STEP_SECONDS = 0.1  # RLCar's dt; CarRacing-v3 runs at 50 fps (0.02 s)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,12 +30,9 @@ class EvalConfig:
     checkpoint: str = "best"
 
     def validate(self) -> None:
-        if self.episodes < 1:
-            raise RlcarError(f"--episodes must be at least 1, got {self.episodes}")
-        if self.max_steps < 1:
-            raise RlcarError(f"--max-steps must be at least 1, got {self.max_steps}")
-        if self.num_envs < 1:
-            raise RlcarError(f"--num-envs must be at least 1, got {self.num_envs}")
+        require_at_least("--episodes", self.episodes, 1)
+        require_at_least("--max-steps", self.max_steps, 1)
+        require_at_least("--num-envs", self.num_envs, 1)
 
 
 @dataclasses.dataclass
@@ -49,7 +45,7 @@ class EpisodeRecord:
     steps: int
 
     def lap_time(self, env: str) -> float | None:
-        return self.steps * (STEP_SECONDS if env == "rlcar" else 0.02) if self.lap_complete else None
+        return self.steps * STEP_SECONDS[env] if self.lap_complete else None
 
 
 def summarise(records: list[EpisodeRecord], env: str) -> dict:

@@ -11,7 +11,7 @@ import numpy as np
 from rlcar_core.agents import make_agent
 from rlcar_core.agents.base import Agent
 from rlcar_core.drive import DrivingSession
-from rlcar_core.errors import RlcarError
+from rlcar_core.errors import require_at_least
 from rlcar_core.video import check_video_path, write_video
 
 
@@ -28,10 +28,8 @@ class ExportConfig:
     checkpoint: str = "best"
 
     def validate(self) -> None:
-        if self.max_steps < 1:
-            raise RlcarError(f"--max-steps must be at least 1, got {self.max_steps}")
-        if self.fps < 0:
-            raise RlcarError(f"--fps must be >= 0, got {self.fps}")
+        require_at_least("--max-steps", self.max_steps, 1)
+        require_at_least("--fps", self.fps, 0)
         check_video_path(self.output)
 
 

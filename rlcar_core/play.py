@@ -10,7 +10,7 @@ import numpy as np
 
 from rlcar_core.agents import make_agent
 from rlcar_core.drive import DrivingSession
-from rlcar_core.errors import RlcarError
+from rlcar_core.errors import require_at_least
 from rlcar_core.human import HumanRun, save_human_run
 
 KEYS_HELP = "arrows/WASD drive, T toggles, R resets, Esc quits"
@@ -30,10 +30,8 @@ class PlayConfig:
     checkpoint: str = "best"
 
     def validate(self) -> None:
-        if self.max_steps < 1:
-            raise RlcarError(f"--max-steps must be at least 1, got {self.max_steps}")
-        if self.episodes < 1:
-            raise RlcarError(f"--episodes must be at least 1, got {self.episodes}")
+        require_at_least("--max-steps", self.max_steps, 1)
+        require_at_least("--episodes", self.episodes, 1)
 
 
 def play(config: PlayConfig, on_episode: Callable[[dict], None] | None = None) -> dict:

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 
 import gymnasium as gym
 
-from rlcar_core.errors import RlcarError
+from rlcar_core.errors import RlcarError, require_at_least
 from rlcar_core.sim.env import OBS_KINDS
 
 ENV_NAMES = ("rlcar", "carracing")
+STEP_SECONDS = {"rlcar": 0.1, "carracing": 0.02}  # RLCar's dt; CarRacing-v3 runs at 50 frames per second
 
 
 def check_env_request(name: str, obs: str) -> None:
@@ -36,8 +37,7 @@ def make_env(
     For CarRacing-v3 the track comes from the reset seed, so ``tracks``/``num_tracks``/``track_seeds``
     only apply to RLCar."""
     check_env_request(name, obs)
-    if max_steps < 1:
-        raise RlcarError(f"max_steps must be at least 1, got {max_steps}")
+    require_at_least("max_steps", max_steps, 1)
     if name == "carracing":
         from rlcar_core.envs.carracing import make_carracing
 

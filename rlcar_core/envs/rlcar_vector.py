@@ -15,7 +15,7 @@ from gymnasium.vector.utils import batch_space
 from rlcar_core.envs.rlcar_gym import RENDER_FPS
 from rlcar_core.envs.spaces import action_space, observation_space
 from rlcar_core.envs.tracks import make_track_bank
-from rlcar_core.errors import RlcarError
+from rlcar_core.errors import RlcarError, require_at_least
 from rlcar_core.sim.env import RLCar
 
 
@@ -53,8 +53,7 @@ class RLCarVectorEnv(VectorEnv):
         max_steps: int = 1000,
         render_mode: str | None = None,
     ):
-        if num_envs < 1:
-            raise RlcarError(f"num_envs must be at least 1, got {num_envs}")
+        require_at_least("num_envs", num_envs, 1)
         if render_mode is not None:
             raise RlcarError("the RLCar vector env does not render; use gymnasium.make for a rendered env")
         self.num_envs = num_envs

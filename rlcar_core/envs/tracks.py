@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rlcar_core.errors import RlcarError
+from rlcar_core.errors import RlcarError, require_at_least
 from rlcar_core.sim.bank import TrackBank, build_track_bank
 from rlcar_core.sim.track import TrackSpec, evaluation_seeds, training_seeds
 
@@ -16,8 +16,7 @@ def split_seeds(split: str, num_tracks: int | None = None, first: int = 0) -> li
     if split not in TRACK_SPLITS:
         raise RlcarError(f"unknown track split {split!r}; choose one of {', '.join(TRACK_SPLITS)}")
     count = DEFAULT_NUM_TRACKS[split] if num_tracks is None else num_tracks
-    if count < 1:
-        raise RlcarError(f"num_tracks must be at least 1, got {count}")
+    require_at_least("num_tracks", count, 1)
     return training_seeds(count, first) if split == "train" else evaluation_seeds(count, first)
 
 
