@@ -1,0 +1,187 @@
+"""Behaviour learning: actor and critic trained on trajectories imagined by a frozen world model.
+
+Trajectory arrays are time-major: (H + 1, N, ...) for states, (H, N, ...) for actions, where N is the
+number of start states (every replayed step of the batch).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rlcar_core.dreamer.config import DreamerConfig
+from rlcar_core.dreamer.distributions import bound_action
+from rlcar_core.dreamer.math import (
+    ReturnNormState,
+    lambda_returns,
+    return_scale,
+    symexp_twohot_log_prob,
+    symexp_twohot_mean,
+    symlog_bins,
+    update_return_norm,
+)
+from rlcar_core.dreamer.networks import (
+    LatentState,
+    actor_network,
+    critic_network,
+    features,
+    latent_noise,
+    world_model_network,
+)
+
+
+class ImaginedTrajectory(NamedTuple):
+    features: jax.Array  # (H + 1, N, F): start state then H imagined states.
+    actions: jax.Array  # (H, N, A): raw actor samples, action[t] taken in state t.
+    rewards: jax.Array  # (H, N): predicted reward of arriving in state t + 1.
+    continues: jax.Array  # (H + 1, N): 1 if the episode goes on after state t (start: from data).
+    weights: jax.Array  # (H + 1, N): discounted probability that state t is reached at all.
+
+
+def imagine(
+    world_model_params,
+    actor_params,
+    start: LatentState,
+    start_continue: jax.Array,
+    key: jax.Array,
+    config: DreamerConfig,
+) -> ImaginedTrajectory:
+    """Rolls the actor through the world model's prior for `config.horizon` steps from `start` (N,)."""
+    world_model = world_model_network(config)
+    actor = actor_network(config)
+
+    def step(state, noise):
+        action_noise, latent_noise_t = noise
+        # The actor reads a frozen state: gradients reach it through its action only, as in the paper.
+        dist = actor.apply(actor_params, jax.lax.stop_gradient(features(state)))
+        action = dist.sample_from_noise(action_noise)
+        if config.actor_grad == "reinforce":
+            action = jax.lax.stop_gradient(action)
+        next_state = world_model.apply.img_step(
+            world_model_params, state, bound_action(action), latent_noise_t
+        )
+        return next_state.prior, (next_state.prior, action)
+
+    action_key, latent_key = jax.random.split(key)
+    num_starts = start.deter.shape[0]
+    noise = (
+        jax.random.normal(action_key, (config.horizon, num_starts, config.action_dim), jnp.float32),
+        latent_noise(latent_key, (config.horizon, num_starts), config),
+    )
+    _, (states, actions) = jax.lax.scan(step, start, noise)
+    all_states = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest], axis=0), start, states)
+    feat = features(all_states)
+
+    bins = symlog_bins(config.num_bins, config.bins_low, config.bins_high)
+    rewards = symexp_twohot_mean(world_model.apply.reward_logits(world_model_params, feat[1:]), bins)
+    # The continue head's mode, not its probability, as in the paper: imagined episodes either end or not.
+    imagined_continue = (world_model.apply.continue_logit(world_model_params, feat[1:]) > 0).astype(
+        jnp.float32
+    )
+    continues = jnp.concatenate([start_continue[None].astype(jnp.float32), imagined_continue], axis=0)
+    weights = jax.lax.stop_gradient(jnp.cumprod(config.discount * continues, axis=0) / config.discount)
+    return ImaginedTrajectory(
+        features=feat, actions=actions, rewards=rewards, continues=continues, weights=weights
+    )
+
+
+class ActorOutput(NamedTuple):
+    trajectory: ImaginedTrajectory
+    returns: jax.Array  # (H, N) lambda-returns, the critic's regression target.
+    return_norm: ReturnNormState
+    metrics: dict[str, jax.Array]
+
+
+def actor_loss(
+    actor_params,
+    world_model_params,
+    critic_params,
+    return_norm: ReturnNormState,
+    start: LatentState,
+    start_continue: jax.Array,
+    key: jax.Array,
+    config: DreamerConfig,
+) -> tuple[jax.Array, ActorOutput]:
+    """Maximises normalised lambda-returns plus a small entropy bonus over imagined trajectories."""
+    sg = jax.lax.stop_gradient
+    trajectory = imagine(world_model_params, actor_params, start, start_continue, key, config)
+    bins = symlog_bins(config.num_bins, config.bins_low, config.bins_high)
+    critic = critic_network(config)
+    values = symexp_twohot_mean(critic.apply(critic_params, trajectory.features), bins)
+    returns = lambda_returns(
+        trajectory.rewards,
+        config.discount * trajectory.continues[1:],
+        values,
+        config.return_lambda,
+    )
+    new_return_norm = update_return_norm(
+        return_norm,
+        returns,
+        config.return_norm_decay,
+        config.return_norm_low_percentile,
+        config.return_norm_high_percentile,
+    )
+    # Dividing by the return range (floored at 1) makes the entropy scale mean the same thing for
+    # dense and sparse rewards without amplifying noise when returns are small.
+    scale = return_scale(new_return_norm, config.return_norm_floor)
+    advantage = (returns - values[:-1]) / scale
+
+    dist = actor_network(config).apply(actor_params, sg(trajectory.features[:-1]))
+    entropy = dist.entropy()
+    if config.actor_grad == "dynamics":
+        objective = advantage
+    else:
+        objective = dist.log_prob(sg(trajectory.actions)) * sg(advantage)
+    per_step = -(objective + config.actor_entropy * entropy)
+    loss = config.actor_scale * jnp.mean(per_step * trajectory.weights[:-1])
+
+    metrics = {
+        "actor/loss": loss,
+        "actor/entropy": jnp.mean(entropy),
+        "actor/std": jnp.mean(dist.std),
+        "actor/action_abs_mean": jnp.mean(jnp.abs(bound_action(trajectory.actions))),
+        "imagine/reward_mean": jnp.mean(trajectory.rewards),
+        "imagine/continue_mean": jnp.mean(trajectory.continues[1:]),
+        "imagine/return_mean": jnp.mean(returns),
+        "imagine/value_mean": jnp.mean(values),
+        "imagine/advantage_mean": jnp.mean(advantage),
+        "imagine/return_scale": scale,
+        "imagine/return_low": new_return_norm.low,
+        "imagine/return_high": new_return_norm.high,
+    }
+    output = ActorOutput(
+        trajectory=sg(trajectory), returns=sg(returns), return_norm=new_return_norm, metrics=metrics
+    )
+    return loss, output
+
+
+def critic_loss(
+    critic_params,
+    slow_critic_params,
+    trajectory: ImaginedTrajectory,
+    returns: jax.Array,
+    config: DreamerConfig,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Two-hot regression onto lambda-returns, regularised towards a slow EMA copy of the critic.
+
+    The slow-critic term keeps the value function from chasing its own bootstrapped targets.
+    """
+    sg = jax.lax.stop_gradient
+    critic = critic_network(config)
+    bins = symlog_bins(config.num_bins, config.bins_low, config.bins_high)
+    feat = sg(trajectory.features[:-1])
+    logits = critic.apply(critic_params, feat)
+    slow_values = sg(symexp_twohot_mean(critic.apply(slow_critic_params, feat), bins))
+    return_nll = -symexp_twohot_log_prob(logits, sg(returns), bins)
+    slow_nll = -symexp_twohot_log_prob(logits, slow_values, bins)
+    per_step = return_nll + config.slow_critic_reg_scale * slow_nll
+    loss = config.critic_scale * jnp.mean(per_step * sg(trajectory.weights[:-1]))
+    metrics = {
+        "critic/loss": loss,
+        "critic/return_nll": jnp.mean(return_nll),
+        "critic/slow_nll": jnp.mean(slow_nll),
+        "critic/value_mean": jnp.mean(symexp_twohot_mean(logits, bins)),
+    }
+    return loss, metrics

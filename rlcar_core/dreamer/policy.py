@@ -1,0 +1,90 @@
+"""Acting in an environment with a trained DreamerV3 agent, plus the actor <-> env action mapping.
+
+The actor works in [-1, 1]^3 for every dimension; the car expects [steer -1..1, gas 0..1, brake 0..1].
+Replay stores actor-space actions (what `policy_step` returns), and only the env sees
+`to_env_action(action)`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlcar_core.dreamer.config import DreamerConfig
+from rlcar_core.dreamer.networks import (
+    LatentState,
+    actor_network,
+    features,
+    latent_noise,
+    world_model_network,
+)
+from rlcar_core.dreamer.prng import fast_key
+from rlcar_core.dreamer.train_state import AgentParams
+
+
+class PolicyCarry(NamedTuple):
+    """What the agent remembers between env steps: its latent state and the action it last sent."""
+
+    latent: LatentState
+    prev_action: jax.Array
+
+
+def initial_carry(batch_size: int, config: DreamerConfig) -> PolicyCarry:
+    """Zeros; the first `policy_step` must get `is_first=True`, which swaps in the learned start state."""
+    return PolicyCarry(
+        latent=LatentState(
+            deter=jnp.zeros((batch_size, config.deter_size), jnp.float32),
+            stoch=jnp.zeros((batch_size, config.stoch_size, config.stoch_classes), jnp.float32),
+        ),
+        prev_action=jnp.zeros((batch_size, config.action_dim), jnp.float32),
+    )
+
+
+def policy_step(
+    params: AgentParams,
+    carry: PolicyCarry,
+    obs: jax.Array,
+    is_first: jax.Array,
+    key: jax.Array,
+    config: DreamerConfig,
+    explore: bool,
+) -> tuple[jax.Array, PolicyCarry]:
+    """Filters `obs` into the latent state and picks an action in [-1, 1]^A.
+
+    Works on a batch (leading axis) or, under `jax.vmap`, on single envs. `explore=True` samples the
+    actor (training data collection); `explore=False` takes its mean (evaluation). `config` and
+    `explore` are static under jit. Store the returned action with the *next* observation in replay.
+    """
+    world_model = world_model_network(config)
+    latent_key, action_key = jax.random.split(fast_key(key))
+    embed = world_model.apply.encode(params.world_model, obs)
+    noise = latent_noise(latent_key, carry.prev_action.shape[:-1], config)
+    step = world_model.apply.obs_step(
+        params.world_model, carry.latent, carry.prev_action, embed, is_first, noise
+    )
+    dist = actor_network(config).apply(params.actor, features(step.posterior))
+    action = dist.sample(action_key) if explore else dist.mode()
+    action = jnp.clip(action, -1.0, 1.0)
+    return action, PolicyCarry(latent=step.posterior, prev_action=action)
+
+
+def to_env_action(action):
+    """Actor space [-1, 1]^3 to the car's [steer -1..1, gas 0..1, brake 0..1]: gas/brake = (a + 1) / 2.
+
+    Accepts numpy arrays (returns numpy, for Gymnasium) or JAX arrays (stays traceable under jit).
+    """
+    xp = np if isinstance(action, np.ndarray) else jnp
+    action = xp.clip(action, -1.0, 1.0)
+    pedals = (action[..., 1:] + 1.0) / 2.0
+    return xp.concatenate([action[..., :1], pedals], axis=-1)
+
+
+def from_env_action(env_action):
+    """Inverse of `to_env_action`, e.g. to train the world model on human or scripted driving."""
+    xp = np if isinstance(env_action, np.ndarray) else jnp
+    steer = xp.clip(env_action[..., :1], -1.0, 1.0)
+    pedals = xp.clip(env_action[..., 1:], 0.0, 1.0) * 2.0 - 1.0
+    return xp.concatenate([steer, pedals], axis=-1)

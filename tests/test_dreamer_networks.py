@@ -1,0 +1,118 @@
+"""DreamerV3 networks: RSSM shapes for sensors and pixels, decoding, dreaming, and the env policy."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rlcar_core.dreamer import (
+    DreamerConfig,
+    decode_observation,
+    from_env_action,
+    imagine_with_actions,
+    init_training_state,
+    initial_carry,
+    observe,
+    policy_step,
+    to_env_action,
+)
+from rlcar_core.dreamer.train_state import example_obs
+
+B, T = 2, 3
+
+
+def _observe_and_decode(config: DreamerConfig):
+    params = init_training_state(config, jax.random.key(0)).params
+
+    @jax.jit
+    def run(world_model_params, obs, action, is_first, key):
+        observe_key, dream_key = jax.random.split(key)
+        out = observe(world_model_params, obs, action, is_first, observe_key, config)
+        start = jax.tree.map(lambda x: x[:, -1], out.posterior)
+        dream = imagine_with_actions(
+            world_model_params, start, jnp.zeros((B, 4, config.action_dim)), dream_key, config
+        )
+        return out, decode_observation(world_model_params, out.features, config), dream
+
+    obs = example_obs(config, (B, T))
+    is_first = jnp.zeros((B, T), bool).at[:, 0].set(True)
+    return run(params.world_model, obs, jnp.zeros((B, T, 3)), is_first, jax.random.key(1))
+
+
+@pytest.mark.parametrize(
+    "obs_kind, obs_shape", [("sensors", (17,)), ("pixels", (64, 64, 3))], ids=["sensors", "pixels"]
+)
+def test_rssm_shapes(obs_kind, obs_shape):
+    config = DreamerConfig.preset("tiny", obs_kind=obs_kind, obs_shape=obs_shape, model_lr=1e-3)
+    out, decoded, dream = _observe_and_decode(config)
+    assert out.posterior.deter.shape == (B, T, 64)
+    assert out.posterior.stoch.shape == (B, T, 8, 8)
+    assert out.posterior_logits.shape == out.prior_logits.shape == (B, T, 8, 8)
+    assert out.features.shape == (B, T, config.feature_size) == (B, T, 64 + 64)
+    # Latents are one-hot per group.
+    np.testing.assert_allclose(np.asarray(out.posterior.stoch.sum(-1)), 1.0)
+    assert set(np.unique(np.asarray(out.posterior.stoch))) <= {0.0, 1.0}
+    assert decoded.shape == (B, T) + obs_shape
+    assert decoded.dtype == (jnp.uint8 if obs_kind == "pixels" else jnp.float32)
+    assert dream.deter.shape == (B, 4, 64) and dream.stoch.shape == (B, 4, 8, 8)
+    assert all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves((out, dream)))
+
+
+# Equal to test_dreamer_update's config so compiled initialisation is shared within a test session.
+SENSOR_CONFIG = DreamerConfig.preset("tiny", obs_shape=(17,), model_lr=1e-3)
+
+
+@functools.cache
+def _jitted_policy(explore: bool):
+    return jax.jit(functools.partial(policy_step, config=SENSOR_CONFIG, explore=explore))
+
+
+def test_policy_step_shapes_bounds_and_determinism():
+    params = init_training_state(SENSOR_CONFIG, jax.random.key(0)).params
+    num_envs = 5
+    carry = initial_carry(num_envs, SENSOR_CONFIG)
+    obs = 50.0 * jax.random.normal(jax.random.key(1), (num_envs, 17))
+    is_first = jnp.ones(num_envs, bool)
+    explore = _jitted_policy(True)
+    action, new_carry = explore(params, carry, obs, is_first, jax.random.key(2))
+    assert action.shape == (num_envs, 3) and action.dtype == jnp.float32
+    assert bool(jnp.all(jnp.abs(action) <= 1.0))
+    assert jax.tree.map(jnp.shape, new_carry) == jax.tree.map(jnp.shape, carry)
+    np.testing.assert_array_equal(new_carry.prev_action, action)
+    again, _ = explore(params, carry, obs, is_first, jax.random.key(2))
+    np.testing.assert_array_equal(action, again)
+
+    # Rolling on with the carry (no reset) keeps shapes; the greedy policy is the actor mean.
+    greedy = _jitted_policy(False)
+    for step in range(3):
+        action, new_carry = greedy(params, new_carry, obs, jnp.zeros(num_envs, bool), jax.random.key(step))
+        assert action.shape == (num_envs, 3) and bool(jnp.all(jnp.abs(action) <= 1.0))
+
+
+def test_policy_step_vmaps_over_single_envs():
+    params = init_training_state(SENSOR_CONFIG, jax.random.key(0)).params
+    num_envs = 3
+    single_carry = jax.tree.map(lambda x: x[0], initial_carry(1, SENSOR_CONFIG))
+    carries = jax.tree.map(lambda x: jnp.stack([x] * num_envs), single_carry)
+    vmapped = jax.jit(
+        jax.vmap(
+            functools.partial(policy_step, config=SENSOR_CONFIG, explore=True),
+            in_axes=(None, 0, 0, 0, 0),
+        )
+    )
+    keys = jax.random.split(jax.random.key(3), num_envs)
+    action, carry = vmapped(params, carries, jnp.zeros((num_envs, 17)), jnp.ones(num_envs, bool), keys)
+    assert action.shape == (num_envs, 3) and carry.latent.stoch.shape == (num_envs, 8, 8)
+    assert bool(jnp.all(jnp.abs(action) <= 1.0))
+
+
+def test_env_action_mapping():
+    actor_action = np.array([[-1.0, -1.0, 1.0], [0.5, 0.0, -1.0], [3.0, 2.0, -7.0]], np.float32)
+    env_action = to_env_action(actor_action)
+    assert isinstance(env_action, np.ndarray)
+    np.testing.assert_allclose(env_action, [[-1.0, 0.0, 1.0], [0.5, 0.5, 0.0], [1.0, 1.0, 0.0]])
+    np.testing.assert_allclose(from_env_action(env_action[:2]), actor_action[:2])
+    traced = jax.jit(to_env_action)(jnp.asarray(actor_action))
+    np.testing.assert_allclose(np.asarray(traced), env_action)
