@@ -49,6 +49,12 @@ def test_make_vec_is_one_batched_env_with_next_step_autoreset():
     assert (reward != 0).all()
 
 
+def test_out_of_range_track_id_is_a_clear_error():
+    env = make_env("rlcar", obs="sensors", num_tracks=2)
+    with pytest.raises(RlcarError, match="track_id"):
+        env.reset(seed=0, options={"track_id": 5})
+
+
 def test_vector_env_seeds_and_track_options():
     env = make_env("rlcar", obs="sensors", num_envs=3, num_tracks=3)
     a, info = env.reset(seed=[1, 2, 3], options={"track_id": [2, 1, 0]})

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from rlcar_core.envs.spaces import action_space, observation_space
-from rlcar_core.envs.tracks import make_track_bank
+from rlcar_core.envs.tracks import check_track_ids, make_track_bank
 from rlcar_core.sim.env import RLCar
 
 RENDER_FPS = 10  # one simulator step is 0.1 s
@@ -67,6 +67,7 @@ class RLCarGymEnv(gym.Env):
             self._key = jax.random.PRNGKey(_seed_from(self.np_random) if seed is None else seed)
         self._key, reset_key = jax.random.split(self._key)
         track_id = (options or {}).get("track_id", -1)
+        check_track_ids(track_id, self.params.bank.num_tracks)
         obs, self.state = _reset(self.sim, reset_key, self.params, track_id)
         info = info_to_numpy(self.sim.info(self.state))
         if self.render_mode == "human":

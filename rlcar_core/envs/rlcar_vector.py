@@ -14,7 +14,7 @@ from gymnasium.vector.utils import batch_space
 
 from rlcar_core.envs.rlcar_gym import RENDER_FPS
 from rlcar_core.envs.spaces import action_space, observation_space
-from rlcar_core.envs.tracks import make_track_bank
+from rlcar_core.envs.tracks import check_track_ids, make_track_bank
 from rlcar_core.errors import RlcarError, require_at_least
 from rlcar_core.sim.env import RLCar
 
@@ -83,7 +83,8 @@ class RLCarVectorEnv(VectorEnv):
                 )
             self._key, reset_key = jax.random.split(self._key)
             keys = jax.random.split(reset_key, self.num_envs)
-        track_ids = np.asarray((options or {}).get("track_id", -1), np.int32)
+        track_ids = np.asarray((options or {}).get("track_id", -1))
+        check_track_ids(track_ids, self.params.bank.num_tracks)
         track_ids = np.broadcast_to(track_ids, (self.num_envs,))
         obs, self.state = _reset_batch(self.sim, keys, jnp.asarray(track_ids), self.params)
         info = jax.device_get(jax.vmap(self.sim.info)(self.state))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from rlcar_core.errors import RlcarError, require_at_least
 from rlcar_core.sim.bank import TrackBank, build_track_bank
 from rlcar_core.sim.track import TrackSpec, evaluation_seeds, training_seeds
@@ -18,6 +20,15 @@ def split_seeds(split: str, num_tracks: int | None = None, first: int = 0) -> li
     count = DEFAULT_NUM_TRACKS[split] if num_tracks is None else num_tracks
     require_at_least("num_tracks", count, 1)
     return training_seeds(count, first) if split == "train" else evaluation_seeds(count, first)
+
+
+def check_track_ids(track_ids, num_tracks: int) -> None:
+    """Reset options name tracks by their index in the bank; anything else is the caller's mistake."""
+    ids = np.atleast_1d(np.asarray(track_ids))
+    if ids.size and (not np.issubdtype(ids.dtype, np.integer) or ids.min() < -1 or ids.max() >= num_tracks):
+        raise RlcarError(
+            f"track_id must be an index in 0..{num_tracks - 1} (or -1 for random), got {track_ids}"
+        )
 
 
 def make_track_bank(
