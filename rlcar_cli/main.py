@@ -33,6 +33,7 @@ from rlcar_cli.output import (
     stderr_console,
     user_errors,
 )
+from rlcar_cli.worldmodels_cli import register as register_worldmodels
 
 app = typer.Typer(
     name="rlcar",
@@ -49,15 +50,7 @@ AgentOption = Annotated[
 # Commands whose implementation arrives with a later stage of the project: they are listed so the whole
 # workflow is visible in --help, and say clearly that they are not there yet.
 PLANNED = {
-    "collect": ("Collect rollouts into RUN_DIR/data (World Models pipeline).", "the World Models pipeline"),
-    "train-vae": ("Train the ConvVAE on collected frames.", "the World Models pipeline"),
-    "train-rnn": ("Train the MDN-RNN on VAE-encoded sequences.", "the World Models pipeline"),
-    "train-controller": (
-        "Train the linear controller with CMA-ES, in the env or in the dream.",
-        "the World Models pipeline",
-    ),
     "train-dreamer": ("Train a DreamerV3 agent.", "the DreamerV3 agent"),
-    "dream": ("Show what a world model imagines next to what really happens.", "the world models"),
 }
 
 
@@ -73,6 +66,8 @@ def _planned_command(name: str, help_text: str, stage: str):
 
 for _name, (_help, _stage) in PLANNED.items():
     _planned_command(_name, _help, _stage)
+
+register_worldmodels(app)
 
 
 @app.command("eval")

@@ -24,6 +24,10 @@ class GenerationStats(NamedTuple):
     min_fitness: float
     best_fitness: float  # best seen so far, across generations
     sigma: float
+    # The search state after this generation, so a caller can checkpoint it and later continue with
+    # `run_cmaes(..., initial_params=mean, initial_sigma=sigma, first_generation=generation + 1)`.
+    mean: np.ndarray | None = None
+    best_params: np.ndarray | None = None  # the candidate that scored `best_fitness`
 
 
 class CMAESResult(NamedTuple):
@@ -60,9 +64,11 @@ def run_cmaes(
     initial_sigma: float,
     seed: int,
     on_generation: Callable[[GenerationStats], None] | None = None,
+    first_generation: int = 0,
 ) -> CMAESResult:
     """Maximise `evaluate(candidates (P, n), generation) -> fitness (P,)` for a fixed number of
-    generations. `evaluate` gets the generation index so it can derive its own keys purely."""
+    generations. `evaluate` gets the generation index so it can derive its own keys purely; a search
+    continued from a checkpoint passes `first_generation` so those indices (and keys) stay fresh."""
     initial_params = np.asarray(initial_params, dtype=np.float64).reshape(-1)
     rng = np.random.default_rng(seed)
     options = {
@@ -78,7 +84,7 @@ def run_cmaes(
     strategy = cma.CMAEvolutionStrategy(initial_params, initial_sigma, options)
     best_params, best_fitness = initial_params.copy(), -np.inf
     history = []
-    for generation in range(generations):
+    for generation in range(first_generation, first_generation + generations):
         candidates = np.asarray(strategy.ask(), dtype=np.float64)
         fitness = _sanitize(evaluate(candidates, generation), population_size)
         strategy.tell(list(candidates), list(-fitness))
@@ -92,6 +98,8 @@ def run_cmaes(
             min_fitness=float(fitness.min()),
             best_fitness=best_fitness,
             sigma=float(strategy.sigma),
+            mean=np.asarray(strategy.mean, dtype=np.float64).copy(),
+            best_params=best_params.copy(),
         )
         history.append(stats)
         if on_generation is not None:

@@ -1,0 +1,189 @@
+"""The World Models pipeline end to end through the CLI, with tiny models: collect, train-vae,
+train-rnn, train-controller (dream, then resumed in the env), then eval, dream and export-video with
+the result; resuming after an interruption; one run of the real console entry point.
+
+One module-scoped run is shared by every test; the sizes keep four cars and four tracks everywhere so
+the simulator and the policy compile once.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from rlcar_cli.main import app
+
+runner = CliRunner()
+CARS = ["--num-tracks", "4"]
+COLLECT = ["--episodes", "4", "--num-envs", "4", "--max-steps", "24", *CARS]
+VAE = [
+    "--batch-size",
+    "16",
+    "--z-dim",
+    "4",
+    "--base-channels",
+    "4",
+    "--eval-every",
+    "2",
+    "--validation-frames",
+    "16",
+]
+RNN = ["--steps", "4", "--batch-size", "4", "--sequence-length", "8", "--hidden-size", "16", "--mixtures", "2",
+       "--eval-every", "2"]  # fmt: skip
+DREAM_CONTROLLER = ["--in-dream", "--generations", "2", "--popsize", "4", "--rollouts", "2", "--dream-horizon", "6",
+                    "--max-steps", "16", "--eval-every", "2", "--eval-episodes", "4", *CARS]  # fmt: skip
+# Four candidates with one episode each: the same four cars as everywhere else.
+ENV_CONTROLLER = ["--in-env", "--generations", "3", "--popsize", "4", "--rollouts", "1", "--max-steps", "16",
+                  "--eval-every", "3", "--eval-episodes", "4", *CARS]  # fmt: skip
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(arg) for arg in args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    run = tmp_path_factory.mktemp("wm") / "run"
+    results = {
+        "collect": invoke("collect", "--run-dir", run, *COLLECT, "--json"),
+        "vae": invoke("train-vae", "--run-dir", run, "--steps", "4", *VAE, "--json"),
+        "rnn": invoke("train-rnn", "--run-dir", run, *RNN, "--json"),
+        "controller": invoke("train-controller", "--run-dir", run, *DREAM_CONTROLLER, "--json"),
+    }
+    return run, results
+
+
+def copy_run(run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    return copy
+
+
+def test_collect_writes_episodes_and_a_manifest(pipeline):
+    run, results = pipeline
+    collected = results["collect"]
+    assert collected["episodes"] == 4 and collected["dataset_episodes"] == 4
+    manifest = json.loads((run / "data" / "manifest.json").read_text())
+    assert manifest["env_name"] == "rlcar" and manifest["num_episodes"] == 4
+    with np.load(run / "data" / manifest["episodes"][0]["file"]) as episode:
+        assert episode["obs"].dtype == np.uint8 and episode["obs"].shape[1:] == (64, 64, 3)
+        assert len(episode["obs"]) == len(episode["action"]) + 1 <= 25
+        assert episode["terminated"][-1] or episode["truncated"][-1]
+
+
+def test_each_stage_reports_metrics_and_checkpoints(pipeline):
+    run, results = pipeline
+    vae, rnn, controller = results["vae"], results["rnn"], results["controller"]
+    assert vae["step"] == 4 and 0 < vae["validation"]["validation_mse_per_pixel"] < 1
+    assert os.path.isfile(vae["reconstructions"]) and os.path.isdir(vae["checkpoint"])
+    assert rnn["step"] == 4 and np.isfinite(rnn["validation"]["validation_nll"])
+    assert rnn["vae_step"] == 4
+    assert controller["generations"] == 2 and controller["mode"] == "dream"
+    assert np.isfinite(controller["eval_return"]) and controller["best_checkpoint"].endswith("/2")
+    stages = {json.loads(line)["stage"] for line in (run / "metrics.jsonl").read_text().splitlines()}
+    assert stages == {"vae", "mdnrnn", "controller"}
+    assert {"vae", "mdnrnn", "controller", "collect"} <= set(json.loads((run / "config.json").read_text()))
+
+
+def test_eval_export_video_and_dream_use_the_trained_agent(pipeline):
+    run, _ = pipeline
+    evaluation = invoke("eval", "--agent", "worldmodel", "--run-dir", run, "--checkpoint", "latest",
+                        "--episodes", "4", "--num-envs", "4", "--max-steps", "12", "--json")  # fmt: skip
+    assert evaluation["episodes"] == 4 and evaluation["agent"] == "worldmodel"
+    video = invoke("export-video", "--agent", "worldmodel", "--run-dir", run, "--max-steps", "3",
+                   "-o", run / "agent.gif", "--json")  # fmt: skip
+    assert video["frames"] == 4 and (run / "agent.gif").stat().st_size > 0
+    dream = invoke("dream", "--run-dir", run, "--max-steps", "3", "-o", run / "dream.gif", "--json")
+    assert 1 <= dream["steps"] <= 3 and dream["frames"] == dream["steps"]
+    assert (run / "dream.gif").stat().st_size > 0 and np.isfinite(dream["frame_mse_mean"])
+    # The keyboard drives through a (here: dummy) window; with no keys held the car coasts.
+    manual = invoke("dream", "--run-dir", run, "--manual", "--max-steps", "2", "--json")
+    assert manual["driver"] == "keyboard" and 1 <= manual["steps"] <= 2
+
+
+def test_controller_resumes_in_the_env_from_a_dream_search(pipeline, tmp_path):
+    run = copy_run(pipeline[0], tmp_path)
+    result = invoke("train-controller", "--run-dir", run, *ENV_CONTROLLER, "--json")
+    assert result["resumed_from"] == 2 and result["generations"] == 3 and result["mode"] == "env"
+    assert np.isfinite(result["eval_return"]) and 0 <= result["eval_progress"] <= 1
+    # Rerunning a finished search trains nothing and reports the same checkpoint.
+    again = invoke("train-controller", "--run-dir", run, *ENV_CONTROLLER, "--json")
+    assert again["generations"] == 3 and again["checkpoint"] == result["checkpoint"]
+
+
+def test_training_resumes_after_an_interruption(pipeline, tmp_path, monkeypatch):
+    from rlcar_core.training_outcomes import TrainingInterrupted
+    from rlcar_core.worldmodels import train_vae as train_vae_module
+
+    run = copy_run(pipeline[0], tmp_path)
+    real_train_vae = train_vae_module.train_vae
+
+    def interrupted_at_step_6(config, on_step=None):
+        def press_ctrl_c(record):
+            if record.get("step") == 6:
+                raise KeyboardInterrupt
+            if on_step is not None:
+                on_step(record)
+
+        return real_train_vae(config, press_ctrl_c)
+
+    monkeypatch.setattr(train_vae_module, "train_vae", interrupted_at_step_6)
+    result = runner.invoke(app, ["train-vae", "--run-dir", str(run), "--steps", "8", *VAE, "--json"])
+    assert result.exit_code == 130, result.output
+    assert "saved" in result.stderr and "resume" in result.stderr and result.stdout == ""
+    assert (run / "checkpoints" / "vae" / "6").is_dir()
+    assert issubclass(TrainingInterrupted, KeyboardInterrupt)
+
+    monkeypatch.setattr(train_vae_module, "train_vae", real_train_vae)
+    resumed = invoke("train-vae", "--run-dir", run, "--steps", "8", *VAE, "--json")
+    assert resumed["resumed_from"] == 6 and resumed["step"] == 8
+
+
+def test_diverging_loss_exits_1_and_keeps_the_last_good_checkpoint(pipeline, tmp_path):
+    run = copy_run(pipeline[0], tmp_path)
+    result = runner.invoke(
+        app,
+        ["train-vae", "--run-dir", str(run), "--steps", "8", *VAE, "--learning-rate", "1e30"],
+    )
+    assert result.exit_code == 1, result.output
+    assert "became" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in (run / "checkpoints" / "vae").iterdir() if p.name.isdigit()) == ["2", "4"]
+
+
+def test_unknown_checkpoint_lists_the_existing_ones(pipeline):
+    run, _ = pipeline
+    result = runner.invoke(
+        app, ["eval", "--agent", "worldmodel", "--run-dir", str(run), "--checkpoint", "ep99"]
+    )
+    assert result.exit_code == 2
+    assert "ep99" in result.stderr and "available: latest (ep2), best (ep2)" in result.stderr
+
+
+def test_collect_again_adds_new_episodes_driven_by_the_trained_agent(pipeline, tmp_path):
+    run = copy_run(pipeline[0], tmp_path)
+    first = np.load(run / "data" / "episode_000000.npz")["action"]
+    added = invoke("collect", "--run-dir", run, *COLLECT, "--policy", "checkpoint", "--json")
+    assert added["dataset_episodes"] == 8
+    manifest = json.loads((run / "data" / "manifest.json").read_text())
+    assert [entry["file"] for entry in manifest["episodes"]][-1] == "episode_000007.npz"
+    assert not np.array_equal(np.load(run / "data" / "episode_000004.npz")["action"], first)
+
+
+def test_dream_in_a_real_process_prints_one_json_document(pipeline):
+    run, _ = pipeline
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "SDL_VIDEODRIVER": "dummy"}
+    result = subprocess.run(
+        [sys.executable, "-m", "rlcar_cli.main", "dream", "--run-dir", str(run), "--headless",
+         "--max-steps", "3", "--json"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    dream = json.loads(result.stdout)
+    assert dream["driver"] == "controller" and 1 <= dream["steps"] <= 3
