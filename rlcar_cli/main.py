@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from rlcar_cli.dreamer_cli import register as register_dreamer
 from rlcar_cli.options import (
     AgentName,
     Checkpoint,
@@ -25,7 +26,6 @@ from rlcar_cli.options import (
     Track,
 )
 from rlcar_cli.output import (
-    EXIT_BAD_INPUT,
     emit_json,
     make_progress,
     print_error,
@@ -47,27 +47,8 @@ AgentOption = Annotated[
     AgentName, typer.Option("--agent", help="Who drives: heuristic, random, worldmodel or dreamer.")
 ]
 
-# Commands whose implementation arrives with a later stage of the project: they are listed so the whole
-# workflow is visible in --help, and say clearly that they are not there yet.
-PLANNED = {
-    "train-dreamer": ("Train a DreamerV3 agent.", "the DreamerV3 agent"),
-}
-
-
-def _planned_command(name: str, help_text: str, stage: str):
-    def command(ctx: typer.Context) -> None:
-        del ctx
-        print_error(f"`rlcar {name}` is not available yet: it arrives with {stage}")
-        raise typer.Exit(EXIT_BAD_INPUT)
-
-    command.__doc__ = f"{help_text} [not available yet]"
-    app.command(name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(command)
-
-
-for _name, (_help, _stage) in PLANNED.items():
-    _planned_command(_name, _help, _stage)
-
 register_worldmodels(app)
+register_dreamer(app)
 
 
 @app.command("eval")

@@ -223,6 +223,10 @@ class _DreamEpisode:
 def run_dream(config: DreamConfig, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Play one dream (window, video or headless); returns what happened in the dream and in reality."""
     config.validate()
+    from rlcar_core.dream_dispatch import is_dreamer_run, run_dreamer_dream
+
+    if is_dreamer_run(config.run_dir):
+        return run_dreamer_dream(config, on_step)
     model = _load(RunDir(config.run_dir), config)
     track_seed = track_seed_for(model.env, config.track)
     env, first_frame = _real_env(model.env, track_seed, config)

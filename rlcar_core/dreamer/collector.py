@@ -1,0 +1,109 @@
+"""Experience for DreamerV3: the exploring actor drives a batched vector env, one replay step per car.
+
+The env uses Gymnasium's next-step autoreset: the step that ends an episode returns its final
+observation (stored with `is_terminal` when it terminated), and the following step ignores the action
+and returns the first observation of a new episode with reward 0. That first observation is stored
+with `is_first`, a zero action and a zero reward, which is exactly the replay convention of
+`rlcar_core.dreamer.replay`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import jax
+import numpy as np
+
+from rlcar_core.agents.dreamer import jitted_policy, on_default_device
+from rlcar_core.dreamer.config import DreamerConfig
+from rlcar_core.dreamer.policy import from_env_action, initial_carry, to_env_action
+from rlcar_core.dreamer.train_state import AgentParams
+
+
+class FinishedEpisode(NamedTuple):
+    episode_return: float
+    progress: float
+    length: int
+    lap_complete: bool
+    crashed: bool
+
+
+class Collector:
+    """Holds what the cars currently see and remember; `step` advances every car by one env step."""
+
+    def __init__(self, env: gym.vector.VectorEnv, config: DreamerConfig):
+        self.env = env
+        self.config = config
+        self.num_envs = env.num_envs
+        self._policy = jitted_policy(config, True)
+        self._carry = on_default_device(initial_carry(self.num_envs, config))
+        action_shape = (self.num_envs, config.action_dim)
+        self._step: dict[str, np.ndarray] = {}
+        self._last_done = np.zeros(self.num_envs, bool)
+        self._returns = np.zeros(self.num_envs)
+        self._lengths = np.zeros(self.num_envs, np.int64)
+        self._zero_action = np.zeros(action_shape, np.float32)
+
+    def reset(self, seed: int) -> None:
+        obs, _ = self.env.reset(seed=seed)
+        self._step = self._first_steps(
+            obs, np.ones(self.num_envs, bool), self._zero_action, np.zeros(self.num_envs)
+        )
+        self._step["is_terminal"] = np.zeros(self.num_envs, bool)
+        self._last_done[:] = False
+        self._returns[:] = 0.0
+        self._lengths[:] = 0
+
+    def _first_steps(self, obs, is_first, action, reward) -> dict[str, np.ndarray]:
+        return {
+            "obs": np.asarray(obs),
+            "action": np.where(is_first[:, None], 0.0, action).astype(np.float32),
+            "reward": np.where(is_first, 0.0, reward).astype(np.float32),
+            "is_first": is_first.copy(),
+        }
+
+    @property
+    def current_step(self) -> dict[str, np.ndarray]:
+        """The replay step every car is at now (obs, previous action, reward, is_first, is_terminal)."""
+        return self._step
+
+    def step(
+        self, params: AgentParams, key: jax.Array, env_action: np.ndarray | None = None
+    ) -> list[FinishedEpisode]:
+        """Act on the current observations, step the env and move to the next replay step.
+
+        `env_action` (N, 3), e.g. from an exploration policy during prefill, replaces the actor's
+        choice; the actor still filters the observation so its memory stays current.
+        """
+        current = self._step
+        action, self._carry = self._policy(params, self._carry, current["obs"], current["is_first"], key)
+        action = np.asarray(action, np.float32)
+        if env_action is not None:
+            action = from_env_action(np.asarray(env_action, np.float32))
+            self._carry = self._carry._replace(prev_action=on_default_device(action))
+        obs, reward, terminated, truncated, info = self.env.step(to_env_action(action))
+        terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
+        reward = np.asarray(reward, np.float64)
+        # Cars whose previous step ended an episode were reset by this step: a first step.
+        is_first = self._last_done.copy()
+        self._step = self._first_steps(obs, is_first, action, reward)
+        self._step["is_terminal"] = terminated & ~is_first
+        self._returns = np.where(is_first, 0.0, self._returns + reward)
+        self._lengths = np.where(is_first, 0, self._lengths + 1)
+        done = (terminated | truncated) & ~is_first
+        finished = [self._finished(index, info) for index in np.flatnonzero(done)]
+        self._last_done = done
+        return finished
+
+    def _finished(self, index: int, info: dict[str, Any]) -> FinishedEpisode:
+        def value(name: str, default: float) -> float:
+            return float(np.asarray(info[name])[index]) if name in info else default
+
+        return FinishedEpisode(
+            episode_return=float(self._returns[index]),
+            progress=value("progress", 0.0),
+            length=int(self._lengths[index]),
+            lap_complete=bool(value("lap_complete", 0.0)),
+            crashed=bool(value("crashed", 0.0)),
+        )

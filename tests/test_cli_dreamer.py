@@ -1,0 +1,199 @@
+"""`rlcar train-dreamer` through the CLI, and the dreamer agent in eval, export-video and play.
+
+One tiny run (module scope) serves every test; it uses the same model, cars and tracks as
+tests/test_dreamer_train.py, so in one pytest process everything compiles once.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from rlcar_cli.main import app
+
+runner = CliRunner()
+TRAIN = ["--size", "tiny", "--obs", "sensors", "--max-steps", "20", "--num-envs", "2", "--num-tracks", "2",
+         "--train-ratio", "8", "--set", "batch_size=2", "--set", "batch_length=8", "--prefill-steps", "8",
+         "--checkpoint-every", "2", "--eval-every", "2", "--eval-episodes", "2"]  # fmt: skip
+EVAL = ["--episodes", "2", "--num-envs", "2", "--max-steps", "20"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(arg) for arg in args])
+
+
+def invoke_json(*args):
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def first_error_line(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("cli-dreamer") / "run"
+    summary = invoke_json("train-dreamer", "--run-dir", run_dir, "--episodes", "2", *TRAIN, "--json")
+    return run_dir, summary
+
+
+def copy_run(run_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    return copy
+
+
+def test_train_dreamer_json_summary_and_run_files(run):
+    run_dir, summary = run
+    assert summary["episodes"] == 2 and summary["env_steps"] == 40 and summary["size"] == "tiny"
+    assert summary["updates"] > 0 and summary["checkpoint"].endswith("checkpoints/dreamer/2")
+    assert summary["eval"]["progress_mean"] >= 0.0 and summary["best_checkpoint"] is not None
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {"episode", "train", "eval", "checkpoint"} <= {record["kind"] for record in records}
+    assert (run_dir / "checkpoints" / "dreamer-replay.npz").is_file()
+
+
+def test_rerun_with_more_episodes_resumes(run, tmp_path):
+    copy = copy_run(run[0], tmp_path)
+    summary = invoke_json("train-dreamer", "--run-dir", copy, "--episodes", "4", "--json")
+    assert summary["resumed_from_episode"] == 2 and summary["episodes"] == 4
+    assert summary["env_steps"] == 80 and summary["replay_steps"] == 80
+    assert summary["updates"] > run[1]["updates"]
+
+
+def test_eval_with_the_dreamer_agent(run):
+    for checkpoint in ("ep2", "best", "latest"):
+        result = invoke_json(
+            "eval", "--agent", "dreamer", "--run-dir", run[0], "--checkpoint", checkpoint, *EVAL, "--json"
+        )
+        assert result["agent"] == "dreamer" and result["episodes"] == 2
+        assert 0.0 <= result["progress_mean"] <= 1.0 and np.isfinite(result["return_mean"])
+
+
+def test_export_video_and_headless_play_with_the_dreamer_agent(run, tmp_path):
+    video = tmp_path / "dreamer.gif"
+    result = invoke_json(
+        "export-video", "--agent", "dreamer", "--run-dir", run[0], "--checkpoint", "ep2",
+        "--max-steps", "6", "-o", video, "--json",
+    )  # fmt: skip
+    assert video.is_file() and result["frames"] == 7 and result["agent"] == "dreamer"
+    played = invoke_json(
+        "play", "--headless", "--agent", "dreamer", "--run-dir", run[0], "--checkpoint", "latest",
+        "--max-steps", "6", "--json",
+    )  # fmt: skip
+    assert played["episodes"][0]["steps"] == 6
+
+
+def test_unknown_checkpoint_lists_the_existing_ones(run):
+    result = invoke("eval", "--agent", "dreamer", "--run-dir", run[0], "--checkpoint", "ep81", *EVAL)
+    assert result.exit_code == 2
+    assert "latest (ep2)" in first_error_line(result) and "ep2" in first_error_line(result)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--obs", "pixels"], "--obs sensors"),
+        (["--size", "small"], "--size tiny"),
+        (["--num-envs", "4"], "--num-envs 2"),
+        (["--set", "deter_size=128"], "deter_size 64 -> 128"),
+    ],
+)
+def test_incompatible_resume_is_one_line_and_exit_2(run, options, message):
+    result = invoke("train-dreamer", "--run-dir", run[0], "--episodes", "4", *options)
+    assert result.exit_code == 2, result.output
+    assert message in first_error_line(result)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--set", "modle_lr=1e-3"], "did you mean model_lr"),
+        (["--set", "horizon=soon"], "expected an integer"),
+        (["--set", "horizon=0"], "horizon must be positive"),
+        (["--set", "nonsense"], "key=value"),
+        (["--train-ratio", "0"], "--train-ratio must be a positive number"),
+        (["--episodes", "0"], "--episodes"),
+        (["--max-steps", "-3"], "--max-steps"),
+        (["--size", "huge"], "--size"),
+        (["--env", "carracing", "--obs", "sensors"], "only pixel"),
+    ],
+)
+def test_bad_input_exits_2(tmp_path, options, message):
+    result = invoke("train-dreamer", "--run-dir", tmp_path / "new", *options)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "new" / "checkpoints").exists()
+
+
+def test_run_dir_is_required():
+    result = invoke("train-dreamer", "--episodes", "2")
+    assert result.exit_code == 2 and "--run-dir is required" in first_error_line(result)
+
+
+def _fail_third_update(monkeypatch, fail):
+    from rlcar_core.dreamer import training_loop
+
+    real = training_loop.jitted_update
+    calls = {"count": 0}
+
+    def patched(config):
+        update = real(config)
+
+        def wrapped(state, batch, key):
+            calls["count"] += 1
+            out = update(state, batch, key)
+            return fail(out) if calls["count"] >= 3 else out
+
+        return wrapped
+
+    monkeypatch.setattr(training_loop, "jitted_update", patched)
+
+
+def test_nan_loss_exits_1_and_keeps_the_last_good_checkpoint(run, tmp_path, monkeypatch):
+    copy = copy_run(run[0], tmp_path)
+    _fail_third_update(monkeypatch, lambda out: (out[0], {**out[1], "critic/loss": np.float32(np.inf)}))
+    result = invoke("train-dreamer", "--run-dir", copy, "--episodes", "4", "--json")
+    assert result.exit_code == 1
+    assert "critic/loss became inf" in first_error_line(result) and "kept checkpoint ep2" in result.stderr
+    assert result.stdout == ""
+    assert sorted(p.name for p in (copy / "checkpoints" / "dreamer").iterdir()) == ["2"]
+
+
+def test_ctrl_c_saves_and_exits_130(run, tmp_path, monkeypatch):
+    del run  # compiled already
+
+    def interrupt(out):
+        raise KeyboardInterrupt
+
+    _fail_third_update(monkeypatch, interrupt)
+    result = invoke("train-dreamer", "--run-dir", tmp_path / "run", "--episodes", "2", *TRAIN)
+    assert result.exit_code == 130
+    assert "resumes from" in first_error_line(result) and "run the same command again" in result.stderr
+    assert (tmp_path / "run" / "checkpoints" / "dreamer" / "0").is_dir()
+
+
+def test_help_does_not_import_jax():
+    code = "import sys; import rlcar_cli.main; assert 'jax' not in sys.modules, 'jax imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    result = invoke("train-dreamer", "--help")
+    assert result.exit_code == 0 and "--train-ratio" in result.output and "--set" in result.output
+
+
+def test_dream_shows_a_dreamer_run_next_to_reality(run, tmp_path):
+    run_dir, _ = run
+    video = tmp_path / "dream.gif"
+    data = invoke_json(
+        "dream", "--run-dir", run_dir, "--checkpoint", "latest", "--max-steps", "10", "-o", video, "--json"
+    )
+    assert data["model"] == "dreamer" and data["frames"] == data["steps"] == 10 and video.exists()
+    data = invoke_json("dream", "--run-dir", run_dir, "--max-steps", "8", "--headless", "--json")
+    assert data["steps"] == 8 and data["frame_mse_mean"] is not None

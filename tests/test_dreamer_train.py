@@ -1,0 +1,287 @@
+"""DreamerV3 training loop in-process: settings and --set parsing, the collector's replay alignment, a
+tiny training run with its checkpoints and replay, resume, interruption and divergence, the agent, and
+the dream view.
+
+Every run uses the same tiny model and two cars on two tracks, so the update, the two policy modes and
+the simulator compile once for the whole module (and for tests/test_cli_dreamer.py in the same
+process: the jitted functions are cached per config).
+"""
+
+import json
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from rlcar_core.checkpoint import CheckpointNotFound
+from rlcar_core.dreamer.checkpoints import (
+    abstract_trainer_state,
+    is_dreamer_run,
+    load_saved_agent,
+    open_store,
+    replay_path,
+)
+from rlcar_core.dreamer.collector import Collector
+from rlcar_core.dreamer.overrides import parse_overrides
+from rlcar_core.dreamer.replay import ReplayBuffer
+from rlcar_core.dreamer.run_settings import RequestedSettings, new_run_settings
+from rlcar_core.dreamer.training_loop import TrainDreamerConfig, train_dreamer
+from rlcar_core.envs import make_env
+from rlcar_core.errors import RlcarError
+from rlcar_core.runs import RunDir
+from rlcar_core.training_outcomes import TrainingDiverged, TrainingInterrupted
+
+# Two cars, 20-step episodes, 2 x 8 batches at ratio 8: one update per env step of both cars.
+TINY = ("batch_size=2", "batch_length=8")
+RUN_OPTIONS = dict(
+    size="tiny",
+    obs="sensors",
+    max_steps=20,
+    num_envs=2,
+    num_tracks=2,
+    train_ratio=8.0,
+    overrides=TINY,
+    prefill_steps=8,
+    checkpoint_every=2,
+    eval_every=2,
+    eval_episodes=2,
+)
+
+
+def tiny_config(run_dir, episodes=2, **changes):
+    return TrainDreamerConfig(run_dir=run_dir, episodes=episodes, **{**RUN_OPTIONS, **changes})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("dreamer") / "run"
+    records = []
+    summary = train_dreamer(tiny_config(run_dir), records.append)
+    return run_dir, summary, records
+
+
+def copy_run(run_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    return copy
+
+
+# -- options ------------------------------------------------------------------------------------
+
+
+def test_parse_overrides_types_values():
+    assert parse_overrides(["model_lr=3e-4", "horizon=8", "optimizer=laprop"]) == {
+        "model_lr": 3e-4,
+        "horizon": 8,
+        "optimizer": "laprop",
+    }
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("modle_lr=1e-3", "did you mean model_lr"),
+        ("horizon=1.5", "expected an integer"),
+        ("model_lr=fast", "expected a number"),
+        ("model_lr=nan", "finite"),
+        ("obs_kind=pixels", "chosen by --obs"),
+        ("horizon", "key=value"),
+    ],
+)
+def test_parse_overrides_rejects_bad_input(assignment, message):
+    with pytest.raises(RlcarError, match=message):
+        parse_overrides([assignment])
+
+
+def test_new_settings_apply_overrides_and_validate():
+    settings = new_run_settings(RequestedSettings(size="tiny", train_ratio=8.0, overrides=TINY))
+    assert settings.model.obs_shape == (18,) and settings.model.batch_size == 2
+    assert settings.model.train_ratio == 8.0 and settings.env == "rlcar" and settings.obs == "sensors"
+    with pytest.raises(RlcarError, match="horizon must be positive"):
+        new_run_settings(RequestedSettings(size="tiny", overrides=("horizon=0",)))
+    with pytest.raises(RlcarError, match="only pixel"):
+        new_run_settings(RequestedSettings(env="carracing", obs="sensors"))
+
+
+# -- collection ---------------------------------------------------------------------------------
+
+
+def test_collector_steps_follow_the_replay_convention(trained):
+    settings = new_run_settings(RequestedSettings(size="tiny", train_ratio=8.0, overrides=TINY))
+    saved = load_saved_agent(trained[0], "latest")
+    env = make_env("rlcar", obs="sensors", num_envs=2, num_tracks=2, max_steps=3)
+    collector = Collector(env, settings.model)
+    collector.reset(seed=0)
+    steps, finished = [], []
+    for index in range(6):
+        steps.append(collector.current_step)
+        finished += collector.step(saved.params, jax.random.key(index))
+    env.close()
+    is_first = np.stack([s["is_first"] for s in steps])
+    # 3-step episodes: obs 0 starts, obs 3 ends the episode (final observation), obs 4 starts again.
+    np.testing.assert_array_equal(is_first[:, 0], [True, False, False, False, True, False])
+    assert not steps[3]["is_first"].any() and (steps[3]["reward"] != 0).all()
+    assert np.all(steps[4]["reward"] == 0) and np.all(steps[4]["action"] == 0)
+    assert len(finished) == 2 and all(episode.length == 3 for episode in finished)
+    for step in steps:
+        assert step["obs"].shape == (2, 18) and step["action"].shape == (2, 3)
+        assert np.all(np.abs(step["action"]) <= 1.0)
+
+
+# -- a training run ------------------------------------------------------------------------------
+
+
+def test_training_run_writes_metrics_checkpoints_and_replay(trained):
+    run_dir, summary, records = trained
+    assert summary["episodes"] == 2 and summary["env_steps"] == 40
+    assert summary["updates"] > 0 and all(np.isfinite(v) for v in summary["losses"].values())
+    assert summary["eval"]["episodes"] == 2 and summary["checkpoint"].endswith("/2")
+    kinds = {record["kind"] for record in records}
+    assert {"episode", "train", "eval", "checkpoint"} <= kinds
+    logged = RunDir(run_dir).read_metrics()
+    assert [r["kind"] for r in logged if r["kind"] == "episode"] == ["episode", "episode"]
+    config = json.loads((run_dir / "config.json").read_text())["dreamer"]
+    assert config["settings"]["size"] == "tiny" and config["settings"]["model"]["batch_size"] == 2
+    replay = ReplayBuffer.load(replay_path(RunDir(run_dir)))
+    assert len(replay) == summary["replay_steps"] == 40
+    assert is_dreamer_run(run_dir) and not is_dreamer_run(run_dir / "checkpoints")
+
+
+def test_checkpoint_round_trip(trained, tmp_path):
+    run_dir, summary, _ = trained
+    run = RunDir(run_dir)
+    with open_store(run, read_only=True) as store:
+        config = load_saved_agent(run_dir, "latest").config
+        state = store.restore("latest", abstract_trainer_state(config))
+        assert int(state.env_steps) == summary["env_steps"] and int(state.episodes) == 2
+        assert int(state.agent.step) == summary["updates"]
+        assert store.best_step() == 2
+    # Saving what was restored and restoring it again gives the same leaves.
+    with open_store(RunDir(tmp_path / "again")) as store:
+        store.save(7, state, {"dreamer": config.to_dict()})
+    with open_store(RunDir(tmp_path / "again"), read_only=True) as store:
+        again = store.restore("ep7", abstract_trainer_state(config))
+    for before, after in zip(jax.tree.leaves(state), jax.tree.leaves(again), strict=True):
+        np.testing.assert_array_equal(np.asarray(before), np.asarray(after))
+
+
+def test_unknown_checkpoint_lists_the_existing_ones(trained):
+    with pytest.raises(CheckpointNotFound, match=r"available: latest \(ep2\), best \(ep2\), ep2"):
+        load_saved_agent(trained[0], "ep99")
+    with pytest.raises(RlcarError, match="no DreamerV3 checkpoint"):
+        load_saved_agent(trained[0].parent, "best")
+
+
+def test_resume_continues_counters_and_replay(trained, tmp_path):
+    run_dir, first, _ = trained
+    copy = copy_run(run_dir, tmp_path)
+    summary = train_dreamer(tiny_config(copy, episodes=4))
+    assert summary["resumed_from_episode"] == 2 and summary["episodes"] == 4
+    assert summary["env_steps"] == 2 * first["env_steps"] and summary["updates"] > first["updates"]
+    assert summary["replay_steps"] == 2 * first["replay_steps"]
+    with open_store(RunDir(copy), read_only=True) as store:
+        assert store.steps() == [2, 4]
+    # Nothing left to do: the same command reports instead of training.
+    again = train_dreamer(tiny_config(copy, episodes=4))
+    assert again["env_steps"] == summary["env_steps"] and again["eval"] is not None
+
+
+def test_resume_rejects_a_different_model(trained):
+    with pytest.raises(RlcarError, match="--obs sensors"):
+        train_dreamer(tiny_config(trained[0], obs="pixels"))
+    with pytest.raises(RlcarError, match="deter_size"):
+        train_dreamer(tiny_config(trained[0], overrides=TINY + ("deter_size=32",)))
+
+
+def _failing_update(monkeypatch, fail):
+    """Make the n-th update of the next run fail with `fail(update_output)`."""
+    from rlcar_core.dreamer import training_loop
+
+    real = training_loop.jitted_update
+    calls = {"count": 0}
+
+    def patched(config):
+        update = real(config)
+
+        def wrapped(state, batch, key):
+            calls["count"] += 1
+            out = update(state, batch, key)
+            return fail(out) if calls["count"] >= 3 else out
+
+        return wrapped
+
+    monkeypatch.setattr(training_loop, "jitted_update", patched)
+
+
+def test_interrupt_saves_and_a_rerun_resumes(tmp_path, monkeypatch, trained):
+    del trained  # compiled by the shared run already
+
+    def interrupt(out):
+        raise KeyboardInterrupt
+
+    _failing_update(monkeypatch, interrupt)
+    with pytest.raises(TrainingInterrupted, match="run the same command again"):
+        train_dreamer(tiny_config(tmp_path / "run"))
+    with open_store(RunDir(tmp_path / "run"), read_only=True) as store:
+        assert store.steps() == [0]
+        assert store.metrics("ep0")["metrics"]["interrupted"] is True
+    saved_steps = len(ReplayBuffer.load(replay_path(RunDir(tmp_path / "run"))))
+    assert saved_steps > 0
+    monkeypatch.undo()
+    summary = train_dreamer(tiny_config(tmp_path / "run"))
+    assert summary["resumed_from_episode"] == 0 and summary["episodes"] == 2
+    assert summary["replay_steps"] == saved_steps + 40
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, trained):
+    copy = copy_run(trained[0], tmp_path)
+
+    def poison(out):
+        state, metrics = out
+        return state, {**metrics, "wm/loss": np.float32(np.nan)}
+
+    _failing_update(monkeypatch, poison)
+    with pytest.raises(TrainingDiverged, match="wm/loss became nan.*kept checkpoint ep2"):
+        train_dreamer(tiny_config(copy, episodes=4))
+    with open_store(RunDir(copy), read_only=True) as store:
+        assert store.steps() == [2]
+    assert any(record["kind"] == "diverged" for record in RunDir(copy).read_metrics())
+
+
+# -- the agent and the dream --------------------------------------------------------------------
+
+
+def test_agent_keeps_a_carry_per_car_and_acts_deterministically(trained):
+    from rlcar_core.agents import make_agent
+
+    agent = make_agent("dreamer", "rlcar", 0, trained[0], "best")
+    obs = np.random.default_rng(0).uniform(0.0, 1.0, (2, 18)).astype(np.float32)
+    agent.reset(2)
+    first = agent.act(obs)
+    agent.act(obs)
+    agent.reset(2)
+    np.testing.assert_allclose(agent.act(obs), first, atol=1e-6)
+    assert first.shape == (2, 3) and first.dtype == np.float32
+    assert np.all(first[:, 1:] >= 0.0) and np.all(first[:, 1:] <= 1.0)
+    with pytest.raises(RlcarError, match="shape"):
+        agent.act(np.zeros((2, 5), np.float32))
+    with pytest.raises(RlcarError, match="trained on rlcar"):
+        make_agent("dreamer", "carracing", 0, trained[0], "best")
+
+
+def test_dream_frames_show_reality_and_the_dream(trained):
+    from rlcar_core.dreamer.dream_view import dream_frames
+
+    frames, summary = dream_frames(trained[0], "latest", max_steps=12, seed=0)
+    frames = list(frames)
+    assert summary["context_steps"] == 5 and 5 < len(frames) <= 12
+    assert summary["ended_by"] == "dream ended" or len(frames) == summary["steps"] == 12
+    assert frames[0].dtype == np.uint8 and frames[0].ndim == 3 and frames[0].shape[2] == 3
+    assert np.isfinite(summary["obs_mse_mean"])
+    manual = [np.array([0.0, 1.0, 0.0], np.float32)] * 7
+    frames, summary = dream_frames(trained[0], "ep2", max_steps=12, manual_actions=manual)
+    assert len(list(frames)) == 8 and summary["ended_by"] == "manual actions ended"
+    assert summary["driver"] == "manual"
+    with pytest.raises(RlcarError, match="larger than"):
+        dream_frames(trained[0], "latest", max_steps=3)
