@@ -5,8 +5,6 @@ JAX is imported inside the command body, so `rlcar --help` stays fast.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from enum import Enum
 from typing import Annotated, Any
 
@@ -15,14 +13,12 @@ import typer
 from rlcar_cli.options import EnvName, Json, Progress, RunDir
 from rlcar_cli.output import (
     EXIT_BAD_INPUT,
-    EXIT_INTERRUPTED,
-    EXIT_RUNTIME_FAILURE,
     emit_json,
     make_progress,
     print_error,
     show_progress,
     stderr_console,
-    user_errors,
+    training_outcomes,
 )
 
 
@@ -45,22 +41,6 @@ class PrefillName(str, Enum):
 
 def _value(option: Enum | None) -> str | None:
     return None if option is None else option.value
-
-
-@contextlib.contextmanager
-def _training_outcomes() -> Iterator[None]:
-    """Bad input -> exit 2; a diverged loss -> exit 1; Ctrl-C -> exit 130 after the state was saved."""
-    from rlcar_core.training_outcomes import TrainingDiverged, TrainingInterrupted
-
-    with user_errors():
-        try:
-            yield
-        except TrainingDiverged as error:
-            print_error(str(error))
-            raise typer.Exit(EXIT_RUNTIME_FAILURE) from None
-        except TrainingInterrupted as error:
-            print_error(str(error))
-            raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def _progress_view(progress_flag: bool | None, total: int):
@@ -175,7 +155,7 @@ def train_dreamer_command(
     if run_dir is None:
         print_error("--run-dir is required: the run directory that holds the checkpoints and the replay")
         raise typer.Exit(EXIT_BAD_INPUT)
-    with _training_outcomes():
+    with training_outcomes():
         from rlcar_core.dreamer.training_loop import TrainDreamerConfig, train_dreamer
 
         config = TrainDreamerConfig(

@@ -65,6 +65,23 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
+@contextlib.contextmanager
+def training_outcomes() -> Iterator[None]:
+    """For training commands: bad input -> exit 2; a diverged loss -> exit 1 (the last good checkpoint is
+    kept); Ctrl-C -> exit 130 after the state was saved."""
+    from rlcar_core.training_outcomes import TrainingDiverged, TrainingInterrupted
+
+    with user_errors():
+        try:
+            yield
+        except TrainingDiverged as error:
+            print_error(str(error))
+            raise typer.Exit(EXIT_RUNTIME_FAILURE) from None
+        except TrainingInterrupted as error:
+            print_error(str(error))
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
 def show_progress(flag: bool | None) -> bool:
     """Progress bars appear on a terminal unless --no-progress; --progress forces them."""
     return sys.stderr.isatty() if flag is None else flag

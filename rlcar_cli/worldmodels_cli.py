@@ -6,8 +6,6 @@ shows its progress. JAX is imported inside the command bodies, so `rlcar --help`
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,13 +15,12 @@ import typer
 from rlcar_cli.options import Checkpoint, Env, EnvName, Json, MaxSteps, Progress, RunDir, Seed, Track
 from rlcar_cli.output import (
     EXIT_BAD_INPUT,
-    EXIT_INTERRUPTED,
-    EXIT_RUNTIME_FAILURE,
     emit_json,
     make_progress,
     print_error,
     show_progress,
     stderr_console,
+    training_outcomes,
     user_errors,
 )
 
@@ -64,22 +61,6 @@ def _require_run_dir(run_dir: Path | None) -> Path:
         print_error("--run-dir is required: the run directory that holds the data and the checkpoints")
         raise typer.Exit(EXIT_BAD_INPUT)
     return run_dir
-
-
-@contextlib.contextmanager
-def _training_outcomes() -> Iterator[None]:
-    """Bad input -> exit 2 (user_errors); a diverged loss -> exit 1; Ctrl-C -> exit 130, state saved."""
-    from rlcar_core.training_outcomes import TrainingDiverged, TrainingInterrupted
-
-    with user_errors():
-        try:
-            yield
-        except TrainingDiverged as error:
-            print_error(str(error))
-            raise typer.Exit(EXIT_RUNTIME_FAILURE) from None
-        except TrainingInterrupted as error:
-            print_error(str(error))
-            raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def _format(value: Any) -> str:
@@ -200,7 +181,7 @@ def train_vae_command(
 ) -> None:
     """Train the ConvVAE on the collected frames; reports validation MSE per pixel."""
     run_dir = _require_run_dir(run_dir)
-    with _training_outcomes():
+    with training_outcomes():
         from rlcar_core.worldmodels.train_vae import DEFAULT_STEPS, TrainVAEConfig, train_vae
 
         config = TrainVAEConfig(
@@ -245,7 +226,7 @@ def train_rnn_command(
 ) -> None:
     """Train the MDN-RNN on VAE-encoded sequences; reports validation NLL."""
     run_dir = _require_run_dir(run_dir)
-    with _training_outcomes():
+    with training_outcomes():
         from rlcar_core.worldmodels.train_rnn import DEFAULT_STEPS, TrainRNNConfig, train_rnn
 
         config = TrainRNNConfig(
@@ -306,7 +287,7 @@ def train_controller_command(
 ) -> None:
     """Train the linear controller (on the latent z and the LSTM state h) with CMA-ES, in the dream or in the env."""
     run_dir = _require_run_dir(run_dir)
-    with _training_outcomes():
+    with training_outcomes():
         from rlcar_core.worldmodels.train_controller import TrainControllerConfig, train_controller
 
         config = TrainControllerConfig(
