@@ -5,7 +5,7 @@ class RlcarError(Exception):
     """An error caused by user input; the CLI prints it on one line and exits with code 2."""
 
 
-def require_at_least(name: str, value: int, minimum: int) -> None:
-    """Reject an out-of-range number with a message that names the option."""
-    if value < minimum:
+def require_at_least(name: str, value: int | None, minimum: int) -> None:
+    """Reject an out-of-range number with a message that names the option; None (unset) passes."""
+    if value is not None and value < minimum:
         raise RlcarError(f"{name} must be at least {minimum}, got {value}")

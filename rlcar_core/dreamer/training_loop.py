@@ -46,7 +46,7 @@ from rlcar_core.dreamer.run_settings import (
 )
 from rlcar_core.dreamer.update import make_update
 from rlcar_core.envs import make_env
-from rlcar_core.errors import RlcarError
+from rlcar_core.errors import RlcarError, require_at_least
 from rlcar_core.evaluate import EvalConfig, evaluate
 from rlcar_core.runs import RunDir
 from rlcar_core.training_outcomes import TrainingDiverged, TrainingInterrupted, all_finite
@@ -99,8 +99,7 @@ class TrainDreamerConfig:
             "--log-every": (self.log_every, 1),
         }
         for option, (value, low) in at_least.items():
-            if value is not None and value < low:
-                raise RlcarError(f"{option} must be at least {low}, got {value}")
+            require_at_least(option, value, low)
         check_prefill_policy(self.prefill_policy)
         if self.train_ratio is not None and not (math.isfinite(self.train_ratio) and self.train_ratio > 0):
             raise RlcarError(f"--train-ratio must be a positive number, got {self.train_ratio}")

@@ -16,7 +16,7 @@ import numpy as np
 from rlcar_core.data import MANIFEST_FILE, load_manifest, write_episodes
 from rlcar_core.envs import make_env
 from rlcar_core.envs.factory import check_env_request
-from rlcar_core.errors import RlcarError
+from rlcar_core.errors import RlcarError, require_at_least
 from rlcar_core.runs import RunDir
 from rlcar_core.worldmodels.policies import COLLECT_POLICIES, make_exploration_policy
 
@@ -45,8 +45,7 @@ class CollectConfig:
             ("--num-envs", self.num_envs),
             ("--num-tracks", self.num_tracks),
         ):
-            if value is not None and value < 1:
-                raise RlcarError(f"{option} must be at least 1, got {value}")
+            require_at_least(option, value, 1)
         if self.num_tracks is not None and self.env != "rlcar":
             raise RlcarError(
                 "--num-tracks applies to RLCar only; CarRacing-v3 makes a new track every episode"

@@ -20,7 +20,7 @@ import numpy as np
 
 from rlcar_core.drive import track_seed_for
 from rlcar_core.envs import make_env
-from rlcar_core.errors import RlcarError
+from rlcar_core.errors import RlcarError, require_at_least
 from rlcar_core.runs import RunDir
 from rlcar_core.video import check_video_path, write_video
 from rlcar_core.worldmodels.config import ControllerConfig, MDNRNNConfig, VAEConfig
@@ -63,8 +63,7 @@ class DreamConfig:
     fps: int = 0  # 0: the env's own rate
 
     def validate(self) -> None:
-        if self.max_steps < 1:
-            raise RlcarError(f"--max-steps must be at least 1, got {self.max_steps}")
+        require_at_least("--max-steps", self.max_steps, 1)
         if not self.temperature > 0:
             raise RlcarError(f"--temperature must be positive, got {self.temperature}")
         if self.fps < 0:

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from rlcar_core.data import split_episodes
-from rlcar_core.errors import RlcarError
+from rlcar_core.errors import RlcarError, require_at_least
 from rlcar_core.runs import RunDir
 from rlcar_core.sim.track import EVAL_SEED_OFFSET
 from rlcar_core.training_outcomes import TrainingDiverged, TrainingInterrupted
@@ -85,8 +85,7 @@ class TrainControllerConfig:
             "--num-tracks": (self.num_tracks, 1),
         }
         for option, (value, low) in limits.items():
-            if value is not None and value < low:
-                raise RlcarError(f"{option} must be at least {low}, got {value}")
+            require_at_least(option, value, low)
         if not self.temperature > 0:
             raise RlcarError(f"--temperature must be positive, got {self.temperature}")
         if not self.initial_sigma > 0:
