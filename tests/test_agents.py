@@ -40,7 +40,7 @@ def test_heuristic_laps_held_out_tracks_and_random_does_not(eval_bank):
 
 
 def test_agents_return_valid_batched_actions():
-    sensors = np.random.default_rng(0).uniform(0, 1, (5, 18)).astype(np.float32)
+    sensors = np.random.default_rng(0).uniform(0, 1, (5, 31)).astype(np.float32)
     for name in ("heuristic", "random"):
         actions = make_agent(name).act(sensors)
         assert actions.shape == (5, 3) and actions.dtype == np.float32

@@ -63,7 +63,19 @@ def test_train_dreamer_json_summary_and_run_files(run):
 
 def test_rerun_with_more_episodes_resumes(run, tmp_path):
     copy = copy_run(run[0], tmp_path)
-    summary = invoke_json("train-dreamer", "--run-dir", copy, "--episodes", "4", "--json")
+    # Model and run options come from the run itself; the evaluation schedule is per invocation.
+    summary = invoke_json(
+        "train-dreamer",
+        "--run-dir",
+        copy,
+        "--episodes",
+        "4",
+        "--eval-every",
+        "2",
+        "--eval-episodes",
+        "2",
+        "--json",
+    )
     assert summary["resumed_from_episode"] == 2 and summary["episodes"] == 4
     assert summary["env_steps"] == 80 and summary["replay_steps"] == 80
     assert summary["updates"] > run[1]["updates"]

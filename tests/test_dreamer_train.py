@@ -96,7 +96,7 @@ def test_parse_overrides_rejects_bad_input(assignment, message):
 
 def test_new_settings_apply_overrides_and_validate():
     settings = new_run_settings(RequestedSettings(size="tiny", train_ratio=8.0, overrides=TINY))
-    assert settings.model.obs_shape == (18,) and settings.model.batch_size == 2
+    assert settings.model.obs_shape == (31,) and settings.model.batch_size == 2
     assert settings.model.train_ratio == 8.0 and settings.env == "rlcar" and settings.obs == "sensors"
     with pytest.raises(RlcarError, match="horizon must be positive"):
         new_run_settings(RequestedSettings(size="tiny", overrides=("horizon=0",)))
@@ -125,7 +125,7 @@ def test_collector_steps_follow_the_replay_convention(trained):
     assert np.all(steps[4]["reward"] == 0) and np.all(steps[4]["action"] == 0)
     assert len(finished) == 2 and all(episode.length == 3 for episode in finished)
     for step in steps:
-        assert step["obs"].shape == (2, 18) and step["action"].shape == (2, 3)
+        assert step["obs"].shape == (2, 31) and step["action"].shape == (2, 3)
         assert np.all(np.abs(step["action"]) <= 1.0)
 
 
@@ -256,7 +256,7 @@ def test_agent_keeps_a_carry_per_car_and_acts_deterministically(trained):
     from rlcar_core.agents import make_agent
 
     agent = make_agent("dreamer", "rlcar", 0, trained[0], "best")
-    obs = np.random.default_rng(0).uniform(0.0, 1.0, (2, 18)).astype(np.float32)
+    obs = np.random.default_rng(0).uniform(0.0, 1.0, (2, 31)).astype(np.float32)
     agent.reset(2)
     first = agent.act(obs)
     agent.act(obs)

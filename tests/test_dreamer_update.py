@@ -103,6 +103,29 @@ def test_reinforce_actor_gradient_is_finite_and_nonzero():
     assert any(float(jnp.abs(g).max()) > 0.0 for g in grads)
 
 
+@pytest.mark.parametrize("imagined_continue", ["mode", "prob"])
+def test_imagined_continues_are_the_continue_heads_mode_or_probability(imagined_continue):
+    from rlcar_core.dreamer.behavior import imagine
+
+    config = dataclasses.replace(CONFIG, imagined_continue=imagined_continue, horizon=3)
+    params = init_training_state(CONFIG, jax.random.key(0)).params
+    num_starts = 6
+    start = LatentState(
+        deter=jnp.tanh(jax.random.normal(jax.random.key(1), (num_starts, config.deter_size))),
+        stoch=jax.nn.one_hot(jnp.zeros((num_starts, config.stoch_size), int), config.stoch_classes),
+    )
+    start_continue = jnp.array([1.0, 1.0, 1.0, 0.0, 1.0, 1.0])
+    trajectory = imagine(params.world_model, params.actor, start, start_continue, jax.random.key(2), config)
+    continues = np.asarray(trajectory.continues)
+    np.testing.assert_array_equal(continues[0], start_continue)
+    if imagined_continue == "mode":
+        assert set(np.unique(continues[1:])) <= {0.0, 1.0}
+    else:
+        assert np.all((continues[1:] > 0.0) & (continues[1:] < 1.0))
+    # A start that was terminal weighs nothing, whatever the model imagines after it.
+    assert np.all(np.asarray(trajectory.weights)[:, 3] == 0.0)
+
+
 def test_config_presets_and_json_round_trip():
     tiny = DreamerConfig.preset("tiny")
     assert (tiny.deter_size, tiny.stoch_size, tiny.stoch_classes, tiny.hidden_size, tiny.cnn_depth) == (

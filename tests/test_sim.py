@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from rlcar_core.sim.bank import unpack_colour
 from rlcar_core.sim.camera import CAMERA_SIZE
 from rlcar_core.sim.car import sanitize_action
-from rlcar_core.sim.env import RLCar, observation_shape, sensor_bounds
+from rlcar_core.sim.env import EXTRA_SENSORS, RLCar, observation_shape, sensor_bounds
 
 SENSORS, BOTH = RLCar("sensors"), RLCar("both")
 reset = jax.jit(RLCar.reset, static_argnums=0)
@@ -62,7 +62,7 @@ def test_vmap_runs_many_cars(params):
     obs, state = jax.vmap(SENSORS.reset, in_axes=(0, None))(keys, params)
     actions = jnp.tile(jnp.array([0.0, 1.0, 0.0]), (64, 1))
     obs, state, reward, *_ = jax.vmap(SENSORS.step, in_axes=(0, 0, 0, None))(keys, state, actions, params)
-    assert obs.shape == (64, params.ray_angles.shape[0] + 5) and reward.shape == (64,)
+    assert obs.shape == (64, 2 * params.ray_angles.shape[0] + 5) and reward.shape == (64,)
 
 
 def test_bad_actions_are_clipped_not_propagated():
@@ -125,6 +125,31 @@ def test_shortcuts_across_the_infield_earn_nothing(params):
     _, state, reward, *_ = step(SENSORS, jax.random.PRNGKey(0), state._replace(car=car), jnp.zeros(3), params)
     max_advance = 1.5 * params.car.max_speed * params.dt / float(params.bank.length[0])
     assert float(state.progress) <= max_advance + 1e-6
+
+
+def test_obstacle_rays_see_the_obstacle_ahead_and_only_obstacles(params):
+    obs, state = reset(SENSORS, jax.random.PRNGKey(0), params, 0)
+    num_rays = params.ray_angles.shape[0]
+    obstacle_rays = slice(num_rays + len(EXTRA_SENSORS), None)
+    obstacle, radius = np.asarray(params.bank.obstacles[0, 0]), float(params.bank.obstacle_radii[0, 0])
+    centreline = np.asarray(params.bank.centreline[0])
+    nearest = int(np.argmin(np.linalg.norm(centreline - obstacle, axis=-1)))
+    gaps = np.linalg.norm(centreline[nearest - np.arange(60)] - obstacle, axis=-1)
+    # On the road, about twelve metres before the obstacle, facing its centre.
+    position = centreline[nearest - int(np.argmin(np.abs(gaps - 12.0)))]
+    offset = obstacle - position
+    car = state.car._replace(
+        position=jnp.asarray(position, jnp.float32),
+        heading=jnp.float32(np.arctan2(offset[1], offset[0])),
+    )
+    sensors = np.asarray(RLCar.sensors(state._replace(car=car), params))
+    straight_ahead = int(np.argmin(np.abs(np.asarray(params.ray_angles))))
+    expected = float(np.linalg.norm(offset)) - radius
+    assert sensors[obstacle_rays][straight_ahead] == pytest.approx(expected, abs=0.05)
+    assert sensors[:num_rays][straight_ahead] == pytest.approx(expected, abs=0.2)
+    # The rays at right angles miss it, and whatever the road-edge rays meet there is not an obstacle.
+    assert sensors[obstacle_rays][0] == params.ray_range and sensors[obstacle_rays][-1] == params.ray_range
+    assert sensors[:num_rays][0] < params.ray_range
 
 
 def test_rays_see_further_along_the_road_than_across_it(params):

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rlcar_core.sim.params import DEFAULT_RAY_ANGLES_DEG
+from rlcar_core.sim.params import DEFAULT_RAY_ANGLES_DEG, RAY_RANGE
 
 
 class HeuristicParams(NamedTuple):
@@ -36,14 +36,14 @@ def heuristic_action(
     sensors: jax.Array,
     params: HeuristicParams = HeuristicParams(),
     ray_angles_deg=DEFAULT_RAY_ANGLES_DEG,
-    ray_range: float = 40.0,
+    ray_range: float = RAY_RANGE,
     max_speed: float = 30.0,
     max_steer: float = 0.5,
 ) -> jax.Array:
     """[steer, gas, brake] for one sensor vector (vmap it for a batch)."""
     num_rays = len(ray_angles_deg)
     ray_angles = jnp.deg2rad(jnp.asarray(ray_angles_deg, jnp.float32))
-    distances = sensors[:num_rays] * ray_range
+    distances = sensors[:num_rays]
     speed = sensors[num_rays] * max_speed
 
     # Ray end points in the car's frame (x ahead, y to the left); rays at full range hit nothing.

@@ -76,10 +76,11 @@ def imagine(
 
     bins = symlog_bins(config.num_bins, config.bins_low, config.bins_high)
     rewards = symexp_twohot_mean(world_model.apply.reward_logits(world_model_params, feat[1:]), bins)
-    # The continue head's mode, not its probability, as in the paper: imagined episodes either end or not.
-    imagined_continue = (world_model.apply.continue_logit(world_model_params, feat[1:]) > 0).astype(
-        jnp.float32
-    )
+    continue_logit = world_model.apply.continue_logit(world_model_params, feat[1:])
+    if config.imagined_continue == "prob":
+        imagined_continue = jax.nn.sigmoid(continue_logit)
+    else:
+        imagined_continue = (continue_logit > 0).astype(jnp.float32)
     continues = jnp.concatenate([start_continue[None].astype(jnp.float32), imagined_continue], axis=0)
     weights = jax.lax.stop_gradient(jnp.cumprod(config.discount * continues, axis=0) / config.discount)
     return ImaginedTrajectory(

@@ -29,6 +29,17 @@ class FinishedEpisode(NamedTuple):
     crashed: bool
 
 
+def _replay_step(obs, is_first, action, reward, is_terminal) -> dict[str, np.ndarray]:
+    """One replay step per car; a first step carries no action and no reward."""
+    return {
+        "obs": np.asarray(obs),
+        "action": np.where(is_first[:, None], 0.0, action).astype(np.float32),
+        "reward": np.where(is_first, 0.0, reward).astype(np.float32),
+        "is_first": np.asarray(is_first, bool),
+        "is_terminal": np.asarray(is_terminal, bool),
+    }
+
+
 class Collector:
     """Holds what the cars currently see and remember; `step` advances every car by one env step."""
 
@@ -38,30 +49,19 @@ class Collector:
         self.num_envs = env.num_envs
         self._policy = jitted_policy(config, True)
         self._carry = on_default_device(initial_carry(self.num_envs, config))
-        action_shape = (self.num_envs, config.action_dim)
         self._step: dict[str, np.ndarray] = {}
         self._last_done = np.zeros(self.num_envs, bool)
         self._returns = np.zeros(self.num_envs)
         self._lengths = np.zeros(self.num_envs, np.int64)
-        self._zero_action = np.zeros(action_shape, np.float32)
 
     def reset(self, seed: int) -> None:
         obs, _ = self.env.reset(seed=seed)
-        self._step = self._first_steps(
-            obs, np.ones(self.num_envs, bool), self._zero_action, np.zeros(self.num_envs)
-        )
-        self._step["is_terminal"] = np.zeros(self.num_envs, bool)
+        nothing = np.zeros(self.num_envs, bool)
+        zero_action = np.zeros((self.num_envs, self.config.action_dim), np.float32)
+        self._step = _replay_step(obs, ~nothing, zero_action, np.zeros(self.num_envs), nothing)
         self._last_done[:] = False
         self._returns[:] = 0.0
         self._lengths[:] = 0
-
-    def _first_steps(self, obs, is_first, action, reward) -> dict[str, np.ndarray]:
-        return {
-            "obs": np.asarray(obs),
-            "action": np.where(is_first[:, None], 0.0, action).astype(np.float32),
-            "reward": np.where(is_first, 0.0, reward).astype(np.float32),
-            "is_first": is_first.copy(),
-        }
 
     @property
     def current_step(self) -> dict[str, np.ndarray]:
@@ -87,8 +87,7 @@ class Collector:
         reward = np.asarray(reward, np.float64)
         # Cars whose previous step ended an episode were reset by this step: a first step.
         is_first = self._last_done.copy()
-        self._step = self._first_steps(obs, is_first, action, reward)
-        self._step["is_terminal"] = terminated & ~is_first
+        self._step = _replay_step(obs, is_first, action, reward, terminated & ~is_first)
         self._returns = np.where(is_first, 0.0, self._returns + reward)
         self._lengths = np.where(is_first, 0, self._lengths + 1)
         done = (terminated | truncated) & ~is_first

@@ -11,6 +11,7 @@ from rlcar_core.errors import RlcarError
 
 OBS_KINDS = ("sensors", "pixels")
 ACTOR_GRADS = ("dynamics", "reinforce")
+IMAGINED_CONTINUES = ("mode", "prob")
 OPTIMIZERS = ("adam", "laprop")
 GRAD_CLIP_KINDS = ("global_norm", "agc")
 
@@ -56,6 +57,10 @@ class DreamerConfig:
     # "dynamics" backpropagates returns through the imagined dynamics (the paper's choice for
     # continuous actions); "reinforce" uses score-function gradients (the paper's discrete choice).
     actor_grad: str = "dynamics"
+    # How imagined trajectories end: "mode" thresholds the continue head at 0.5 (the paper); "prob"
+    # uses its probability as the expected discount, so a crash the model gives 30 % still costs
+    # 30 % of the future, and "dynamics" actor gradients can steer away from it.
+    imagined_continue: str = "mode"
     actor_min_std: float = 0.1
     actor_max_std: float = 1.0
     actor_scale: float = 1.0
@@ -192,6 +197,10 @@ def _validate(config: DreamerConfig) -> None:
     require(0.0 < config.discount <= 1.0, "discount must be in (0, 1]")
     require(0.0 <= config.return_lambda <= 1.0, "return_lambda must be in [0, 1]")
     require(config.actor_grad in ACTOR_GRADS, f"actor_grad must be one of {ACTOR_GRADS}")
+    require(
+        config.imagined_continue in IMAGINED_CONTINUES,
+        f"imagined_continue must be one of {IMAGINED_CONTINUES}",
+    )
     require(0.0 < config.actor_min_std < config.actor_max_std, "need 0 < actor_min_std < actor_max_std")
     require(0.0 < config.slow_critic_fraction <= 1.0, "slow_critic_fraction must be in (0, 1]")
     require(config.slow_critic_update_every >= 1, "slow_critic_update_every must be >= 1")

@@ -11,13 +11,14 @@ import numpy as np
 
 from rlcar_core.render.hud import array_from_surface, pygame_module, with_hud
 from rlcar_core.sim.env import EXTRA_SENSORS
-from rlcar_core.sim.params import DEFAULT_RAY_ANGLES_DEG
+from rlcar_core.sim.params import DEFAULT_RAY_ANGLES_DEG, RAY_RANGE
 
 PANEL_SIZE = 256
 GAP = 4
 HUD_BAND = 8 + 20 * 5 + 8  # room for five HUD lines
 _CAR = (PANEL_SIZE // 2, 180)  # the car's position in a sensor panel, facing up
-_RAY_PIXELS = 160  # a ray reading 1.0 (full range) is this long
+_OBSTACLE = (240, 150, 20)  # the obstacles' colour on the track
+_RAY_PIXELS = 160  # a ray at full range is this long
 _BAR_TOP = 200
 
 
@@ -27,20 +28,27 @@ def pixel_panel(frame: np.ndarray) -> np.ndarray:
 
 
 def sensor_panel(sensors: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
-    """Rays (normalised distances, then the extra sensors, as in `RLCar.sensors`) seen from above."""
+    """Rays (metres, then the extra sensors, as in `RLCar.sensors`) seen from above."""
     pg = pygame_module()
     surface = pg.Surface((PANEL_SIZE, PANEL_SIZE))
     surface.fill((24, 24, 28))
     sensors = np.nan_to_num(np.asarray(sensors, np.float64))
     num_rays = len(DEFAULT_RAY_ANGLES_DEG)
     angles = np.deg2rad(np.asarray(DEFAULT_RAY_ANGLES_DEG))
-    lengths = np.clip(sensors[:num_rays], 0.0, 1.0) * _RAY_PIXELS
+    lengths = np.clip(sensors[:num_rays] / RAY_RANGE, 0.0, 1.0) * _RAY_PIXELS
     # Positive angles point to the car's left, which is the screen's left when the car faces up.
     ends_x = _CAR[0] - lengths * np.sin(angles)
     ends_y = _CAR[1] - lengths * np.cos(angles)
     for end_x, end_y in zip(ends_x, ends_y, strict=True):
         pg.draw.line(surface, colour, _CAR, (int(end_x), int(end_y)), 2)
         pg.draw.circle(surface, (255, 255, 255), (int(end_x), int(end_y)), 3)
+    # Obstacle rays (after the extras) mark the obstacles they meet; at full range they met none.
+    obstacle_rays = sensors[num_rays + len(EXTRA_SENSORS) : 2 * num_rays + len(EXTRA_SENSORS)]
+    for angle, distance in zip(angles[: len(obstacle_rays)], obstacle_rays, strict=True):
+        if distance < 0.99 * RAY_RANGE:
+            length = max(distance, 0.0) / RAY_RANGE * _RAY_PIXELS
+            centre = (int(_CAR[0] - length * np.sin(angle)), int(_CAR[1] - length * np.cos(angle)))
+            pg.draw.circle(surface, _OBSTACLE, centre, 5)
     pg.draw.rect(surface, (230, 60, 60), pg.Rect(_CAR[0] - 5, _CAR[1] - 8, 10, 16))
     extras = sensors[num_rays : num_rays + len(EXTRA_SENSORS)]
     bar_width = PANEL_SIZE // max(len(extras), 1)

@@ -60,7 +60,7 @@ class TopDownRenderer:
 
         sensors = np.asarray(_sensors(state, self.params))
         angles = np.asarray(self.params.ray_angles)
-        rays = sensors[: len(angles)] * float(self.params.ray_range)
+        rays = sensors[: len(angles)]
         ends = position + rays[:, None] * np.stack([np.cos(heading + angles), np.sin(heading + angles)], -1)
         start = self.to_screen(position).tolist()
         for end in self.to_screen(ends).tolist():

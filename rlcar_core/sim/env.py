@@ -22,8 +22,8 @@ from rlcar_core.sim.bank import TrackBank
 from rlcar_core.sim.camera import CAMERA_SIZE, render_camera
 from rlcar_core.sim.car import CarState, body_frame, car_step, sanitize_action
 from rlcar_core.sim.geometry import hits_obstacle, locate, off_map, wrap_angle
-from rlcar_core.sim.params import EnvParams
-from rlcar_core.sim.sensors import cast_rays
+from rlcar_core.sim.params import RAY_RANGE, EnvParams
+from rlcar_core.sim.sensors import cast_rays, obstacle_rays
 
 OBS_KINDS = ("sensors", "pixels", "both")
 EXTRA_SENSORS = ("speed", "slide", "heading_error", "lateral_offset", "steer_angle")
@@ -44,13 +44,23 @@ class EnvState(NamedTuple):
 
 
 def sensor_names(params: EnvParams) -> tuple[str, ...]:
+    """What each entry of the sensor vector is: road-edge rays, the extras, then obstacle rays."""
     degrees = np.rad2deg(np.asarray(params.ray_angles))
-    return tuple(f"ray_{d:+.0f}" for d in degrees) + EXTRA_SENSORS
+    return (
+        tuple(f"ray_{d:+.0f}" for d in degrees) + EXTRA_SENSORS + tuple(f"obstacle_{d:+.0f}" for d in degrees)
+    )
 
 
-def sensor_bounds(num_rays: int) -> tuple[np.ndarray, np.ndarray]:
-    low = np.array([0.0] * num_rays + [0.0, -1.0, -1.0, -MAX_LATERAL, -1.0], np.float32)
-    high = np.array([1.0] * num_rays + [1.0, 1.0, 1.0, MAX_LATERAL, 1.0], np.float32)
+EXTRA_LOW = (0.0, -1.0, -1.0, -MAX_LATERAL, -1.0)
+EXTRA_HIGH = (1.0, 1.0, 1.0, MAX_LATERAL, 1.0)
+
+
+def sensor_bounds(num_rays: int, ray_range: float = RAY_RANGE) -> tuple[np.ndarray, np.ndarray]:
+    """Rays in metres (0 to ray_range), so that agents see near obstacles at a useful scale (DreamerV3
+    symlogs its inputs); the extras normalised. Obstacle rays come last, so code that reads the first
+    rays and the extras by position (drivers, renderers) need not know of them."""
+    low = np.array([0.0] * num_rays + list(EXTRA_LOW) + [0.0] * num_rays, np.float32)
+    high = np.array([ray_range] * num_rays + list(EXTRA_HIGH) + [ray_range] * num_rays, np.float32)
     return low, high
 
 
@@ -188,8 +198,12 @@ class RLCar:
                 car.steer_angle / params.car.max_steer,
             ]
         )
-        low, high = sensor_bounds(rays.shape[0])
-        return jnp.clip(jnp.concatenate([rays / params.ray_range, extras]), low, high).astype(jnp.float32)
+        obstacles = obstacle_rays(
+            bank, state.track_id, car.position, car.heading, params.ray_angles, params.ray_range, rays
+        )
+        # Rays are within [0, ray_range] by construction; only the extras need clipping to their bounds.
+        extras = jnp.clip(extras, jnp.asarray(EXTRA_LOW), jnp.asarray(EXTRA_HIGH))
+        return jnp.concatenate([rays, extras, obstacles]).astype(jnp.float32)
 
     @staticmethod
     def pixels(state: EnvState, params: EnvParams) -> jax.Array:
@@ -217,5 +231,5 @@ class RLCar:
 
 
 def observation_shape(obs_kind: str, num_rays: int) -> dict[str, tuple[int, ...]]:
-    shapes = {"sensors": (num_rays + len(EXTRA_SENSORS),), "pixels": (CAMERA_SIZE, CAMERA_SIZE, 3)}
+    shapes = {"sensors": (2 * num_rays + len(EXTRA_SENSORS),), "pixels": (CAMERA_SIZE, CAMERA_SIZE, 3)}
     return shapes if obs_kind == "both" else {obs_kind: shapes[obs_kind]}

@@ -12,6 +12,7 @@ from rlcar_core.sim.bank import TrackBank
 
 # Ray directions relative to the car's heading; denser ahead, where the driving decisions are.
 DEFAULT_RAY_ANGLES_DEG = (-90.0, -60.0, -40.0, -25.0, -12.0, -5.0, 0.0, 5.0, 12.0, 25.0, 40.0, 60.0, 90.0)
+RAY_RANGE = 40.0  # metres
 
 
 class CarParams(NamedTuple):
@@ -36,7 +37,7 @@ class EnvParams(NamedTuple):
     bank: TrackBank
     car: CarParams = CarParams()
     ray_angles: jax.Array = jnp.deg2rad(jnp.asarray(DEFAULT_RAY_ANGLES_DEG, jnp.float32))
-    ray_range: float = 40.0
+    ray_range: float = RAY_RANGE
     dt: float = 0.1
     max_steps: int = 1000
     progress_reward: float = 100.0  # reward for one whole lap

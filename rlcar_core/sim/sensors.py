@@ -1,4 +1,5 @@
-"""Ray sensors: distances to the road edge or an obstacle, by sphere tracing the free-space map."""
+"""Ray sensors: distances to the road edge or an obstacle, by sphere tracing the free-space map, and
+distances to the obstacles alone, by intersecting each ray with the obstacles' circles."""
 
 from __future__ import annotations
 
@@ -32,3 +33,38 @@ def cast_rays(
         return jnp.minimum(travelled + step, max_range)
 
     return jax.lax.fori_loop(0, RAY_MARCH_STEPS, march, jnp.zeros(angles.shape, jnp.float32), unroll=True)
+
+
+# An obstacle counts as seen when its circle lies no further along the ray than where the ray stopped
+# (sphere tracing stops up to CONVERGED short, and grazing rays a little more).
+OCCLUSION_SLACK = 1.0  # metres
+
+
+def obstacle_rays(
+    bank: TrackBank,
+    track_id: jax.Array,
+    position: jax.Array,
+    heading: jax.Array,
+    angles: jax.Array,
+    max_range,
+    ray_distances: jax.Array,
+) -> jax.Array:
+    """Distance in metres along each ray (R,) to the obstacle it hits, or ``max_range`` when it hits the
+    road edge first or nothing at all.
+
+    The road-edge rays alone cannot tell an obstacle (a crash) from the road's edge (grass, which is
+    allowed); this second set of rays can. ``ray_distances`` are `cast_rays`' for the same rays.
+    """
+    directions = jnp.stack([jnp.cos(heading + angles), jnp.sin(heading + angles)], axis=-1)  # (R, 2)
+    to_centre = bank.obstacles[track_id] - position  # (K, 2)
+    radius = bank.obstacle_radii[track_id]  # (K,)
+    along = directions @ to_centre.T  # (R, K): closest approach of each ray to each centre
+    miss_squared = jnp.sum(jnp.square(to_centre), axis=-1)[None] - jnp.square(along)
+    half_chord_squared = jnp.square(radius)[None] - miss_squared
+    entry = along - jnp.sqrt(jnp.maximum(half_chord_squared, 0.0))
+    # Inside a circle (a crash) the obstacle is at distance 0; behind the car it is not hit.
+    entry = jnp.maximum(entry, 0.0)
+    hit = (half_chord_squared >= 0.0) & (along + jnp.sqrt(jnp.maximum(half_chord_squared, 0.0)) >= 0.0)
+    distance = jnp.min(jnp.where(hit, entry, max_range), axis=-1)
+    visible = distance <= ray_distances + OCCLUSION_SLACK
+    return jnp.minimum(jnp.where(visible, distance, max_range), max_range)
