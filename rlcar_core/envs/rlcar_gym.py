@@ -54,7 +54,7 @@ class RLCarGymEnv(gym.Env):
             make_track_bank(tracks, num_tracks, track_seeds), max_steps=max_steps
         )
         num_rays = int(self.params.ray_angles.shape[0])
-        self.observation_space = observation_space(obs, num_rays)
+        self.observation_space = observation_space(obs, num_rays, float(self.params.ray_range))
         self.action_space = action_space()
         self.render_mode = render_mode
         self._key: jax.Array | None = None

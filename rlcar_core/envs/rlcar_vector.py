@@ -62,7 +62,7 @@ class RLCarVectorEnv(VectorEnv):
             make_track_bank(tracks, num_tracks, track_seeds), max_steps=max_steps
         )
         num_rays = int(self.params.ray_angles.shape[0])
-        self.single_observation_space = observation_space(obs, num_rays)
+        self.single_observation_space = observation_space(obs, num_rays, float(self.params.ray_range))
         self.single_action_space = action_space()
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)

@@ -8,14 +8,15 @@ from gymnasium import spaces
 from rlcar_core.sim.camera import CAMERA_SIZE
 from rlcar_core.sim.car import ACTION_HIGH, ACTION_LOW
 from rlcar_core.sim.env import sensor_bounds
+from rlcar_core.sim.params import RAY_RANGE
 
 
 def action_space() -> spaces.Box:
     return spaces.Box(np.array(ACTION_LOW, np.float32), np.array(ACTION_HIGH, np.float32), dtype=np.float32)
 
 
-def observation_space(obs_kind: str, num_rays: int) -> spaces.Space:
-    low, high = sensor_bounds(num_rays)
+def observation_space(obs_kind: str, num_rays: int, ray_range: float = RAY_RANGE) -> spaces.Space:
+    low, high = sensor_bounds(num_rays, ray_range)
     sensors = spaces.Box(low, high, dtype=np.float32)
     pixels = spaces.Box(0, 255, (CAMERA_SIZE, CAMERA_SIZE, 3), dtype=np.uint8)
     if obs_kind == "sensors":

@@ -15,6 +15,11 @@ RAY_MARCH_STEPS = 14
 CONVERGED = 0.05  # metres: closer than this to an edge, the ray has hit it
 
 
+def ray_directions(heading: jax.Array, angles: jax.Array) -> jax.Array:
+    """Unit vectors (R, 2) of rays at `angles` from the car's heading."""
+    return jnp.stack([jnp.cos(heading + angles), jnp.sin(heading + angles)], axis=-1)
+
+
 def cast_rays(
     bank: TrackBank,
     track_id: jax.Array,
@@ -24,7 +29,7 @@ def cast_rays(
     max_range,
 ) -> jax.Array:
     """Distance in metres along each ray (R,) before leaving the drivable area, capped at ``max_range``."""
-    directions = jnp.stack([jnp.cos(heading + angles), jnp.sin(heading + angles)], axis=-1)
+    directions = ray_directions(heading, angles)
 
     def march(_, travelled):
         points = position + travelled[:, None] * directions
@@ -55,16 +60,16 @@ def obstacle_rays(
     The road-edge rays alone cannot tell an obstacle (a crash) from the road's edge (grass, which is
     allowed); this second set of rays can. ``ray_distances`` are `cast_rays`' for the same rays.
     """
-    directions = jnp.stack([jnp.cos(heading + angles), jnp.sin(heading + angles)], axis=-1)  # (R, 2)
+    directions = ray_directions(heading, angles)
     to_centre = bank.obstacles[track_id] - position  # (K, 2)
     radius = bank.obstacle_radii[track_id]  # (K,)
     along = directions @ to_centre.T  # (R, K): closest approach of each ray to each centre
     miss_squared = jnp.sum(jnp.square(to_centre), axis=-1)[None] - jnp.square(along)
     half_chord_squared = jnp.square(radius)[None] - miss_squared
-    entry = along - jnp.sqrt(jnp.maximum(half_chord_squared, 0.0))
+    half_chord = jnp.sqrt(jnp.maximum(half_chord_squared, 0.0))
     # Inside a circle (a crash) the obstacle is at distance 0; behind the car it is not hit.
-    entry = jnp.maximum(entry, 0.0)
-    hit = (half_chord_squared >= 0.0) & (along + jnp.sqrt(jnp.maximum(half_chord_squared, 0.0)) >= 0.0)
+    entry = jnp.maximum(along - half_chord, 0.0)
+    hit = (half_chord_squared >= 0.0) & (along + half_chord >= 0.0)
     distance = jnp.min(jnp.where(hit, entry, max_range), axis=-1)
     visible = distance <= ray_distances + OCCLUSION_SLACK
     return jnp.minimum(jnp.where(visible, distance, max_range), max_range)
