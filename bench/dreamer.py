@@ -24,9 +24,9 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 import jax  # noqa: E402
 
+from rlcar_core.apps.evaluate import EvalConfig, evaluate  # noqa: E402
 from rlcar_core.dreamer.training_loop import TrainDreamerConfig, train_dreamer  # noqa: E402
-from rlcar_core.evaluate import EvalConfig, evaluate  # noqa: E402
-from rlcar_core.runs import write_json_atomic  # noqa: E402
+from rlcar_core.io.runs import write_json_atomic  # noqa: E402
 
 EVAL_MAX_STEPS = 1000
 TARGET_PROGRESS = 0.9

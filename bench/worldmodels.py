@@ -22,7 +22,7 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 import jax  # noqa: E402
 
-from rlcar_core.evaluate import EvalConfig, evaluate  # noqa: E402
+from rlcar_core.apps.evaluate import EvalConfig, evaluate  # noqa: E402
 from rlcar_core.worldmodels.collect import CollectConfig, collect  # noqa: E402
 from rlcar_core.worldmodels.train_controller import TrainControllerConfig, train_controller  # noqa: E402
 from rlcar_core.worldmodels.train_rnn import TrainRNNConfig, train_rnn  # noqa: E402

@@ -72,8 +72,8 @@ def eval_command(
 ) -> None:
     """Evaluate an agent on held-out tracks: mean ± std return, progress, laps, crashes."""
     with user_errors():
-        from rlcar_core.evaluate import EvalConfig, evaluate
-        from rlcar_core.human import load_human_run
+        from rlcar_core.apps.evaluate import EvalConfig, evaluate
+        from rlcar_core.apps.human import load_human_run
 
         recorded = load_human_run(human) if human is not None else None
         config = EvalConfig(
@@ -99,8 +99,8 @@ def eval_command(
 
 def compare_with_human(config, recorded) -> dict:
     from rlcar_core.agents import make_agent
+    from rlcar_core.apps.evaluate import run_episodes
     from rlcar_core.errors import RlcarError
-    from rlcar_core.evaluate import run_episodes
 
     if recorded.env != config.env:
         raise RlcarError(
@@ -175,7 +175,7 @@ def play_command(
 
         if headless:
             os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-        from rlcar_core.play import PlayConfig, play
+        from rlcar_core.apps.play import PlayConfig, play
 
         config = PlayConfig(
             env=env.value,
@@ -219,7 +219,7 @@ def export_video_command(
 ) -> None:
     """Render one episode of an agent on a held-out track, with a HUD, to mp4 or gif."""
     with user_errors():
-        from rlcar_core.export import ExportConfig, export_video
+        from rlcar_core.apps.export import ExportConfig, export_video
 
         config = ExportConfig(
             output=output,

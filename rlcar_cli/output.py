@@ -69,7 +69,7 @@ def user_errors() -> Iterator[None]:
 def training_outcomes() -> Iterator[None]:
     """For training commands: bad input -> exit 2; a diverged loss -> exit 1 (the last good checkpoint is
     kept); Ctrl-C -> exit 130 after the state was saved."""
-    from rlcar_core.training_outcomes import TrainingDiverged, TrainingInterrupted
+    from rlcar_core.loop.outcomes import TrainingDiverged, TrainingInterrupted
 
     with user_errors():
         try:

@@ -8,8 +8,8 @@ import numpy as np
 import optax
 import pytest
 
-from rlcar_core.checkpoint import CheckpointError, CheckpointNotFound, CheckpointStore, open_checkpoint
 from rlcar_core.errors import RlcarError
+from rlcar_core.io.checkpoint import CheckpointError, CheckpointNotFound, CheckpointStore, open_checkpoint
 from rlcar_core.worldmodels.training_state import TrainingState
 
 CONFIG = {"model": "tiny", "layers": [2, 3]}
@@ -135,7 +135,7 @@ def test_restoring_into_a_different_model_is_a_clear_error(filled_store):
 _SAVE_ON_SECOND_DEVICE = """
 import sys
 import jax, jax.numpy as jnp
-from rlcar_core.checkpoint import CheckpointStore
+from rlcar_core.io.checkpoint import CheckpointStore
 device = jax.devices()[1]
 state = {"w": jax.device_put(jnp.arange(6.0).reshape(2, 3), device), "n": jax.device_put(jnp.int32(3), device)}
 with CheckpointStore(sys.argv[1]) as store:

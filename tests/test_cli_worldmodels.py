@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rlcar_cli.main import app
-from rlcar_core.data import write_episodes
+from rlcar_core.io.data import write_episodes
 
 runner = CliRunner()
 COMMANDS = ("collect", "train-vae", "train-rnn", "train-controller", "dream")
@@ -110,7 +110,7 @@ def test_out_of_range_options_exit_2(args, tmp_path):
 
 
 def test_a_diverged_loss_exits_1_with_one_line(tmp_path, monkeypatch):
-    from rlcar_core.training_outcomes import TrainingDiverged
+    from rlcar_core.loop.outcomes import TrainingDiverged
     from rlcar_core.worldmodels import train_rnn as train_rnn_module
 
     def diverging(config, on_step=None):
@@ -123,9 +123,9 @@ def test_a_diverged_loss_exits_1_with_one_line(tmp_path, monkeypatch):
 def test_the_training_loop_stops_on_nan_and_saves_on_ctrl_c(tmp_path):
     import jax.numpy as jnp
 
-    from rlcar_core.checkpoint import CheckpointStore
-    from rlcar_core.runs import RunDir
-    from rlcar_core.training_outcomes import TrainingDiverged, TrainingInterrupted
+    from rlcar_core.io.checkpoint import CheckpointStore
+    from rlcar_core.io.runs import RunDir
+    from rlcar_core.loop.outcomes import TrainingDiverged, TrainingInterrupted
     from rlcar_core.worldmodels.training_loop import Schedule, train_supervised
     from rlcar_core.worldmodels.training_state import TrainingState
 

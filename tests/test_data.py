@@ -4,8 +4,9 @@ import os
 import numpy as np
 import pytest
 
-import rlcar_core.data.streams as streams
-from rlcar_core.data import (
+import rlcar_core.io.data.streams as streams
+from rlcar_core.errors import RlcarError
+from rlcar_core.io.data import (
     DatasetError,
     SequenceBatch,
     iterate_frames,
@@ -16,7 +17,6 @@ from rlcar_core.data import (
     write_episode,
     write_episodes,
 )
-from rlcar_core.errors import RlcarError
 
 ENV = "rlcar/RLCar-v0"
 

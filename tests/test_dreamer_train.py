@@ -14,7 +14,6 @@ import jax
 import numpy as np
 import pytest
 
-from rlcar_core.checkpoint import CheckpointNotFound
 from rlcar_core.dreamer.checkpoints import (
     abstract_trainer_state,
     is_dreamer_run,
@@ -29,8 +28,9 @@ from rlcar_core.dreamer.run_settings import RequestedSettings, new_run_settings
 from rlcar_core.dreamer.training_loop import TrainDreamerConfig, train_dreamer
 from rlcar_core.envs import make_env
 from rlcar_core.errors import RlcarError
-from rlcar_core.runs import RunDir
-from rlcar_core.training_outcomes import TrainingDiverged, TrainingInterrupted
+from rlcar_core.io.checkpoint import CheckpointNotFound
+from rlcar_core.io.runs import RunDir
+from rlcar_core.loop.outcomes import TrainingDiverged, TrainingInterrupted
 
 # Two cars, 20-step episodes, 2 x 8 batches at ratio 8: one update per env step of both cars.
 TINY = ("batch_size=2", "batch_length=8")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import rlcar_core.render.window as window_module
-from rlcar_core.human import load_human_run
-from rlcar_core.play import PlayConfig, play
+from rlcar_core.apps.human import load_human_run
+from rlcar_core.apps.play import PlayConfig, play
 from rlcar_core.render.window import Controls
 
 GAS = np.array([0.0, 1.0, 0.0], np.float32)

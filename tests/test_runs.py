@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rlcar_core.errors import RlcarError
-from rlcar_core.runs import RunDir, write_json_atomic
+from rlcar_core.io.runs import RunDir, write_json_atomic
 
 
 def test_layout_paths_do_not_touch_disk(tmp_path):

@@ -119,7 +119,7 @@ def test_controller_resumes_in_the_env_from_a_dream_search(pipeline, tmp_path):
 
 
 def test_training_resumes_after_an_interruption(pipeline, tmp_path, monkeypatch):
-    from rlcar_core.training_outcomes import TrainingInterrupted
+    from rlcar_core.loop.outcomes import TrainingInterrupted
     from rlcar_core.worldmodels import train_vae as train_vae_module
 
     run = copy_run(pipeline[0], tmp_path)

@@ -18,11 +18,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rlcar_core.checkpoint import CheckpointStore, open_checkpoint
 from rlcar_core.dreamer.config import DreamerConfig
 from rlcar_core.dreamer.train_state import AgentParams, TrainingState, init_training_state
 from rlcar_core.errors import RlcarError
-from rlcar_core.runs import RunDir
+from rlcar_core.io.checkpoint import CheckpointStore, open_checkpoint
+from rlcar_core.io.runs import RunDir
 
 MODEL = "dreamer"
 CONFIG_SECTION = "dreamer"

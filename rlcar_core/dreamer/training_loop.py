@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from rlcar_core.agents.dreamer import DreamerAgent, on_default_device
-from rlcar_core.checkpoint import CheckpointStore
+from rlcar_core.apps.evaluate import EvalConfig, evaluate
 from rlcar_core.dreamer.checkpoints import (
     CONFIG_SECTION,
     TrainerState,
@@ -47,9 +47,9 @@ from rlcar_core.dreamer.run_settings import (
 from rlcar_core.dreamer.update import make_update
 from rlcar_core.envs import make_env
 from rlcar_core.errors import RlcarError, require_at_least
-from rlcar_core.evaluate import EvalConfig, evaluate
-from rlcar_core.runs import RunDir
-from rlcar_core.training_outcomes import TrainingDiverged, TrainingInterrupted, all_finite
+from rlcar_core.io.checkpoint import CheckpointStore
+from rlcar_core.io.runs import RunDir
+from rlcar_core.loop.outcomes import TrainingDiverged, TrainingInterrupted, all_finite
 from rlcar_core.worldmodels.policies import ExplorationPolicy, make_exploration_policy
 
 ProgressCallback = Callable[[dict[str, Any]], None]

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from rlcar_core.data import MANIFEST_FILE, load_manifest, write_episodes
 from rlcar_core.envs import make_env
 from rlcar_core.envs.factory import check_env_request
 from rlcar_core.errors import RlcarError, require_at_least
-from rlcar_core.runs import RunDir
+from rlcar_core.io.data import MANIFEST_FILE, load_manifest, write_episodes
+from rlcar_core.io.runs import RunDir
 from rlcar_core.worldmodels.policies import COLLECT_POLICIES, make_exploration_policy
 
 ProgressCallback = Callable[[dict[str, Any]], None]

@@ -18,11 +18,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlcar_core.drive import track_seed_for
+from rlcar_core.apps.drive import track_seed_for
 from rlcar_core.envs import make_env
 from rlcar_core.errors import RlcarError, require_at_least
-from rlcar_core.runs import RunDir
-from rlcar_core.video import check_video_path, write_video
+from rlcar_core.io.runs import RunDir
+from rlcar_core.io.video import check_video_path, write_video
 from rlcar_core.worldmodels.config import ControllerConfig, MDNRNNConfig, VAEConfig
 from rlcar_core.worldmodels.controller import controller_action, num_controller_params, vector_to_params
 from rlcar_core.worldmodels.latents import encoder_fn
@@ -222,7 +222,7 @@ class _DreamEpisode:
 def run_dream(config: DreamConfig, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Play one dream (window, video or headless); returns what happened in the dream and in reality."""
     config.validate()
-    from rlcar_core.dream_dispatch import is_dreamer_run, run_dreamer_dream
+    from rlcar_core.apps.dream_dispatch import is_dreamer_run, run_dreamer_dream
 
     if is_dreamer_run(config.run_dir):
         return run_dreamer_dream(config, on_step)

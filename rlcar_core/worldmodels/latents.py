@@ -17,9 +17,9 @@ import haiku as hk
 import jax
 import numpy as np
 
-from rlcar_core.atomic import atomic_path
-from rlcar_core.data import load_episode
-from rlcar_core.runs import RunDir
+from rlcar_core.io.atomic import atomic_path
+from rlcar_core.io.data import load_episode
+from rlcar_core.io.runs import RunDir
 from rlcar_core.worldmodels.batching import in_fixed_batches
 from rlcar_core.worldmodels.config import VAEConfig
 from rlcar_core.worldmodels.stages import dataset_manifest

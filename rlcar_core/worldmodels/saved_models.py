@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlcar_core.errors import RlcarError
-from rlcar_core.runs import RunDir
+from rlcar_core.io.runs import RunDir
 from rlcar_core.worldmodels.config import ControllerConfig, MDNRNNConfig, VAEConfig
 from rlcar_core.worldmodels.controller import num_controller_params
 from rlcar_core.worldmodels.mdnrnn_update import init_mdnrnn_state

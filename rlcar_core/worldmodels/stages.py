@@ -17,10 +17,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NamedTuple
 
-from rlcar_core.checkpoint import CheckpointNotFound, CheckpointStore
-from rlcar_core.data import DatasetError, load_manifest
 from rlcar_core.errors import RlcarError
-from rlcar_core.runs import RunDir
+from rlcar_core.io.checkpoint import CheckpointNotFound, CheckpointStore
+from rlcar_core.io.data import DatasetError, load_manifest
+from rlcar_core.io.runs import RunDir
 
 VAE_MODEL = "vae"
 RNN_MODEL = "mdnrnn"

@@ -20,11 +20,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from rlcar_core.data import split_episodes
 from rlcar_core.errors import RlcarError, require_at_least
-from rlcar_core.runs import RunDir
+from rlcar_core.io.data import split_episodes
+from rlcar_core.io.runs import RunDir
+from rlcar_core.loop.outcomes import TrainingDiverged, TrainingInterrupted
 from rlcar_core.sim.track import EVAL_SEED_OFFSET
-from rlcar_core.training_outcomes import TrainingDiverged, TrainingInterrupted
 from rlcar_core.worldmodels.cmaes import GenerationStats, run_cmaes
 from rlcar_core.worldmodels.config import ControllerConfig, MDNRNNConfig
 from rlcar_core.worldmodels.controller import num_controller_params

@@ -16,9 +16,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from rlcar_core.data import split_episodes
 from rlcar_core.errors import RlcarError
-from rlcar_core.runs import RunDir
+from rlcar_core.io.data import split_episodes
+from rlcar_core.io.runs import RunDir
 from rlcar_core.worldmodels.config import MDNRNNConfig
 from rlcar_core.worldmodels.latents import (
     LatentEpisode,

@@ -17,10 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlcar_core.atomic import atomic_path
-from rlcar_core.data import iterate_frames, split_episodes
 from rlcar_core.errors import RlcarError
-from rlcar_core.runs import RunDir
+from rlcar_core.io.atomic import atomic_path
+from rlcar_core.io.data import iterate_frames, split_episodes
+from rlcar_core.io.runs import RunDir
 from rlcar_core.worldmodels.batching import in_fixed_batches
 from rlcar_core.worldmodels.config import VAEConfig
 from rlcar_core.worldmodels.saved_models import abstract_vae_state, saved_training_record

@@ -14,9 +14,9 @@ from typing import Any
 
 import jax
 
-from rlcar_core.checkpoint import CheckpointStore
-from rlcar_core.runs import RunDir
-from rlcar_core.training_outcomes import TrainingDiverged, TrainingInterrupted, all_finite
+from rlcar_core.io.checkpoint import CheckpointStore
+from rlcar_core.io.runs import RunDir
+from rlcar_core.loop.outcomes import TrainingDiverged, TrainingInterrupted, all_finite
 from rlcar_core.worldmodels.training_state import TrainingState, split_rng
 
 TrainStep = Callable[[TrainingState, Any], tuple[TrainingState, dict[str, jax.Array]]]

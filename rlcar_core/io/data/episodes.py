@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from rlcar_core.errors import RlcarError
-from rlcar_core.runs import write_json_atomic
+from rlcar_core.io.runs import write_json_atomic
 
 try:
     import fcntl

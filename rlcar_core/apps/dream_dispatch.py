@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from rlcar_core.video import write_video
+from rlcar_core.io.video import write_video
 
 FPS = {"rlcar": 10, "carracing": 50}
 

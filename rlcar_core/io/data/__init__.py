@@ -1,6 +1,6 @@
 """Rollout data: episode shards on disk and streaming loaders for World Models training."""
 
-from rlcar_core.data.episodes import (
+from rlcar_core.io.data.episodes import (
     EPISODE_KEYS,
     MANIFEST_FILE,
     DatasetError,
@@ -9,7 +9,7 @@ from rlcar_core.data.episodes import (
     write_episode,
     write_episodes,
 )
-from rlcar_core.data.streams import SequenceBatch, iterate_frames, iterate_sequences, split_episodes
+from rlcar_core.io.data.streams import SequenceBatch, iterate_frames, iterate_sequences, split_episodes
 
 __all__ = [
     "EPISODE_KEYS",

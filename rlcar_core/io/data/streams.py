@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rlcar_core.data.episodes import DatasetError, load_episode, load_manifest
+from rlcar_core.io.data.episodes import DatasetError, load_episode, load_manifest
 
 SPLITS = ("train", "validation")
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from rlcar_core.agents import make_agent
-from rlcar_core.drive import DrivingSession
+from rlcar_core.apps.drive import DrivingSession
+from rlcar_core.apps.human import HumanRun, save_human_run
 from rlcar_core.errors import require_at_least
-from rlcar_core.human import HumanRun, save_human_run
 
 KEYS_HELP = "arrows/WASD drive, T toggles, R resets, Esc quits"
 

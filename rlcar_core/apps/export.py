@@ -10,9 +10,9 @@ import numpy as np
 
 from rlcar_core.agents import make_agent
 from rlcar_core.agents.base import Agent
-from rlcar_core.drive import DrivingSession
+from rlcar_core.apps.drive import DrivingSession
 from rlcar_core.errors import require_at_least
-from rlcar_core.video import check_video_path, write_video
+from rlcar_core.io.video import check_video_path, write_video
 
 
 @dataclasses.dataclass(frozen=True)

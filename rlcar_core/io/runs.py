@@ -4,13 +4,14 @@ Layout::
 
     <run>/config.json          the run's configuration (written atomically)
     <run>/metrics.jsonl        one JSON object per log step, appended
-    <run>/data/                rollout shards (see rlcar_core.data)
-    <run>/checkpoints/<model>/ one orbax checkpoint folder per model (see rlcar_core.checkpoint)
+    <run>/data/                rollout shards (see rlcar_core.io.data)
+    <run>/checkpoints/<model>/ one orbax checkpoint folder per model (see rlcar_core.io.checkpoint)
     <run>/videos/
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -24,6 +25,29 @@ from rlcar_core.errors import RlcarError
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+LOCK_FILE = ".lock"
+# Where runs live when no --run-dir is given: one default run per kind, so the short forms
+# (`rlcar train-dreamer --episodes 500`, `rlcar dream --checkpoint ep81`) work as written.
+RUNS_ROOT = Path("runs")
+DEFAULT_RUN_DIRS = {
+    "dreamer": RUNS_ROOT / "dreamer",
+    "worldmodels": RUNS_ROOT / "worldmodels",
+    "play": RUNS_ROOT / "play",
+}
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows has no flock; runs are then unguarded
+    fcntl = None
+
+
+class RunInUse(RlcarError):
+    """Another live process holds this run's writer lock."""
+
+
+def default_run_dir(kind: str) -> Path:
+    """The run a command of this kind uses when no --run-dir is given."""
+    return DEFAULT_RUN_DIRS[kind]
 
 
 def to_json_value(value: Any) -> Any:
@@ -144,3 +168,32 @@ class RunDir:
 
     def read_metrics(self) -> list[dict[str, Any]]:
         return list(self.iter_metrics())
+
+    @contextlib.contextmanager
+    def writer_lock(self, command: str) -> Iterator[None]:
+        """Hold the run's single-writer lock for the block, or raise RunInUse naming the holder.
+
+        An OS-level `flock`, so it is released when the holder dies however it dies; readers (eval,
+        play, dream, serve) never take it. The lock file records who holds it, for the message.
+        """
+        self.create()
+        if fcntl is None:
+            yield
+            return
+        handle = open(self.path / LOCK_FILE, "a+")
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise RunInUse(
+                    f"{self.path} is in use by {holder}; wait for it or use another --run-dir"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} ({command})")
+            handle.flush()
+            yield
+        finally:
+            handle.close()  # closing the descriptor releases the flock

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rlcar_core.atomic import atomic_path, unused_path
 from rlcar_core.errors import RlcarError
+from rlcar_core.io.atomic import atomic_path, unused_path
 
 HUMAN_DIR = "human"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rlcar_core.atomic import atomic_path
 from rlcar_core.errors import RlcarError
+from rlcar_core.io.atomic import atomic_path
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
