@@ -8,14 +8,7 @@ import numpy as np
 
 from rlcar_core.envs import make_env
 from rlcar_core.envs.factory import STEP_SECONDS, check_env_request
-from rlcar_core.errors import require_at_least
-from rlcar_core.sim.track import EVAL_SEED_OFFSET
-
-
-def track_seed_for(env_name: str, track: int) -> int:
-    """Held-out track number ``track`` (RLCar track seed, or CarRacing-v3 reset seed)."""
-    require_at_least("--track", track, 0)
-    return EVAL_SEED_OFFSET + track
+from rlcar_core.envs.heldout import track_seed_for
 
 
 class DrivingSession:

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from rlcar_core.agents import Agent, make_agent
-from rlcar_core.envs import make_env
-from rlcar_core.envs.factory import STEP_SECONDS, check_env_request
+from rlcar_core.envs.factory import check_env_request
+from rlcar_core.envs.heldout import (  # noqa: F401 - re-exported for the apps
+    EpisodeRecord,
+    evaluation_tracks,
+    run_episodes,
+    summarise,
+)
 from rlcar_core.errors import require_at_least
-from rlcar_core.sim.track import EVAL_SEED_OFFSET, evaluation_seeds
-
-MAX_EVAL_TRACKS = 100  # more episodes than this cycle through the same held-out tracks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,107 +32,6 @@ class EvalConfig:
         require_at_least("--episodes", self.episodes, 1)
         require_at_least("--max-steps", self.max_steps, 1)
         require_at_least("--num-envs", self.num_envs, 1)
-
-
-@dataclasses.dataclass
-class EpisodeRecord:
-    track: int  # RLCar track seed, or CarRacing-v3 reset seed
-    episode_return: float
-    progress: float
-    lap_complete: bool
-    crashed: bool
-    steps: int
-
-    def lap_time(self, env: str) -> float | None:
-        return self.steps * STEP_SECONDS[env] if self.lap_complete else None
-
-
-def summarise(records: list[EpisodeRecord], env: str) -> dict:
-    returns = np.array([r.episode_return for r in records])
-    progress = np.array([r.progress for r in records])
-    lap_times = [t for t in (r.lap_time(env) for r in records) if t is not None]
-    return {
-        "episodes": len(records),
-        "return_mean": float(returns.mean()),
-        "return_std": float(returns.std()),
-        "progress_mean": float(progress.mean()),
-        "progress_std": float(progress.std()),
-        "lap_rate": float(np.mean([r.lap_complete for r in records])),
-        "crash_rate": float(np.mean([r.crashed for r in records])),
-        "lap_time_mean": float(np.mean(lap_times)) if lap_times else None,
-        "steps_mean": float(np.mean([r.steps for r in records])),
-    }
-
-
-def run_episodes(
-    env_name: str,
-    agent: Agent,
-    tracks: list[int],
-    seed: int,
-    max_steps: int,
-    num_envs: int,
-    on_episode: Callable[[EpisodeRecord], None] | None = None,
-) -> list[EpisodeRecord]:
-    """One episode per entry of ``tracks`` (RLCar track seeds or CarRacing reset seeds), in waves of
-    ``num_envs`` cars; each car's first episode of a wave is kept."""
-    num_envs = min(num_envs, len(tracks))
-    if env_name == "rlcar":
-        unique = sorted(set(tracks))
-        env = make_env(
-            "rlcar", obs=agent.obs_kind, num_envs=num_envs, track_seeds=unique, max_steps=max_steps
-        )
-    else:
-        env = make_env("carracing", obs="pixels", num_envs=num_envs, max_steps=max_steps)
-    records: list[EpisodeRecord] = []
-    try:
-        for wave, first in enumerate(range(0, len(tracks), num_envs)):
-            wave_tracks = tracks[first : first + num_envs]
-            wave_tracks = wave_tracks + [wave_tracks[-1]] * (num_envs - len(wave_tracks))  # pad the last wave
-            if env_name == "rlcar":
-                obs, _ = env.reset(
-                    seed=seed + wave, options={"track_id": [unique.index(t) for t in wave_tracks]}
-                )
-            else:
-                obs, _ = env.reset(seed=wave_tracks)
-            agent.reset(num_envs)
-            returns = np.zeros(num_envs)
-            steps = np.zeros(num_envs, int)
-            running = np.ones(num_envs, bool)
-            progress = np.zeros(num_envs)
-            lap = np.zeros(num_envs, bool)
-            crashed = np.zeros(num_envs, bool)
-            while running.any():
-                obs, reward, terminated, truncated, info = env.step(agent.act(obs))
-                returns += np.where(running, reward, 0.0)
-                steps += running
-                progress = np.where(running, info["progress"], progress)
-                lap |= running & info["lap_complete"].astype(bool)
-                crashed |= running & info["crashed"].astype(bool)
-                finished = running & (terminated | truncated)
-                for i in np.flatnonzero(finished):
-                    if i < len(tracks) - first:  # padded cars of the last wave are not recorded
-                        record = EpisodeRecord(
-                            wave_tracks[i],
-                            float(returns[i]),
-                            float(progress[i]),
-                            bool(lap[i]),
-                            bool(crashed[i]),
-                            int(steps[i]),
-                        )
-                        records.append(record)
-                        if on_episode is not None:
-                            on_episode(record)
-                running &= ~finished
-    finally:
-        env.close()
-    order = {id(r): i for i, r in enumerate(records)}
-    return sorted(records, key=lambda r: (tracks.index(r.track), order[id(r)]))
-
-
-def evaluation_tracks(env_name: str, episodes: int) -> list[int]:
-    count = min(episodes, MAX_EVAL_TRACKS)
-    seeds = evaluation_seeds(count) if env_name == "rlcar" else [EVAL_SEED_OFFSET + i for i in range(count)]
-    return [seeds[i % count] for i in range(episodes)]
 
 
 def evaluate(config: EvalConfig, agent: Agent | None = None, on_episode=None) -> dict:

@@ -24,7 +24,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlcar_core.agents.dreamer import jitted_policy, on_default_device
-from rlcar_core.apps.drive import track_seed_for
 from rlcar_core.dreamer.checkpoints import is_dreamer_run, load_saved_agent
 from rlcar_core.dreamer.config import DreamerConfig
 from rlcar_core.dreamer.dream_panels import observation_panel, side_by_side
@@ -33,6 +32,7 @@ from rlcar_core.dreamer.networks import actor_network, features, latent_noise, w
 from rlcar_core.dreamer.policy import from_env_action, initial_carry, to_env_action
 from rlcar_core.dreamer.world_model import decode_observation
 from rlcar_core.envs import make_env
+from rlcar_core.envs.heldout import track_seed_for
 from rlcar_core.errors import RlcarError, require_at_least
 
 DEFAULT_CONTEXT = 5  # real steps observed before dreaming, as in DreamerV3's open-loop predictions

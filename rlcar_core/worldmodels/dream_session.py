@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlcar_core.apps.drive import track_seed_for
 from rlcar_core.envs import make_env
+from rlcar_core.envs.heldout import track_seed_for
 from rlcar_core.errors import RlcarError, require_at_least
 from rlcar_core.io.runs import RunDir
 from rlcar_core.io.video import check_video_path, write_video
