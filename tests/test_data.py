@@ -74,11 +74,18 @@ def test_failed_write_leaves_no_partial_file_and_temp_files_are_ignored(tmp_path
     assert (data / "manifest.json").read_text() == manifest_before
     assert not [name for name in os.listdir(data) if name.endswith(".tmp")]
 
-    # Leftovers of a killed writer: a temp file and an unlisted episode. Neither is read, and the
-    # next write does not overwrite the unlisted one.
-    (data / ".episode_000001.npz.abc.tmp").write_bytes(b"partial")
-    (data / "episode_000001.npz").write_bytes(b"renamed just before the crash")
-    assert write_episode(data, _episode(2, seed=5), env_name=ENV) == "episode_000002.npz"
+    # Leftovers of a killed writer: temp files and an unlisted episode. Neither is read, and the next
+    # writer (holding the folder's lock, so they cannot be a live writer's) sweeps them away.
+    leftovers = [".episode_000001.npz.abc.tmp", ".tmp-episode_000001.npz.1a2b.npz", "episode_000001.npz"]
+    for name in leftovers:
+        (data / name).write_bytes(b"partial")
+    assert write_episode(data, _episode(2, seed=5), env_name=ENV) == "episode_000001.npz"
+    assert sorted(os.listdir(data)) == [
+        ".write.lock",
+        "episode_000000.npz",
+        "episode_000001.npz",
+        "manifest.json",
+    ]
     frames = list(
         iterate_frames(data, 2, np.random.default_rng(0), validation_fraction=0.0, drop_remainder=False)
     )

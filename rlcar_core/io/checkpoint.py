@@ -24,7 +24,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 from rlcar_core.errors import RlcarError
-from rlcar_core.io.runs import to_json_value
+from rlcar_core.io.jsonable import to_json_value
 
 _STATE_ITEM = "state"
 _CONFIG_ITEM = "config"

@@ -12,16 +12,16 @@ Layout::
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rlcar_core.errors import RlcarError
+from rlcar_core.io.atomic import dumps_json, remove_temp_files, write_bytes_atomic
+from rlcar_core.io.atomic import write_json_atomic as write_json_atomic  # re-exported: older imports
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -50,38 +50,20 @@ def default_run_dir(kind: str) -> Path:
     return DEFAULT_RUN_DIRS[kind]
 
 
-def to_json_value(value: Any) -> Any:
-    """numpy/jax scalars and arrays -> plain Python so `json` accepts metrics straight from jit."""
-    if isinstance(value, dict):
-        return {str(key): to_json_value(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_json_value(item) for item in value]
-    if isinstance(value, str | bool | int | float) or value is None:
-        return value
-    if hasattr(value, "__array__"):
-        return np.asarray(value).tolist()
-    raise TypeError(f"cannot store a {type(value).__name__} as JSON")
+def sweep_temp_files(run_dir: str | os.PathLike) -> list[Path]:
+    """Remove what killed writers left in a run: temp files (`.tmp-*`, `.*.tmp`, `.*.tmp-<pid>`) in the
+    run folder, `data/`, `videos/` and each `checkpoints/` folder, and episode files that the data
+    manifest does not list. Returns the removed paths. Call it only while holding the run's writer lock
+    (`writer_lock` does, when it is taken); orbax cleans its own `*.orbax-checkpoint-tmp*` folders."""
+    from rlcar_core.io.data.episodes import remove_orphan_episodes
 
-
-def write_bytes_atomic(path: str | os.PathLike, payload: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over `path`: readers see the old
-    file or the new one, never a torn write, even if the process is killed mid-way."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: str | os.PathLike, value: Any) -> None:
-    write_bytes_atomic(path, (json.dumps(to_json_value(value), indent=2, sort_keys=True) + "\n").encode())
+    root = Path(run_dir)
+    folders = [root, root / "data", root / "videos", root / "checkpoints"]
+    checkpoints = root / "checkpoints"
+    if checkpoints.is_dir():
+        folders += sorted(path for path in checkpoints.iterdir() if path.is_dir())
+    removed = [path for folder in folders for path in remove_temp_files(folder)]
+    return removed + remove_orphan_episodes(root / "data")
 
 
 class RunDir:
@@ -115,7 +97,17 @@ class RunDir:
         return self.path.is_dir()
 
     def create(self) -> RunDir:
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Make the folder (and parents); a path that is a file, or under one, is bad input."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise RlcarError(f"cannot use {self.path} as a run directory: it or a parent is a file") from None
+        except OSError as error:
+            if error.errno in (errno.ENOENT, errno.EPERM, errno.EACCES, errno.EROFS):
+                raise RlcarError(
+                    f"cannot create run directory {self.path}: {os.strerror(error.errno).lower()}"
+                ) from None
+            raise
         return self
 
     def has_config(self) -> bool:
@@ -126,10 +118,18 @@ class RunDir:
             text = self.config_path.read_text()
         except FileNotFoundError:
             raise RlcarError(f"no {CONFIG_FILE} in run directory {self.path}") from None
+        except (IsADirectoryError, NotADirectoryError, UnicodeDecodeError):
+            raise RlcarError(f"{self.config_path} is not a readable JSON file") from None
         try:
-            return json.loads(text)
+            config = json.loads(text)
         except json.JSONDecodeError as error:
             raise RlcarError(f"{self.config_path} is not valid JSON: {error}") from None
+        if not isinstance(config, dict):
+            raise RlcarError(
+                f"{self.config_path} must hold a JSON object, not a {type(config).__name__}; "
+                "fix it or start a new --run-dir"
+            )
+        return config
 
     def write_config(self, config: dict[str, Any]) -> None:
         write_json_atomic(self.config_path, config)
@@ -142,8 +142,8 @@ class RunDir:
         return config
 
     def append_metrics(self, metrics: dict[str, Any]) -> None:
-        line = json.dumps(to_json_value(metrics), sort_keys=True)
-        self.path.mkdir(parents=True, exist_ok=True)
+        line = dumps_json(metrics, sort_keys=True)
+        self.create()
         with open(self.metrics_path, "a+b") as handle:
             # A run killed mid-write can leave a line without its newline; start a fresh line so
             # only that one record is lost, not the next one too.
@@ -169,9 +169,21 @@ class RunDir:
     def read_metrics(self) -> list[dict[str, Any]]:
         return list(self.iter_metrics())
 
+    def keep_metrics(self, keep: Callable[[dict[str, Any]], bool]) -> int:
+        """Rewrite metrics.jsonl (atomically) with only the records `keep` accepts; returns how many
+        were dropped. On resume, drop what was logged after the checkpoint being resumed, e.g.
+        `run.keep_metrics(lambda record: record.get("episode", 0) <= step)`, so no record repeats."""
+        records = self.read_metrics()
+        kept = [record for record in records if keep(record)]
+        if len(kept) != len(records):
+            text = "".join(dumps_json(record, sort_keys=True) + "\n" for record in kept)
+            write_bytes_atomic(self.metrics_path, text.encode())
+        return len(records) - len(kept)
+
     @contextlib.contextmanager
     def writer_lock(self, command: str) -> Iterator[None]:
         """Hold the run's single-writer lock for the block, or raise RunInUse naming the holder.
+        Once held, leftovers of killed writers are swept (see `sweep_temp_files`).
 
         An OS-level `flock`, so it is released when the holder dies however it dies; readers (eval,
         play, dream, serve) never take it. The lock file records who holds it, for the message.
@@ -180,7 +192,10 @@ class RunDir:
         if fcntl is None:
             yield
             return
-        handle = open(self.path / LOCK_FILE, "a+")
+        try:
+            handle = open(self.path / LOCK_FILE, "a+")
+        except IsADirectoryError:
+            raise RlcarError(f"{self.path / LOCK_FILE} is a folder; remove it") from None
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -194,6 +209,8 @@ class RunDir:
             handle.truncate()
             handle.write(f"pid {os.getpid()} ({command})")
             handle.flush()
+            # Holding the lock, any temp file here belongs to a writer that died: sweep it now.
+            sweep_temp_files(self.path)
             yield
         finally:
             handle.close()  # closing the descriptor releases the flock

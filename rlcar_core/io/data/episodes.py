@@ -23,7 +23,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from rlcar_core.errors import RlcarError
-from rlcar_core.io.runs import write_json_atomic
+from rlcar_core.io.atomic import remove_temp_files, write_bytes_atomic, write_json_atomic
 
 try:
     import fcntl
@@ -99,6 +98,29 @@ def _read_manifest(directory: Path) -> dict[str, Any] | None:
         raise DatasetError(f"{path} is not valid JSON: {error}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise DatasetError(f"{path} is not an rlcar episode manifest")
+    return _checked_manifest(path, manifest)
+
+
+def _checked_manifest(path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Reject a hand-edited manifest here, with its path, rather than as a KeyError deep in a loader."""
+    episodes = manifest.get("episodes")
+    if not isinstance(episodes, list):
+        raise DatasetError(f"{path} has no 'episodes' list; it is damaged (collect again into a new run)")
+    for entry in episodes:
+        valid = (
+            isinstance(entry, dict)
+            and isinstance(entry.get("file"), str)
+            and _EPISODE_FILE.match(entry["file"])
+            and isinstance(entry.get("length"), int)
+            and entry["length"] >= 1
+        )
+        if not valid:
+            raise DatasetError(f"{path} has a bad episode entry {json.dumps(entry)[:80]}; it is damaged")
+    if not isinstance(manifest.get("env_name", ""), str):
+        raise DatasetError(f"{path} has a bad 'env_name'; it is damaged")
+    manifest["num_episodes"] = len(episodes)
+    manifest["total_steps"] = sum(entry["length"] for entry in episodes)
+    manifest["total_frames"] = manifest["total_steps"] + len(episodes)
     return manifest
 
 
@@ -139,18 +161,32 @@ def _next_index(directory: Path, manifest: dict[str, Any]) -> int:
 def _write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    write_bytes_atomic(path, buffer.getbuffer(), overwrite=False)
+
+
+def remove_orphan_episodes(directory: str | os.PathLike) -> list[Path]:
+    """Delete temp files and episode files the manifest does not list (a collector killed between
+    renaming an episode into place and rewriting the manifest); returns the removed paths. Takes the
+    folder's lock, so a live writer's files are never touched."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    with _writer_lock(directory):
+        return _remove_leftovers(directory)
+
+
+def _remove_leftovers(directory: Path) -> list[Path]:
     try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(buffer.getbuffer())
-            handle.flush()
-            os.fsync(handle.fileno())
-        if path.exists():
-            raise FileExistsError(f"refusing to overwrite episode file {path}")
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+        manifest = _read_manifest(directory)
+    except DatasetError:
+        return []  # a damaged manifest is reported by the loaders; never delete data on a guess
+    listed = {entry.get("file") for entry in (manifest or {}).get("episodes", []) if isinstance(entry, dict)}
+    removed = remove_temp_files(directory)
+    for name in os.listdir(directory):
+        if _EPISODE_FILE.match(name) and name not in listed:
+            (directory / name).unlink(missing_ok=True)
+            removed.append(directory / name)
+    return removed
 
 
 def write_episodes(
@@ -164,7 +200,8 @@ def write_episodes(
     directory.mkdir(parents=True, exist_ok=True)
     validated = [_validated(episode) for episode in episodes]
     with _writer_lock(directory):
-        manifest = _read_manifest(directory) or _empty_manifest(env_name)
+        _remove_leftovers(directory)
+        manifest = {**_empty_manifest(env_name), **(_read_manifest(directory) or {})}
         if manifest["env_name"] != env_name:
             raise DatasetError(
                 f"dataset at {directory} holds {manifest['env_name']} episodes, not {env_name}; "
