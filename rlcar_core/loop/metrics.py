@@ -1,0 +1,76 @@
+"""One metrics logger and one key scheme for every trainer's records in `<run>/metrics.jsonl`.
+
+Every record is::
+
+    {"trainer": "dreamer", "kind": "train", "step": 1200, "time": 1.7e9, "wm/loss": 3.2, ...}
+
+- `trainer` names who wrote it (`dreamer`, `vae`, `rnn`, `controller`): several trainers share one
+  run's file, and each resumes only its own records.
+- `kind` says what the record is: `train` (averaged losses), `eval` (held-out results), `episode`,
+  `checkpoint`, `diverged`, `generation`...
+- `step` is the trainer's own x-axis (env steps for DreamerV3, updates for the VAE and the MDN-RNN,
+  generations for the controller); `time` is Unix time.
+- Losses and other values are named `<model>/<name>`: `wm/loss`, `actor/loss`, `vae/loss`,
+  `rnn/loss`, `controller/return`.
+
+Resume: the `Checkpointer` stamps each checkpoint with `MetricsLogger.count` (this trainer's records
+so far, the checkpoint record included) and, when it resumes from that checkpoint, calls
+`resume(count)`, which rewrites the file atomically without this trainer's later records. A resumed run
+therefore never repeats a record; records of other trainers, and records from before this scheme
+(no `trainer` key), are kept as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rlcar_core.io.atomic import atomic_path
+from rlcar_core.io.runs import RunDir
+
+
+class MetricsLogger:
+    """Appends one trainer's records to a run's metrics.jsonl (through `RunDir.append_metrics`)."""
+
+    def __init__(self, run: RunDir, trainer: str, clock: Callable[[], float] = time.time):
+        self.run = run
+        self.trainer = trainer
+        self._clock = clock
+        self.count = sum(1 for record in run.iter_metrics() if self._is_mine(record))
+
+    def _is_mine(self, record: dict[str, Any]) -> bool:
+        return record.get("trainer") == self.trainer
+
+    def log(self, kind: str, step: int, values: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Append one record and return it (e.g. to show the same numbers as progress)."""
+        record = {"trainer": self.trainer, "kind": kind, "step": int(step), "time": self._clock()}
+        record.update(values or {})
+        self.run.append_metrics(record)
+        self.count += 1
+        return record
+
+    def resume(self, kept: int | None) -> int:
+        """Keep only the first `kept` records of this trainer (None keeps them all); returns how many
+        were dropped. The file is rewritten atomically, so a kill here loses nothing."""
+        if kept is None or kept >= self.count:
+            return 0
+        path = self.run.metrics_path
+        lines, mine = [], 0
+        with open(path) as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line a killed run left half-written
+                if isinstance(record, dict) and self._is_mine(record):
+                    mine += 1
+                    if mine > kept:
+                        continue
+                lines.append(line if line.endswith("\n") else line + "\n")
+        with atomic_path(path) as temp:
+            temp.write_text("".join(lines))
+        dropped = self.count - kept
+        self.count = kept
+        return dropped
