@@ -51,10 +51,29 @@ register_worldmodels(app)
 register_dreamer(app)
 
 
+AgentsOption = Annotated[
+    list[AgentName] | None,
+    typer.Option(
+        "--agent",
+        help="Who drives: heuristic, random, worldmodel or dreamer. Repeat it to compare agents on the same tracks.",
+    ),
+]
+
+
+def announce_default_run(agent: str, run_dir: Path | None) -> None:
+    """One stderr line when a learned agent's run was picked by default, so the user knows which."""
+    from rlcar_core.agents import agent_run_dir
+
+    if run_dir is None:
+        picked = agent_run_dir(agent, None)
+        if picked is not None:
+            stderr_console().print(f"run: {picked}", soft_wrap=True, highlight=False)
+
+
 @app.command("eval")
 def eval_command(
     env: Env = EnvName.rlcar,
-    agent: AgentOption = AgentName.heuristic,
+    agent: AgentsOption = None,
     episodes: Annotated[
         int, typer.Option("--episodes", min=1, help="Episodes, one per held-out track.")
     ] = 10,
@@ -70,15 +89,16 @@ def eval_command(
     json_out: Json = False,
     progress: Progress = None,
 ) -> None:
-    """Evaluate an agent on held-out tracks: mean ± std return, progress, laps, crashes."""
+    """Evaluate agents on held-out tracks: mean ± std return, progress, laps, crashes."""
+    names = [a.value for a in agent] if agent else [AgentName.heuristic.value]
     with user_errors():
-        from rlcar_core.apps.evaluate import EvalConfig, evaluate
+        from rlcar_core.apps.evaluate import EvalConfig, check_agent_list, evaluate_agents
         from rlcar_core.apps.human import load_human_run
 
+        check_agent_list(names, run_dir)
         recorded = load_human_run(human) if human is not None else None
         config = EvalConfig(
             env=env.value,
-            agent=agent.value,
             episodes=episodes,
             seed=seed,
             max_steps=max_steps,
@@ -86,65 +106,68 @@ def eval_command(
             run_dir=run_dir,
             checkpoint=checkpoint,
         )
+        for name in names:
+            announce_default_run(name, run_dir)
         with make_progress(show_progress(progress)) as bar:
-            task = bar.add_task(f"eval {agent.value} on {env.value}", total=episodes, status="")
-            result = evaluate(config, on_episode=lambda record: bar.advance(task))
-        if recorded is not None:
-            result["human"] = compare_with_human(config, recorded)
+            task = bar.add_task(f"eval on {env.value}", total=episodes * len(names), status=names[0])
+
+            def advance(name: str, record) -> None:
+                bar.update(task, advance=1, status=name)
+
+            results = evaluate_agents(config, names, recorded, on_episode=advance)
+    document = results[0] if len(results) == 1 else comparison_document(results)
     if json_out:
-        emit_json(result)
+        emit_json(document)
     else:
-        print_eval_table(result)
+        print_eval_table(results)
 
 
-def compare_with_human(config, recorded) -> dict:
-    from rlcar_core.agents import make_agent
-    from rlcar_core.apps.evaluate import run_episodes
-    from rlcar_core.errors import RlcarError
-
-    if recorded.env != config.env:
-        raise RlcarError(
-            f"the human run was recorded on {recorded.env}, not {config.env}; pass --env {recorded.env}"
-        )
-    agent = make_agent(config.agent, config.env, config.seed, config.run_dir, config.checkpoint)
-    (record,) = run_episodes(
-        config.env, agent, [recorded.track_seed], recorded.reset_seed, config.max_steps, 1
-    )
-    return {"recorded": recorded.summary(), "agent_on_same_track": record.__dict__}
+def comparison_document(results: list[dict]) -> dict:
+    """Several agents: what they share once, then one summary per agent (each as a single --agent gives)."""
+    first = results[0]
+    return {
+        "env": first["env"],
+        "episodes": first["episodes"],
+        "seed": first["seed"],
+        "agents": results,
+    }
 
 
-def print_eval_table(result: dict) -> None:
+def print_eval_table(results: list[dict]) -> None:
     from rich.table import Table
 
     from rlcar_core.envs.factory import STEP_SECONDS
 
-    table = Table(
-        title=f"{result['agent']} on {result['env']} held-out tracks ({result['episodes']} episodes)"
-    )
+    first = results[0]
+    drivers = ", ".join(result["agent"] for result in results)
+    table = Table(title=f"{drivers} on {first['env']} held-out tracks ({first['episodes']} episodes)")
     table.add_column("driver")
     for column in ("return", "progress", "laps", "crashes", "lap time"):
         table.add_column(column, justify="right")
-    lap_time = result["lap_time_mean"]
-    table.add_row(
-        result["agent"],
-        f"{result['return_mean']:.1f} ± {result['return_std']:.1f}",
-        f"{result['progress_mean']:.3f} ± {result['progress_std']:.3f}",
-        f"{100 * result['lap_rate']:.0f} %",
-        f"{100 * result['crash_rate']:.0f} %",
-        f"{lap_time:.1f} s" if lap_time is not None else "-",
-    )
-    if "human" in result:
-        for label, run in (
-            ("human (recorded)", result["human"]["recorded"]),
-            (f"{result['agent']} on that track", result["human"]["agent_on_same_track"]),
-        ):
+    for result in results:
+        lap_time = result["lap_time_mean"]
+        table.add_row(
+            result["agent"],
+            f"{result['return_mean']:.1f} ± {result['return_std']:.1f}",
+            f"{result['progress_mean']:.3f} ± {result['progress_std']:.3f}",
+            f"{100 * result['lap_rate']:.0f} %",
+            f"{100 * result['crash_rate']:.0f} %",
+            f"{lap_time:.1f} s" if lap_time is not None else "-",
+        )
+    if "human" in first:
+        rows = [("human (recorded)", first["human"]["recorded"])]
+        rows += [(f"{r['agent']} on that track", r["human"]["agent_on_same_track"]) for r in results]
+        table.add_section()
+        for label, run in rows:
+            # A lap time exists only for a lap: an unfinished run shows its duration nowhere.
+            lap = run["lap_complete"]
             table.add_row(
                 label,
                 f"{run['episode_return']:.1f}",
                 f"{run['progress']:.3f}",
-                "yes" if run["lap_complete"] else "no",
+                "yes" if lap else "no",
                 "yes" if run["crashed"] else "no",
-                f"{run['steps'] * STEP_SECONDS[result['env']]:.1f} s",
+                f"{run['steps'] * STEP_SECONDS[first['env']]:.1f} s" if lap else "-",
             )
     stderr_console().print(table)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rlcar_core.agents.base import Agent, select_obs
 from rlcar_core.errors import RlcarError
+from rlcar_core.io.runs import default_run_dir
 
 BUILTIN_AGENTS = ("heuristic", "random")
 # A learned agent's loader, imported only when asked for: ``load(run_dir, checkpoint, env_name, seed) -> Agent``.
@@ -14,7 +15,33 @@ LEARNED_AGENT_LOADERS = {
     "worldmodel": ("rlcar_core.agents.worldmodel", "load_worldmodel_agent"),
     "dreamer": ("rlcar_core.agents.dreamer", "load_dreamer_agent"),
 }
+# The kind of run each learned agent comes from, so `--agent dreamer` alone finds `runs/dreamer`.
+LEARNED_AGENT_RUN_KINDS = {"worldmodel": "worldmodels", "dreamer": "dreamer"}
+TRAIN_HINTS = {
+    "worldmodel": "rlcar collect, train-vae, train-rnn, train-controller",
+    "dreamer": "rlcar train-dreamer",
+}
 AGENT_NAMES = BUILTIN_AGENTS + tuple(LEARNED_AGENT_LOADERS)
+
+
+def is_learned(name: str) -> bool:
+    return name in LEARNED_AGENT_LOADERS
+
+
+def agent_run_dir(name: str, run_dir: str | Path | None) -> Path | None:
+    """The run a learned agent drives from: ``run_dir`` when given, else its kind's default run
+    (``runs/dreamer``, ``runs/worldmodels``). Built-in drivers need none: None."""
+    if not is_learned(name):
+        return None
+    if run_dir is not None:
+        return Path(run_dir)
+    default = default_run_dir(LEARNED_AGENT_RUN_KINDS[name])
+    if not default.is_dir():
+        raise RlcarError(
+            f"the {name!r} agent drives with a trained run and there is none at {default}: "
+            f"train one ({TRAIN_HINTS[name]}) or pass --run-dir"
+        )
+    return default
 
 
 def make_agent(
@@ -24,12 +51,12 @@ def make_agent(
     run_dir: str | Path | None = None,
     checkpoint: str = "best",
 ) -> Agent:
-    """An agent by name; learned agents come from ``run_dir``'s ``checkpoint`` (latest, best, epN)."""
+    """An agent by name; learned agents come from ``run_dir``'s ``checkpoint`` (latest, best, epN), or
+    from their default run when ``run_dir`` is None."""
     if name not in AGENT_NAMES:
         raise RlcarError(f"unknown agent {name!r}; choose one of {', '.join(AGENT_NAMES)}")
-    if name in LEARNED_AGENT_LOADERS:
-        if run_dir is None:
-            raise RlcarError(f"the {name!r} agent needs --run-dir: the run whose checkpoints it drives with")
+    if is_learned(name):
+        run = agent_run_dir(name, run_dir)
         module_name, loader_name = LEARNED_AGENT_LOADERS[name]
         try:
             module = importlib.import_module(module_name)
@@ -39,7 +66,7 @@ def make_agent(
             raise RlcarError(
                 f"the {name!r} agent is not available yet: it arrives with its training command"
             ) from None
-        return getattr(module, loader_name)(Path(run_dir), checkpoint, env_name, seed)
+        return getattr(module, loader_name)(run, checkpoint, env_name, seed)
     if name == "heuristic":
         if env_name != "rlcar":
             raise RlcarError(
@@ -53,4 +80,4 @@ def make_agent(
     return RandomAgent(seed, obs_kind="sensors" if env_name == "rlcar" else "pixels")
 
 
-__all__ = ["AGENT_NAMES", "Agent", "make_agent", "select_obs"]
+__all__ = ["AGENT_NAMES", "Agent", "agent_run_dir", "is_learned", "make_agent", "select_obs"]

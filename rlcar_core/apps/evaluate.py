@@ -1,12 +1,15 @@
-"""``rlcar eval``: an agent's episodes on held-out tracks, batched through the vector env."""
+"""``rlcar eval``: agents' episodes on held-out tracks, batched through the vector env, and the
+comparison with a recorded human run."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rlcar_core.agents import Agent, make_agent
+from rlcar_core.agents import Agent, agent_run_dir, is_learned, make_agent
+from rlcar_core.apps.human import HumanRun
 from rlcar_core.envs.factory import check_env_request
 from rlcar_core.envs.heldout import (  # noqa: F401 - re-exported for the apps
     EpisodeRecord,
@@ -14,7 +17,7 @@ from rlcar_core.envs.heldout import (  # noqa: F401 - re-exported for the apps
     run_episodes,
     summarise,
 )
-from rlcar_core.errors import require_at_least
+from rlcar_core.errors import RlcarError, require_at_least
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,20 +28,25 @@ class EvalConfig:
     seed: int = 0
     max_steps: int = 1000
     num_envs: int = 16
-    run_dir: Path | None = None  # learned agents: the run whose checkpoint drives
+    run_dir: Path | None = None  # learned agents: the run whose checkpoint drives (None: its default run)
     checkpoint: str = "best"
 
     def validate(self) -> None:
         require_at_least("--episodes", self.episodes, 1)
         require_at_least("--max-steps", self.max_steps, 1)
         require_at_least("--num-envs", self.num_envs, 1)
+        check_env_request(self.env, "pixels" if self.env == "carracing" else "sensors")
 
 
-def evaluate(config: EvalConfig, agent: Agent | None = None, on_episode=None) -> dict:
+def evaluate(
+    config: EvalConfig,
+    agent: Agent | None = None,
+    on_episode: Callable[[EpisodeRecord], None] | None = None,
+) -> dict:
     """Evaluate ``config.agent`` (or a given ``agent``) on held-out tracks; returns a JSON-ready summary."""
     config.validate()
-    check_env_request(config.env, "pixels" if config.env == "carracing" else "sensors")
-    agent = agent or make_agent(config.agent, config.env, config.seed, config.run_dir, config.checkpoint)
+    run_dir = agent_run_dir(config.agent, config.run_dir) if agent is None else config.run_dir
+    agent = agent or make_agent(config.agent, config.env, config.seed, run_dir, config.checkpoint)
     tracks = evaluation_tracks(config.env, config.episodes)
     start = time.perf_counter()
     records = run_episodes(
@@ -48,8 +56,72 @@ def evaluate(config: EvalConfig, agent: Agent | None = None, on_episode=None) ->
         "env": config.env,
         "agent": config.agent,
         "seed": config.seed,
-        "checkpoint": config.checkpoint if config.run_dir is not None else None,
+        "run_dir": str(run_dir) if run_dir is not None else None,
+        "checkpoint": config.checkpoint if run_dir is not None else None,
         **summarise(records, config.env),
         "wall_seconds": time.perf_counter() - start,
         "per_episode": [dataclasses.asdict(r) for r in records],
     }
+
+
+def check_agent_list(names: Sequence[str], run_dir: Path | None) -> None:
+    """Several agents share one set of options: refuse what would be ambiguous."""
+    if not names:
+        raise RlcarError("name at least one --agent")
+    if len(set(names)) != len(names):
+        raise RlcarError(f"each --agent once, please: got {', '.join(names)}")
+    learned = [name for name in names if is_learned(name)]
+    if run_dir is not None and len(learned) > 1:
+        raise RlcarError(
+            f"--run-dir names one run but {' and '.join(learned)} are both learned agents; "
+            "leave --run-dir out so each uses its default run"
+        )
+
+
+def evaluate_agents(
+    config: EvalConfig,
+    names: Sequence[str],
+    recorded: HumanRun | None = None,
+    on_episode: Callable[[str, EpisodeRecord], None] | None = None,
+) -> list[dict]:
+    """Each of ``names`` on the SAME held-out tracks with the same seed (``config.agent`` is ignored);
+    with ``recorded``, each also drives the human's track. One summary per agent, in order."""
+    check_agent_list(names, config.run_dir)
+    configs = [dataclasses.replace(config, agent=name) for name in names]
+    for each in configs:  # every input error before the first (slow) evaluation
+        each.validate()
+        agent_run_dir(each.agent, each.run_dir)
+    if recorded is not None:
+        check_human_env(config.env, recorded)
+    results = []
+    for each in configs:
+        run_dir = agent_run_dir(each.agent, each.run_dir)
+        agent = make_agent(each.agent, each.env, each.seed, run_dir, each.checkpoint)
+        result = evaluate(
+            dataclasses.replace(each, run_dir=run_dir),
+            agent,
+            None if on_episode is None else (lambda record, name=each.agent: on_episode(name, record)),
+        )
+        if recorded is not None:
+            result["human"] = compare_with_human(each, recorded, agent)
+        results.append(result)
+    return results
+
+
+def check_human_env(env: str, recorded: HumanRun) -> None:
+    if recorded.env != env:
+        raise RlcarError(
+            f"the human run was recorded on {recorded.env}, not {env}; pass --env {recorded.env}"
+        )
+
+
+def compare_with_human(config: EvalConfig, recorded: HumanRun, agent: Agent | None = None) -> dict:
+    """The agent on the recorded human's own track and reset seed, next to the human's summary."""
+    check_human_env(config.env, recorded)
+    if agent is None:
+        run_dir = agent_run_dir(config.agent, config.run_dir)
+        agent = make_agent(config.agent, config.env, config.seed, run_dir, config.checkpoint)
+    (record,) = run_episodes(
+        config.env, agent, [recorded.track_seed], recorded.reset_seed, config.max_steps, 1
+    )
+    return {"recorded": recorded.summary(), "agent_on_same_track": dataclasses.asdict(record)}
