@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -9,8 +10,24 @@ import optax
 import pytest
 
 from rlcar_core.errors import RlcarError
-from rlcar_core.io.checkpoint import CheckpointError, CheckpointNotFound, CheckpointStore, open_checkpoint
-from rlcar_core.worldmodels.training_state import TrainingState
+from rlcar_core.io.checkpoint import (
+    CheckpointDamaged,
+    CheckpointError,
+    CheckpointNotFound,
+    CheckpointStore,
+    open_checkpoint,
+    parse_checkpoint_reference,
+)
+
+
+class TrainingState(NamedTuple):
+    """A training state like the trainers' own (params, optimiser state, RNG, counter)."""
+
+    params: Any
+    opt_state: Any
+    rng: Any
+    step: Any
+
 
 CONFIG = {"model": "tiny", "layers": [2, 3]}
 
@@ -74,11 +91,10 @@ def test_names_resolve_and_retention_keeps_latest_and_best(filled_store):
         assert store.resolve("ep5") == store.resolve(5) == 5
         with pytest.raises(CheckpointNotFound) as error:
             store.resolve("ep2")
-        message = str(error.value)
-        assert "\n" not in message
-        for listed in ("latest (ep6)", "best (ep3)", "ep3", "ep5", "ep6"):
-            assert listed in message
-        with pytest.raises(CheckpointNotFound):
+        assert str(error.value) == f"no ep2 in {directory}; nearest: ep3; also best (ep3), latest (ep6)"
+        with pytest.raises(CheckpointNotFound, match="nearest: ep3, ep5;"):
+            store.resolve("ep4")
+        with pytest.raises(CheckpointNotFound, match=r"use best, latest or epN \(have ep3, ep5, ep6"):
             store.resolve("newest")
         with pytest.raises(CheckpointError, match="already exists"):
             store.save(6, _init_state(0), CONFIG)
@@ -88,7 +104,7 @@ def test_best_mode_min_and_missing_best(tmp_path):
     with CheckpointStore(tmp_path / "rnn", best_mode="min") as store:
         state = _init_state(0)
         store.save(1, state, CONFIG)
-        with pytest.raises(CheckpointNotFound, match="available: latest \\(ep1\\), ep1"):
+        with pytest.raises(CheckpointNotFound, match=r"none was ranked.*use latest \(ep1\)"):
             store.resolve("best")
         store.save(2, state, CONFIG, best_metric=2.0)
         store.save(3, state, CONFIG, best_metric=1.0)
@@ -117,7 +133,7 @@ def test_empty_store_and_unfinished_save_are_not_checkpoints(tmp_path):
     (directory / "7.orbax-checkpoint-tmp-1234").mkdir(parents=True)
     with CheckpointStore(directory) as store:
         assert store.steps() == []
-        with pytest.raises(CheckpointNotFound, match="available: none"):
+        with pytest.raises(CheckpointNotFound, match="holds no checkpoints yet"):
             store.resolve("latest")
         # Orbax removes leftovers of a killed save in the background, finishing before the next save.
         store.save(8, _init_state(0), CONFIG)
@@ -155,3 +171,84 @@ def test_checkpoint_from_a_device_this_machine_lacks_restores_here(tmp_path):
         restored = store.restore("latest", abstract)
     np.testing.assert_array_equal(restored["w"], np.arange(6.0).reshape(2, 3))
     assert restored["w"].devices() == {jax.local_devices()[0]}
+
+
+def _damage(step_folder, how):
+    """Damage one saved step the ways a crash or a user can: truncate its array data, delete the
+    TensorStore manifest, or delete orbax's commit metadata."""
+    if how == "truncated":
+        data = [path for path in (step_folder / "state").rglob("*") if path.is_file() and "d" in path.parts]
+        for path in data:
+            os.truncate(path, path.stat().st_size // 2)
+    elif how == "no_manifest":
+        (step_folder / "state" / "manifest.ocdbt").unlink()
+    elif how == "no_metadata":
+        (step_folder / "_CHECKPOINT_METADATA").unlink()
+    elif how == "empty_file":
+        next(path for path in (step_folder / "state").rglob("*") if path.is_file()).write_bytes(b"")
+
+
+@pytest.fixture
+def damaged_store(tmp_path):
+    """Steps 1..4 (best metric = step): 4 truncated, 3 without manifest, 2 without metadata; 1 intact."""
+    directory = tmp_path / "m"
+    with CheckpointStore(directory, keep_last=5) as store:
+        for step in (1, 2, 3, 4):
+            store.save(step, _trained_state(step), CONFIG, best_metric=float(step))
+    _damage(directory / "4", "truncated")
+    _damage(directory / "3", "no_manifest")
+    _damage(directory / "2", "no_metadata")
+    return directory
+
+
+def test_damaged_steps_are_never_best_or_latest_and_name_the_intact_ones(damaged_store):
+    abstract = jax.eval_shape(lambda: _init_state(0))
+    with CheckpointStore(damaged_store, read_only=True) as store:
+        assert store.steps() == [1, 2, 3, 4]
+        assert store.damaged_steps() == {2: "missing _CHECKPOINT_METADATA", 3: "missing state/manifest.ocdbt"}
+        # A data file truncated to a non-zero length passes the cheap check; a real restore finds it.
+        assert store.intact_steps() == [1, 4] and store.is_intact(4) and not store.is_intact(3)
+        assert not store.is_intact(4, abstract) and store.is_intact(1, abstract)
+        for name in ("ep3", "ep4"):
+            with pytest.raises(CheckpointDamaged) as error:
+                store.restore(name, abstract)
+            message = str(error.value)
+            assert "\n" not in message and len(message) < 300 and "intact: ep1" in message
+            assert isinstance(error.value, RlcarError)
+        restored = store.restore_newest_intact(abstract)
+        assert restored.step == 1 and restored.config == CONFIG
+        assert [step for step, _ in restored.skipped] == [4, 3, 2]
+        _assert_trees_equal(restored.state, _trained_state(1))
+
+
+def test_every_step_damaged_says_so(tmp_path):
+    directory = tmp_path / "m"
+    with CheckpointStore(directory) as store:
+        store.save(1, _init_state(0), CONFIG, best_metric=1.0)
+    _damage(directory / "1", "empty_file")
+    abstract = jax.eval_shape(lambda: _init_state(0))
+    with CheckpointStore(directory, read_only=True) as store:
+        assert store.latest_step() is None and store.best_step() is None
+        with pytest.raises(CheckpointNotFound, match="every checkpoint there is damaged: ep1 \\(empty "):
+            store.resolve("latest")
+        with pytest.raises(CheckpointDamaged, match="every checkpoint in .* is damaged"):
+            store.restore_newest_intact(abstract)
+    with CheckpointStore(tmp_path / "none") as store:
+        assert store.restore_newest_intact(abstract) is None
+
+
+def test_opening_a_store_creates_nothing_until_the_first_save(tmp_path):
+    with CheckpointStore(tmp_path / "run" / "checkpoints" / "rnn") as store:
+        assert store.latest_step() is None
+    assert not (tmp_path / "run").exists()
+
+
+def test_one_parser_for_checkpoint_references(tmp_path):
+    step_folder = tmp_path / "run" / "checkpoints" / "controller" / "12"
+    step_folder.mkdir(parents=True)
+    parsed = parse_checkpoint_reference(str(step_folder))
+    assert parsed == (12, step_folder.parent)
+    assert parsed.run_dir == tmp_path / "run" and parsed.model == "controller"
+    assert parse_checkpoint_reference("ep81") == ("ep81", None)
+    assert parse_checkpoint_reference("best").run_dir is None
+    assert parse_checkpoint_reference(7) == (7, None)
