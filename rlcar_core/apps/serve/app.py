@@ -1,0 +1,301 @@
+"""The Starlette app behind ``rlcar serve``: JSON API, file downloads, the live-drive WebSocket, the page.
+
+Why Starlette + uvicorn: one small, well-kept ASGI stack gives plain HTTP routes and WebSockets (keys in,
+JPEG frames out on one connection) without a framework on top; uvicorn is its reference server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from rlcar_core.apps.serve import forms, runs_view
+from rlcar_core.apps.serve.jobs import DREAM, TRAIN, VIDEO, JobManager
+from rlcar_core.apps.serve.leaderboard import Leaderboard
+from rlcar_core.apps.serve.paths import OutsideRoot, resolve_under
+from rlcar_core.apps.serve.security import AccessGuard
+from rlcar_core.errors import RlcarError
+
+STATIC_DIR = Path(__file__).parent / "static"
+PLAY_DIR = "play"  # human runs go to <root>/play/human/, where `play --manual` puts them by default
+DEFAULT_FPS = 25
+MAX_FPS = 60
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeConfig:
+    root: Path = Path("runs")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str | None = None  # required on every /api, /files and /ws request when set
+    fps: int = DEFAULT_FPS  # frames per second of the live view (physics stays at the env's rate)
+    stop_grace_seconds: float = 60.0  # how long Ctrl-C waits for each child trainer to save
+
+    def validate(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise RlcarError(f"--port must be between 1 and 65535, got {self.port}")
+        if not 1 <= self.fps <= MAX_FPS:
+            raise RlcarError(f"--fps must be between 1 and {MAX_FPS}, got {self.fps}")
+        if self.root.exists() and not self.root.is_dir():
+            raise RlcarError(f"--root {self.root} is not a directory")
+
+
+def error(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class Server:
+    """State shared by the routes: the root, the child jobs, the leaderboard, open live sessions."""
+
+    def __init__(self, config: ServeConfig):
+        config.validate()
+        self.config = config
+        self.root = config.root.resolve()
+        self.jobs = JobManager(self.root / ".serve")
+        self.leaderboard = Leaderboard(self.root)
+        self.closing = asyncio.Event()
+
+    # --- runs and charts ----------------------------------------------------------------------------
+
+    def runs(self, request: Request) -> JSONResponse:
+        rows = runs_view.list_run_rows(self.root) if self.root.is_dir() else []
+        return JSONResponse({"root": str(self.root), "runs": rows, "drivers": runs_view.drivers(rows)})
+
+    def metrics(self, request: Request) -> Response:
+        from rlcar_core.io.runs import RunDir
+
+        name = request.query_params.get("run", "")
+        since = request.query_params.get("since", "0")
+        if not since.isdigit():
+            return error("since must be a whole number")
+        try:
+            path = resolve_under(self.root, name)
+        except OutsideRoot:
+            return error(f"no run {name!r}", 404)
+        if not path.is_dir():
+            return error(f"no run {name!r}", 404)
+        return JSONResponse(runs_view.metric_series(RunDir(path), int(since)))
+
+    def leaderboard_view(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.leaderboard.read())
+
+    def file(self, request: Request) -> Response:
+        relative = request.path_params["path"]
+        try:
+            path = resolve_under(self.root, relative)
+        except OutsideRoot:
+            return error("not found", 404)
+        if not path.is_file():
+            return error("not found", 404)
+        return FileResponse(path, filename=path.name if request.query_params.get("download") else None)
+
+    # --- jobs ---------------------------------------------------------------------------------------
+
+    async def form(self, request: Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise RlcarError("the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise RlcarError("the request body must be a JSON object")
+        return body
+
+    async def train(self, request: Request) -> JSONResponse:
+        body = await self.form(request)
+        name, argv = await run_in_threadpool(forms.training_argv, self.root, body)
+        self.check_writer_free(self.root / name)
+        job = self.jobs.start(TRAIN, name, argv)
+        return JSONResponse(job.to_dict(), status_code=202)
+
+    @staticmethod
+    def check_writer_free(path: Path) -> None:
+        """Refuse at once when another process trains this run; the child's own lock still decides."""
+        from rlcar_core.io.runs import RunDir
+
+        if path.is_dir():
+            with RunDir(path).writer_lock("rlcar serve (checking the run is free)"):
+                pass
+
+    async def video(self, request: Request) -> JSONResponse:
+        body = await self.form(request)
+        run, output, argv = await run_in_threadpool(forms.video_argv, self.root, body, _stamp())
+        return JSONResponse(self.jobs.start(VIDEO, run, argv, output).to_dict(), status_code=202)
+
+    async def dream(self, request: Request) -> JSONResponse:
+        body = await self.form(request)
+        run, output, argv = await run_in_threadpool(forms.dream_argv, self.root, body, _stamp())
+        return JSONResponse(self.jobs.start(DREAM, run, argv, output).to_dict(), status_code=202)
+
+    def job_list(self, request: Request) -> JSONResponse:
+        return JSONResponse({"jobs": self.jobs.listing()})
+
+    def stop_job(self, request: Request) -> JSONResponse:
+        try:
+            job = self.jobs.stop(request.path_params["job_id"])
+        except KeyError:
+            return error("no such job", 404)
+        return JSONResponse(job.to_dict())
+
+    # --- live driving -------------------------------------------------------------------------------
+
+    def live_config(self, params) -> Any:
+        from rlcar_core.apps.serve.live import LiveConfig
+
+        agent = params.get("agent") or None
+        run_dir, label = None, agent or ""
+        checkpoint = "best"
+        if agent is not None:
+            from rlcar_core.agents import AGENT_NAMES, LEARNED_AGENT_LOADERS
+
+            if agent not in AGENT_NAMES:
+                raise RlcarError(f"unknown driver {agent!r}; choose one of {', '.join(AGENT_NAMES)}")
+            if agent in LEARNED_AGENT_LOADERS:
+                run, run_dir = forms.existing_run(self.root, dict(params))
+                checkpoint = forms.checkpoint_name(dict(params))
+                label = f"{agent} {run}:{checkpoint}"
+        track = forms._integer(dict(params), "track", "--track") or 0
+        return LiveConfig(
+            agent=agent,
+            run_dir=run_dir,
+            checkpoint=checkpoint,
+            track=track,
+            race=params.get("race") in ("1", "true"),
+            label=label,
+        )
+
+    async def drive(self, websocket: WebSocket) -> None:
+        from rlcar_core.apps.serve.live import LiveDrive
+
+        await websocket.accept()
+        # One worker thread per live car: the env and the agent are only ever touched from it.
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlcar-live")
+        loop = asyncio.get_running_loop()
+        live = None
+        try:
+            try:
+                config = self.live_config(websocket.query_params)
+                live = await loop.run_in_executor(
+                    worker, LiveDrive, config, self.root / PLAY_DIR, self.leaderboard
+                )
+            except RlcarError as problem:
+                await websocket.send_text(json.dumps({"error": str(problem)}))
+                await websocket.close(code=4400)
+                return
+            fps = _int_param(websocket.query_params.get("fps"), self.config.fps, 1, MAX_FPS)
+            await self.stream(websocket, live, worker, fps)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            if live is not None:
+                await loop.run_in_executor(worker, live.close)
+            worker.shutdown(wait=False)
+
+    async def stream(self, websocket: WebSocket, live, worker, fps: int) -> None:
+        """Frames out at ``fps`` while keys come in; a key that changes the action wakes the loop."""
+        loop = asyncio.get_running_loop()
+        woken = asyncio.Event()
+
+        async def read_keys() -> None:
+            while True:
+                message = json.loads(await websocket.receive_text())
+                if not isinstance(message, dict):
+                    continue
+                if message.get("type") == "key":
+                    live.key(str(message.get("key", "")), bool(message.get("down")))
+                elif message.get("type") in ("toggle", "reset"):
+                    live.command(message["type"])
+                elif message.get("type") == "blur":
+                    live.release_all()
+                woken.set()
+
+        reader = asyncio.create_task(read_keys())
+        period = 1.0 / fps
+        try:
+            next_frame = time.monotonic()
+            while not self.closing.is_set() and not reader.done():
+                await loop.run_in_executor(worker, live.tick)
+                jpeg, meta = await loop.run_in_executor(worker, live.render)
+                meta["sent"] = time.time()
+                await websocket.send_text(json.dumps(meta))
+                await websocket.send_bytes(jpeg)
+                next_frame = max(next_frame + period, time.monotonic())
+                woken.clear()
+                with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                    await asyncio.wait_for(woken.wait(), timeout=max(0.0, next_frame - time.monotonic()))
+            if self.closing.is_set():
+                await websocket.close(code=1001)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
+                await reader
+
+    # --- the page -----------------------------------------------------------------------------------
+
+    def index(self, request: Request) -> Response:
+        return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-store"})
+
+    def not_found(self, request: Request, problem: Exception) -> Response:
+        return error("not found", 404)
+
+
+def _int_param(value: str | None, default: int, low: int, high: int) -> int:
+    if value is None or not value.isdigit():
+        return default
+    return min(max(int(value), low), high)
+
+
+def _stamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def create_app(config: ServeConfig) -> Any:
+    """The ASGI app: routes wrapped in the access guard; Ctrl-C stops child jobs cleanly."""
+    server = Server(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        server.closing.set()
+        await run_in_threadpool(server.jobs.shutdown, config.stop_grace_seconds)
+
+    async def bad_input(request: Request, problem: RlcarError) -> Response:
+        return error(str(problem), 400)
+
+    async def outside_root(request: Request, problem: OutsideRoot) -> Response:
+        return error("not found", 404)
+
+    routes = [
+        Route("/", server.index),
+        Route("/api/runs", server.runs),
+        Route("/api/metrics", server.metrics),
+        Route("/api/leaderboard", server.leaderboard_view),
+        Route("/api/jobs", server.job_list),
+        Route("/api/jobs/{job_id}/stop", server.stop_job, methods=["POST"]),
+        Route("/api/train", server.train, methods=["POST"]),
+        Route("/api/video", server.video, methods=["POST"]),
+        Route("/api/dream", server.dream, methods=["POST"]),
+        Route("/files/{path:path}", server.file),
+        WebSocketRoute("/ws/drive", server.drive),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={RlcarError: bad_input, OutsideRoot: outside_root, 404: server.not_found},
+    )
+    app.state.server = server
+    return AccessGuard(app, config.token)

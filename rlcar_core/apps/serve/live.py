@@ -1,0 +1,311 @@
+"""One live car for the browser: keys in, JPEG frames out, with an optional AI ghost to race.
+
+Physics runs at the env's own rate (10 Hz for RLCar) while frames are drawn as often as the page
+asks: each frame places the car between its last two physics states (interpolation), so 20-30 frames
+per second look smooth without changing the simulation. A key that changes the action steps the
+physics at once (no sooner than ``MIN_STEP_FRACTION`` of a step after the last one), so the car
+answers a key in well under one 100 ms physics step.
+
+Frames are the same as ``play``'s: ``DrivingSession`` and its top-down renderer with the HUD and the
+camera inset; human runs are saved with ``save_human_run`` exactly as ``play --manual`` saves them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlcar_core.apps.drive import DrivingSession
+from rlcar_core.apps.human import HumanRun, save_human_run
+from rlcar_core.apps.serve.leaderboard import Leaderboard
+from rlcar_core.envs.factory import STEP_SECONDS
+from rlcar_core.errors import RlcarError, require_at_least
+
+ENV = "rlcar"  # the live view drives the JAX simulator: its frames interpolate and its step is cheap
+MIN_STEP_FRACTION = 0.5
+JPEG_QUALITY = 80
+GHOST_COLOUR = (60, 140, 255)
+# Browser key names (KeyboardEvent.key, lower-cased) -> the action part each one drives.
+STEER_LEFT = {"arrowleft", "a"}
+STEER_RIGHT = {"arrowright", "d"}
+GAS = {"arrowup", "w"}
+BRAKE = {"arrowdown", "s"}
+DRIVE_KEYS = STEER_LEFT | STEER_RIGHT | GAS | BRAKE
+
+
+def action_from_keys(held: set[str]) -> np.ndarray:
+    """[steer, gas, brake] from the keys held down, as ``play``'s window reads them."""
+    left, right = bool(held & STEER_LEFT), bool(held & STEER_RIGHT)
+    return np.array(
+        [float(right) - float(left), float(bool(held & GAS)), float(bool(held & BRAKE))], np.float32
+    )
+
+
+def interpolated_state(previous, current, alpha: float):
+    """The env state with the car's pose ``alpha`` of the way from ``previous`` to ``current``."""
+    if previous is None or alpha >= 1.0 or int(current.time) != int(previous.time) + 1:
+        return current  # a reset in between: nothing to interpolate across
+    a, b = previous.car, current.car
+    turn = (float(b.heading) - float(a.heading) + np.pi) % (2 * np.pi) - np.pi
+    car = b._replace(
+        position=np.asarray(a.position) + alpha * (np.asarray(b.position) - np.asarray(a.position)),
+        heading=np.float32(float(a.heading) + alpha * turn),
+        velocity=np.asarray(a.velocity) + alpha * (np.asarray(b.velocity) - np.asarray(a.velocity)),
+    )
+    return current._replace(car=car)
+
+
+def encode_jpeg(frame: np.ndarray, ghost_outline: list | None = None) -> bytes:
+    from PIL import Image, ImageDraw
+
+    image = Image.fromarray(frame)
+    if ghost_outline:
+        ImageDraw.Draw(image).polygon([tuple(p) for p in ghost_outline], outline=GHOST_COLOUR, width=2)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveConfig:
+    agent: str | None = None  # None: only you drive
+    run_dir: Path | None = None  # learned agents: the run whose checkpoint drives
+    checkpoint: str = "best"
+    track: int = 0
+    race: bool = False  # you drive; the agent drives the same track as a ghost
+    seed: int = 0
+    max_steps: int = 1000
+    label: str = ""  # how the page names the driver
+
+    def validate(self) -> None:
+        require_at_least("--track", self.track, 0)
+        require_at_least("--max-steps", self.max_steps, 1)
+        if self.race and self.agent is None:
+            raise RlcarError("a race needs an AI driver to race against")
+
+
+class LiveDrive:
+    """Holds the car (and ghost), turns keys into actions, steps physics when due, draws frames.
+
+    ``tick`` and ``render`` run on one worker thread; ``key``/``command`` may come from another.
+    """
+
+    def __init__(self, config: LiveConfig, human_dir: Path, leaderboard: Leaderboard | None = None):
+        from rlcar_core.agents import make_agent
+
+        config.validate()
+        self.config = config
+        self.human_dir = human_dir
+        self.leaderboard = leaderboard
+        self.step_seconds = STEP_SECONDS[ENV]
+
+        def agent():
+            return make_agent(config.agent, ENV, config.seed, config.run_dir, config.checkpoint)
+
+        self.agent = agent() if config.agent else None
+        self.label = config.label or (config.agent or "")
+        obs_kind = self.agent.obs_kind if self.agent else "sensors"
+        self.session = DrivingSession(ENV, obs_kind, config.track, config.max_steps, config.seed)
+        self.ghost_agent = agent() if config.race else None
+        self.ghost = (
+            DrivingSession(ENV, self.ghost_agent.obs_kind, config.track, config.max_steps, config.seed)
+            if config.race
+            else None
+        )
+        self.manual = self.agent is None or config.race
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._pending: list[str] = []
+        self._action_changed = False
+        self.episodes = 0
+        self.last_episode: dict[str, Any] | None = None
+        self.last_lap: dict[str, Any] | None = None
+        self._reset()
+
+    # --- input (any thread) -------------------------------------------------------------------------
+
+    def key(self, name: str, down: bool) -> None:
+        name = str(name).lower()[:20]
+        if name not in DRIVE_KEYS:
+            return
+        with self._lock:
+            before = action_from_keys(self._held)
+            (self._held.add if down else self._held.discard)(name)
+            if not np.array_equal(before, action_from_keys(self._held)) and self.manual:
+                self._action_changed = True
+
+    def command(self, name: str) -> None:
+        if name in ("toggle", "reset"):
+            with self._lock:
+                self._pending.append(name)
+
+    def release_all(self) -> None:
+        with self._lock:
+            self._held.clear()
+
+    # --- simulation (worker thread) -----------------------------------------------------------------
+
+    def _reset(self) -> None:
+        self.obs = self.session.reset()
+        self.session.frame(self.session.hud(self.mode))  # builds the renderer once
+        self.previous_state = None
+        self.state = self.session.env.unwrapped.state
+        self.stepped_at = time.monotonic()
+        self.actions: list[np.ndarray] = []
+        self.manual_steps = 0
+        if self.agent is not None:
+            self.agent.reset(1)
+        if self.ghost is not None:
+            self.ghost_obs = self.ghost.reset()
+            self.ghost_done = False
+            self.ghost_previous = None
+            self.ghost_state = self.ghost.env.unwrapped.state
+            self.ghost_agent.reset(1)
+
+    @property
+    def mode(self) -> str:
+        return "you (manual)" if self.manual else f"AI: {self.label}"
+
+    def due(self, now: float) -> bool:
+        waited = now - self.stepped_at
+        return waited >= self.step_seconds or (
+            self._action_changed and waited >= MIN_STEP_FRACTION * self.step_seconds
+        )
+
+    def tick(self, now: float | None = None) -> bool:
+        """Apply pending commands, then step the physics if a step is due; True when it stepped."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            pending, self._pending = self._pending, []
+            action = action_from_keys(self._held)
+        for name in pending:
+            if name == "reset":
+                self._reset()
+                return True
+            if name == "toggle" and self.agent is not None and not self.config.race:
+                self.manual = not self.manual
+        if not self.due(now):
+            return False
+        with self._lock:
+            self._action_changed = False
+        if not self.manual:
+            action = self.agent.act(_batch(self.obs))[0]
+        else:
+            self.manual_steps += 1
+        self.actions.append(np.asarray(action, np.float32))
+        self.previous_state = self.state
+        self.obs, _, terminated, truncated, info = self.session.step(action)
+        self.state = self.session.env.unwrapped.state
+        self.applied_action = np.asarray(action, np.float32)
+        self.stepped_at = now
+        if self.ghost is not None and not self.ghost_done:
+            self._step_ghost()
+        if terminated or truncated:
+            self._finish_episode(info)
+        return True
+
+    def _step_ghost(self) -> None:
+        self.ghost_previous = self.ghost_state
+        self.ghost_obs, _, terminated, truncated, info = self.ghost.step(
+            self.ghost_agent.act(_batch(self.ghost_obs))[0]
+        )
+        self.ghost_state = self.ghost.env.unwrapped.state
+        if terminated or truncated:
+            self.ghost_done = True
+            if bool(info.get("lap_complete")):
+                self._record_lap(f"AI: {self.label}", "ai", self.ghost.steps)
+
+    def _finish_episode(self, info: dict) -> None:
+        summary = {
+            "episode_return": self.session.episode_return,
+            "progress": float(info.get("progress", 0.0)),
+            "lap_complete": bool(info.get("lap_complete", False)),
+            "crashed": bool(info.get("crashed", False)),
+            "steps": self.session.steps,
+            "manual_steps": self.manual_steps,
+        }
+        if self.manual_steps > 0:  # saved exactly as `play --manual` saves it, for `eval --human`
+            run = HumanRun(
+                env=ENV,
+                track_seed=self.session.track_seed,
+                reset_seed=self.config.seed,
+                actions=np.stack(self.actions),
+                **summary,
+            )
+            summary["saved"] = str(save_human_run(self.human_dir, run))
+        if summary["lap_complete"]:
+            if self.manual_steps == self.session.steps:
+                self._record_lap("you", "human", self.session.steps)
+            elif self.manual_steps == 0:
+                self._record_lap(f"AI: {self.label}", "ai", self.session.steps)
+        self.episodes += 1
+        self.last_episode = summary
+        self._reset()
+
+    def _record_lap(self, driver: str, kind: str, steps: int) -> None:
+        if self.leaderboard is not None:
+            self.last_lap = self.leaderboard.add(self.config.track, driver, kind, steps * self.step_seconds)
+
+    # --- frames -------------------------------------------------------------------------------------
+
+    def alpha(self, now: float) -> float:
+        return min(max((now - self.stepped_at) / self.step_seconds, 0.0), 1.0)
+
+    def render(self, now: float | None = None) -> tuple[bytes, dict[str, Any]]:
+        """The frame for time ``now`` as JPEG bytes, and what the page shows beside it."""
+        now = time.monotonic() if now is None else now
+        alpha = self.alpha(now)
+        state = interpolated_state(self.previous_state, self.state, alpha)
+        hud = self.session.hud(self.mode)
+        if self.ghost is not None:
+            ghost_progress = 100 * float(self.ghost_state.progress)
+            hud["ghost"] = f"{ghost_progress:5.1f} %{' (done)' if self.ghost_done else ''}"
+        renderer = self.session.renderer
+        frame = renderer.draw(self.session.env.unwrapped.sim, state, hud)
+        outline = None
+        if self.ghost is not None:
+            ghost = interpolated_state(self.ghost_previous, self.ghost_state, alpha)
+            outline = car_outline(renderer, ghost.car)
+        meta = {
+            "step": self.session.steps,
+            "episode": self.episodes,
+            "manual": self.manual,
+            "driver": self.mode,
+            "speed_kmh": 3.6 * float(np.linalg.norm(np.asarray(self.state.car.velocity))),
+            "progress": float(self.session.info.get("progress", 0.0)),
+            "return": self.session.episode_return,
+            "action": [float(v) for v in getattr(self, "applied_action", np.zeros(3))],
+            "track": self.config.track,
+            "race": self.ghost is not None,
+            "last_episode": self.last_episode,
+            "last_lap": self.last_lap,
+        }
+        return encode_jpeg(frame, outline), meta
+
+    def close(self) -> None:
+        self.session.close()
+        if self.ghost is not None:
+            self.ghost.close()
+
+
+def car_outline(renderer, car) -> list[list[float]]:
+    from rlcar_core.render.topdown import CAR_LENGTH, CAR_WIDTH
+
+    position, heading = np.asarray(car.position, np.float64), float(car.heading)
+    forward = np.array([np.cos(heading), np.sin(heading)])
+    left = np.array([-np.sin(heading), np.cos(heading)])
+    corners = [
+        position + sx * CAR_LENGTH / 2 * forward + sy * CAR_WIDTH / 2 * left
+        for sx, sy in ((1, 1), (1, -1), (-1, -1), (-1, 1))
+    ]
+    return renderer.to_screen(np.array(corners)).tolist()
+
+
+def _batch(obs):
+    return {k: v[None] for k, v in obs.items()} if isinstance(obs, dict) else np.asarray(obs)[None]

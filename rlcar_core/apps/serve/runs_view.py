@@ -1,0 +1,157 @@
+"""What the dashboard shows: the run listing of ``rlcar runs`` and chart series read from metrics.jsonl.
+
+The listing itself is ``rlcar_core.apps.runs`` (the same one the CLI prints); this module only turns
+its rows and a run's metrics records into JSON for the page.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+from rlcar_core.apps.serve.paths import relative_name
+from rlcar_core.io.runs import RunDir
+
+# Which agent drives from a run of each kind (see rlcar_core.agents.LEARNED_AGENT_LOADERS).
+AGENT_FOR_KIND = {"dreamer": "dreamer", "worldmodels": "worldmodel", "worldmodel": "worldmodel"}
+BUILTIN_DRIVERS = ("heuristic", "random")
+LOSS_SUFFIX = "loss"
+
+
+def _as_dict(row: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(row) and not isinstance(row, type):
+        return dataclasses.asdict(row)
+    if hasattr(row, "_asdict"):
+        return dict(row._asdict())
+    return dict(row)
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and callable(value.item):
+        return _json_ready(value.item())
+    return value
+
+
+def list_run_rows(root: Path) -> list[dict[str, Any]]:
+    """Every run under ``root`` as ``rlcar runs`` lists it, each named by its path below the root."""
+    rows = []
+    for row in list_runs(root):
+        fields = _as_dict(row)
+        path = Path(fields.get("path") or fields.get("run_dir") or fields.get("run"))
+        if not path.is_absolute():
+            path = path if path.exists() else root / path
+        try:
+            fields["name"] = relative_name(root, path)
+        except ValueError:
+            continue  # the listing follows no links out of the root, but the page never shows one that did
+        fields["path"] = fields["name"]
+        rows.append(_json_ready(fields))
+    return rows
+
+
+def list_runs(root: Path) -> list[Any]:
+    try:
+        from rlcar_core.apps.runs import list_runs as core_listing
+    except ImportError:  # until the listing of `rlcar runs` lands: run folders by their metrics alone
+        return [
+            {"path": path.parent, "kind": None, "checkpoints": []}
+            for path in sorted(root.glob("**/metrics.jsonl"))
+        ]
+    return core_listing(root)
+
+
+def drivers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Who can drive in the live view: the built-in drivers, then each checkpoint of each learned run."""
+    choices = [{"label": name, "agent": name, "run": None, "checkpoint": None} for name in BUILTIN_DRIVERS]
+    for row in rows:
+        agent = AGENT_FOR_KIND.get(str(row.get("kind")))
+        if agent is None:
+            continue
+        for checkpoint in _checkpoint_names(row.get("checkpoints")):
+            choices.append(
+                {
+                    "label": f"{row['name']}: {checkpoint}",
+                    "agent": agent,
+                    "run": row["name"],
+                    "checkpoint": checkpoint,
+                }
+            )
+    return choices
+
+
+def _checkpoint_names(checkpoints: Any) -> list[str]:
+    """``best`` and ``latest`` first, then every ``epN``, from whichever shape the listing uses."""
+    names: list[str] = []
+    if isinstance(checkpoints, dict):
+        for value in checkpoints.values():
+            names.extend(_checkpoint_names(value))
+    elif isinstance(checkpoints, list | tuple):
+        for item in checkpoints:
+            if isinstance(item, int):
+                names.append(f"ep{item}")
+            elif isinstance(item, str):
+                names.append(item)
+            elif isinstance(item, dict):
+                names.extend(_checkpoint_names(list(item.values())))
+    elif isinstance(checkpoints, str):
+        names.extend(part.strip() for part in checkpoints.split(",") if part.strip())
+    if not names:
+        return []
+    named = [n for n in ("best", "latest") if n in names]
+    episodes = sorted({n for n in names if n.startswith("ep") and n[2:].isdigit()}, key=lambda n: int(n[2:]))
+    return named + [n for n in ("best", "latest") if n not in named] + episodes
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def metric_series(run: RunDir, since: int = 0) -> dict[str, Any]:
+    """Chart points from the run's records ``since`` onwards (the page asks for what it lacks).
+
+    x is env steps (every trainer counts them; World Models stages fall back to their own step).
+    """
+    evals: dict[str, list] = {"x": [], "progress": [], "return": []}
+    episodes: dict[str, list] = {"x": [], "progress": [], "return": []}
+    losses: dict[str, Any] = {"x": [], "series": {}}
+    count = 0
+    for index, record in enumerate(run.iter_metrics()):
+        count = index + 1
+        if index < since:
+            continue
+        x = _number(record.get("env_steps"))
+        if x is None:
+            x = _number(record.get("step"))
+        if x is None:
+            continue
+        kind = record.get("kind")
+        if kind == "eval":
+            evals["x"].append(x)
+            evals["progress"].append(_number(record.get("progress_mean")))
+            evals["return"].append(_number(record.get("return_mean")))
+        elif kind == "episode":
+            episodes["x"].append(x)
+            episodes["progress"].append(_number(record.get("progress")))
+            episodes["return"].append(_number(record.get("return")))
+        names = [k for k in record if k.endswith(LOSS_SUFFIX) and _number(record[k]) is not None]
+        if names:
+            row = len(losses["x"])
+            losses["x"].append(x)
+            for name in names:
+                column = losses["series"].setdefault(name, [None] * row)
+                column.append(_number(record[name]))
+            for column in losses["series"].values():
+                column.extend([None] * (row + 1 - len(column)))
+    return {"count": max(count, since), "eval": evals, "episodes": episodes, "losses": losses}

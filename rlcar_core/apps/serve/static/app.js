@@ -1,0 +1,415 @@
+// rlcar serve: the page. Plain JS, no build step; charts by the vendored uPlot.
+"use strict";
+
+const TOKEN = new URLSearchParams(location.search).get("token");
+const POLL_MS = 1000;
+const COLOURS = ["#e0503c", "#4f9df0", "#8fd18f", "#e8c14f", "#c07be0", "#5fd0c8", "#f08fb0", "#aaaaaa"];
+const $ = (selector, scope = document) => scope.querySelector(selector);
+
+function withToken(url) {
+  if (!TOKEN) return url;
+  return url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(TOKEN);
+}
+
+async function api(path, body) {
+  const options = body === undefined ? {} : {
+    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+  };
+  const response = await fetch(withToken(path), options);
+  const data = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+  if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+  return data;
+}
+
+function notice(message) {
+  const box = $("#notice");
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
+function formValues(form) {
+  const values = {};
+  for (const [key, value] of new FormData(form).entries()) if (value !== "") values[key] = value;
+  return values;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Tabs
+
+let activeTab = "runs";
+function showTab(name) {
+  activeTab = name;
+  for (const button of document.querySelectorAll("nav button")) button.classList.toggle("active", button.dataset.tab === name);
+  for (const section of document.querySelectorAll(".tab")) section.hidden = section.id !== "tab-" + name;
+  if (name !== "drive" && name !== "race") live.stop();
+  if (name === "race") refreshLeaderboard();
+}
+for (const button of document.querySelectorAll("nav button")) button.addEventListener("click", () => showTab(button.dataset.tab));
+
+// ---------------------------------------------------------------------------------------------------
+// Metrics of runs, fetched incrementally: each poll asks only for records past the last count.
+
+const series = new Map(); // run name -> {count, eval:{x,progress,return}, episodes:{...}, losses:{x, series}}
+
+function emptySeries() {
+  return { count: 0, eval: { x: [], progress: [], return: [] }, episodes: { x: [], progress: [], return: [] }, losses: { x: [], series: {} } };
+}
+
+function appendSeries(store, part) {
+  for (const key of ["eval", "episodes"]) for (const field of ["x", "progress", "return"]) store[key][field].push(...part[key][field]);
+  const rows = store.losses.x.length;
+  store.losses.x.push(...part.losses.x);
+  for (const [name, values] of Object.entries(part.losses.series)) {
+    if (!store.losses.series[name]) store.losses.series[name] = new Array(rows).fill(null);
+    store.losses.series[name].push(...values);
+  }
+  for (const values of Object.values(store.losses.series)) while (values.length < store.losses.x.length) values.push(null);
+  store.count = part.count;
+}
+
+async function fetchMetrics(run) {
+  const store = series.get(run) || emptySeries();
+  series.set(run, store);
+  const part = await api(`/api/metrics?run=${encodeURIComponent(run)}&since=${store.count}`);
+  if (part.count < store.count) { series.set(run, emptySeries()); return fetchMetrics(run); } // rewritten on resume
+  appendSeries(store, part);
+  return store;
+}
+
+// One panel of charts for a main run plus runs overlaid for comparison.
+class ChartPanel {
+  constructor(element) { this.element = element; this.charts = {}; this.runs = []; }
+
+  setRuns(runs) {
+    const key = runs.join("\n");
+    if (key === this.runs.join("\n")) return;
+    this.runs = runs;
+    for (const chart of Object.values(this.charts)) chart.destroy();
+    this.charts = {};
+    this.element.innerHTML = "";
+    this.element.dataset.points = "0";
+  }
+
+  async refresh() {
+    if (!this.runs.length) return;
+    const stores = [];
+    for (const run of this.runs) {
+      try { stores.push(await fetchMetrics(run)); } catch (error) { stores.push(emptySeries()); }
+    }
+    const overlay = (pick) => this.runs.map((run, i) => ({ label: run, xs: pick(stores[i]).x, ys: pick(stores[i]).y }));
+    this.draw("progress", "held-out progress", overlay((s) => ({ x: s.eval.x, y: s.eval.progress })));
+    this.draw("return", "held-out return", overlay((s) => ({ x: s.eval.x, y: s.eval.return })));
+    this.draw("episodes", "episode return (training)", overlay((s) => ({ x: s.episodes.x, y: s.episodes.return })));
+    const main = stores[0];
+    const losses = Object.entries(main.losses.series).map(([name, ys]) => ({ label: name, xs: main.losses.x, ys }));
+    this.draw("losses", `losses of ${this.runs[0]}`, losses);
+    let points = 0;
+    for (const store of stores) points += store.eval.x.length + store.episodes.x.length + store.losses.x.length;
+    this.element.dataset.points = String(points);
+  }
+
+  draw(id, title, lines) {
+    lines = lines.filter((line) => line.xs.length);
+    if (!lines.length) return;
+    const data = uPlot.join(lines.map((line) => [Float64Array.from(line.xs), line.ys.map((y) => (y === null ? null : y))]));
+    const shape = lines.map((l) => l.label).join("\n");
+    let chart = this.charts[id];
+    if (chart && chart.shape !== shape) { chart.destroy(); chart = null; }
+    if (!chart) {
+      const holder = document.createElement("div");
+      holder.className = "chart";
+      holder.dataset.chart = id;
+      this.element.appendChild(holder);
+      chart = new uPlot({
+        title, width: 460, height: 240,
+        scales: { x: { time: false } },
+        axes: [{ stroke: "#9aa0a6", grid: { stroke: "#2c3038" }, label: "env steps" }, { stroke: "#9aa0a6", grid: { stroke: "#2c3038" } }],
+        series: [{ label: "env steps" }, ...lines.map((line, i) => ({
+          label: line.label, stroke: COLOURS[i % COLOURS.length], width: 1.5, spanGaps: true,
+          points: { show: data[0].length < 60 },
+        }))],
+      }, data, holder);
+      chart.shape = shape;
+      this.charts[id] = chart;
+    } else {
+      chart.setData(data);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Runs dashboard
+
+const dashboard = new ChartPanel($("#runs-charts"));
+let runRows = [];
+let selectedRun = null;
+const compared = new Set();
+
+function fmt(value, digits = 0) {
+  if (value === null || value === undefined) return "-";
+  if (typeof value === "number") return digits ? value.toFixed(digits) : value.toLocaleString();
+  if (Array.isArray(value)) return value.join(", ");
+  if (typeof value === "object") return Object.entries(value).map(([k, v]) => `${k}: ${fmt(v)}`).join("; ");
+  return String(value);
+}
+
+function renderRuns() {
+  const body = $("#runs-table tbody");
+  body.innerHTML = "";
+  for (const row of runRows) {
+    const tr = document.createElement("tr");
+    tr.dataset.run = row.name;
+    tr.classList.toggle("selected", row.name === selectedRun);
+    const cells = [row.name, row.kind, row.env, row.obs, fmt(row.episodes), fmt(row.env_steps),
+      fmt(row.best_progress, 3), fmt(row.checkpoints)];
+    const tick = document.createElement("td");
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.checked = compared.has(row.name);
+    box.addEventListener("click", (event) => {
+      event.stopPropagation();
+      box.checked ? compared.add(row.name) : compared.delete(row.name);
+      chartSelection();
+    });
+    tick.appendChild(box);
+    tr.appendChild(tick);
+    for (const cell of cells) { const td = document.createElement("td"); td.textContent = cell ?? "-"; tr.appendChild(td); }
+    tr.addEventListener("click", () => { selectedRun = row.name; renderRuns(); chartSelection(); });
+    body.appendChild(tr);
+  }
+}
+
+function chartSelection() {
+  const runs = selectedRun ? [selectedRun, ...[...compared].filter((r) => r !== selectedRun)] : [...compared];
+  dashboard.setRuns(runs);
+  dashboard.refresh();
+}
+
+function fillDrivers(drivers) {
+  for (const id of ["#drive-driver", "#race-driver", "#video-driver"]) {
+    const select = $(id);
+    const previous = select.value;
+    select.innerHTML = "";
+    if (id === "#drive-driver") select.add(new Option("you (keyboard only)", "you"));
+    drivers.forEach((driver, i) => select.add(new Option(driver.label, String(i))));
+    if ([...select.options].some((o) => o.value === previous)) select.value = previous;
+  }
+  for (const select of document.querySelectorAll(".learned-runs")) {
+    const previous = select.value;
+    select.innerHTML = "";
+    const learned = runRows.filter((row) => drivers.some((d) => d.run === row.name));
+    for (const row of learned) select.add(new Option(row.name, row.name));
+    if (previous) select.value = previous;
+  }
+}
+
+let drivers = [];
+async function refreshRuns() {
+  try {
+    const data = await api("/api/runs");
+    $("#root").textContent = "root: " + data.root;
+    const changed = JSON.stringify(data.runs) !== JSON.stringify(runRows);
+    runRows = data.runs;
+    if (JSON.stringify(data.drivers) !== JSON.stringify(drivers)) { drivers = data.drivers; fillDrivers(drivers); }
+    if (!selectedRun && runRows.length) {
+      const trained = runRows.filter((r) => r.kind && r.kind !== "play");
+      selectedRun = (trained[0] || runRows[0]).name;
+      chartSelection();
+    }
+    if (changed) renderRuns();
+  } catch (error) { notice(error.message); }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Live driving over a WebSocket: JSON status then a JPEG frame, again and again; keys go the other way.
+
+const live = {
+  socket: null, view: null, frames: 0, since: performance.now(), url: null,
+
+  start(view, driver, track, race) {
+    this.stop();
+    notice("");
+    const params = new URLSearchParams({ track: String(track) });
+    if (driver) {
+      params.set("agent", driver.agent);
+      if (driver.run) { params.set("run", driver.run); params.set("checkpoint", driver.checkpoint); }
+    }
+    if (race) params.set("race", "1");
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const socket = new WebSocket(withToken(`${scheme}://${location.host}/ws/drive?${params}`));
+    socket.binaryType = "blob";
+    this.socket = socket;
+    this.view = view;
+    this.frames = 0;
+    this.since = performance.now();
+    socket.onmessage = (event) => {
+      if (typeof event.data === "string") { this.status(JSON.parse(event.data)); return; }
+      const url = URL.createObjectURL(event.data);
+      const img = $(`#${view}-frame`);
+      img.onload = () => URL.revokeObjectURL(url);
+      img.src = url;
+      this.frames += 1;
+    };
+    socket.onclose = (event) => { if (event.code >= 4000 && event.reason) notice(event.reason); };
+  },
+
+  stop() {
+    if (this.socket) { this.socket.close(); this.socket = null; }
+  },
+
+  send(message) {
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(message));
+  },
+
+  status(meta) {
+    if (meta.error) { notice(meta.error); return; }
+    const view = this.view;
+    $(`#${view}-speed`).textContent = meta.speed_kmh.toFixed(1) + " km/h";
+    $(`#${view}-progress`).textContent = (100 * meta.progress).toFixed(1) + " %";
+    if (view === "drive") {
+      $("#drive-mode").textContent = meta.driver;
+      const seconds = (performance.now() - this.since) / 1000;
+      if (seconds > 1) { $("#drive-fps").textContent = (this.frames / seconds).toFixed(1); this.frames = 0; this.since = performance.now(); }
+      if (meta.last_episode) {
+        const e = meta.last_episode;
+        $("#drive-last").textContent = `return ${e.episode_return.toFixed(1)}, progress ${(100 * e.progress).toFixed(0)} %` +
+          (e.saved ? " (saved for eval --human)" : "");
+      }
+    } else if (meta.last_lap) {
+      const lap = meta.last_lap;
+      $("#race-last").textContent = `${lap.driver}: ${lap.lap_time.toFixed(1)} s (#${lap.rank})`;
+      if (lap.when !== live.lastLapShown) { live.lastLapShown = lap.when; refreshLeaderboard(); }
+    }
+  },
+};
+
+const KEY_NAMES = new Set(["arrowup", "arrowdown", "arrowleft", "arrowright", "w", "a", "s", "d"]);
+function onKey(event, down) {
+  if (activeTab !== "drive" && activeTab !== "race") return;
+  if (event.target.matches("input, select, textarea")) return;
+  const key = event.key.toLowerCase();
+  if (KEY_NAMES.has(key)) {
+    event.preventDefault();
+    if (!event.repeat) live.send({ type: "key", key, down });
+  } else if (down && !event.repeat && (key === "t" || key === "r")) {
+    live.send({ type: key === "t" ? "toggle" : "reset" });
+  }
+}
+window.addEventListener("keydown", (event) => onKey(event, true));
+window.addEventListener("keyup", (event) => onKey(event, false));
+window.addEventListener("blur", () => live.send({ type: "blur" }));
+
+$("#drive-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const values = formValues(event.target);
+  const driver = values.driver === "you" ? null : drivers[Number(values.driver)];
+  live.start("drive", driver, values.track || 0, false);
+  document.activeElement.blur();
+});
+
+$("#race-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const values = formValues(event.target);
+  $("#board-track").textContent = values.track || 0;
+  live.start("race", drivers[Number(values.driver)], values.track || 0, true);
+  document.activeElement.blur();
+  refreshLeaderboard();
+});
+
+async function refreshLeaderboard() {
+  const track = $("#board-track").textContent;
+  const board = await api("/api/leaderboard").catch(() => ({}));
+  const body = $("#leaderboard tbody");
+  body.innerHTML = "";
+  (board[track] || []).forEach((entry, i) => {
+    const tr = document.createElement("tr");
+    for (const cell of [i + 1, entry.driver, entry.lap_time.toFixed(1) + " s", entry.when]) {
+      const td = document.createElement("td"); td.textContent = cell; tr.appendChild(td);
+    }
+    body.appendChild(tr);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Jobs: training, videos and dreams run as `rlcar` child processes of the server.
+
+const trainCharts = new ChartPanel($("#train-charts"));
+let trainRun = null;
+
+async function submitJob(path, body) {
+  notice("");
+  try { const job = await api(path, body); await refreshJobs(); return job; } catch (error) { notice(error.message); return null; }
+}
+
+$("#train-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const job = await submitJob("/api/train", formValues(event.target));
+  if (job) { trainRun = job.run; trainCharts.setRuns([job.run]); }
+});
+
+$("#dream-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  submitJob("/api/dream", formValues(event.target));
+});
+
+$("#video-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const values = formValues(event.target);
+  const driver = drivers[Number(values.driver)] || { agent: "heuristic" };
+  submitJob("/api/video", { agent: driver.agent, run: driver.run, checkpoint: driver.checkpoint, track: values.track, max_steps: values.max_steps });
+});
+
+function jobRow(job, cells) {
+  const tr = document.createElement("tr");
+  tr.dataset.job = job.id;
+  for (const cell of cells) {
+    const td = document.createElement("td");
+    if (cell instanceof Node) td.appendChild(cell); else td.textContent = cell ?? "";
+    tr.appendChild(td);
+  }
+  tr.children[1].className = "state-" + job.state;
+  return tr;
+}
+
+async function refreshJobs() {
+  let jobs;
+  try { jobs = (await api("/api/jobs")).jobs; } catch (error) { return; }
+  const trainBody = $("#train-jobs tbody");
+  const videoBody = $("#video-jobs tbody");
+  trainBody.innerHTML = "";
+  videoBody.innerHTML = "";
+  for (const job of jobs) {
+    if (job.kind === "train") {
+      const stop = document.createElement("button");
+      stop.textContent = "Stop";
+      stop.className = "stop";
+      stop.disabled = job.state !== "running";
+      stop.addEventListener("click", () => api(`/api/jobs/${job.id}/stop`, {}).then(refreshJobs, (e) => notice(e.message)));
+      trainBody.appendChild(jobRow(job, [job.run, job.state, job.message, job.command, stop]));
+    } else {
+      let file = "";
+      if (job.state === "finished" && job.output) {
+        const link = document.createElement("a");
+        link.href = withToken(`/files/${job.output}?download=1`);
+        link.textContent = "download";
+        const play = document.createElement("button");
+        play.textContent = "play";
+        play.addEventListener("click", () => { const v = $("#video-player"); v.hidden = false; v.src = withToken(`/files/${job.output}`); v.play(); });
+        file = document.createElement("span");
+        file.append(link, " ", play);
+      }
+      videoBody.appendChild(jobRow(job, [`${job.kind} ${job.run}`, job.state, job.message, file]));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+async function poll() {
+  await refreshRuns();
+  if (activeTab === "runs") await dashboard.refresh();
+  if (activeTab === "train" || activeTab === "dream") await refreshJobs();
+  if (activeTab === "train" && trainRun) await trainCharts.refresh();
+  setTimeout(poll, POLL_MS);
+}
+poll();
