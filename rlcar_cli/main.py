@@ -33,6 +33,7 @@ from rlcar_cli.output import (
     stderr_console,
     user_errors,
 )
+from rlcar_cli.serve_cli import register as register_serve
 from rlcar_cli.worldmodels_cli import register as register_worldmodels
 
 app = typer.Typer(
@@ -49,6 +50,7 @@ AgentOption = Annotated[
 
 register_worldmodels(app)
 register_dreamer(app)
+register_serve(app)
 
 
 AgentsOption = Annotated[
@@ -175,10 +177,13 @@ def print_eval_table(results: list[dict]) -> None:
 @app.command("play")
 def play_command(
     manual: Annotated[
-        bool, typer.Option("--manual", help="Drive yourself (arrows/WASD); T hands over to --agent.")
+        bool,
+        typer.Option(
+            "--manual", help="Drive yourself (arrows/WASD); T hands the car to --agent (default heuristic)."
+        ),
     ] = False,
     agent: Annotated[
-        AgentName | None, typer.Option("--agent", help="Agent that drives (T toggles manual).")
+        AgentName | None, typer.Option("--agent", help="Agent that drives; T takes the wheel from it.")
     ] = None,
     headless: Annotated[
         bool, typer.Option("--headless", help="No window (for CI): the agent, or nobody, drives.")
@@ -188,17 +193,24 @@ def play_command(
     episodes: Annotated[int, typer.Option("--episodes", min=1, help="Episodes to run when --headless.")] = 1,
     track: Track = 0,
     seed: Seed = 0,
-    run_dir: RunDir = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--run-dir",
+            help="Where human runs are saved (default runs/play); a learned --agent loads from it too "
+            "(default: that agent's own run).",
+        ),
+    ] = None,
     checkpoint: Checkpoint = "best",
     json_out: Json = False,
 ) -> None:
-    """Drive a held-out track in a pygame window, or watch an agent drive. Human runs are saved for eval --human."""
+    """Drive a held-out track in a pygame window, or watch an agent drive. Every attempt you drive is saved for eval --human."""
     with user_errors():
         import os
 
         if headless:
             os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-        from rlcar_core.apps.play import PlayConfig, play
+        from rlcar_core.apps.play import PlayConfig, partner_for, play
 
         config = PlayConfig(
             env=env.value,
@@ -209,16 +221,22 @@ def play_command(
             episodes=episodes,
             track=track,
             seed=seed,
-            run_dir=run_dir or Path("runs/play"),
+            run_dir=run_dir,
             checkpoint=checkpoint,
         )
+        config.validate()
+        partner = partner_for(config)
+        if partner is not None:
+            announce_default_run(partner, run_dir)
         console = stderr_console()
 
         def report(summary: dict) -> None:
             saved = f", saved {summary['saved']}" if "saved" in summary else ""
             console.print(
-                f"episode: return {summary['episode_return']:.1f}, progress {summary['progress']:.3f}, "
-                f"{summary['steps']} steps{saved}"
+                f"{summary['ended']}: return {summary['episode_return']:.1f}, "
+                f"progress {summary['progress']:.3f}, {summary['steps']} steps{saved}",
+                soft_wrap=True,
+                highlight=False,
             )
 
         result = play(config, on_episode=None if json_out else report)
@@ -240,7 +258,7 @@ def export_video_command(
     json_out: Json = False,
     progress: Progress = None,
 ) -> None:
-    """Render one episode of an agent on a held-out track, with a HUD, to mp4 or gif."""
+    """Render one episode of an agent on a held-out track, with a HUD and its camera, to mp4 or gif."""
     with user_errors():
         from rlcar_core.apps.export import ExportConfig, export_video
 
@@ -255,30 +273,43 @@ def export_video_command(
             run_dir=run_dir,
             checkpoint=checkpoint,
         )
-        config.validate()
+        config.validate()  # the output path too: fail before the episode is rendered
+        announce_default_run(agent.value, run_dir)
         with make_progress(show_progress(progress)) as bar:
-            task = bar.add_task(f"export {agent.value}", total=max_steps, status=str(output))
-            result = export_video(config, on_frame=lambda step: bar.update(task, completed=step))
+            task = bar.add_task(f"export {agent.value}", total=max_steps, status=output.name)
+
+            def advance(step: int) -> None:
+                bar.update(task, completed=step)
+
+            result = export_video(config, on_frame=advance)
+            bar.update(task, total=result["steps"], completed=result["steps"])  # an early end fills the bar
     if json_out:
         emit_json(result)
     else:
-        stderr_console().print(f"wrote {result['frames']} frames to {result['path']}")
+        stderr_console().print(
+            f"wrote {result['frames']} frames to {result['path']}", soft_wrap=True, highlight=False
+        )
 
 
 def main() -> None:
     """Console entry point: usage errors become one line and exit code 2, like every other bad input."""
     from typer.exceptions import Abort, TyperException
 
+    from rlcar_cli.output import finish_cleanly, quiet_library_logs
+
+    quiet_library_logs()
     command = typer.main.get_command(app)
-    try:
-        code = command.main(args=sys.argv[1:] or ["--help"], prog_name="rlcar", standalone_mode=False)
-    except TyperException as error:  # bad options and values: Typer's usage errors carry exit code 2
-        print_error(error.format_message())
-        sys.exit(error.exit_code)
-    except Abort:
-        print_error("aborted")
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+    with finish_cleanly() as outcome:  # any failure outside a command's own boundary: one line too
+        try:
+            code = command.main(args=sys.argv[1:] or ["--help"], prog_name="rlcar", standalone_mode=False)
+        except TyperException as error:  # bad options and values: Typer's usage errors carry exit code 2
+            print_error(error.format_message())
+            code = error.exit_code
+        except Abort:
+            print_error("aborted")
+            code = 130
+        outcome.code = code if isinstance(code, int) else 0
+    sys.exit(outcome.code)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from rlcar_core.envs import make_env
+from rlcar_core.envs.carracing import HUD_ROWS
 from rlcar_core.envs.factory import STEP_SECONDS, check_env_request
 from rlcar_core.envs.heldout import track_seed_for
+from rlcar_core.render.motion import CarPose
+
+CARRACING_INTRO_SECONDS = 1.0  # CarRacing-v3 zooms in from far away during its first second
+CARRACING_STATE_ROWS = 96  # its observation is 96 rows high, of which HUD_ROWS show the road
+
+
+def frames_per_second(env_name: str) -> int:
+    """The env's own frame rate: one frame per simulator step (10 for RLCar, 50 for CarRacing-v3)."""
+    return round(1.0 / STEP_SECONDS[env_name])
 
 
 class DrivingSession:
@@ -20,40 +31,66 @@ class DrivingSession:
         self.track_seed = track_seed_for(env_name, track)
         self.seed = seed
         self.render = render
+        self.renderer = None
         if env_name == "rlcar":
             self.env = make_env("rlcar", obs=obs_kind, track_seeds=[self.track_seed], max_steps=max_steps)
-            self.renderer = None
         else:
             self.env = make_env(
                 "carracing", obs="pixels", max_steps=max_steps, render_mode="rgb_array" if render else None
             )
         self.episode_return = 0.0
         self.steps = 0
+        self.distance = 0.0  # metres driven this episode
         self.info: dict[str, Any] = {}
+        self.obs = None
+
+    @property
+    def step_seconds(self) -> float:
+        return STEP_SECONDS[self.env_name]
 
     def reset(self):
-        self.episode_return, self.steps = 0.0, 0
+        self.episode_return, self.steps, self.distance = 0.0, 0, 0.0
         if self.env_name == "rlcar":
-            obs, self.info = self.env.reset(seed=self.seed, options={"track_id": 0})
+            self.obs, self.info = self.env.reset(seed=self.seed, options={"track_id": 0})
         else:
-            obs, self.info = self.env.reset(seed=self.track_seed)
-        return obs
+            self.obs, self.info = self.env.reset(seed=self.track_seed)
+        return self.obs
 
     def step(self, action):
-        obs, reward, terminated, truncated, self.info = self.env.step(np.asarray(action, np.float32))
+        self.obs, reward, terminated, truncated, self.info = self.env.step(np.asarray(action, np.float32))
         self.episode_return += float(reward)
         self.steps += 1
-        return obs, reward, terminated, truncated, self.info
+        self.distance += (self._speed() or 0.0) * self.step_seconds
+        return self.obs, reward, terminated, truncated, self.info
 
-    def hud(self, mode: str) -> dict[str, str]:
+    def pose(self) -> CarPose | None:
+        """The car's pose on the top-down view (RLCar only; None for CarRacing-v3)."""
+        if self.env_name != "rlcar":
+            return None
+        from rlcar_core.render.topdown import pose_of
+
+        return pose_of(self.env.unwrapped.state)
+
+    @property
+    def in_intro(self) -> bool:
+        """CarRacing-v3's zoom-in intro is still playing: its frames show the track from far away."""
+        return self.env_name == "carracing" and float(self.env.unwrapped.t) < CARRACING_INTRO_SECONDS
+
+    def hud(self, mode: str | None = None) -> dict[str, str]:
+        lines = {"driver": mode} if mode else {}
         speed = self._speed()
-        lines = {"driver": mode}
         if speed is not None:
-            lines["speed"] = f"{speed * 3.6:5.1f} km/h"
-        lines["progress"] = f"{100 * float(self.info.get('progress', 0.0)):5.1f} %"
-        lines["lap time"] = f"{self.steps * STEP_SECONDS[self.env_name]:5.1f} s"
-        lines["return"] = f"{self.episode_return:7.1f}"
+            lines["speed"] = f"{speed * 3.6:.1f} km/h"
+        lines["progress"] = f"{100 * float(self.info.get('progress', 0.0)):.1f} %"
+        lines["time"] = f"{self.steps * self.step_seconds:.1f} s"
+        lines["return"] = f"{self.episode_return:.1f}"
         return lines
+
+    def lap_banner(self) -> str | None:
+        """What marks a finished lap on screen, or None."""
+        if not bool(self.info.get("lap_complete", False)):
+            return None
+        return f"LAP  {self.steps * self.step_seconds:.1f} s"
 
     def _speed(self) -> float | None:
         if "speed" in self.info:
@@ -63,17 +100,48 @@ class DrivingSession:
             return float(np.linalg.norm(car.hull.linearVelocity))
         return None
 
-    def frame(self, hud: dict[str, str]) -> np.ndarray:
+    def warm_up(self) -> None:
+        """Compile what the first frame needs (safe off the main thread: no pygame)."""
         if self.env_name == "rlcar":
             unwrapped = self.env.unwrapped
-            if self.renderer is None:
-                from rlcar_core.render.topdown import TopDownRenderer
+            self._renderer().warm_up(unwrapped.state)
 
-                self.renderer = TopDownRenderer(unwrapped.params)
-            return self.renderer.draw(unwrapped.sim, unwrapped.state, hud)
-        from rlcar_core.render.hud import with_hud
+    def _renderer(self):
+        if self.renderer is None:
+            from rlcar_core.render.topdown import TopDownRenderer
 
-        return with_hud(self.env.render(), hud)
+            self.renderer = TopDownRenderer(self.env.unwrapped.params)
+        return self.renderer
+
+    def surface(
+        self,
+        hud: dict[str, str],
+        pose: CarPose | None = None,
+        keys: Sequence[str] = (),
+        banner: str | None = None,
+    ):
+        """The frame as a pygame surface: the view, then the panel with camera, HUD and ``keys``."""
+        if self.env_name == "rlcar":
+            unwrapped = self.env.unwrapped
+            return self._renderer().draw_surface(unwrapped.sim, unwrapped.state, hud, pose, keys, banner)
+        from rlcar_core.render.hud import surface_from_array
+        from rlcar_core.render.panel import compose
+
+        # CarRacing's own bottom bar (speed, wheels, score) disagrees with our HUD: crop it away.
+        view = np.asarray(self.env.render())
+        view = view[: round(view.shape[0] * HUD_ROWS / CARRACING_STATE_ROWS)]
+        return compose(surface_from_array(view), self.obs, hud, keys, banner)
+
+    def frame(
+        self,
+        hud: dict[str, str],
+        pose: CarPose | None = None,
+        keys: Sequence[str] = (),
+        banner: str | None = None,
+    ) -> np.ndarray:
+        from rlcar_core.render.hud import array_from_surface
+
+        return array_from_surface(self.surface(hud, pose, keys, banner))
 
     def close(self) -> None:
         self.env.close()

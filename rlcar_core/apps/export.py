@@ -1,4 +1,9 @@
-"""``rlcar export-video``: one episode of an agent on a held-out track, rendered with a HUD, to mp4/gif."""
+"""``rlcar export-video``: one episode of an agent on a held-out track, rendered with the side panel
+(the car's camera and the HUD) to mp4/gif.
+
+CarRacing-v3's own bottom bar is cropped (its numbers disagree with rlcar's HUD) and its zoom-in intro,
+the first second, is not written: the video opens on the car at the start line.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from rlcar_core.agents import make_agent
+from rlcar_core.agents import agent_run_dir, make_agent
 from rlcar_core.agents.base import Agent
-from rlcar_core.apps.drive import DrivingSession
+from rlcar_core.apps.drive import DrivingSession, frames_per_second
 from rlcar_core.errors import require_at_least
 from rlcar_core.io.video import check_video_path, write_video
+
+LAP_HOLD_SECONDS = 1.0  # a finished lap's last frame, with its banner, stays this long
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,11 +30,12 @@ class ExportConfig:
     max_steps: int = 1000
     track: int = 0
     seed: int = 0
-    fps: int = 0  # 0: the env's own rate (10 for RLCar, 50 for CarRacing-v3)
-    run_dir: Path | None = None  # learned agents: the run whose checkpoint drives
+    fps: int = 0  # 0: the env's own rate (one frame per simulator step)
+    run_dir: Path | None = None  # learned agents: the run whose checkpoint drives (None: its default run)
     checkpoint: str = "best"
 
     def validate(self) -> None:
+        """Every input checked before any episode runs, the output path included."""
         require_at_least("--max-steps", self.max_steps, 1)
         require_at_least("--fps", self.fps, 0)
         check_video_path(self.output)
@@ -36,23 +44,34 @@ class ExportConfig:
 def export_video(
     config: ExportConfig, agent: Agent | None = None, on_frame: Callable[[int], None] | None = None
 ) -> dict:
+    """Render one episode to ``config.output``; ``on_frame(step)`` after each simulator step."""
     config.validate()
-    agent = agent or make_agent(config.agent, config.env, config.seed, config.run_dir, config.checkpoint)
+    run_dir = agent_run_dir(config.agent, config.run_dir) if agent is None else config.run_dir
+    agent = agent or make_agent(config.agent, config.env, config.seed, run_dir, config.checkpoint)
     session = DrivingSession(config.env, agent.obs_kind, config.track, config.max_steps, config.seed)
+    fps = config.fps or frames_per_second(config.env)
     result: dict = {}
 
     def frames() -> Iterator[np.ndarray]:
         obs = session.reset()
         agent.reset(1)
         label = f"AI: {agent.name}"
-        yield session.frame(session.hud(label))
+        if not session.in_intro:
+            yield session.frame(session.hud(label))
         while True:
             batch = {k: v[None] for k, v in obs.items()} if isinstance(obs, dict) else np.asarray(obs)[None]
             obs, _, terminated, truncated, info = session.step(agent.act(batch)[0])
-            yield session.frame(session.hud(label))
+            if not session.in_intro:
+                banner = session.lap_banner()
+                frame = session.frame(session.hud(label), banner=banner)
+                yield frame
+                if banner is not None:
+                    yield from [frame] * round(LAP_HOLD_SECONDS * fps)
             if on_frame is not None:
                 on_frame(session.steps)
             if terminated or truncated:
+                if session.in_intro:  # an episode shorter than the intro still gets its last frame
+                    yield session.frame(session.hud(label), banner=session.lap_banner())
                 result.update(
                     episode_return=session.episode_return,
                     progress=float(info.get("progress", 0.0)),
@@ -62,7 +81,6 @@ def export_video(
                 )
                 return
 
-    fps = config.fps or (10 if config.env == "rlcar" else 50)
     try:
         count = write_video(frames(), config.output, fps=fps)
     finally:
@@ -73,6 +91,7 @@ def export_video(
         "fps": fps,
         "env": config.env,
         "agent": agent.name,
+        "run_dir": str(run_dir) if run_dir is not None else None,
         "track_seed": session.track_seed,
         **result,
     }

@@ -53,12 +53,12 @@ def load_human_run(path: str | os.PathLike) -> HumanRun:
     """A recording file, or the newest recording of a run directory."""
     path = Path(path)
     if path.is_dir():
-        recordings = (
-            sorted((path / HUMAN_DIR).glob("*.npz"))
-            if (path / HUMAN_DIR).is_dir()
-            else sorted(path.glob("*.npz"))
+        folder = path / HUMAN_DIR if (path / HUMAN_DIR).is_dir() else path
+        # Newest last: several attempts can be saved within one second, so names alone do not order them.
+        recordings = sorted(
+            (p for p in folder.glob("*.npz") if not p.name.startswith(".")),
+            key=lambda p: (p.stat().st_mtime_ns, p.name),
         )
-        recordings = [p for p in recordings if not p.name.startswith(".")]
         if not recordings:
             raise RlcarError(
                 f"no recorded human run in {path}: record one with `rlcar play --manual --run-dir {path}`"

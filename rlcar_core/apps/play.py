@@ -1,128 +1,259 @@
-"""``rlcar play``: drive a held-out track by keyboard, or watch an agent drive; T hands over between them."""
+"""``rlcar play``: drive a held-out track by keyboard, or watch an agent drive; T hands over between them.
+
+The simulator steps at its own rate (10 Hz for RLCar); the window draws at the display rate in
+between, with the car's pose interpolated, so the car glides instead of jumping. While JAX compiles
+(several seconds), the window shows a splash instead of staying black.
+
+Every attempt a person drove is saved as a human run for ``eval --human``: each one ended by R, Esc,
+a lap, a crash or the step limit, as long as the car moved. An attempt nobody drove is not saved.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from rlcar_core.agents import make_agent
+from rlcar_core.agents import Agent, agent_run_dir, make_agent
 from rlcar_core.apps.drive import DrivingSession
 from rlcar_core.apps.human import HumanRun, save_human_run
 from rlcar_core.errors import require_at_least
+from rlcar_core.io.runs import default_run_dir
+from rlcar_core.render.motion import interpolate_pose
 
-KEYS_HELP = "arrows/WASD drive, T toggles, R resets, Esc quits"
+MOVED_METRES = 1.0  # an attempt shorter than this never left the start: not worth saving
+LAP_BANNER_SECONDS = 1.5  # how long a finished lap stays on screen before the next attempt
+SPLASH_REFRESH_SECONDS = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
 class PlayConfig:
     env: str = "rlcar"
     manual: bool = False
-    agent: str | None = None
+    agent: str | None = None  # None: the heuristic takes the wheel on T (RLCar), or nobody (CarRacing)
     headless: bool = False
     max_steps: int = 1000
     episodes: int = 1  # in a window, play goes on until Esc; headless it stops after this many
     track: int = 0
     seed: int = 0
-    run_dir: Path = Path("runs/play")  # human runs are saved here; learned agents load from here too
+    run_dir: Path | None = None  # human runs are saved here (default runs/play); learned agents load
+    # from here too, else from their own default run
     checkpoint: str = "best"
 
     def validate(self) -> None:
         require_at_least("--max-steps", self.max_steps, 1)
         require_at_least("--episodes", self.episodes, 1)
 
+    @property
+    def human_dir(self) -> Path:
+        return self.run_dir if self.run_dir is not None else default_run_dir("play")
+
+
+@dataclasses.dataclass
+class Attempt:
+    """One try since the last reset: what a human run is saved from."""
+
+    actions: list[np.ndarray] = dataclasses.field(default_factory=list)
+    manual_steps: int = 0
+    human_input: bool = False  # a key was held on at least one manual step
+
+    def driven_by_a_person(self, session: DrivingSession) -> bool:
+        moved = session.distance >= MOVED_METRES or float(session.info.get("progress", 0.0)) > 0.0
+        return self.manual_steps > 0 and self.human_input and moved
+
+
+def partner_for(config: PlayConfig) -> str | None:
+    """Who drives when the person does not: --agent, else the heuristic where it can (RLCar)."""
+    if config.agent is not None:
+        return config.agent
+    return "heuristic" if config.env == "rlcar" else None
+
+
+def keys_help(manual: bool, partner: Agent | None) -> tuple[str, ...]:
+    """The key hints that work right now, one per line."""
+    hints = ["arrows/WASD  drive"] if manual else []
+    if partner is not None:
+        hints.append(f"T  {partner.name} drives" if manual else "T  take the wheel")
+    return (*hints, "R  restart", "Esc  quit")
+
 
 def play(config: PlayConfig, on_episode: Callable[[dict], None] | None = None) -> dict:
-    """Run the interactive loop (or its headless equivalent); returns every episode's summary."""
+    """Run the interactive loop (or its headless equivalent); returns every attempt's summary."""
     config.validate()
-    agent = (
-        make_agent(config.agent, config.env, config.seed, config.run_dir, config.checkpoint)
-        if config.agent
-        else None
-    )
-    manual = config.manual or agent is None
-    session = DrivingSession(
-        config.env, agent.obs_kind if agent else "sensors", config.track, config.max_steps, config.seed
-    )
-    window = None
-    if not config.headless:
-        from rlcar_core.render.window import Window
-
-        window = Window((640, 640), title="rlcar play", fps=10 if config.env == "rlcar" else 50)
-    episodes: list[dict] = []
+    partner_name = partner_for(config)
+    run_dir = agent_run_dir(partner_name, config.run_dir) if partner_name else None
+    window = None if config.headless else _open_window(config)
     try:
-        obs = session.reset()
-        if agent is not None:
-            agent.reset(1)
-        actions: list[np.ndarray] = []
-        manual_steps = 0
+        prepared = _prepare(config, partner_name, run_dir, window)
+        if prepared is None:  # Esc during the splash
+            return {"env": config.env, "track_seed": None, "episodes": []}
+        session, partner = prepared
+        episodes = _drive(config, session, partner, window, on_episode)
+    finally:
+        if window is not None:
+            window.close()
+    return {
+        "env": config.env,
+        "track_seed": session.track_seed,
+        "agent": partner.name if partner is not None else None,
+        "run_dir": str(run_dir) if run_dir is not None else None,
+        "episodes": episodes,
+    }
+
+
+def _open_window(config: PlayConfig):
+    from rlcar_core.render.panel import PANEL_WIDTH
+    from rlcar_core.render.topdown import FRAME_SIZE
+    from rlcar_core.render.window import Window
+
+    # CarRacing's view is its 600x400 render less its own bottom bar.
+    view = (FRAME_SIZE, FRAME_SIZE) if config.env == "rlcar" else (600, 350)
+    window = Window((view[0] + PANEL_WIDTH, view[1]), title="rlcar play", fps=0)
+    window.splash("loading…")
+    return window
+
+
+def _prepare(config: PlayConfig, partner_name, run_dir, window):
+    """Load the partner agent and compile the simulator, the agent and the renderer before the first
+    frame; in a window, a splash stays on screen (and Esc works) meanwhile."""
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            partner = (
+                make_agent(partner_name, config.env, config.seed, run_dir, config.checkpoint)
+                if partner_name
+                else None
+            )
+            obs_kind = partner.obs_kind if partner else "sensors"
+            session = DrivingSession(config.env, obs_kind, config.track, config.max_steps, config.seed)
+            obs = session.reset()
+            if partner is not None:
+                partner.reset(1)
+                partner.act(_batch(obs))
+            session.step(np.zeros(3, np.float32))
+            if window is not None:
+                session.warm_up()
+            outcome["prepared"] = (session, partner)
+        except BaseException as error:  # re-raised on the main thread
+            outcome["error"] = error
+
+    if window is None:
+        work()
+    else:
+        worker = threading.Thread(target=work, name="rlcar-play-compile", daemon=True)
+        started = time.perf_counter()
+        worker.start()
+        quit_requested = False
+        while worker.is_alive():
+            window.splash("compiling the simulator…", started)
+            quit_requested |= window.quit_requested()
+            worker.join(SPLASH_REFRESH_SECONDS)
+        if quit_requested and "prepared" in outcome:
+            outcome["prepared"][0].close()
+            return None
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["prepared"]
+
+
+def _batch(obs):
+    return {k: v[None] for k, v in obs.items()} if isinstance(obs, dict) else np.asarray(obs)[None]
+
+
+def _drive(config, session: DrivingSession, partner, window, on_episode) -> list[dict]:
+    manual = config.manual or config.agent is None
+    episodes: list[dict] = []
+
+    def new_attempt():
+        if partner is not None:
+            partner.reset(1)
+        return session.reset(), Attempt()
+
+    def keep(attempt: Attempt, ended: str) -> None:
+        summary = _summarise(config, session, attempt, ended)
+        if attempt.manual_steps > 0 or ended in ("lap", "crash", "time"):
+            episodes.append(summary)
+            if on_episode is not None:
+                on_episode(summary)
+
+    try:
+        obs, attempt = new_attempt()
         while True:
             controls = window.poll() if window is not None else None
             if controls is not None:
                 if controls.quit:
-                    if manual_steps:  # a human run cut short by Esc is still the user's run: keep it
-                        episodes.append(
-                            _finish_episode(config, session, session.info, actions, manual_steps, on_episode)
-                        )
+                    if attempt.manual_steps:  # a human run cut short by Esc is still the user's run
+                        keep(attempt, "quit")
                     break
-                if controls.toggle and agent is not None:
+                if controls.toggle and partner is not None:
                     manual = not manual
                 if controls.reset:
-                    obs, actions, manual_steps = session.reset(), [], 0
-                    if agent is not None:
-                        agent.reset(1)
+                    if attempt.manual_steps:
+                        keep(attempt, "restart")
+                    obs, attempt = new_attempt()
                     continue
             if manual:
                 action = controls.action if controls is not None else np.zeros(3, np.float32)
-                manual_steps += 1
+                attempt.manual_steps += 1
+                attempt.human_input |= bool(np.any(action != 0))
             else:
-                agent_obs = (
-                    {k: v[None] for k, v in obs.items()} if isinstance(obs, dict) else np.asarray(obs)[None]
-                )
-                action = agent.act(agent_obs)[0]
-            actions.append(np.asarray(action, np.float32))
+                action = partner.act(_batch(obs))[0]
+            attempt.actions.append(np.asarray(action, np.float32))
+            before = session.pose()
             obs, _, terminated, truncated, info = session.step(action)
             if window is not None:
-                mode = "you (manual)" if manual else f"AI: {agent.name}"
-                window.show(session.frame({**session.hud(mode), "keys": KEYS_HELP}))
+                mode = "you" if manual else f"AI: {partner.name}"
+                _draw_step(window, session, before, session.hud(mode), keys_help(manual, partner))
             if terminated or truncated:
-                episodes.append(_finish_episode(config, session, info, actions, manual_steps, on_episode))
+                ended = "lap" if info.get("lap_complete") else "crash" if info.get("crashed") else "time"
+                keep(attempt, ended)
                 if window is None and len(episodes) >= config.episodes:
                     break
-                obs, actions, manual_steps = session.reset(), [], 0
-                if agent is not None:
-                    agent.reset(1)
+                obs, attempt = new_attempt()
     except KeyboardInterrupt:
         pass  # Ctrl-C ends play like Esc: whatever was finished is already saved
     finally:
         session.close()
-        if window is not None:
-            window.close()
-    return {"env": config.env, "track_seed": session.track_seed, "episodes": episodes}
+    return episodes
 
 
-def _finish_episode(
-    config: PlayConfig, session: DrivingSession, info: dict, actions, manual_steps: int, on_episode
-) -> dict:
+def _draw_step(window, session: DrivingSession, before, hud, keys) -> None:
+    """The frames between the previous physics step and this one, then a held banner after a lap."""
+    after = session.pose()
+    banner = session.lap_banner()
+    for fraction in window.frame_fractions(session.step_seconds):
+        pose = interpolate_pose(before, after, fraction) if after is not None else None
+        window.show(session.surface(hud, pose, keys, banner))
+    if banner is not None:
+        held = session.surface(hud, after, keys, banner)
+        for _ in window.frame_fractions(LAP_BANNER_SECONDS):
+            window.show(held)
+            window.poll()
+
+
+def _summarise(config: PlayConfig, session: DrivingSession, attempt: Attempt, ended: str) -> dict:
+    info = session.info
     summary = {
         "episode_return": session.episode_return,
         "progress": float(info.get("progress", 0.0)),
         "lap_complete": bool(info.get("lap_complete", False)),
         "crashed": bool(info.get("crashed", False)),
         "steps": session.steps,
-        "manual_steps": manual_steps,
+        "manual_steps": attempt.manual_steps,
+        "ended": ended,
     }
-    if manual_steps > 0:
+    if attempt.driven_by_a_person(session):
         run = HumanRun(
             env=config.env,
             track_seed=session.track_seed,
             reset_seed=config.seed,
-            actions=np.stack(actions),
-            **summary,
+            actions=np.stack(attempt.actions),
+            **{k: v for k, v in summary.items() if k != "ended"},
         )
-        summary["saved"] = str(save_human_run(config.run_dir, run))
-    if on_episode is not None:
-        on_episode(summary)
+        summary["saved"] = str(save_human_run(config.human_dir, run))
     return summary

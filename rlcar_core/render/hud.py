@@ -1,7 +1,8 @@
-"""The heads-up display drawn over frames: a translucent panel of ``key: value`` lines."""
+"""The heads-up display: ``key: value`` lines on a translucent panel, and numpy <-> pygame frames."""
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -16,11 +17,17 @@ def pygame_module():
     return pygame
 
 
-def draw_hud(surface, lines: dict[str, str], font=None) -> None:
-    """Draw ``lines`` in the top-left corner of a pygame ``surface``."""
+@functools.cache
+def font(size: int):
+    """pygame's default font at ``size`` points, loaded once per size."""
+    return pygame_module().font.Font(None, size)
+
+
+def draw_hud(surface, lines: dict[str, str], font_=None) -> None:
+    """Draw ``lines`` in the top-left corner of a pygame ``surface`` (frames without a side panel)."""
     pg = pygame_module()
-    font = font or pg.font.Font(None, 22)
-    rendered = [font.render(f"{key}: {value}", True, (255, 255, 255)) for key, value in lines.items()]
+    font_ = font_ or font(22)
+    rendered = [font_.render(f"{key}: {value}", True, (255, 255, 255)) for key, value in lines.items()]
     if not rendered:
         return
     width = max(r.get_width() for r in rendered) + 16

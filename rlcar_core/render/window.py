@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
 
-from rlcar_core.render.hud import pygame_module, surface_from_array
+from rlcar_core.render.hud import font, pygame_module, surface_from_array
+from rlcar_core.render.motion import DISPLAY_FPS, FramePacer
 
 
 class Controls(NamedTuple):
@@ -17,7 +20,11 @@ class Controls(NamedTuple):
 
 
 class Window:
-    def __init__(self, size: tuple[int, int], title: str = "rlcar", fps: int = 10):
+    """``fps`` > 0 paces ``show`` itself (one frame per call); play paces with ``frame_fractions``."""
+
+    def __init__(
+        self, size: tuple[int, int], title: str = "rlcar", fps: int = 10, display_fps: int = DISPLAY_FPS
+    ):
         self.pygame = pg = pygame_module()
         pg.display.init()
         self.size = size
@@ -25,15 +32,45 @@ class Window:
         pg.display.set_caption(title)
         self.clock = pg.time.Clock()
         self.fps = fps
+        self.display_fps = display_fps
+        self.pacer = FramePacer(display_fps)
 
-    def show(self, frame: np.ndarray) -> None:
+    def show(self, frame) -> None:
+        """Show an (H, W, 3) uint8 array or a pygame surface, scaled to the window if needed."""
         pg = self.pygame
-        surface = surface_from_array(frame)
+        surface = frame if isinstance(frame, pg.Surface) else surface_from_array(frame)
         if surface.get_size() != self.size:
             surface = pg.transform.scale(surface, self.size)
         self.screen.blit(surface, (0, 0))
         pg.display.flip()
-        self.clock.tick(self.fps)
+        if self.fps > 0:
+            self.clock.tick(self.fps)
+
+    def frame_fractions(self, seconds: float) -> Iterator[float]:
+        """The fractions of ``seconds`` at which to draw a frame; iterating waits between them."""
+        return self.pacer.fractions(seconds)
+
+    def splash(self, message: str, started: float | None = None) -> None:
+        """A dark screen with ``message`` (and the seconds since ``started``): shown at once, so a
+        window never sits black while JAX compiles."""
+        pg = self.pygame
+        self.screen.fill((24, 26, 30))
+        if started is not None:
+            message = f"{message}  {time.perf_counter() - started:.0f} s"
+        text = font(32).render(message, True, (235, 235, 235))
+        self.screen.blit(text, text.get_rect(center=(self.size[0] // 2, self.size[1] // 2)))
+        hint = font(22).render("Esc quits", True, (150, 155, 165))
+        self.screen.blit(hint, hint.get_rect(center=(self.size[0] // 2, self.size[1] // 2 + 36)))
+        pg.display.flip()
+
+    def quit_requested(self) -> bool:
+        """Read pending events, only to see whether the window was closed or Esc pressed (while
+        loading, when no other key means anything)."""
+        pg = self.pygame
+        return any(
+            event.type == pg.QUIT or (event.type == pg.KEYDOWN and event.key in (pg.K_ESCAPE, pg.K_q))
+            for event in pg.event.get()
+        )
 
     def poll(self) -> Controls:
         pg = self.pygame
