@@ -1,14 +1,42 @@
 """How commands talk: Rich on stderr for people, one JSON document on stdout for scripts, exit codes.
 
-Nothing here imports JAX: ``rlcar --help`` must answer instantly.
+The error boundary lives here: every failure leaves as ONE line on stderr and an exit code.
+
+=========================================  ====  ==============================================
+what went wrong                            exit  the line
+=========================================  ====  ==============================================
+bad input (RlcarError, e.g. a bad name)    2     the error's own message
+a path that is a file, not a folder, or    2     ``cannot write <path>: not a directory``
+  is a folder, not a file (ENOTDIR,
+  EEXIST, EISDIR, ENOENT)
+read-only or forbidden place (EROFS,       2     ``cannot write <path>: read-only file system``
+  EACCES, EPERM): the user chose the
+  place, so it is bad input: another
+  --run-dir / -o fixes it
+disk full (ENOSPC, or TensorStore's        1     ``no space left on <path> (needs about N MB);
+  RESOURCE_EXHAUSTED)                                 nothing was lost``
+JAX backend missing (JAX_PLATFORMS=gpu     2     ``JAX backend 'gpu' is not available here; run
+  on a CPU machine)                                   on the CPU with JAX_PLATFORMS=cpu``
+training diverged                          1     the loop's message (last good checkpoint kept)
+Ctrl-C / SIGTERM                           130   ``interrupted`` or the loop's message
+anything else                              1     ``internal error: <type>: <msg> (run with
+                                                      RLCAR_DEBUG=1 for the traceback)``
+=========================================  ====  ==============================================
+
+With ``RLCAR_DEBUG=1`` unexpected errors keep their traceback. Nothing here imports JAX: ``rlcar --help``
+must answer instantly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
-import math
+import os
+import re
+import shutil
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,69 +45,168 @@ import typer
 EXIT_RUNTIME_FAILURE = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+DEBUG_VARIABLE = "RLCAR_DEBUG"
+
+_PATH_ERRNOS = {
+    errno.ENOTDIR: "not a directory",
+    errno.EEXIST: "a file is in the way",
+    errno.EISDIR: "it is a directory",
+    errno.ENOENT: "no such file or directory",
+    errno.ENAMETOOLONG: "the name is too long",
+}
+_DENIED_ERRNOS = {
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+_NO_SPACE = re.compile(
+    r"No space left on device|RESOURCE_EXHAUSTED.*(?:space|disk|write)|ENOSPC", re.IGNORECASE
+)
+_QUOTED_PATH = re.compile(r"""(?:local file|file|path)\s*["']?(/[^"'\s\]]+)""")
+_JAX_BACKEND = re.compile(r"Unable to initialize backend '([^']+)'|Unknown backend:? '?([\w-]+)'?")
 
 
 def stderr_console():
+    """Rich on stderr. Off a terminal (piped to a file or a CI log) lines are never wrapped, so a file
+    path in a message stays on one line and can be copied or grepped."""
     from rich.console import Console
 
-    return Console(stderr=True)
+    if sys.stderr.isatty():
+        return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True, width=max(200, shutil.get_terminal_size().columns))
 
 
 def print_error(message: str) -> None:
     # One line, no traceback: scripts grep it, people read it.
-    first_line = str(message).strip().splitlines()[0] if str(message).strip() else "unknown error"
+    text = str(message).strip()
+    first_line = text.splitlines()[0] if text else "unknown error"
     sys.stderr.write(f"error: {first_line}\n")
+    sys.stderr.flush()
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item") and callable(value.item):  # numpy and JAX scalars
-        return _json_value(value.item())
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    if hasattr(value, "__fspath__"):
-        return str(value)
-    return value
+def emit_json(document: Any) -> None:
+    from rlcar_core.io.jsonable import to_json_value
 
-
-def emit_json(document: dict) -> None:
-    sys.stdout.write(json.dumps(_json_value(document)) + "\n")
+    sys.stdout.write(json.dumps(to_json_value(document), allow_nan=False) + "\n")
     sys.stdout.flush()
+
+
+# -- the error boundary ------------------------------------------------------------------------
+
+
+def _megabytes(size: int) -> str:
+    return f"{max(1, round(size / 1e6))} MB"
+
+
+def _no_space_message(path: str | None, needed: int | None) -> str:
+    where = path or "the disk"
+    if needed:
+        detail = f"needs about {_megabytes(needed)}"
+    else:
+        try:
+            free = shutil.disk_usage(os.path.dirname(path) or "." if path else ".").free
+            detail = f"{_megabytes(free)} free"
+        except OSError:
+            detail = "the disk is full"
+    return f"no space left on {where} ({detail}); nothing was lost"
+
+
+def describe_os_error(error: OSError) -> tuple[str, int]:
+    """(one line, exit code) for a failed file operation, naming the path."""
+    path = error.filename if error.filename is not None else getattr(error, "path", None)
+    path = os.fspath(path) if path is not None else None
+    where = path if path else "a file"
+    if error.errno == errno.ENOSPC:
+        return _no_space_message(path, getattr(error, "needed_bytes", None)), EXIT_RUNTIME_FAILURE
+    if error.errno in _DENIED_ERRNOS:
+        return f"cannot write {where}: {_DENIED_ERRNOS[error.errno]}", EXIT_BAD_INPUT
+    if error.errno in _PATH_ERRNOS:
+        return f"cannot use {where}: {_PATH_ERRNOS[error.errno]}", EXIT_BAD_INPUT
+    reason = error.strerror or str(error) or type(error).__name__
+    return f"{where}: {reason.lower()}", EXIT_RUNTIME_FAILURE
+
+
+def _jax_backend_message(text: str) -> str | None:
+    match = _JAX_BACKEND.search(text)
+    if not match:
+        return None
+    requested = os.environ.get("JAX_PLATFORMS") or match.group(1) or match.group(2)
+    return f"JAX backend {requested!r} is not available here; run on the CPU with JAX_PLATFORMS=cpu"
+
+
+def _loaded(module: str, name: str) -> type | None:
+    # An exception class from a module only if that module is already imported: importing it here
+    # would load JAX just to report an error.
+    found = getattr(sys.modules.get(module), name, None)
+    return found if isinstance(found, type) else None
+
+
+def describe_failure(error: BaseException) -> tuple[str, int]:
+    """(one line, exit code) for any exception a command lets out; see the table in the module doc."""
+    from rlcar_core.errors import RlcarError
+
+    diverged = _loaded("rlcar_core.loop.outcomes", "TrainingDiverged")
+    if isinstance(error, RlcarError):
+        return str(error), EXIT_BAD_INPUT
+    if diverged is not None and isinstance(error, diverged):
+        return str(error), EXIT_RUNTIME_FAILURE
+    if isinstance(error, KeyboardInterrupt):
+        return str(error) or "interrupted", EXIT_INTERRUPTED
+    if isinstance(error, OSError) and error.errno is not None:
+        return describe_os_error(error)
+    text = str(error)
+    if _NO_SPACE.search(text):
+        path = _QUOTED_PATH.search(text)
+        return _no_space_message(path.group(1) if path else None, None), EXIT_RUNTIME_FAILURE
+    if isinstance(error, RuntimeError) and (message := _jax_backend_message(text)):
+        return message, EXIT_BAD_INPUT
+    summary = " ".join(text.split())[:300] or "(no message)"
+    return (
+        f"internal error: {type(error).__name__}: {summary} (run with {DEBUG_VARIABLE}=1 for the traceback)",
+        EXIT_RUNTIME_FAILURE,
+    )
+
+
+def _passes_through(error: BaseException) -> bool:
+    """Exits that already carry their code (typer.Exit, click's usage errors, sys.exit)."""
+    import click
+
+    return isinstance(error, SystemExit | click.exceptions.Exit | click.ClickException | click.Abort)
+
+
+def debugging() -> bool:
+    return os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
 
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn the library's user-facing errors into one line on stderr and exit code 2."""
-    from rlcar_core.errors import RlcarError
-
+    """Every failure inside the block -> one line on stderr and its exit code (see the module doc)."""
     try:
         yield
-    except RlcarError as error:
-        print_error(str(error))
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except KeyboardInterrupt:
-        print_error("interrupted")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except BaseException as error:
+        if _passes_through(error):
+            raise
+        message, code = describe_failure(error)
+        if debugging() and code == EXIT_RUNTIME_FAILURE and message.startswith("internal error"):
+            raise
+        print_error(message)
+        raise typer.Exit(code) from None
 
 
-@contextlib.contextmanager
-def training_outcomes() -> Iterator[None]:
-    """For training commands: bad input -> exit 2; a diverged loss -> exit 1 (the last good checkpoint is
-    kept); Ctrl-C -> exit 130 after the state was saved."""
-    from rlcar_core.loop.outcomes import TrainingDiverged, TrainingInterrupted
+# Training commands once needed their own boundary for divergence and Ctrl-C; `user_errors` now
+# covers both. The name stays so existing commands keep working.
+training_outcomes = user_errors
 
-    with user_errors():
-        try:
-            yield
-        except TrainingDiverged as error:
-            print_error(str(error))
-            raise typer.Exit(EXIT_RUNTIME_FAILURE) from None
-        except TrainingInterrupted as error:
-            print_error(str(error))
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+def close_checkpoint_stores() -> None:
+    """Close orbax managers left open (only if checkpoints were used at all), before the interpreter
+    shuts down, so orbax never schedules work after it ("cannot schedule new futures ...")."""
+    checkpoint = sys.modules.get("rlcar_core.io.checkpoint")
+    if checkpoint is not None:
+        checkpoint.close_open_stores()
+
+
+# -- progress ----------------------------------------------------------------------------------
 
 
 def show_progress(flag: bool | None) -> bool:
@@ -87,15 +214,43 @@ def show_progress(flag: bool | None) -> bool:
     return sys.stderr.isatty() if flag is None else flag
 
 
-def make_progress(enabled: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+def _format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def steady_eta_column():
+    """An ETA from the rate measured after warm-up: the first item (which pays for JIT compilation)
+    is left out, so the estimate is neither wildly long at the start nor "0:00:01" with 20 s to go."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class SteadyEtaColumn(ProgressColumn):
+        def __init__(self) -> None:
+            super().__init__()
+            self._warm: dict[Any, tuple[float, float]] = {}  # task id -> (time, completed) after warm-up
+
+        def render(self, task) -> Text:
+            if task.finished:
+                return Text("done", style="progress.remaining")
+            now = time.monotonic()
+            if task.completed <= 0 or task.total is None:
+                return Text("eta -:--:--", style="progress.remaining")
+            start = self._warm.setdefault(task.id, (now, task.completed))
+            done_since, elapsed = task.completed - start[1], now - start[0]
+            if done_since <= 0 or elapsed <= 0:
+                return Text("eta -:--:--", style="progress.remaining")
+            remaining = (task.total - task.completed) * elapsed / done_since
+            return Text(f"eta {_format_seconds(remaining)}", style="progress.remaining")
+
+    return SteadyEtaColumn()
+
+
+def make_progress(enabled: bool, *, console=None):
+    """The progress bar every command uses: description, bar, done/total, a status field, elapsed time
+    and the warm-up-aware ETA. Add tasks with `status=""` (or a short string)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -103,8 +258,43 @@ def make_progress(enabled: bool):
         MofNCompleteColumn(),
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=stderr_console(),
+        steady_eta_column(),
+        console=console or stderr_console(),
         disable=not enabled,
         transient=False,
     )
+
+
+# -- the process boundary ----------------------------------------------------------------------
+
+
+class Outcome:
+    """The exit code `finish_cleanly` settles on."""
+
+    def __init__(self) -> None:
+        self.code = EXIT_RUNTIME_FAILURE
+
+
+@contextlib.contextmanager
+def finish_cleanly() -> Iterator[Outcome]:
+    """The console entry point's safety net: an exception no command caught becomes one line and its
+    exit code, and open checkpoint stores are closed (waiting for their saves) before the process
+    ends, so no orbax shutdown traceback follows the last line."""
+    outcome = Outcome()
+    try:
+        with user_errors():
+            try:
+                yield outcome
+            finally:
+                close_checkpoint_stores()
+    except (typer.Exit, SystemExit) as done:
+        code = getattr(done, "exit_code", None)
+        outcome.code = code if isinstance(code, int) else getattr(done, "code", EXIT_RUNTIME_FAILURE)
+
+
+def quiet_library_logs() -> None:
+    """absl (orbax, JAX) logs warnings such as 'Metadata file does not exist' for a damaged step that
+    the checkpoint store already reports in its own one line; a command's stderr stays ours."""
+    import logging
+
+    logging.getLogger("absl").setLevel(logging.ERROR)

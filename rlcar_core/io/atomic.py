@@ -16,6 +16,7 @@ API (every writer in the project uses these, so there is one temp-name scheme to
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -78,8 +79,21 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     try:
         yield temp
         _commit(temp, path, overwrite)
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            _annotate_no_space(error, path, temp)
+        raise
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _annotate_no_space(error: OSError, path: Path, temp: Path) -> None:
+    """Name the file the user knows (not the temp one) and how much it needed, for the one-line
+    'no space left on <path> (needs about N MB)' message."""
+    error.filename = os.fspath(path)
+    if getattr(error, "needed_bytes", None) is None:
+        with contextlib.suppress(OSError):
+            error.needed_bytes = temp.stat().st_size or None
 
 
 def write_bytes_atomic(
@@ -89,8 +103,13 @@ def write_bytes_atomic(
     the new one, never a torn write. `overwrite=False` raises FileExistsError instead of replacing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, overwrite=overwrite) as temp, open(temp, "xb") as handle:
-        handle.write(payload)
+    try:
+        with atomic_path(path, overwrite=overwrite) as temp, open(temp, "xb") as handle:
+            handle.write(payload)
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            error.needed_bytes = memoryview(payload).nbytes
+        raise
 
 
 def dumps_json(value: Any, **options) -> str:
