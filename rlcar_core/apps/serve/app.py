@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rlcar_core.apps.serve import forms, runs_view
-from rlcar_core.apps.serve.jobs import DREAM, TRAIN, VIDEO, JobManager
+from rlcar_core.apps.serve.jobs import DREAM, TRAIN, VIDEO, JobConflict, JobManager
 from rlcar_core.apps.serve.leaderboard import Leaderboard
 from rlcar_core.apps.serve.paths import OutsideRoot, resolve_under
 from rlcar_core.apps.serve.security import AccessGuard
@@ -273,7 +273,9 @@ def create_app(config: ServeConfig) -> Any:
         await run_in_threadpool(server.jobs.shutdown, config.stop_grace_seconds)
 
     async def bad_input(request: Request, problem: RlcarError) -> Response:
-        return error(str(problem), 400)
+        from rlcar_core.io.runs import RunInUse
+
+        return error(str(problem), 409 if isinstance(problem, RunInUse | JobConflict) else 400)
 
     async def outside_root(request: Request, problem: OutsideRoot) -> Response:
         return error("not found", 404)

@@ -26,6 +26,10 @@ STOP_GRACE_SECONDS = 60.0  # a trainer finishing its save after SIGINT
 LOG_TAIL_BYTES = 4096
 
 
+class JobConflict(RlcarError):
+    """The page already runs a trainer on this run."""
+
+
 @dataclasses.dataclass
 class Job:
     id: str
@@ -99,7 +103,7 @@ class JobManager:
             if kind == TRAIN and any(
                 j.kind == TRAIN and j.run == run and j.running for j in self.jobs.values()
             ):
-                raise RlcarError(f"{run} is already training from this page; stop it first")
+                raise JobConflict(f"{run} is already training from this page; stop it first")
             job_id = str(next(self._ids))
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log_path = self.log_dir / f"job-{os.getpid()}-{job_id}-{kind}.log"

@@ -173,7 +173,7 @@ class LiveDrive:
         return "you (manual)" if self.manual else f"AI: {self.label}"
 
     def due(self, now: float) -> bool:
-        waited = now - self.stepped_at
+        waited = now - self.stepped_at + 1e-6  # clock rounding must not skip a step that is due
         return waited >= self.step_seconds or (
             self._action_changed and waited >= MIN_STEP_FRACTION * self.step_seconds
         )

@@ -1,0 +1,271 @@
+"""`rlcar serve` in-process: the API (Starlette's TestClient), its guards, forms, live driving, jobs."""
+
+import json
+import struct
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("starlette")
+with warnings.catch_warnings():  # Starlette would rather have httpx2; httpx works the same here
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+from rlcar_core.apps.serve.app import ServeConfig, create_app  # noqa: E402
+from rlcar_core.apps.serve.leaderboard import Leaderboard  # noqa: E402
+from rlcar_core.apps.serve.paths import OutsideRoot, resolve_under  # noqa: E402
+
+
+def write_run(root, name="run1", records=5):
+    run = root / name
+    run.mkdir(parents=True)
+    with open(run / "metrics.jsonl", "w") as handle:
+        for i in range(records):
+            handle.write(
+                json.dumps({"kind": "eval", "env_steps": 100 * i, "progress_mean": i / 10, "return_mean": i})
+                + "\n"
+            )
+        handle.write(
+            json.dumps({"kind": "train", "env_steps": 700, "wm/loss": 1.5, "actor/loss": 0.5}) + "\n"
+        )
+        handle.write(json.dumps({"kind": "episode", "env_steps": 800, "return": 3.0, "progress": 0.2}) + "\n")
+    return run
+
+
+@pytest.fixture()
+def root(tmp_path):
+    write_run(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture()
+def client(root):
+    return TestClient(create_app(ServeConfig(root=root)))
+
+
+def test_resolve_under_refuses_climbing_absolute_and_links(tmp_path):
+    (tmp_path / "a").mkdir()
+    assert resolve_under(tmp_path, "a") == (tmp_path / "a").resolve()
+    (tmp_path / "out").symlink_to("/etc")
+    for bad in ("../x", "a/../../x", "/etc/passwd", "out/passwd", "a\\..\\x", "C:/x"):
+        with pytest.raises(OutsideRoot):
+            resolve_under(tmp_path, bad)
+
+
+def test_runs_and_incremental_metrics(client):
+    runs = client.get("/api/runs").json()
+    assert [row["name"] for row in runs["runs"]] == ["run1"]
+    assert {d["agent"] for d in runs["drivers"]} >= {"heuristic", "random"}
+    series = client.get("/api/metrics", params={"run": "run1"}).json()
+    assert series["count"] == 7
+    assert series["eval"]["x"] == [0, 100, 200, 300, 400] and series["eval"]["progress"][-1] == 0.4
+    assert series["losses"]["series"]["wm/loss"] == [1.5]
+    assert series["episodes"]["return"] == [3.0]
+    later = client.get("/api/metrics", params={"run": "run1", "since": 4}).json()
+    assert later["eval"]["x"] == [400] and later["count"] == 7
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/files/../../etc/passwd", "/files/%2e%2e/%2e%2e/etc/passwd", "/files//etc/passwd", "/files/nothing.mp4",
+     "/api/metrics?run=../x", "/api/metrics?run=/etc", "/../etc/passwd", "/static/../app.py"],
+)  # fmt: skip
+def test_nothing_outside_the_root_is_served(client, path):
+    assert client.get(path).status_code == 404
+
+
+def test_files_under_the_root_are_served(client):
+    response = client.get("/files/run1/metrics.jsonl")
+    assert response.status_code == 200 and b"wm/loss" in response.content
+
+
+def test_token_guards_data_but_not_the_page(root):
+    client = TestClient(create_app(ServeConfig(root=root, token="secret")))
+    assert client.get("/").status_code == 200
+    assert client.get("/api/runs").status_code == 403
+    assert client.get("/api/runs", params={"token": "wrong"}).status_code == 403
+    assert client.get("/api/runs", params={"token": "secret"}).status_code == 200
+    assert client.get("/api/runs", headers={"x-rlcar-token": "secret"}).status_code == 200
+    assert client.post("/api/train", json={"run": "x", "episodes": 1}).status_code == 403
+
+
+def test_state_changes_need_json_from_the_same_origin(client):
+    response = client.post(
+        "/api/train", content="run=x", headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status_code == 415
+    response = client.post("/api/train", json={"run": "x"}, headers={"origin": "http://evil.example"})
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        ({"run": "x", "episodes": 0}, "--episodes must be at least 1"),
+        ({"run": "x", "episodes": "many"}, "--episodes must be a whole number"),
+        ({"run": "../x", "episodes": 1}, "run name"),
+        ({"run": "", "episodes": 1}, "run name"),
+        ({"run": "x", "episodes": 1, "size": "huge"}, "--size"),
+        ({"run": "x", "episodes": 1, "env": "carracing", "obs": "sensors"}, "pixel"),
+        ({"run": "x", "episodes": 1, "train_ratio": "nan"}, "--train-ratio"),
+        ({"run": "x", "episodes": 1, "env": ["rlcar"]}, "--env"),
+    ],
+)
+def test_bad_training_forms_get_a_clear_4xx(client, form, message):
+    response = client.post("/api/train", json=form)
+    assert 400 <= response.status_code < 500
+    assert message in response.json()["error"]
+
+
+def test_bad_bodies_and_video_forms_get_a_clear_4xx(client):
+    response = client.post("/api/train", content="{oops", headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "JSON" in response.json()["error"]
+    assert client.post("/api/train", json=[1, 2]).status_code == 400
+    response = client.post("/api/video", json={"agent": "dreamer", "run": "../etc"})
+    assert response.status_code == 400 and "no run" in response.json()["error"]
+    response = client.post("/api/dream", json={"run": "run1", "checkpoint": "ep1; rm -rf /"})
+    assert response.status_code == 400 and "--checkpoint" in response.json()["error"]
+    assert client.post("/api/video", json={"agent": "heuristic", "max_steps": 10**6}).status_code == 400
+    assert client.post("/api/jobs/999/stop", json={}).status_code == 404
+
+
+def test_training_form_becomes_validated_argv(root):
+    from rlcar_core.apps.serve.forms import training_argv
+
+    name, argv = training_argv(root, {"run": "web", "episodes": "3", "max_steps": "20", "obs": "sensors"})
+    assert name == "web"
+    assert argv[:3] == ["train-dreamer", "--run-dir", str((root / "web").resolve())]
+    assert argv[argv.index("--episodes") + 1] == "3" and argv[argv.index("--max-steps") + 1] == "20"
+
+
+def test_a_run_in_use_is_refused_with_the_lock_message(client, root):
+    from rlcar_core.io.runs import RunDir
+
+    with RunDir(root / "busy").writer_lock("train-dreamer"):
+        response = client.post("/api/train", json={"run": "busy", "episodes": 1})
+    assert response.status_code == 409 and "in use" in response.json()["error"]
+
+
+def test_leaderboard_ranks_laps_per_track(tmp_path):
+    board = Leaderboard(tmp_path)
+    assert board.add(0, "you", "human", 42.0)["rank"] == 1
+    assert board.add(0, "AI: heuristic", "ai", 30.5)["rank"] == 1
+    assert board.add(1, "you", "human", 50.0)["rank"] == 1
+    saved = json.loads((tmp_path / "leaderboard.json").read_text())
+    assert [e["lap_time"] for e in saved["0"]] == [30.5, 42.0] and len(saved["1"]) == 1
+
+
+def test_keys_make_actions():
+    from rlcar_core.apps.serve.live import action_from_keys
+
+    assert action_from_keys(set()).tolist() == [0, 0, 0]
+    assert action_from_keys({"arrowup", "a"}).tolist() == [-1, 1, 0]
+    assert action_from_keys({"d", "arrowdown"}).tolist() == [1, 0, 1]
+
+
+def test_live_drive_by_keys_speeds_up_and_saves_the_human_run(tmp_path):
+    from rlcar_core.apps.human import load_human_run
+    from rlcar_core.apps.serve.live import LiveConfig, LiveDrive
+
+    live = LiveDrive(LiveConfig(max_steps=12), tmp_path / "play", Leaderboard(tmp_path))
+    live.key("ArrowUp", True)
+    clock = 1000.0
+    speeds = []
+    for _ in range(11):
+        clock += live.step_seconds
+        assert live.tick(clock)
+        speeds.append(live.render(clock)[1]["speed_kmh"])
+    assert speeds[-1] > speeds[0] > 0
+    jpeg, meta = live.render(clock)
+    assert jpeg[:2] == b"\xff\xd8" and meta["manual"] and meta["action"] == [0.0, 1.0, 0.0]
+    clock += live.step_seconds
+    live.tick(clock)  # step 12 ends the episode: saved as `play --manual` saves it
+    assert live.last_episode is not None and live.last_episode["steps"] == 12
+    recorded = load_human_run(tmp_path / "play")
+    assert recorded.steps == 12 and recorded.actions.shape == (12, 3) and recorded.manual_steps == 12
+    live.close()
+
+
+def test_a_key_steps_the_physics_before_the_next_tick_is_due(tmp_path):
+    from rlcar_core.apps.serve.live import MIN_STEP_FRACTION, LiveConfig, LiveDrive
+
+    live = LiveDrive(LiveConfig(), tmp_path, None)
+    start = live.stepped_at
+    assert not live.tick(start + 0.2 * live.step_seconds)
+    live.key("w", True)
+    assert live.tick(start + MIN_STEP_FRACTION * live.step_seconds)
+    live.close()
+
+
+def test_frames_between_physics_steps_are_interpolated(tmp_path):
+    from rlcar_core.apps.serve.live import LiveConfig, LiveDrive, interpolated_state
+
+    live = LiveDrive(LiveConfig(agent="heuristic"), tmp_path, None)
+    for _ in range(5):
+        live.tick(live.stepped_at + live.step_seconds)
+    before, after = live.previous_state.car.position, live.state.car.position
+    middle = interpolated_state(live.previous_state, live.state, 0.5).car.position
+    np.testing.assert_allclose(middle, (np.asarray(before) + np.asarray(after)) / 2, rtol=1e-5)
+    live.close()
+
+
+def test_race_has_a_ghost_and_needs_an_ai(tmp_path):
+    from rlcar_core.apps.serve.live import LiveConfig, LiveDrive
+    from rlcar_core.errors import RlcarError
+
+    with pytest.raises(RlcarError):
+        LiveConfig(race=True).validate()
+    live = LiveDrive(LiveConfig(agent="heuristic", race=True, max_steps=5), tmp_path, Leaderboard(tmp_path))
+    assert live.manual  # in a race you drive; the agent is the ghost
+    live.command("toggle")
+    live.tick(live.stepped_at + live.step_seconds)
+    assert live.manual and live.ghost.steps == 1
+    live.close()
+
+
+def test_drive_websocket_streams_status_and_jpeg_frames(client):
+    with client.websocket_connect("/ws/drive?agent=heuristic&fps=30") as socket:
+        meta = json.loads(socket.receive_text())
+        frame = socket.receive_bytes()
+        assert frame[:2] == b"\xff\xd8" and meta["driver"] == "AI: heuristic"
+        socket.send_text(json.dumps({"type": "toggle"}))
+        socket.send_text(json.dumps({"type": "key", "key": "ArrowUp", "down": True}))
+        for _ in range(10):
+            meta = json.loads(socket.receive_text())
+            socket.receive_bytes()
+        assert meta["manual"]
+
+
+def test_drive_websocket_reports_a_bad_driver(client):
+    with client.websocket_connect("/ws/drive?agent=dreamer&run=missing") as socket:
+        assert "no run" in json.loads(socket.receive_text())["error"]
+    with client.websocket_connect("/ws/drive?agent=pilot") as socket:
+        assert "unknown driver" in json.loads(socket.receive_text())["error"]
+
+
+def _event_scalars(path):
+    """Scalars in a TensorBoard event file (TFRecord framing around Event protos)."""
+    from tensorboardX.proto import event_pb2
+
+    scalars = []
+    data = path.read_bytes()
+    offset = 0
+    while offset < len(data):
+        (length,) = struct.unpack("<Q", data[offset : offset + 8])
+        event = event_pb2.Event.FromString(data[offset + 12 : offset + 12 + length])
+        offset += 12 + length + 4
+        for value in event.summary.value:
+            scalars.append((value.tag, event.step, round(value.simple_value, 4)))
+    return scalars
+
+
+def test_tensorboard_event_files_beside_metrics(tmp_path):
+    from rlcar_core.io.tensorboard import TensorBoardWriter
+
+    with TensorBoardWriter(tmp_path) as writer:
+        writer.write({"kind": "train", "step": 10, "wm/loss": 2.5, "trainer": "dreamer"})
+        writer.write({"kind": "eval", "env_steps": 20, "progress_mean": 0.75, "best": True})
+        writer.write({"kind": "checkpoint", "step": 30})
+    (event_file,) = tmp_path.glob("events.out.tfevents.*")
+    assert _event_scalars(event_file) == [("wm/loss", 10, 2.5), ("eval/progress_mean", 20, 0.75)]
