@@ -92,3 +92,56 @@ def test_human_render_mode_opens_a_window_headless():
     _, _, _, _, _ = env.step(np.array([0.0, 1.0, 0.0], np.float32))
     assert env.render() is None
     env.close()
+
+
+@pytest.mark.parametrize(
+    "action, message",
+    [
+        (None, "got None"),
+        (0.5, "shape \\(3,\\)"),
+        (np.zeros(2), "got shape \\(2,\\)"),
+        (np.zeros((1, 3)), "got shape \\(1, 3\\)"),
+        ("left", "action must be numbers"),
+    ],
+)
+def test_a_bad_action_is_a_clear_value_error(action, message):
+    env = gym.make("rlcar/RLCar-v0", num_tracks=1, max_steps=5, disable_env_checker=True)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=message):
+        env.step(action)
+    # Non-finite numbers are not an API error: the simulator clips them and stays finite.
+    obs, reward, *_ = env.step(np.array([np.nan, np.inf, -np.inf], np.float32))
+    assert np.isfinite(obs).all() and np.isfinite(reward)
+
+
+@pytest.mark.parametrize(
+    "seed, options, message",
+    [
+        (2**70, None, "seed must be an integer in \\[0, 2\\*\\*63\\)"),
+        (-1, None, "seed must be an integer"),
+        ("7", None, "seed must be a non-negative integer"),
+        (0, [1, 2], "options must be a dict"),
+        (0, {"track_id": 9}, "track_id must be an index"),
+    ],
+)
+def test_bad_reset_arguments_are_clear_value_errors(seed, options, message):
+    env = gym.make("rlcar/RLCar-v0", num_tracks=1, max_steps=5, disable_env_checker=True)
+    with pytest.raises(ValueError, match=message):
+        env.reset(seed=seed, options=options)
+
+
+def test_max_steps_below_one_is_refused_for_single_and_vector_envs():
+    for max_steps in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="max_steps must be an integer of at least 1"):
+            gym.make("rlcar/RLCar-v0", num_tracks=1, max_steps=max_steps)
+    with pytest.raises(ValueError, match="max_steps"):
+        gym.make_vec("rlcar/RLCar-v0", num_envs=2, num_tracks=1, max_steps=0)
+
+
+def test_vector_env_wants_one_action_per_car():
+    env = gym.make_vec("rlcar/RLCar-v0", num_envs=2, num_tracks=1, max_steps=5)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="shape \\(2, 3\\)"):
+        env.step(np.zeros(6, np.float32))
+    with pytest.raises(ValueError, match="seed must be"):
+        env.reset(seed=[0, 2**70])

@@ -9,6 +9,7 @@ import gymnasium as gym
 import jax
 import numpy as np
 
+from rlcar_core.envs.checks import checked_action, checked_max_steps, checked_options, checked_seed
 from rlcar_core.envs.spaces import action_space, observation_space
 from rlcar_core.envs.tracks import check_track_ids, make_track_bank
 from rlcar_core.sim.env import RLCar
@@ -49,6 +50,7 @@ class RLCarGymEnv(gym.Env):
             raise ValueError(
                 f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}"
             )
+        max_steps = checked_max_steps(max_steps)
         self.sim = RLCar(obs)
         self.params = self.sim.default_params(
             make_track_bank(tracks, num_tracks, track_seeds), max_steps=max_steps
@@ -62,11 +64,12 @@ class RLCarGymEnv(gym.Env):
         self._renderer = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        seed, options = checked_seed(seed), checked_options(options)
         super().reset(seed=seed)
         if seed is not None or self._key is None:
             self._key = jax.random.PRNGKey(_seed_from(self.np_random) if seed is None else seed)
         self._key, reset_key = jax.random.split(self._key)
-        track_id = (options or {}).get("track_id", -1)
+        track_id = options.get("track_id", -1)
         check_track_ids(track_id, self.params.bank.num_tracks)
         obs, self.state = _reset(self.sim, reset_key, self.params, track_id)
         info = info_to_numpy(self.sim.info(self.state))
@@ -77,9 +80,10 @@ class RLCarGymEnv(gym.Env):
     def step(self, action):
         if self.state is None:
             raise RuntimeError("call reset() before step()")
+        action = checked_action(action, self.action_space.shape)
         self._key, step_key = jax.random.split(self._key)
         obs, self.state, reward, terminated, truncated, info = _step(
-            self.sim, step_key, self.state, np.asarray(action, np.float32), self.params
+            self.sim, step_key, self.state, action, self.params
         )
         obs, reward, terminated, truncated, info = jax.device_get((obs, reward, terminated, truncated, info))
         if self.render_mode == "human":

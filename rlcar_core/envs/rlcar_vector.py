@@ -12,10 +12,11 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from rlcar_core.envs.checks import checked_action, checked_max_steps, checked_options, checked_seed
 from rlcar_core.envs.rlcar_gym import RENDER_FPS
 from rlcar_core.envs.spaces import action_space, observation_space
 from rlcar_core.envs.tracks import check_track_ids, make_track_bank
-from rlcar_core.errors import RlcarError, require_at_least
+from rlcar_core.errors import InvalidArgument, RlcarError, require_at_least
 from rlcar_core.sim.env import RLCar
 
 
@@ -56,6 +57,7 @@ class RLCarVectorEnv(VectorEnv):
         require_at_least("num_envs", num_envs, 1)
         if render_mode is not None:
             raise RlcarError("the RLCar vector env does not render; use gymnasium.make for a rendered env")
+        max_steps = checked_max_steps(max_steps)
         self.num_envs = num_envs
         self.sim = RLCar(obs)
         self.params = self.sim.default_params(
@@ -71,19 +73,21 @@ class RLCarVectorEnv(VectorEnv):
         self.state = None
 
     def reset(self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None):
-        if isinstance(seed, Sequence):
+        options = checked_options(options)
+        if isinstance(seed, Sequence) and not isinstance(seed, str):
             if len(seed) != self.num_envs:
-                raise RlcarError(f"got {len(seed)} seeds for {self.num_envs} envs")
-            keys = jnp.stack([jax.random.PRNGKey(s) for s in seed])
+                raise InvalidArgument(f"got {len(seed)} seeds for {self.num_envs} envs")
+            keys = jnp.stack([jax.random.PRNGKey(checked_seed(s)) for s in seed])
             self._key = jax.random.fold_in(keys[0], len(seed))
         else:
+            seed = checked_seed(seed)
             if seed is not None or self._key is None:
                 self._key = jax.random.PRNGKey(
                     np.random.SeedSequence(seed).generate_state(1)[0] if seed is None else seed
                 )
             self._key, reset_key = jax.random.split(self._key)
             keys = jax.random.split(reset_key, self.num_envs)
-        track_ids = np.asarray((options or {}).get("track_id", -1))
+        track_ids = np.asarray(options.get("track_id", -1))
         check_track_ids(track_ids, self.params.bank.num_tracks)
         track_ids = np.broadcast_to(track_ids, (self.num_envs,))
         obs, self.state = _reset_batch(self.sim, keys, jnp.asarray(track_ids), self.params)
@@ -93,7 +97,7 @@ class RLCarVectorEnv(VectorEnv):
     def step(self, actions):
         if self.state is None:
             raise RuntimeError("call reset() before step()")
-        actions = jnp.asarray(np.asarray(actions, np.float32).reshape(self.num_envs, -1))
+        actions = jnp.asarray(checked_action(actions, self.action_space.shape))
         self._key, obs, self.state, reward, terminated, truncated, info = _step_batch(
             self.sim, self._key, self.state, actions, self.params
         )

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rlcar_core.errors import RlcarError, require_at_least
+from rlcar_core.errors import InvalidArgument, RlcarError, require_at_least
 from rlcar_core.sim.bank import TrackBank, build_track_bank
 from rlcar_core.sim.track import TrackSpec, evaluation_seeds, training_seeds
 
@@ -26,7 +26,7 @@ def check_track_ids(track_ids, num_tracks: int) -> None:
     """Reset options name tracks by their index in the bank; anything else is the caller's mistake."""
     ids = np.atleast_1d(np.asarray(track_ids))
     if ids.size and (not np.issubdtype(ids.dtype, np.integer) or ids.min() < -1 or ids.max() >= num_tracks):
-        raise RlcarError(
+        raise InvalidArgument(
             f"track_id must be an index in 0..{num_tracks - 1} (or -1 for random), got {track_ids}"
         )
 
