@@ -22,11 +22,18 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 import jax  # noqa: E402
 
+from rlcar_core.agents.exploration import exploration_factory  # noqa: E402
 from rlcar_core.apps.evaluate import EvalConfig, evaluate  # noqa: E402
-from rlcar_core.worldmodels.collect import CollectConfig, collect  # noqa: E402
-from rlcar_core.worldmodels.train_controller import TrainControllerConfig, train_controller  # noqa: E402
-from rlcar_core.worldmodels.train_rnn import TrainRNNConfig, train_rnn  # noqa: E402
-from rlcar_core.worldmodels.train_vae import TrainVAEConfig, train_vae  # noqa: E402
+from rlcar_core.worldmodels.collect import collect  # noqa: E402
+from rlcar_core.worldmodels.config import (  # noqa: E402
+    CollectConfig,
+    TrainControllerConfig,
+    TrainRNNConfig,
+    TrainVAEConfig,
+)
+from rlcar_core.worldmodels.train_controller import train_controller  # noqa: E402
+from rlcar_core.worldmodels.train_rnn import train_rnn  # noqa: E402
+from rlcar_core.worldmodels.train_vae import train_vae  # noqa: E402
 
 SIZES = {"z_dim": 32, "base_channels": 16, "hidden_size": 128}
 EVAL_EPISODES = 20
@@ -80,6 +87,7 @@ def main() -> None:
     start = time.perf_counter()
     collected = collect(
         CollectConfig(run_dir=run_dir, episodes=budget(160), policy="brownian", max_steps=300, num_envs=16),
+        exploration_factory("brownian", "rlcar", run_dir),
     )
     seconds["collect"] = time.perf_counter() - start
     results["collect"] = {
@@ -131,7 +139,7 @@ def main() -> None:
     dreamed = train_controller(
         TrainControllerConfig(
             run_dir=run_dir,
-            mode="dream",
+            in_dream=True,
             generations=budget(80),
             popsize=32,
             rollouts=16,
@@ -155,7 +163,7 @@ def main() -> None:
     controller = train_controller(
         TrainControllerConfig(
             run_dir=run_dir,
-            mode="env",
+            in_dream=False,
             generations=budget(60),
             popsize=16,
             rollouts=2,

@@ -1,94 +1,128 @@
 """The World Models commands: collect, train-vae, train-rnn, train-controller, dream.
 
-Thin by design: each command checks its options, calls one function of rlcar_core.worldmodels and
-shows its progress. JAX is imported inside the command bodies, so `rlcar --help` stays fast.
+Thin by design: each command's options are derived from its config dataclass in
+`rlcar_core.worldmodels.config` (default and help written once, there; validated once, there), and the
+command calls one core function and shows its progress. JAX is imported inside the command bodies, so
+`rlcar --help` stays fast.
 """
 
 from __future__ import annotations
 
-from enum import Enum
-from pathlib import Path
-from typing import Annotated, Any
+import dataclasses
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any
 
 import typer
 
-from rlcar_cli.options import Checkpoint, Env, EnvName, Json, MaxSteps, Progress, RunDir, Seed, Track
+from rlcar_cli.options import Json, Progress
 from rlcar_cli.output import (
-    EXIT_BAD_INPUT,
     emit_json,
     make_progress,
-    print_error,
     show_progress,
     stderr_console,
     training_outcomes,
     user_errors,
 )
+from rlcar_core.worldmodels.config import (
+    CollectConfig,
+    DreamConfig,
+    TrainControllerConfig,
+    TrainRNNConfig,
+    TrainVAEConfig,
+)
+
+CommandBody = Callable[[Any, bool, bool | None], None]
 
 
-class PolicyName(str, Enum):
-    brownian = "brownian"
-    random = "random"
-    heuristic = "heuristic"
-    checkpoint = "checkpoint"
+def _option_parameters(config_class: type) -> list[inspect.Parameter]:
+    """One Typer option per config field: the field's default, its flags and its help text."""
+    hints = typing.get_type_hints(config_class)
+    parameters = []
+    for field in dataclasses.fields(config_class):
+        flags = field.metadata.get("flags") or ("--" + field.name.replace("_", "-"),)
+        help_text = field.metadata["help"]
+        if field.metadata.get("choices"):
+            help_text += f" One of: {', '.join(field.metadata['choices'])}."
+        option = typer.Option(field.default, *flags, help=help_text, show_default=field.default is not None)
+        parameters.append(
+            inspect.Parameter(
+                field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hints[field.name]
+            )
+        )
+    return parameters
 
 
-Steps = Annotated[
-    int | None, typer.Option("--steps", min=1, help="Total updates (a rerun resumes up to this).")
-]
-BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Items per update.")]
-EvalEvery = Annotated[
-    int, typer.Option("--eval-every", min=1, help="Validate and checkpoint every N updates.")
-]
-LearningRate = Annotated[float | None, typer.Option("--learning-rate", min=0.0, help="Adam step size.")]
-ZDim = Annotated[int | None, typer.Option("--z-dim", min=1, help="Latent size (default 32).")]
-BaseChannels = Annotated[
-    int | None, typer.Option("--base-channels", min=1, help="VAE encoder widths c, 2c, 4c, 8c (default 32).")
-]
-HiddenSize = Annotated[int | None, typer.Option("--hidden-size", min=1, help="LSTM units (default 256).")]
-Mixtures = Annotated[
-    int | None, typer.Option("--mixtures", min=1, help="Gaussians per latent dimension (default 5).")
-]
-Rollouts = Annotated[
-    int | None,
-    typer.Option(
-        "--rollouts", min=1, help="Per candidate: dream starts (default 16) or env episodes (default 2)."
-    ),
-]
+def command_from_config(config_class: type, body: CommandBody) -> Callable[..., None]:
+    """A Typer command whose options are `config_class`'s fields plus --json and --progress; it builds
+    the config and hands it to `body(config, json_out, progress)`."""
 
+    def command(**options: Any) -> None:
+        json_out, progress = options.pop("json_out"), options.pop("progress")
+        body(config_class(**options), json_out, progress)
 
-def _require_run_dir(run_dir: Path | None) -> Path:
-    if run_dir is None:
-        print_error("--run-dir is required: the run directory that holds the data and the checkpoints")
-        raise typer.Exit(EXIT_BAD_INPUT)
-    return run_dir
+    shared = [
+        inspect.Parameter("json_out", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Json),
+        inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Progress),
+    ]
+    command.__signature__ = inspect.Signature(_option_parameters(config_class) + shared)
+    # The config's docstring says what the command does, after its "`rlcar name`: " prefix.
+    summary = (config_class.__doc__ or "").split(": ", 1)[-1]
+    command.__doc__ = summary[:1].upper() + summary[1:]
+    return command
 
 
 def _format(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _training_bar(progress_flag: bool | None, description: str, total: int, unit: str):
-    """A Rich bar over `total` steps and `on_step(record)` feeding it the loop's records."""
+def _run_line(config: Any) -> Callable[[], None]:
+    """Prints `run: runs/worldmodels (...)` once, when the command picked the default run; called when
+    the work starts (after the inputs were checked, so a refusal stays one line)."""
+    printed = False
+
+    def announce() -> None:
+        nonlocal printed
+        if config.run_dir is None and not printed:
+            from rlcar_core.worldmodels.storage import describe_run, run_dir_of
+
+            path = run_dir_of(config)
+            stderr_console().print(f"run: {path} ({describe_run(path)})", soft_wrap=True)
+            printed = True
+
+    return announce
+
+
+def _training_bar(config: Any, progress_flag: bool | None, description: str, total: int, unit: str):
+    """A Rich bar over `total` steps and `on_step(record)` feeding it the training records."""
     enabled = show_progress(progress_flag)
     bar = make_progress(enabled)
     task = bar.add_task(description, total=total, status="compiling")
     shown = ("loss", "reconstruction_loss", "kl_loss", "latent_nll", "reward_mse", "done_bce")
+    announce = _run_line(config)
 
     def on_step(record: dict[str, Any]) -> None:
         kind = record.get("kind")
-        if kind == "encode":
+        announce()
+        if kind == "warning":
+            bar.console.print(f"warning: {record['message']}", soft_wrap=True)
+        elif kind == "encode":
             bar.update(task, status=f"encoding episodes {record['episodes']}/{record['total_episodes']}")
         elif kind == "train":
+            model = record["trainer"]
             bar.update(task, total=record["total_steps"])
-            terms = " ".join(f"{name} {_format(record[name])}" for name in shown if name in record)
-            bar.update(
-                task, completed=record["step"], status=f"{terms} | {record['items_per_second']:,.0f} {unit}/s"
+            terms = " ".join(
+                f"{name} {_format(record[f'{model}/{name}'])}"
+                for name in shown
+                if f"{model}/{name}" in record
             )
-        elif kind == "validation" and enabled:
+            rate = record[f"{model}/items_per_second"]
+            bar.update(task, completed=record["step"], status=f"{terms} | {rate:,.0f} {unit}/s")
+        elif kind == "eval" and enabled:
+            prefix = f"{record['trainer']}/validation_"
             values = " ".join(
-                f"{k[len('validation_') :]} {_format(v)}"
-                for k, v in record.items()
-                if k.startswith("validation_")
+                f"{k[len(prefix) :]} {_format(v)}" for k, v in record.items() if k.startswith(prefix)
             )
             bar.console.print(f"step {record['step']}: validation {values}")
 
@@ -99,218 +133,87 @@ def _print_summary(result: dict[str, Any], keys: tuple[str, ...]) -> None:
     console = stderr_console()
     for key in keys:
         if result.get(key) is not None:
-            console.print(f"{key}: {_format(result[key])}")
+            console.print(f"{key}: {_format(result[key])}", soft_wrap=True)
 
 
-def collect_command(
-    run_dir: RunDir = None,
-    env: Env = EnvName.rlcar,
-    episodes: Annotated[int, typer.Option("--episodes", min=1, help="Episodes to add to the dataset.")] = 100,
-    policy: Annotated[
-        PolicyName,
-        typer.Option(
-            "--policy", help="Who drives: brownian (smooth random, default), random, heuristic, checkpoint."
-        ),
-    ] = PolicyName.brownian,
-    max_steps: MaxSteps = 1000,
-    num_envs: Annotated[int, typer.Option("--num-envs", min=1, help="Cars driven side by side.")] = 16,
-    num_tracks: Annotated[
-        int | None,
-        typer.Option("--num-tracks", min=1, help="RLCar: training tracks to drive on (default 32)."),
-    ] = None,
-    checkpoint: Checkpoint = "best",
-    seed: Seed = 0,
-    json_out: Json = False,
-    progress: Progress = None,
-) -> None:
-    """Collect rollouts into RUN_DIR/data: 64x64 frames, actions, rewards, one .npz per episode."""
-    run_dir = _require_run_dir(run_dir)
-    with user_errors():
-        from rlcar_core.worldmodels.collect import CollectConfig, collect
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "ETA …"
+    minutes, seconds = divmod(int(seconds + 0.5), 60)
+    return f"ETA {minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
 
-        config = CollectConfig(
-            run_dir=run_dir,
-            env=env.value,
-            episodes=episodes,
-            policy=policy.value,
-            max_steps=max_steps,
-            num_envs=num_envs,
-            num_tracks=num_tracks,
-            seed=seed,
-            checkpoint=checkpoint,
-        )
+
+def _collect(config: CollectConfig, json_out: bool, progress: bool | None) -> None:
+    with training_outcomes():
+        from rlcar_core.agents.exploration import exploration_factory
+        from rlcar_core.worldmodels.collect import collect
+        from rlcar_core.worldmodels.storage import run_dir_of
+
         config.validate()
+        make_policy = exploration_factory(config.policy, config.env, run_dir_of(config), config.checkpoint)
+        announce = _run_line(config)
         with make_progress(show_progress(progress)) as bar:
-            task = bar.add_task(f"collect {policy.value} on {env.value}", total=episodes, status="starting")
+            task = bar.add_task(
+                f"collect {config.policy} on {config.env}", total=config.episodes, status="compiling"
+            )
 
             def on_progress(record: dict[str, Any]) -> None:
-                bar.update(
-                    task,
-                    completed=record["episodes"],
-                    status=f"{record['frames']:,} frames | {record['frames_per_second']:,.0f} frames/s",
-                )
+                announce()
+                if record["kind"] == "progress":
+                    status = f"{record['frames']:,} frames | {record['frames_per_second']:,.0f} frames/s | {_eta(record['eta_seconds'])}"
+                    bar.update(task, completed=record["episodes_done"], status=status)
 
-            result = collect(config, on_progress)
+            result = collect(config, make_policy, on_progress)
     if json_out:
         emit_json(result)
     else:
         stderr_console().print(
             f"wrote {result['episodes']} episodes ({result['steps']:,} steps) to {result['data_dir']}; "
-            f"the dataset now holds {result['dataset_episodes']} episodes"
+            f"the dataset now holds {result['dataset_episodes']} episodes",
+            soft_wrap=True,
         )
 
 
-def train_vae_command(
-    run_dir: RunDir = None,
-    steps: Steps = None,
-    epochs: Annotated[
-        float | None,
-        typer.Option("--epochs", min=0.0, help="Passes over the training frames (instead of --steps)."),
-    ] = None,
-    batch_size: BatchSize = 100,
-    z_dim: ZDim = None,
-    base_channels: BaseChannels = None,
-    learning_rate: LearningRate = None,
-    eval_every: EvalEvery = 500,
-    validation_frames: Annotated[
-        int, typer.Option("--validation-frames", min=1, help="Held-out frames to validate on.")
-    ] = 512,
-    seed: Seed = 0,
-    json_out: Json = False,
-    progress: Progress = None,
-) -> None:
-    """Train the ConvVAE on the collected frames; reports validation MSE per pixel."""
-    run_dir = _require_run_dir(run_dir)
+def _supervised_body(name: str, unit: str, summary: tuple[str, ...]) -> CommandBody:
+    """train-vae and train-rnn: the same bar, outcome handling and summary around a different trainer."""
+
+    def body(config: Any, json_out: bool, progress: bool | None) -> None:
+        with training_outcomes():
+            if name == "train-vae":
+                from rlcar_core.worldmodels.train_vae import train_vae as train
+            else:
+                from rlcar_core.worldmodels.train_rnn import train_rnn as train
+
+            config.validate()
+            bar, on_step = _training_bar(config, progress, name, config.steps or config.DEFAULT_STEPS, unit)
+            with bar:
+                result = train(config, on_step)
+        if json_out:
+            emit_json(result)
+        else:
+            _print_summary({**result, **result["validation"]}, summary)
+
+    return body
+
+
+def _train_controller(config: TrainControllerConfig, json_out: bool, progress: bool | None) -> None:
     with training_outcomes():
-        from rlcar_core.worldmodels.train_vae import DEFAULT_STEPS, TrainVAEConfig, train_vae
+        from rlcar_core.worldmodels.train_controller import train_controller
 
-        config = TrainVAEConfig(
-            run_dir=run_dir,
-            steps=steps,
-            epochs=epochs,
-            batch_size=batch_size,
-            z_dim=z_dim,
-            base_channels=base_channels,
-            learning_rate=learning_rate,
-            eval_every=eval_every,
-            validation_frames=validation_frames,
-            seed=seed,
-        )
-        config.validate()
-        bar, on_step = _training_bar(progress, "train-vae", steps or DEFAULT_STEPS, "frames")
-        with bar:
-            result = train_vae(config, on_step)
-    if json_out:
-        emit_json(result)
-    else:
-        _print_summary(
-            {**result, **result["validation"]},
-            ("step", "validation_mse_per_pixel", "checkpoint", "reconstructions"),
-        )
-
-
-def train_rnn_command(
-    run_dir: RunDir = None,
-    steps: Steps = None,
-    batch_size: BatchSize = 100,
-    sequence_length: Annotated[
-        int, typer.Option("--sequence-length", min=1, help="Steps per training sequence.")
-    ] = 100,
-    hidden_size: HiddenSize = None,
-    mixtures: Mixtures = None,
-    learning_rate: LearningRate = None,
-    eval_every: EvalEvery = 500,
-    seed: Seed = 0,
-    json_out: Json = False,
-    progress: Progress = None,
-) -> None:
-    """Train the MDN-RNN on VAE-encoded sequences; reports validation NLL."""
-    run_dir = _require_run_dir(run_dir)
-    with training_outcomes():
-        from rlcar_core.worldmodels.train_rnn import DEFAULT_STEPS, TrainRNNConfig, train_rnn
-
-        config = TrainRNNConfig(
-            run_dir=run_dir,
-            steps=steps,
-            batch_size=batch_size,
-            sequence_length=sequence_length,
-            hidden_size=hidden_size,
-            num_mixtures=mixtures,
-            learning_rate=learning_rate,
-            eval_every=eval_every,
-            seed=seed,
-        )
-        config.validate()
-        bar, on_step = _training_bar(progress, "train-rnn", steps or DEFAULT_STEPS, "steps")
-        with bar:
-            result = train_rnn(config, on_step)
-    if json_out:
-        emit_json(result)
-    else:
-        _print_summary(
-            {**result, **result["validation"]}, ("step", "validation_nll", "validation_loss", "checkpoint")
-        )
-
-
-def train_controller_command(
-    run_dir: RunDir = None,
-    in_dream: Annotated[
-        bool,
-        typer.Option(
-            "--in-dream/--in-env", help="Score candidates in the MDN-RNN's dream, or in the real env."
-        ),
-    ] = True,
-    generations: Annotated[int, typer.Option("--generations", min=1, help="Total CMA-ES generations.")] = 50,
-    popsize: Annotated[int, typer.Option("--popsize", min=2, help="Candidates per generation.")] = 32,
-    rollouts: Rollouts = None,
-    temperature: Annotated[
-        float,
-        typer.Option("--temperature", min=0.0, help="Dream temperature; above 1 is harder than reality."),
-    ] = 1.15,
-    dream_horizon: Annotated[int, typer.Option("--dream-horizon", min=1, help="Steps of each dream.")] = 300,
-    max_steps: MaxSteps = 1000,
-    eval_every: Annotated[
-        int, typer.Option("--eval-every", min=1, help="Generations between real-env evaluations.")
-    ] = 5,
-    eval_episodes: Annotated[
-        int, typer.Option("--eval-episodes", min=1, help="Real episodes per evaluation.")
-    ] = 8,
-    num_tracks: Annotated[
-        int | None, typer.Option("--num-tracks", min=1, help="RLCar: training tracks.")
-    ] = None,
-    initial_sigma: Annotated[
-        float, typer.Option("--initial-sigma", min=0.0, help="CMA-ES initial step size.")
-    ] = 0.1,
-    seed: Seed = 0,
-    json_out: Json = False,
-    progress: Progress = None,
-) -> None:
-    """Train the linear controller (on the latent z and the LSTM state h) with CMA-ES, in the dream or in the env."""
-    run_dir = _require_run_dir(run_dir)
-    with training_outcomes():
-        from rlcar_core.worldmodels.train_controller import TrainControllerConfig, train_controller
-
-        config = TrainControllerConfig(
-            run_dir=run_dir,
-            mode="dream" if in_dream else "env",
-            generations=generations,
-            popsize=popsize,
-            rollouts=rollouts,
-            temperature=temperature,
-            dream_horizon=dream_horizon,
-            max_steps=max_steps,
-            initial_sigma=initial_sigma,
-            eval_every=eval_every,
-            eval_episodes=eval_episodes,
-            num_tracks=num_tracks,
-            seed=seed,
-        )
         config.validate()
         enabled = show_progress(progress)
+        announce = _run_line(config)
         with make_progress(enabled) as bar:
-            task = bar.add_task(f"train-controller ({config.mode})", total=generations, status="compiling")
+            task = bar.add_task(
+                f"train-controller ({config.mode})", total=config.generations, status="compiling"
+            )
 
             def on_generation(record: dict[str, Any]) -> None:
+                announce()
+                if record.get("kind") == "warning":
+                    bar.console.print(f"warning: {record['message']}", soft_wrap=True)
+                if record.get("kind") != "generation":
+                    return
                 status = (
                     f"fitness mean {record['mean_fitness']:.2f} max {record['max_fitness']:.2f} "
                     f"| sigma {record['sigma']:.3f} | {record['seconds']:.1f} s/gen"
@@ -329,50 +232,20 @@ def train_controller_command(
         _print_summary(result, ("generations", "best_fitness", "eval_return", "eval_progress", "checkpoint"))
 
 
-def dream_command(
-    run_dir: RunDir = None,
-    checkpoint: Checkpoint = "best",
-    output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write a video (.mp4 or .gif).")
-    ] = None,
-    manual: Annotated[bool, typer.Option("--manual", help="Drive the dream with arrows/WASD.")] = False,
-    temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="Dream temperature.")] = 1.0,
-    max_steps: MaxSteps = 300,
-    headless: Annotated[
-        bool, typer.Option("--headless", help="No window; only the numbers (for CI).")
-    ] = False,
-    track: Track = 0,
-    fps: Annotated[
-        int, typer.Option("--fps", min=0, help="Video frames per second (0: the env's rate).")
-    ] = 0,
-    seed: Seed = 0,
-    json_out: Json = False,
-    progress: Progress = None,
-) -> None:
-    """Show what the world model imagines (right) next to what really happens (left)."""
-    run_dir = _require_run_dir(run_dir)
+def _dream(config: DreamConfig, json_out: bool, progress: bool | None) -> None:
     with user_errors():
         import os
 
-        if headless:
+        if config.headless:
             os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-        from rlcar_core.worldmodels.dream_session import DreamConfig, run_dream
+        from rlcar_core.apps.dream_dispatch import resolve_run, run_dream
 
-        config = DreamConfig(
-            run_dir=run_dir,
-            checkpoint=checkpoint,
-            output=output,
-            manual=manual,
-            temperature=temperature,
-            max_steps=max_steps,
-            headless=headless,
-            track=track,
-            seed=seed,
-            fps=fps,
-        )
         config.validate()
-        with make_progress(show_progress(progress) and not manual) as bar:
-            task = bar.add_task("dream", total=max_steps, status=str(output or ""))
+        if config.run_dir is None:
+            config = resolve_run(config)
+            stderr_console().print(f"run: {config.run_dir}", soft_wrap=True)
+        with make_progress(show_progress(progress) and not config.manual) as bar:
+            task = bar.add_task("dream", total=config.max_steps, status=str(config.output or ""))
             result = run_dream(config, on_step=lambda step: bar.update(task, completed=step))
     if json_out:
         emit_json(result)
@@ -380,8 +253,24 @@ def dream_command(
         where = f", wrote {result['path']}" if "path" in result else ""
         stderr_console().print(
             f"dreamed {result['steps']} steps ({result['ended_by']}): return real {result['real_return']:.1f}, "
-            f"dream {result['dream_return']:.1f}, frame MSE {_format(result['frame_mse_mean'])}{where}"
+            f"dream {result['dream_return']:.1f}, frame MSE {_format(result['frame_mse_mean'])}{where}",
+            soft_wrap=True,
         )
+
+
+collect_command = command_from_config(CollectConfig, _collect)
+train_vae_command = command_from_config(
+    TrainVAEConfig,
+    _supervised_body(
+        "train-vae", "frames", ("step", "validation_mse_per_pixel", "checkpoint", "reconstructions")
+    ),
+)
+train_rnn_command = command_from_config(
+    TrainRNNConfig,
+    _supervised_body("train-rnn", "steps", ("step", "validation_nll", "validation_loss", "checkpoint")),
+)
+train_controller_command = command_from_config(TrainControllerConfig, _train_controller)
+dream_command = command_from_config(DreamConfig, _dream)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,6 @@ from rlcar_cli.main import app
 from rlcar_core.io.data import write_episodes
 
 runner = CliRunner()
-COMMANDS = ("collect", "train-vae", "train-rnn", "train-controller", "dream")
 
 
 def fake_dataset(run, episodes=3, steps=10, env_name="rlcar"):
@@ -46,9 +45,20 @@ def fails_with(args, code=2, message=""):
     return result
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_needs_a_run_dir(command):
-    fails_with([command], message="--run-dir is required")
+def test_without_run_dir_the_default_run_is_used(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # A refusal stays one line, and names the default run in its advice.
+    fails_with(["train-vae"], message="run `rlcar collect --run-dir runs/worldmodels` first")
+    result = runner.invoke(
+        app,
+        ["collect", "--env", "carracing", "--policy", "random", "--episodes", "1", "--num-envs", "1",
+         "--max-steps", "3", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["run_dir"] == os.path.join("runs", "worldmodels")
+    assert "run: runs/worldmodels (new)" in result.stderr
+    assert (tmp_path / "runs" / "worldmodels" / "data" / "manifest.json").is_file()
+    fails_with(["dream", "--headless"], message="no trained run under runs/")
 
 
 def test_each_stage_says_which_command_to_run_first(tmp_path):
@@ -61,6 +71,8 @@ def test_each_stage_says_which_command_to_run_first(tmp_path):
         message=f"no VAE checkpoint in {run}: run `rlcar train-vae --run-dir {run}` first",
     )
     fails_with(["train-controller", "--run-dir", run], message="no MDN-RNN checkpoint")
+    # Inputs are checked before any checkpoint folder is made: a refused command leaves no trace.
+    assert not (run / "checkpoints").exists()
     fails_with(["dream", "--run-dir", run, "--headless"], message="run `rlcar train-controller")
     fails_with(["eval", "--agent", "worldmodel", "--run-dir", run], message="no controller checkpoint")
     fails_with(["collect", "--run-dir", run, "--policy", "checkpoint"], message="no controller checkpoint")
@@ -91,6 +103,11 @@ def test_dataset_problems_are_bad_input(tmp_path):
         ["train-vae", "--batch-size", "0"],
         ["train-vae", "--z-dim", "0"],
         ["train-vae", "--learning-rate", "0"],
+        ["train-vae", "--learning-rate", "inf"],
+        ["train-vae", "--learning-rate", "nan"],
+        ["train-vae", "--epochs", "inf"],
+        ["train-rnn", "--learning-rate", "inf"],
+        ["train-controller", "--initial-sigma", "nan"],
         ["train-rnn", "--hidden-size", "0"],
         ["train-rnn", "--sequence-length", "-1"],
         ["train-controller", "--popsize", "1"],
@@ -105,8 +122,10 @@ def test_dataset_problems_are_bad_input(tmp_path):
 def test_out_of_range_options_exit_2(args, tmp_path):
     result = runner.invoke(app, [*args, "--run-dir", str(tmp_path / "run")])
     assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+    assert not (
+        tmp_path / "run"
+    ).exists()  # validated before anything is written (no Infinity in config.json)
 
 
 def test_a_diverged_loss_exits_1_with_one_line(tmp_path, monkeypatch):
@@ -120,38 +139,36 @@ def test_a_diverged_loss_exits_1_with_one_line(tmp_path, monkeypatch):
     fails_with(["train-rnn", "--run-dir", tmp_path], code=1, message="loss became nan at step 7")
 
 
-def test_the_training_loop_stops_on_nan_and_saves_on_ctrl_c(tmp_path):
+def test_the_training_loop_stops_on_nan_and_saves_on_a_stop_request(tmp_path):
     import jax.numpy as jnp
 
-    from rlcar_core.io.checkpoint import CheckpointStore
     from rlcar_core.io.runs import RunDir
+    from rlcar_core.loop.checkpointer import Checkpointer
+    from rlcar_core.loop.metrics import MetricsLogger
     from rlcar_core.loop.outcomes import TrainingDiverged, TrainingInterrupted
-    from rlcar_core.worldmodels.training_loop import Schedule, train_supervised
-    from rlcar_core.worldmodels.training_state import TrainingState
+    from rlcar_core.loop.stop import StopFlag
+    from rlcar_core.worldmodels.supervised import Schedule, TrainState, fit
 
     def fresh_state():
-        return TrainingState(
-            {"w": np.zeros(2, np.float32)},
-            {"m": np.zeros(2, np.float32)},
-            np.zeros(2, np.uint32),
-            np.int32(0),
-        )
+        return TrainState({"w": np.zeros(2, np.float32)}, {"m": np.zeros(2, np.float32)}, np.int32(0))
 
-    def train_step(state, batch):
+    def train_step(state, batch, stream):
         # The loss turns NaN once the batch says so, as a diverging model would.
         params = {"w": state.params["w"] + batch}
         return state._replace(params=params, step=state.step + 1), {"loss": jnp.float32(batch)}
 
-    def train(run, batches, on_step=None, total=6):
-        with CheckpointStore(run.checkpoint_dir("toy"), best_mode="min") as store:
-            return store, train_supervised(
+    def train(run, batches, stop=None, on_step=None, total=6):
+        log = MetricsLogger(run, "toy")
+        with Checkpointer(run.checkpoint_dir("toy"), "toy", metrics=log, best_mode="min") as ckpt:
+            restored = ckpt.resume(fresh_state())
+            return fit(
                 stage="toy",
-                run=run,
-                store=store,
-                state=fresh_state()
-                if store.latest_step() is None
-                else store.restore("latest", fresh_state()),
+                ckpt=ckpt,
+                log=log,
+                stop=stop or StopFlag(),
+                state=restored.state if restored else fresh_state(),
                 train_step=train_step,
+                seed=0,
                 batches=iter(batches),
                 validate=lambda params: {"validation_loss": float(np.sum(params["w"]))},
                 best_metric="validation_loss",
@@ -162,28 +179,91 @@ def test_the_training_loop_stops_on_nan_and_saves_on_ctrl_c(tmp_path):
             )
 
     run = RunDir(tmp_path / "nan")
-    with pytest.raises(TrainingDiverged, match="loss became nan at step 3; kept checkpoint ep2"):
+    with pytest.raises(TrainingDiverged, match="toy/loss became nan at step 3; kept checkpoint ep2"):
         train(run, [1.0, 1.0, float("nan"), 1.0])
     assert [p.name for p in run.checkpoint_dir("toy").iterdir()] == ["2"]
 
+    # Ctrl-C is a flag (see loop.stop): the loop finishes the update in hand, saves it and stops.
+    stop = StopFlag()
+
     def ctrl_c_at_step_3(record):
         if record["step"] == 3:
-            raise KeyboardInterrupt
+            stop.request()
 
     run = RunDir(tmp_path / "interrupted")
-    with pytest.raises(
-        TrainingInterrupted, match="interrupted at toy step 3; saved .*3; run the same command"
-    ):
-        train(run, [1.0] * 6, on_step=ctrl_c_at_step_3)
-    store, result = train(run, [1.0] * 6)
+    with pytest.raises(TrainingInterrupted, match="interrupted at toy step 3; the run resumes from ep3"):
+        train(run, [1.0] * 6, stop=stop, on_step=ctrl_c_at_step_3)
+    result = train(run, [1.0] * 6)
     assert result["resumed_from"] == 3 and result["step"] == 6
     assert sorted(int(p.name) for p in run.checkpoint_dir("toy").iterdir()) == [2, 3, 4, 6]
     records = [(r["step"], r["kind"]) for r in run.read_metrics()]
-    assert records[-2:] == [(6, "train"), (6, "validation")]
+    assert records == [(1, "train"), (2, "train"), (2, "eval"), (3, "train"), (4, "train"), (4, "eval"),
+                       (5, "train"), (6, "train"), (6, "eval")]  # fmt: skip
+    assert {"toy/loss", "toy/items_per_second"} <= set(run.read_metrics()[0])
+
+
+def test_a_second_writer_of_a_run_exits_2(tmp_path):
+    from rlcar_core.io.runs import RunDir
+
+    run = fake_dataset(tmp_path / "run")
+    with RunDir(run).writer_lock("collect"):
+        fails_with(
+            ["collect", "--run-dir", run, "--episodes", "1"], message=f"in use by pid {os.getpid()} (collect)"
+        )
+        fails_with(["train-vae", "--run-dir", run], message="in use by pid")
+
+
+def test_ctrl_c_during_collect_keeps_the_finished_episodes(tmp_path, monkeypatch):
+    import signal
+
+    from rlcar_core.worldmodels import collect as collect_module
+
+    real_write = collect_module.write_episodes
+
+    def write_then_ctrl_c(*args, **kwargs):
+        names = real_write(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # lands on the collector's stop flag, not as an exception
+        return names
+
+    monkeypatch.setattr(collect_module, "write_episodes", write_then_ctrl_c)
+    run = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        ["collect", "--run-dir", str(run), "--env", "carracing", "--policy", "random", "--episodes", "3",
+         "--num-envs", "1", "--max-steps", "3"],
+    )  # fmt: skip
+    assert result.exit_code == 130, result.output
+    assert "interrupted after 1 of 3 episodes" in result.stderr and "Traceback" not in result.output
+    assert json.loads((run / "data" / "manifest.json").read_text())["num_episodes"] == 1
+
+
+def test_dream_picks_the_most_recently_trained_run(tmp_path):
+    from rlcar_core.apps.dream_dispatch import latest_trained_run
+
+    for name, when in (("old", 1_000), ("new", 2_000), ("untrained", None)):
+        run = tmp_path / name
+        (run / "data").mkdir(parents=True)
+        if when is not None:
+            step = run / "checkpoints" / "vae" / "4"
+            step.mkdir(parents=True)
+            os.utime(step, (when, when))
+    assert latest_trained_run(tmp_path) == tmp_path / "new"
+
+
+def test_reconstructions_are_labelled():
+    from rlcar_core.worldmodels.train_vae import LABEL_WIDTH, reconstruction_grid
+
+    frames = np.zeros((10, 64, 64, 3), np.uint8)
+    grid = reconstruction_grid(frames, np.zeros((10, 64, 64, 3), np.float32))
+    assert grid.shape == (4 * 64, LABEL_WIDTH + 8 * 64, 3)
+    labels = grid[:, :LABEL_WIDTH]
+    # Every row has its label ("real" or "reconstructed") written in the left column.
+    assert all(labels[row * 64 : (row + 1) * 64].max() > 128 for row in range(4))
+    assert (labels[64:128] > 128).sum() > (labels[:64] > 128).sum()  # "reconstructed" is the longer word
 
 
 def test_brownian_exploration_is_smooth_and_valid():
-    from rlcar_core.worldmodels.policies import BrownianPolicy
+    from rlcar_core.envs.drivers import BrownianPolicy
 
     policy = BrownianPolicy(seed=0)
     policy.reset(8)

@@ -5,18 +5,16 @@ import pytest
 
 from rlcar_core.worldmodels.config import MDNRNNConfig
 from rlcar_core.worldmodels.mdnrnn import (
+    MDNRNNBatch,
     MDNRNNOutput,
     init_mdnrnn_params,
+    init_mdnrnn_state,
     initial_rnn_state,
     make_mdnrnn,
-    mixture_log_prob,
-    sample_next_latent,
-)
-from rlcar_core.worldmodels.mdnrnn_update import (
-    MDNRNNBatch,
-    init_mdnrnn_state,
     make_mdnrnn_evaluate,
     make_mdnrnn_update,
+    mixture_log_prob,
+    sample_next_latent,
 )
 
 # Parameter init is many threefry draws, which XLA:CPU's optimising backend compiles very slowly.

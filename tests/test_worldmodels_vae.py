@@ -6,11 +6,17 @@ import numpy as np
 import pytest
 
 from rlcar_core.errors import RlcarError
+from rlcar_core.loop.keys import stream_base
 from rlcar_core.worldmodels.config import ControllerConfig, MDNRNNConfig, VAEConfig
-from rlcar_core.worldmodels.training_state import split_rng
-from rlcar_core.worldmodels.vae import VAEOutput, make_vae
-from rlcar_core.worldmodels.vae_loss import vae_loss
-from rlcar_core.worldmodels.vae_update import init_vae_state, make_vae_evaluate, make_vae_update
+from rlcar_core.worldmodels.supervised import keyed_train_step
+from rlcar_core.worldmodels.vae import (
+    VAEOutput,
+    init_vae_state,
+    make_vae,
+    make_vae_evaluate,
+    make_vae_update,
+    vae_loss,
+)
 
 # Parameter init is many threefry draws, which XLA:CPU's optimising backend compiles very slowly;
 # unoptimised code is plenty fast for a one-off init.
@@ -74,20 +80,20 @@ def test_kl_below_tolerance_gives_no_kl_gradient():
 def test_vae_loss_falls_on_fixed_batch():
     images = jnp.asarray(_frames(8))
     state = jax.jit(init_vae_state, static_argnums=0, **FAST_COMPILE)(SMALL, jax.random.PRNGKey(0))
-    update = jax.jit(make_vae_update(SMALL))
+    train_step = keyed_train_step(make_vae_update(SMALL))
     evaluate = jax.jit(make_vae_evaluate(SMALL))
     before = float(evaluate(state.params, images, jax.random.PRNGKey(5))["loss"])
-    next_key = jax.jit(split_rng)
+    # Keys come from the loop kit's stream (seed, stream) folded with the step: nothing to checkpoint.
+    stream = stream_base(0, 0)
     for _ in range(100):
-        state, key = next_key(state)
-        state, metrics = update(state, images, key)
+        state, metrics = train_step(state, images, stream)
     after = float(evaluate(state.params, images, jax.random.PRNGKey(5))["loss"])
     assert int(state.step) == 100
     assert set(metrics) == {"loss", "reconstruction_loss", "kl_loss", "grad_norm"}
     assert np.isfinite(after) and after < 0.5 * before
 
 
-@pytest.mark.parametrize("config", [SMALL, MDNRNNConfig(hidden_size=16), ControllerConfig(generations=3)])
+@pytest.mark.parametrize("config", [SMALL, MDNRNNConfig(hidden_size=16), ControllerConfig(hidden_size=3)])
 def test_configs_round_trip_through_dicts(config):
     data = config.to_dict()
     as_json_lists = {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}

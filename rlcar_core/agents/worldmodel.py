@@ -10,9 +10,9 @@ import numpy as np
 from rlcar_core.agents.base import select_obs
 from rlcar_core.errors import RlcarError
 from rlcar_core.io.runs import RunDir
+from rlcar_core.worldmodels.controller import jitted_policy_step
 from rlcar_core.worldmodels.mdnrnn import LSTMState, initial_rnn_state
-from rlcar_core.worldmodels.policy_step import jitted_policy_step
-from rlcar_core.worldmodels.saved_models import WorldModel, load_world_model
+from rlcar_core.worldmodels.storage import WorldModel, load_world_model
 
 
 class WorldModelAgent:

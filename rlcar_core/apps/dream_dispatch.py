@@ -1,18 +1,24 @@
-"""`rlcar dream` for DreamerV3 runs: the same window / video / headless presentation as World Models.
+"""`rlcar dream` for any run: pick the run (the most recently trained one when none is named), then hand
+it to the dream of the algorithm that trained it.
 
-`rlcar_core.worldmodels.dream_session.run_dream` hands a run over to `run_dreamer_dream` when the run
-directory holds DreamerV3 checkpoints, so one command dreams with whichever world model a run trained.
+DreamerV3 runs dream through `rlcar_core.dreamer.dream_view`, World Models runs through
+`rlcar_core.worldmodels.dream`; both are shown the same way (window, video or headless), side by side.
+The algorithms never import this module.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rlcar_core.errors import RlcarError
+from rlcar_core.io.runs import RUNS_ROOT
 from rlcar_core.io.video import write_video
+from rlcar_core.worldmodels.config import DreamConfig
 
 FPS = {"rlcar": 10, "carracing": 50}
 
@@ -23,8 +29,56 @@ def is_dreamer_run(run_dir: str | Path) -> bool:
     return check(run_dir)
 
 
-def run_dreamer_dream(config, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Dream with a DreamerV3 run; ``config`` is a World Models ``DreamConfig`` (temperature unused)."""
+def _newest_checkpoint_time(run_dir: Path) -> float | None:
+    """When the run last saved a checkpoint (any model): the newest step folder's mtime."""
+    steps = [
+        step
+        for model in (run_dir / "checkpoints").glob("*")
+        if model.is_dir()
+        for step in model.iterdir()
+        if step.name.isdigit() and step.is_dir()
+    ]
+    return max((step.stat().st_mtime for step in steps), default=None)
+
+
+def latest_trained_run(root: str | Path = RUNS_ROOT) -> Path:
+    """The run under `root` (of either kind) whose newest checkpoint is the most recent."""
+    root = Path(root)
+    runs = [
+        (time, run)
+        for run in (root.iterdir() if root.is_dir() else ())
+        if (time := _newest_checkpoint_time(run))
+    ]
+    if not runs:
+        raise RlcarError(
+            f"no trained run under {root}/: train one first (`rlcar train-dreamer`, or the World Models "
+            "commands), or pass --run-dir"
+        )
+    return max(runs)[1]
+
+
+def resolve_run(config: DreamConfig) -> DreamConfig:
+    """`config` with its run directory filled in (the most recently trained run when none was given)."""
+    if config.run_dir is not None:
+        return config
+    return dataclasses.replace(config, run_dir=latest_trained_run())
+
+
+def run_dream(config: DreamConfig, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Dream with the run's world model, whichever algorithm trained it."""
+    config.validate()
+    config = resolve_run(config)
+    if is_dreamer_run(config.run_dir):
+        result = run_dreamer_dream(config, on_step)
+    else:
+        from rlcar_core.worldmodels.dream import run_dream as run_worldmodels_dream
+
+        result = {**run_worldmodels_dream(config, on_step), "model": "worldmodels"}
+    return {**result, "run_dir": str(config.run_dir)}
+
+
+def run_dreamer_dream(config: DreamConfig, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Dream with a DreamerV3 run (temperature unused)."""
     from rlcar_core.dreamer.dream_view import dream_frames
 
     window = None

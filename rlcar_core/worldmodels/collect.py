@@ -1,6 +1,9 @@
 """`rlcar collect`: record episodes of an exploration policy into `<run>/data/`, batched through the
 vector env. Each finished episode is written at once (atomically), so a killed collector loses only
 the episodes still in progress, and a second collect adds to the dataset instead of replacing it.
+
+The collector holds the run's writer lock (a second collector into the same run exits 2) and treats
+Ctrl-C as a flag checked between steps: what finished is kept, then it stops (exit 130).
 """
 
 from __future__ import annotations
@@ -8,48 +11,24 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rlcar_core.envs import make_env
-from rlcar_core.envs.factory import check_env_request
-from rlcar_core.errors import RlcarError, require_at_least
+from rlcar_core.envs.drivers import ExplorationPolicy
+from rlcar_core.errors import RlcarError
 from rlcar_core.io.data import MANIFEST_FILE, load_manifest, write_episodes
 from rlcar_core.io.runs import RunDir
-from rlcar_core.worldmodels.policies import COLLECT_POLICIES, make_exploration_policy
+from rlcar_core.loop.outcomes import TrainingInterrupted
+from rlcar_core.loop.session import writer_session
+from rlcar_core.worldmodels.config import CollectConfig
+from rlcar_core.worldmodels.storage import run_dir_of
 
 ProgressCallback = Callable[[dict[str, Any]], None]
-
-
-@dataclasses.dataclass(frozen=True)
-class CollectConfig:
-    run_dir: Path
-    env: str = "rlcar"
-    episodes: int = 100
-    policy: str = "brownian"
-    max_steps: int = 1000
-    num_envs: int = 16
-    num_tracks: int | None = None  # RLCar: how many training tracks to drive on (default: all)
-    seed: int = 0
-    checkpoint: str = "best"  # --policy checkpoint: which controller checkpoint of the run drives
-
-    def validate(self) -> None:
-        check_env_request(self.env, "pixels")
-        if self.policy not in COLLECT_POLICIES:
-            raise RlcarError(f"unknown policy {self.policy!r}; choose one of {', '.join(COLLECT_POLICIES)}")
-        for option, value in (
-            ("--episodes", self.episodes),
-            ("--max-steps", self.max_steps),
-            ("--num-envs", self.num_envs),
-            ("--num-tracks", self.num_tracks),
-        ):
-            require_at_least(option, value, 1)
-        if self.num_tracks is not None and self.env != "rlcar":
-            raise RlcarError(
-                "--num-tracks applies to RLCar only; CarRacing-v3 makes a new track every episode"
-            )
+# `make_policy(seed) -> policy`: the caller (CLI, apps) builds the driver, so this algorithm never
+# imports the agents layer; collect only decides the seed.
+PolicyFactory = Callable[[int], ExplorationPolicy]
 
 
 class _Episode:
@@ -118,68 +97,107 @@ def _existing_episodes(run: RunDir, env_name: str) -> int:
     return len(manifest["episodes"])
 
 
-def collect(config: CollectConfig, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
-    """Record `config.episodes` more episodes; returns a summary of what was written."""
-    config.validate()
-    run = RunDir(config.run_dir)
-    existing = _existing_episodes(run, config.env)
-    # Seeded by how much data exists, so collecting again with the same --seed adds new episodes
-    # instead of duplicating the first ones.
-    env_seed, policy_seed = (
-        int(s) for s in np.random.SeedSequence([config.seed, existing]).generate_state(2)
-    )
-    policy = make_exploration_policy(config.policy, config.env, policy_seed, run.path, config.checkpoint)
-    num_envs = min(config.num_envs, config.episodes)
-    if config.env == "rlcar":
-        obs_kind = "both" if policy.obs_kind == "sensors" else "pixels"
-        env = make_env(
-            "rlcar", obs=obs_kind, num_envs=num_envs, num_tracks=config.num_tracks, max_steps=config.max_steps
-        )
-    else:
-        env = make_env("carracing", obs="pixels", num_envs=num_envs, max_steps=config.max_steps)
-    run.create()
-    run.update_config(
-        {"env": config.env, "collect": {**dataclasses.asdict(config), "run_dir": str(config.run_dir)}}
-    )
+class _ProgressClock:
+    """Episodes done (fractional: running cars count their share of --max-steps) and an ETA from the rate
+    measured after warm-up, i.e. after the first batched step, which pays for compilation."""
 
-    written: list[dict[str, Any]] = []
-    frames = 0
-    started = time.perf_counter()
-    try:
-        obs, _ = env.reset(seed=env_seed % (2**31))
-        policy.reset(num_envs)
-        recorder = _EpisodeRecorder(_pixels(obs))
-        while len(written) < config.episodes:
-            action = np.asarray(policy.act(obs), np.float32)
-            obs, reward, terminated, truncated, info = env.step(action)
-            frames += num_envs
-            finished, restarted = recorder.record(
-                action, _pixels(obs), reward, terminated, truncated, info["progress"]
+    def __init__(self, total: int):
+        self.total = total
+        self.warm: tuple[float, float] | None = None  # (time, episodes done) when warm-up ended
+
+    def report(self, episodes_done: float, frames: int, started: float) -> dict[str, Any]:
+        now = time.perf_counter()
+        if self.warm is None:
+            self.warm = (now, episodes_done)
+        elapsed, done_since = now - self.warm[0], episodes_done - self.warm[1]
+        rate = done_since / elapsed if elapsed > 0 and done_since > 0 else None
+        return {
+            "episodes_done": episodes_done,
+            "total_episodes": self.total,
+            "frames": frames,
+            "frames_per_second": frames / max(now - started, 1e-9),
+            "eta_seconds": None if rate is None else max(self.total - episodes_done, 0.0) / rate,
+        }
+
+
+def collect(
+    config: CollectConfig, make_policy: PolicyFactory, on_progress: ProgressCallback | None = None
+) -> dict[str, Any]:
+    """Record `config.episodes` more episodes driven by `make_policy(seed)`; returns a summary of what
+    was written. Raises TrainingInterrupted (after keeping every finished episode) on Ctrl-C."""
+    config.validate()
+    run = RunDir(run_dir_of(config))
+    with writer_session(run, "collect") as stop:
+        existing = _existing_episodes(run, config.env)
+        # Seeded by how much data exists, so collecting again with the same --seed adds new episodes
+        # instead of duplicating the first ones (the writer lock keeps two collectors from racing).
+        env_seed, policy_seed = (
+            int(s) for s in np.random.SeedSequence([config.seed, existing]).generate_state(2)
+        )
+        policy = make_policy(policy_seed)
+        num_envs = min(config.num_envs, config.episodes)
+        if config.env == "rlcar":
+            obs_kind = "both" if policy.obs_kind == "sensors" else "pixels"
+            env = make_env(
+                "rlcar",
+                obs=obs_kind,
+                num_envs=num_envs,
+                num_tracks=config.num_tracks,
+                max_steps=config.max_steps,
             )
-            policy.reset_where(restarted)
-            finished = finished[: config.episodes - len(written)]
-            if finished:
-                names = write_episodes(run.data_dir, [e.arrays() for e in finished], env_name=config.env)
-                for name, episode in zip(names, finished, strict=True):
-                    written.append(
-                        {
-                            "file": name,
-                            "steps": len(episode.actions),
-                            "return": float(np.sum(episode.rewards)),
-                            "progress": episode.progress,
-                        }
-                    )
+        else:
+            env = make_env("carracing", obs="pixels", num_envs=num_envs, max_steps=config.max_steps)
+        run.update_config(
+            {"env": config.env, "collect": {**dataclasses.asdict(config), "run_dir": str(run.path)}}
+        )
+        if on_progress is not None:
+            on_progress({"kind": "start", "run_dir": str(run.path), "existing_episodes": existing})
+
+        written: list[dict[str, Any]] = []
+        frames = 0
+        started = time.perf_counter()
+        clock = _ProgressClock(config.episodes)
+        try:
+            obs, _ = env.reset(seed=env_seed % (2**31))
+            policy.reset(num_envs)
+            recorder = _EpisodeRecorder(_pixels(obs))
+            while len(written) < config.episodes and not stop.requested:
+                action = np.asarray(policy.act(obs), np.float32)
+                obs, reward, terminated, truncated, info = env.step(action)
+                frames += num_envs
+                finished, restarted = recorder.record(
+                    action, _pixels(obs), reward, terminated, truncated, info["progress"]
+                )
+                policy.reset_where(restarted)
+                finished = finished[: config.episodes - len(written)]
+                if finished:
+                    names = write_episodes(run.data_dir, [e.arrays() for e in finished], env_name=config.env)
+                    for name, episode in zip(names, finished, strict=True):
+                        written.append(
+                            {
+                                "file": name,
+                                "steps": len(episode.actions),
+                                "return": float(np.sum(episode.rewards)),
+                                "progress": episode.progress,
+                            }
+                        )
                 if on_progress is not None:
-                    on_progress(
-                        {
-                            "episodes": len(written),
-                            "total_episodes": config.episodes,
-                            "frames": frames,
-                            "frames_per_second": frames / max(time.perf_counter() - started, 1e-9),
-                        }
+                    running = sum(len(episode.actions) for episode in recorder.episodes) / config.max_steps
+                    done = (
+                        min(len(written) + running, config.episodes - 0.01)
+                        if len(written) < config.episodes
+                        else config.episodes
                     )
-    finally:
-        env.close()
+                    on_progress(
+                        {"kind": "progress", "episodes": len(written), **clock.report(done, frames, started)}
+                    )
+        finally:
+            env.close()
+        if stop.requested and len(written) < config.episodes:
+            raise TrainingInterrupted(
+                f"interrupted after {len(written)} of {config.episodes} episodes; they are saved in {run.data_dir} "
+                f"(the dataset holds {existing + len(written)}); the episodes in progress were dropped"
+            )
     elapsed = time.perf_counter() - started
     steps = np.array([episode["steps"] for episode in written])
     return {

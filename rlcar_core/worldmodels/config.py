@@ -1,33 +1,70 @@
-"""Hyper-parameters of the three World Models parts (V, M and C), as frozen dataclasses.
+"""Every World Models setting, written once: the model configs (V, M, C) and one config per command.
 
-Defaults follow Ha & Schmidhuber (2018) for CarRacing. Each config round-trips through a plain
-dict so it can live in `config.json` and inside checkpoints.
+Model configs hold what the models and their `update` functions read; they round-trip through plain
+dicts so they live in `config.json` and inside checkpoints. Command configs (cleanrl's `Args` style)
+hold each command's options: a field's default and its `--help` text sit on one line (`option(...)`),
+the CLI derives its options from these fields, and `validate()` is the one place each value is checked.
+
+Defaults follow Ha & Schmidhuber (2018) for CarRacing where the paper gives one, scaled to CPU budgets
+where it does not fit (the controller search). Nothing here imports JAX, so `rlcar --help` stays fast.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from pathlib import Path
 from typing import Any, TypeVar
 
 from rlcar_core.errors import RlcarError
 
 _Config = TypeVar("_Config")
 
+# Fields older checkpoints saved in the model configs, which now belong to the command configs.
+_LOOP_FIELDS = frozenset(
+    {
+        "batch_size",
+        "sequence_length",
+        "population_size",
+        "initial_sigma",
+        "generations",
+        "rollouts_per_candidate",
+        "dream_horizon",
+        "dream_temperature",
+    }
+)
+
 
 def _config_from_dict(config_class: type[_Config], data: dict[str, Any]) -> _Config:
-    known = {field.name: field for field in dataclasses.fields(config_class)}
-    unknown = sorted(set(data) - set(known))
+    known = {field.name for field in dataclasses.fields(config_class)}
+    unknown = sorted(set(data) - known - _LOOP_FIELDS)
     if unknown:
         raise RlcarError(
             f"unknown {config_class.__name__} field(s) {', '.join(unknown)}; known: {', '.join(known)}"
         )
     # JSON has no tuples; sequence-valued fields come back as lists and must be frozen again.
-    values = {name: tuple(value) if isinstance(value, list) else value for name, value in data.items()}
+    values = {
+        name: tuple(value) if isinstance(value, list) else value
+        for name, value in data.items()
+        if name in known
+    }
     return config_class(**values)
 
 
+class _DictConfig:
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        return _config_from_dict(cls, data)
+
+
+# -- models ------------------------------------------------------------------------------------
+
+
 @dataclasses.dataclass(frozen=True)
-class VAEConfig:
+class VAEConfig(_DictConfig):
     """ConvVAE (V): 64x64x3 frames <-> latent z."""
 
     z_dim: int = 32
@@ -37,18 +74,10 @@ class VAEConfig:
     # enough information to reconstruct the road instead of collapsing onto the prior.
     kl_tolerance: float = 0.5
     learning_rate: float = 1e-4
-    batch_size: int = 100
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VAEConfig:
-        return _config_from_dict(cls, data)
 
 
 @dataclasses.dataclass(frozen=True)
-class MDNRNNConfig:
+class MDNRNNConfig(_DictConfig):
     """MDN-RNN (M): predicts p(z_{t+1} | z_t, a_t, h_t), the reward and whether the episode ends."""
 
     z_dim: int = 32
@@ -57,37 +86,248 @@ class MDNRNNConfig:
     num_mixtures: int = 5
     learning_rate: float = 1e-3
     grad_clip_norm: float = 1.0
-    batch_size: int = 100
-    sequence_length: int = 100
     reward_loss_weight: float = 1.0
     done_loss_weight: float = 1.0
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MDNRNNConfig:
-        return _config_from_dict(cls, data)
-
 
 @dataclasses.dataclass(frozen=True)
-class ControllerConfig:
-    """Linear controller (C) on [z, h] and the CMA-ES search that fits it."""
+class ControllerConfig(_DictConfig):
+    """Linear controller (C) on [z, h]: its shape is all there is; the search is TrainControllerConfig."""
 
     z_dim: int = 32
     hidden_size: int = 256
-    population_size: int = 64
-    initial_sigma: float = 0.1
-    generations: int = 100
-    rollouts_per_candidate: int = 16
-    dream_horizon: int = 1000
-    # Above 1 the dream is noisier than the real world, which stops the controller from
-    # exploiting the world model's mistakes (paper, section 4.5).
-    dream_temperature: float = 1.15
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ControllerConfig:
-        return _config_from_dict(cls, data)
+# -- commands ----------------------------------------------------------------------------------
+
+
+def option(default: Any, help: str, *, flags: tuple[str, ...] = (), choices: tuple[str, ...] = ()) -> Any:
+    """A command setting: its default and its --help text in one place. `flags` replace the option name
+    derived from the field (`--field-name`); `choices` lists the accepted strings."""
+    metadata = {"help": help, "flags": flags, "choices": choices}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def flag_of(config_class: type, name: str) -> str:
+    """The command-line option of field `name`, as messages should quote it."""
+    field = {field.name: field for field in dataclasses.fields(config_class)}[name]
+    flags = [flag for flag in field.metadata.get("flags", ()) if flag.startswith("--")]
+    return flags[0].split("/")[0] if flags else "--" + name.replace("_", "-")
+
+
+def _check(config: Any, name: str, ok: bool, requirement: str) -> None:
+    if not ok:
+        raise RlcarError(f"{flag_of(type(config), name)} {requirement}, got {getattr(config, name)}")
+
+
+def _positive(config: Any, *names: str) -> None:
+    """Each of `names` (None means unset) must be a finite number above zero: `inf` and `nan` are bad
+    input, never a value written into config.json."""
+    for name in names:
+        value = getattr(config, name)
+        _check(
+            config, name, value is None or (math.isfinite(value) and value > 0), "must be a positive number"
+        )
+
+
+def _at_least(config: Any, minimum: int, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        _check(config, name, value is None or value >= minimum, f"must be at least {minimum}")
+
+
+def _one_of(config: Any, name: str) -> None:
+    field = {field.name: field for field in dataclasses.fields(config)}[name]
+    choices = field.metadata["choices"]
+    value = getattr(config, name)
+    if value not in choices:
+        raise RlcarError(
+            f"unknown {flag_of(type(config), name)} {value!r}; choose one of {', '.join(choices)}"
+        )
+
+
+RUN_DIR_HELP = "Run directory (data, checkpoints, metrics); default runs/worldmodels."
+ENVS = ("rlcar", "carracing")
+COLLECT_POLICIES = ("brownian", "random", "heuristic", "checkpoint")
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectConfig:
+    """`rlcar collect`: record episodes of an exploration policy into RUN_DIR/data."""
+
+    run_dir: Path | None = option(None, RUN_DIR_HELP)
+    env: str = option("rlcar", "Environment: the JAX simulator or CarRacing-v3.", choices=ENVS)
+    episodes: int = option(100, "Episodes to add to the dataset.")
+    policy: str = option(
+        "brownian",
+        "Who drives: smooth random exploration, uniform noise, the heuristic, or the run's controller.",
+        choices=COLLECT_POLICIES,
+    )
+    max_steps: int = option(1000, "Steps per episode at most.")
+    num_envs: int = option(16, "Cars driven side by side.")
+    num_tracks: int | None = option(None, "RLCar: training tracks to drive on (default: all).")
+    checkpoint: str = option(
+        "best", "--policy checkpoint: the run's controller checkpoint (best, latest, epN)."
+    )
+    seed: int = option(0, "Seed for every random choice; same seed, same result.")
+
+    def validate(self) -> None:
+        _one_of(self, "env")
+        _one_of(self, "policy")
+        _at_least(self, 1, "episodes", "max_steps", "num_envs", "num_tracks")
+        _at_least(self, 0, "seed")
+        if self.num_tracks is not None and self.env != "rlcar":
+            raise RlcarError(
+                "--num-tracks applies to RLCar only; CarRacing-v3 makes a new track every episode"
+            )
+        if self.policy == "heuristic" and self.env != "rlcar":
+            raise RlcarError(
+                "--policy heuristic reads RLCar's ray sensors; CarRacing-v3 has none (use brownian or random)"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainVAEConfig:
+    """`rlcar train-vae`: fit the ConvVAE on the collected frames. Model options left unset keep the
+    model's default, or the checkpoint's value when resuming."""
+
+    run_dir: Path | None = option(None, RUN_DIR_HELP)
+    steps: int | None = option(None, "Total updates; a rerun resumes up to this (default 2000).")
+    epochs: float | None = option(None, "Passes over the training frames (instead of --steps).")
+    batch_size: int = option(100, "Frames per update.")
+    z_dim: int | None = option(None, "Latent size (model default 32).")
+    base_channels: int | None = option(None, "Encoder widths c, 2c, 4c, 8c (model default 32).")
+    learning_rate: float | None = option(None, "Adam step size (model default 1e-4).")
+    eval_every: int = option(500, "Validate and checkpoint every N updates.")
+    log_every: int = option(10, "Log the training losses every N updates.")
+    validation_frames: int = option(512, "Held-out frames to validate on.")
+    seed: int = option(0, "Seed for every random choice; same seed, same result.")
+
+    DEFAULT_STEPS = 2000
+
+    def validate(self) -> None:
+        if self.steps is not None and self.epochs is not None:
+            raise RlcarError("give --steps or --epochs, not both")
+        _positive(self, "epochs", "learning_rate")
+        _at_least(self, 1, "steps", "batch_size", "z_dim", "base_channels", "eval_every", "log_every")
+        _at_least(self, 1, "validation_frames")
+        _at_least(self, 0, "seed")
+
+    def model_options(self) -> dict[str, Any]:
+        """The VAEConfig fields these options set; None means not given."""
+        channels = self.base_channels
+        return {
+            "z_dim": self.z_dim,
+            "encoder_channels": None
+            if channels is None
+            else (channels, 2 * channels, 4 * channels, 8 * channels),
+            "decoder_channels": None if channels is None else (4 * channels, 2 * channels, channels),
+            "learning_rate": self.learning_rate,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRNNConfig:
+    """`rlcar train-rnn`: fit the MDN-RNN on the dataset encoded by the run's VAE. Model options left
+    unset keep the model's default, or the checkpoint's value when resuming."""
+
+    run_dir: Path | None = option(None, RUN_DIR_HELP)
+    steps: int | None = option(None, "Total updates; a rerun resumes up to this (default 2000).")
+    batch_size: int = option(100, "Sequences per update.")
+    sequence_length: int = option(100, "Steps per training sequence.")
+    hidden_size: int | None = option(None, "LSTM units (model default 256).")
+    num_mixtures: int | None = option(
+        None, "Gaussians per latent dimension (model default 5).", flags=("--mixtures",)
+    )
+    learning_rate: float | None = option(None, "Adam step size (model default 1e-3).")
+    eval_every: int = option(500, "Validate and checkpoint every N updates.")
+    log_every: int = option(10, "Log the training losses every N updates.")
+    validation_sequences: int = option(200, "Held-out sequences to validate on.")
+    seed: int = option(0, "Seed for every random choice; same seed, same result.")
+
+    DEFAULT_STEPS = 2000
+
+    def validate(self) -> None:
+        _positive(self, "learning_rate")
+        _at_least(self, 1, "steps", "batch_size", "sequence_length", "hidden_size", "num_mixtures")
+        _at_least(self, 1, "eval_every", "log_every", "validation_sequences")
+        _at_least(self, 0, "seed")
+
+    def model_options(self) -> dict[str, Any]:
+        return {
+            "hidden_size": self.hidden_size,
+            "num_mixtures": self.num_mixtures,
+            "learning_rate": self.learning_rate,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainControllerConfig:
+    """`rlcar train-controller`: search the linear controller with CMA-ES, in the dream or in the env.
+    A rerun continues the search up to --generations."""
+
+    run_dir: Path | None = option(None, RUN_DIR_HELP)
+    in_dream: bool = option(
+        True, "Score candidates in the MDN-RNN's dream, or in the real env.", flags=("--in-dream/--in-env",)
+    )
+    generations: int = option(50, "Total CMA-ES generations.")
+    popsize: int = option(32, "Candidates per generation.")
+    rollouts: int | None = option(
+        None, "Per candidate: dream starts (default 16) or env episodes (default 2)."
+    )
+    temperature: float = option(1.15, "Dream temperature; above 1 makes the dream harder than reality.")
+    dream_horizon: int = option(300, "Steps of each dream.")
+    max_steps: int = option(1000, "Real-env steps per episode (--in-env and evaluation).")
+    initial_sigma: float = option(0.1, "CMA-ES initial step size.")
+    eval_every: int = option(5, "Generations between real-env evaluations of the search mean.")
+    eval_episodes: int = option(8, "Real episodes per evaluation.")
+    num_tracks: int | None = option(None, "RLCar: training tracks to drive on (default: all).")
+    seed: int = option(0, "Seed for every random choice; same seed, same result.")
+
+    DEFAULT_ROLLOUTS = {"dream": 16, "env": 2}
+
+    def validate(self) -> None:
+        _at_least(self, 1, "generations", "rollouts", "dream_horizon", "max_steps", "eval_every")
+        _at_least(self, 1, "eval_episodes", "num_tracks")
+        _at_least(self, 2, "popsize")
+        _at_least(self, 0, "seed")
+        _positive(self, "temperature", "initial_sigma")
+
+    @property
+    def mode(self) -> str:
+        return "dream" if self.in_dream else "env"
+
+    @property
+    def rollouts_per_candidate(self) -> int:
+        return self.rollouts if self.rollouts is not None else self.DEFAULT_ROLLOUTS[self.mode]
+
+
+@dataclasses.dataclass(frozen=True)
+class DreamConfig:
+    """`rlcar dream`: the world model imagines next to reality (real left, dream right)."""
+
+    run_dir: Path | None = option(
+        None, "Run directory; default: the run under runs/ (dreamer or worldmodels) trained most recently."
+    )
+    checkpoint: str = option("best", "Checkpoint in the run: best, latest, epN, or a path.")
+    output: Path | None = option(
+        None, "Write a video (.mp4 or .gif) instead of showing a window.", flags=("-o", "--output")
+    )
+    manual: bool = option(False, "Drive the dream with arrows/WASD.", flags=("--manual",))
+    temperature: float = option(1.0, "Dream temperature (World Models).")
+    max_steps: int = option(300, "Steps per episode at most.")
+    headless: bool = option(False, "No window; only the numbers (for CI).", flags=("--headless",))
+    track: int = option(0, "Held-out evaluation track number to drive on.")
+    fps: int = option(0, "Video frames per second (0: the env's rate).")
+    seed: int = option(0, "Seed for every random choice; same seed, same result.")
+
+    def validate(self) -> None:
+        _at_least(self, 1, "max_steps")
+        _at_least(self, 0, "fps", "track", "seed")
+        _positive(self, "temperature")
+        if self.manual and self.headless:
+            raise RlcarError("--manual needs a window to read the keyboard; drop --headless")
+        if self.output is not None:
+            from rlcar_core.io.video import check_video_path
+
+            check_video_path(self.output)

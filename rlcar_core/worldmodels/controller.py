@@ -1,17 +1,32 @@
-"""Linear controller (C): a = squash(W [z, h] + b), searched by CMA-ES as one flat vector.
+"""Controller (C): a = squash(W [z, h] + b), the World Models driver built on it, and the CMA-ES search
+that fits it as one flat vector.
 
 Squashing gives the CarRacing action ranges: steer in [-1, 1] (tanh), gas and brake in [0, 1]
-(sigmoid), so any parameter vector CMA-ES proposes yields a valid action.
+(sigmoid), so any parameter vector CMA-ES proposes yields a valid action. CMA-ES is a thin, silent
+wrapper around the `cma` package; fitness is maximised (returns) while `cma` minimises, so the sign is
+flipped in `run_cmaes` and nowhere else.
 """
 
 from __future__ import annotations
 
+import functools
+import warnings
+from collections.abc import Callable
 from typing import NamedTuple
 
+import haiku as hk
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from rlcar_core.worldmodels.config import ControllerConfig
+from rlcar_core.worldmodels.config import ControllerConfig, MDNRNNConfig, VAEConfig
+from rlcar_core.worldmodels.mdnrnn import LSTMState, make_mdnrnn
+from rlcar_core.worldmodels.vae import make_vae
+
+with warnings.catch_warnings():
+    # `cma` warns at import when matplotlib is missing; plotting is never used here.
+    warnings.simplefilter("ignore")
+    import cma
 
 ACTION_DIM = 3  # steer, gas, brake
 
@@ -65,3 +80,144 @@ def controller_action(params: ControllerParams, latent: jax.Array, hidden: jax.A
     """latent (..., z_dim), hidden (..., hidden_size) -> action (..., 3)."""
     features = jnp.concatenate([latent, hidden], axis=-1)
     return squash_action(features @ params.weight + params.bias)
+
+
+class WorldModelParams(NamedTuple):
+    vae: hk.Params
+    rnn: hk.Params
+
+
+PolicyStep = Callable[[WorldModelParams, jax.Array, jax.Array, LSTMState], tuple[jax.Array, LSTMState]]
+
+
+def make_policy_step(
+    vae_config: VAEConfig, rnn_config: MDNRNNConfig, controller_config: ControllerConfig
+) -> PolicyStep:
+    """The World Models driver as one pure, batched step: frame -> z -> action from [z, h] -> next h.
+
+    `step(params, controller_vectors (N, n), frames (N, 64, 64, 3) uint8, rnn_state) -> (actions (N, 3),
+    rnn_state)`. Each car may drive with its own controller, so CMA-ES candidates share one call; an
+    agent with one controller passes it tiled. z is the posterior mean (react to the road, not to
+    encoder noise); the controller sees h before (z_t, a_t) is consumed, as the MDN-RNN was trained."""
+    vae = make_vae(vae_config)
+    rnn = make_mdnrnn(rnn_config)
+
+    def step(params: WorldModelParams, controller_vectors, frames, rnn_state: LSTMState):
+        latent, _ = vae.apply.encode(params.vae, frames)
+        controllers = vector_to_params(controller_vectors, controller_config)
+        actions = jax.vmap(controller_action)(controllers, latent, rnn_state.hidden)
+        _, rnn_state = rnn.apply.step(params.rnn, latent, actions, rnn_state)
+        return actions, rnn_state
+
+    return step
+
+
+@functools.cache
+def jitted_policy_step(
+    vae_config: VAEConfig, rnn_config: MDNRNNConfig, controller_config: ControllerConfig
+) -> PolicyStep:
+    """`make_policy_step` under jit, cached so agents and training with the same shapes share a compile."""
+    return jax.jit(make_policy_step(vae_config, rnn_config, controller_config))
+
+
+# -- CMA-ES ---------------------------------------------------------------------------------------
+
+
+class GenerationStats(NamedTuple):
+    generation: int
+    mean_fitness: float
+    max_fitness: float
+    min_fitness: float
+    best_fitness: float  # best seen so far, across generations
+    sigma: float
+    # The search state after this generation, so a caller can checkpoint it and later continue with
+    # `run_cmaes(..., initial_params=mean, initial_sigma=sigma, first_generation=generation + 1)`.
+    mean: np.ndarray | None = None
+    best_params: np.ndarray | None = None  # the candidate that scored `best_fitness`
+
+
+class CMAESResult(NamedTuple):
+    best_params: np.ndarray  # best single candidate ever evaluated
+    best_fitness: float
+    mean: np.ndarray  # final search mean; usually the more robust controller under noisy fitness
+    sigma: float  # with `mean`, enough to continue the search in a later run
+    history: tuple[GenerationStats, ...]
+
+
+EvaluateFn = Callable[[np.ndarray, int], np.ndarray]
+
+
+def _sanitize(fitness: np.ndarray, population_size: int) -> np.ndarray:
+    fitness = np.asarray(fitness, dtype=np.float64).reshape(-1)
+    if fitness.shape != (population_size,):
+        raise ValueError(
+            f"evaluate returned {fitness.shape[0]} fitness values for {population_size} candidates"
+        )
+    finite = np.isfinite(fitness)
+    if not finite.any():
+        raise FloatingPointError("every candidate's fitness is non-finite")
+    # A diverged candidate should rank last rather than corrupt the covariance update.
+    worst = fitness[finite].min() - 1.0
+    return np.where(finite, fitness, worst)
+
+
+def run_cmaes(
+    evaluate: EvaluateFn,
+    initial_params: np.ndarray,
+    *,
+    generations: int,
+    population_size: int,
+    initial_sigma: float,
+    seed: int,
+    on_generation: Callable[[GenerationStats], None] | None = None,
+    first_generation: int = 0,
+    should_stop: Callable[[], bool] | None = None,
+) -> CMAESResult:
+    """Maximise `evaluate(candidates (P, n), generation) -> fitness (P,)` for a fixed number of
+    generations. `evaluate` gets the generation index so it can derive its own keys purely; a search
+    continued from a checkpoint passes `first_generation` so those indices (and keys) stay fresh.
+    `should_stop()` is asked after each generation; True ends the search early (e.g. on Ctrl-C)."""
+    initial_params = np.asarray(initial_params, dtype=np.float64).reshape(-1)
+    rng = np.random.default_rng(seed)
+    options = {
+        "popsize": population_size,
+        "verbose": -9,
+        "verb_log": 0,
+        "verb_disp": 0,
+        # Our own generator instead of `seed`, which would reseed numpy's global random state;
+        # a NaN seed is how `cma` is told to skip seeding altogether.
+        "randn": lambda *shape: rng.standard_normal(shape),
+        "seed": float("nan"),
+    }
+    strategy = cma.CMAEvolutionStrategy(initial_params, initial_sigma, options)
+    best_params, best_fitness = initial_params.copy(), -np.inf
+    history = []
+    for generation in range(first_generation, first_generation + generations):
+        candidates = np.asarray(strategy.ask(), dtype=np.float64)
+        fitness = _sanitize(evaluate(candidates, generation), population_size)
+        strategy.tell(list(candidates), list(-fitness))
+        if fitness.max() > best_fitness:
+            best_fitness = float(fitness.max())
+            best_params = candidates[int(fitness.argmax())].copy()
+        stats = GenerationStats(
+            generation=generation,
+            mean_fitness=float(fitness.mean()),
+            max_fitness=float(fitness.max()),
+            min_fitness=float(fitness.min()),
+            best_fitness=best_fitness,
+            sigma=float(strategy.sigma),
+            mean=np.asarray(strategy.mean, dtype=np.float64).copy(),
+            best_params=best_params.copy(),
+        )
+        history.append(stats)
+        if on_generation is not None:
+            on_generation(stats)
+        if should_stop is not None and should_stop():
+            break
+    return CMAESResult(
+        best_params=best_params,
+        best_fitness=best_fitness,
+        mean=np.asarray(strategy.mean, dtype=np.float64).copy(),
+        sigma=float(strategy.sigma),
+        history=tuple(history),
+    )

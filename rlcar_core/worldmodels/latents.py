@@ -8,7 +8,6 @@ dataset is held in memory; the cache file is named after the VAE step and grows 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -20,10 +19,9 @@ import numpy as np
 from rlcar_core.io.atomic import atomic_path
 from rlcar_core.io.data import load_episode
 from rlcar_core.io.runs import RunDir
-from rlcar_core.worldmodels.batching import in_fixed_batches
 from rlcar_core.worldmodels.config import VAEConfig
-from rlcar_core.worldmodels.stages import dataset_manifest
-from rlcar_core.worldmodels.vae import make_vae
+from rlcar_core.worldmodels.storage import dataset_manifest
+from rlcar_core.worldmodels.vae import encoder_fn
 
 LATENTS_DIR = "latents"
 ENCODE_BATCH = 256
@@ -49,11 +47,16 @@ class LatentSequences(NamedTuple):
     mask: np.ndarray  # (B, L) bool
 
 
-@functools.cache
-def encoder_fn(config: VAEConfig) -> Callable:
-    """Jitted `(params, frames) -> (mean, log_var)`; cached so every user shares one compile."""
-    vae = make_vae(config)
-    return jax.jit(lambda params, frames: vae.apply.encode(params, frames))
+def in_fixed_batches(function: Callable, items: np.ndarray, batch_size: int) -> tuple[np.ndarray, ...]:
+    """Apply `function` (batch -> tuple of per-item arrays) to all `items`, zero-padding the last batch
+    so one compile serves every batch; returns each output concatenated over the items."""
+    pieces = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        padding = np.zeros((batch_size - len(chunk), *chunk.shape[1:]), chunk.dtype)
+        outputs = jax.device_get(function(np.concatenate([chunk, padding])))
+        pieces.append([np.asarray(output)[: len(chunk)] for output in outputs])
+    return tuple(np.concatenate(parts) for parts in zip(*pieces, strict=True))
 
 
 def latent_cache_path(run: RunDir, vae_step: int) -> Path:

@@ -1,5 +1,5 @@
 """MDN-RNN (M): an LSTM over [z_t, a_t] whose output parameterises p(z_{t+1}) as a mixture of
-Gaussians per latent dimension, plus a reward head and a done head.
+Gaussians per latent dimension, plus a reward head and a done head; its loss and its pure update.
 
 Alignment: the step that consumes (z_t, a_t) predicts z_{t+1}, the reward r_t the environment
 paid for a_t and whether a_t ended the episode. The controller acting at time t sees the LSTM
@@ -14,8 +14,10 @@ from typing import NamedTuple
 import haiku as hk
 import jax
 import jax.numpy as jnp
+import optax
 
 from rlcar_core.worldmodels.config import MDNRNNConfig
+from rlcar_core.worldmodels.supervised import Metrics, TrainState, make_supervised_update
 
 # Re-exported so callers can build and read recurrent states without importing haiku.
 LSTMState = hk.LSTMState
@@ -112,3 +114,76 @@ def sample_next_latent(output: MDNRNNOutput, key: jax.Array, temperature: float 
 
 def sample_done(output: MDNRNNOutput, key: jax.Array) -> jax.Array:
     return jax.random.bernoulli(key, jax.nn.sigmoid(output.done_logit))
+
+
+class MDNRNNBatch(NamedTuple):
+    """Fixed-length sequences in latent space, batch-major."""
+
+    latents: jax.Array  # (B, T + 1, z): z_0 .. z_T; the last one is only a target
+    actions: jax.Array  # (B, T, A)
+    rewards: jax.Array  # (B, T)
+    terminated: jax.Array  # (B, T); truncation is not a world event, so it is not a done target
+    mask: jax.Array  # (B, T), 1 for real steps, 0 for padding past an episode's end
+
+
+class MDNRNNLoss(NamedTuple):
+    loss: jax.Array
+    latent_nll: jax.Array  # per latent dimension, so it reads the same for any z_dim
+    reward_mse: jax.Array
+    done_bce: jax.Array
+
+
+def mdnrnn_loss(output: MDNRNNOutput, batch: MDNRNNBatch, config: MDNRNNConfig) -> MDNRNNLoss:
+    mask = batch.mask.astype(jnp.float32)
+    num_steps = jnp.maximum(jnp.sum(mask), 1.0)
+
+    def masked_mean(per_step):
+        return jnp.sum(per_step * mask) / num_steps
+
+    latent_nll = masked_mean(-jnp.mean(mixture_log_prob(output, batch.latents[:, 1:]), axis=-1))
+    reward_mse = masked_mean(jnp.square(output.reward - batch.rewards))
+    done_bce = masked_mean(
+        optax.sigmoid_binary_cross_entropy(output.done_logit, batch.terminated.astype(jnp.float32))
+    )
+    loss = latent_nll + config.reward_loss_weight * reward_mse + config.done_loss_weight * done_bce
+    return MDNRNNLoss(loss, latent_nll, reward_mse, done_bce)
+
+
+def make_mdnrnn_optimizer(config: MDNRNNConfig) -> optax.GradientTransformation:
+    # LSTMs trained by BPTT occasionally produce gradient spikes; clipping keeps one bad batch from
+    # undoing training.
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), optax.adam(config.learning_rate))
+
+
+def init_mdnrnn_state(config: MDNRNNConfig, key: jax.Array) -> TrainState:
+    params = init_mdnrnn_params(config, key)
+    return TrainState(params, make_mdnrnn_optimizer(config).init(params), jnp.zeros((), jnp.int32))
+
+
+def _make_loss_fn(config: MDNRNNConfig):
+    rnn = make_mdnrnn(config)
+
+    def loss_fn(params, batch: MDNRNNBatch, key=None):
+        del key  # the loss is deterministic given the batch
+        state = initial_rnn_state(config, batch.actions.shape[0])
+        output, _ = rnn.apply.unroll(params, batch.latents[:, :-1], batch.actions, state)
+        losses = mdnrnn_loss(output, batch, config)
+        return losses.loss, losses
+
+    return loss_fn
+
+
+def make_mdnrnn_update(config: MDNRNNConfig) -> Callable:
+    """`update(state, batch, key) -> (state, metrics)`. The step is deterministic; `key` is accepted so
+    every World Models update has one signature."""
+    return make_supervised_update(_make_loss_fn(config), make_mdnrnn_optimizer(config))
+
+
+def make_mdnrnn_evaluate(config: MDNRNNConfig) -> Callable:
+    loss_fn = _make_loss_fn(config)
+
+    def evaluate(params: hk.Params, batch: MDNRNNBatch) -> Metrics:
+        _, losses = loss_fn(params, batch)
+        return losses._asdict()
+
+    return evaluate

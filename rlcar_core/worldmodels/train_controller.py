@@ -11,89 +11,127 @@ from the saved mean and step size, which costs a few generations of adaptation, 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
+import math
 import time
-from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
-from rlcar_core.errors import RlcarError, require_at_least
+from rlcar_core.envs import make_env
+from rlcar_core.errors import RlcarError
 from rlcar_core.io.data import split_episodes
 from rlcar_core.io.runs import RunDir
-from rlcar_core.loop.outcomes import TrainingDiverged, TrainingInterrupted
 from rlcar_core.sim.track import EVAL_SEED_OFFSET
-from rlcar_core.worldmodels.cmaes import GenerationStats, run_cmaes
-from rlcar_core.worldmodels.config import ControllerConfig, MDNRNNConfig
-from rlcar_core.worldmodels.controller import num_controller_params
-from rlcar_core.worldmodels.dream import make_dream_fitness
-from rlcar_core.worldmodels.env_rollouts import EnvRollouts
-from rlcar_core.worldmodels.latents import encode_dataset
-from rlcar_core.worldmodels.saved_models import (
-    ControllerSearchState,
+from rlcar_core.worldmodels.config import ControllerConfig, MDNRNNConfig, TrainControllerConfig, VAEConfig
+from rlcar_core.worldmodels.controller import (
+    GenerationStats,
     WorldModelParams,
-    abstract_search_state,
-    load_rnn,
-    load_vae,
-    saved_training_record,
+    jitted_policy_step,
+    num_controller_params,
+    run_cmaes,
 )
-from rlcar_core.worldmodels.stages import (
+from rlcar_core.worldmodels.dream import make_dream_fitness
+from rlcar_core.worldmodels.latents import encode_dataset
+from rlcar_core.worldmodels.mdnrnn import initial_rnn_state
+from rlcar_core.worldmodels.storage import (
     CONTROLLER_MODEL,
     RNN_MODEL,
     VAE_MODEL,
     VALIDATION_FRACTION,
+    ControllerSearchState,
+    abstract_search_state,
     dataset_manifest,
-    open_store,
+    load_rnn,
+    load_vae,
+    newest_saved_config,
+    open_existing_store,
     pinned_step,
+    run_dir_of,
+    saved_training_record,
+    training_session,
     upstream_step,
 )
-from rlcar_core.worldmodels.training_loop import StepCallback, checkpoint_path
-
-MODES = ("dream", "env")
-DEFAULT_ROLLOUTS = {"dream": 16, "env": 2}
+from rlcar_core.worldmodels.supervised import StepCallback
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainControllerConfig:
-    run_dir: Path
-    mode: str = "env"  # or "dream"
-    generations: int = 50  # total; a resumed search continues up to this count
-    popsize: int = 32
-    rollouts: int | None = None  # per candidate: dream start frames, or env episodes (see DEFAULT_ROLLOUTS)
-    temperature: float = 1.15  # dream only: > 1 makes the dream harder than reality
-    dream_horizon: int = 300  # dream steps per rollout
-    max_steps: int = 1000  # real-env steps per episode, for --in-env and for evaluation
-    initial_sigma: float = 0.1
-    eval_every: int = 5  # generations between real-env evaluations of the search mean
-    eval_episodes: int = 8
-    num_tracks: int | None = None  # RLCar training tracks to drive on (default: all)
-    seed: int = 0
+class RolloutScores(NamedTuple):
+    episode_return: np.ndarray  # (K,) one per (controller, track) pair
+    progress: np.ndarray  # (K,) lap fraction reached
 
-    def validate(self) -> None:
-        if self.mode not in MODES:
-            raise RlcarError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
-        limits = {
-            "--generations": (self.generations, 1),
-            "--popsize": (self.popsize, 2),
-            "--rollouts": (self.rollouts, 1),
-            "--dream-horizon": (self.dream_horizon, 1),
-            "--max-steps": (self.max_steps, 1),
-            "--eval-every": (self.eval_every, 1),
-            "--eval-episodes": (self.eval_episodes, 1),
-            "--num-tracks": (self.num_tracks, 1),
-        }
-        for option, (value, low) in limits.items():
-            require_at_least(option, value, low)
-        if not self.temperature > 0:
-            raise RlcarError(f"--temperature must be positive, got {self.temperature}")
-        if not self.initial_sigma > 0:
-            raise RlcarError(f"--initial-sigma must be positive, got {self.initial_sigma}")
 
-    @property
-    def rollouts_per_candidate(self) -> int:
-        return self.rollouts if self.rollouts is not None else DEFAULT_ROLLOUTS[self.mode]
+class EnvRollouts:
+    """`run(vectors (K, n), tracks (K,), seed)` plays one episode per row, in waves of `num_envs` cars.
+
+    `tracks` are indices into the RLCar training-track bank, or CarRacing-v3 reset seeds (which pick
+    the track). Cars share `seed` for their start jitter, so candidates on the same track face the
+    same start: common random numbers make CMA-ES's comparisons less noisy.
+    """
+
+    def __init__(
+        self,
+        env_name: str,
+        num_envs: int,
+        max_steps: int,
+        configs: tuple[VAEConfig, MDNRNNConfig, ControllerConfig],
+        num_tracks: int | None = None,
+    ):
+        self.env_name = env_name
+        self.num_envs = num_envs
+        if env_name == "rlcar":
+            self.env = make_env(
+                "rlcar",
+                obs="pixels",
+                num_envs=num_envs,
+                tracks="train",
+                num_tracks=num_tracks,
+                max_steps=max_steps,
+            )
+            self.num_tracks = int(self.env.unwrapped.params.bank.num_tracks)
+        else:
+            self.env = make_env("carracing", obs="pixels", num_envs=num_envs, max_steps=max_steps)
+            self.num_tracks = None  # every reset seed is a new track
+        self._rnn_config = configs[1]
+        self._policy_step = jitted_policy_step(*configs)
+
+    def run(
+        self, params: WorldModelParams, vectors: np.ndarray, tracks: np.ndarray, seed: int
+    ) -> RolloutScores:
+        vectors = np.asarray(vectors, np.float32)
+        tracks = np.asarray(tracks, np.int64)
+        returns, progress = [], []
+        for first in range(0, len(vectors), self.num_envs):
+            wave_vectors = vectors[first : first + self.num_envs]
+            wave_tracks = tracks[first : first + self.num_envs]
+            count = len(wave_vectors)
+            pad = self.num_envs - count  # the last wave is padded with copies of its last row
+            wave_vectors = np.concatenate([wave_vectors, np.repeat(wave_vectors[-1:], pad, axis=0)])
+            wave_tracks = np.concatenate([wave_tracks, np.repeat(wave_tracks[-1:], pad)])
+            wave = self._run_wave(params, wave_vectors, wave_tracks, seed + first)
+            returns.append(wave.episode_return[:count])
+            progress.append(wave.progress[:count])
+        return RolloutScores(np.concatenate(returns), np.concatenate(progress))
+
+    def _run_wave(self, params: WorldModelParams, vectors, tracks, seed: int) -> RolloutScores:
+        if self.env_name == "rlcar":
+            obs, _ = self.env.reset(seed=seed, options={"track_id": tracks})
+        else:
+            obs, _ = self.env.reset(seed=[int(track) for track in tracks])
+        rnn_state = initial_rnn_state(self._rnn_config, self.num_envs)
+        running = np.ones(self.num_envs, bool)
+        episode_return = np.zeros(self.num_envs)
+        progress = np.zeros(self.num_envs)
+        while running.any():
+            actions, rnn_state = self._policy_step(params, vectors, obs, rnn_state)
+            obs, reward, terminated, truncated, info = self.env.step(np.asarray(actions))
+            episode_return += np.where(running, reward, 0.0)
+            progress = np.where(running, info["progress"], progress)
+            running &= ~(terminated | truncated)
+        return RolloutScores(episode_return, progress)
+
+    def close(self) -> None:
+        self.env.close()
 
 
 @functools.cache
@@ -144,12 +182,12 @@ def _env_fitness(rollouts: EnvRollouts, params: WorldModelParams, config: TrainC
 
 
 class _GenerationRecorder:
-    """Turns each finished CMA-ES generation into a checkpoint, a metrics line and a progress report.
+    """Turns each finished CMA-ES generation into a metrics record, a checkpoint and a progress report.
     Every `eval_every` generations (and at the last) the search mean drives real episodes first; that
     return is what ranks the checkpoint as `best`."""
 
-    def __init__(self, *, run, store, saved_config, config, state, evaluate_policy, on_generation):
-        self.run, self.store, self.saved_config, self.config = run, store, saved_config, config
+    def __init__(self, *, ckpt, log, saved_config, config, state, evaluate_policy, on_generation):
+        self.ckpt, self.log, self.saved_config, self.config = ckpt, log, saved_config, config
         self.state: ControllerSearchState = state
         self.evaluate_policy = evaluate_policy
         self.on_generation = on_generation
@@ -185,32 +223,27 @@ class _GenerationRecorder:
             self.evaluation = self.evaluate_policy(state.policy)
             record.update(self.evaluation)
             best_metric = self.evaluation["eval_return"]
-        self.store.save(done, state, self.saved_config, metrics=record, best_metric=best_metric)
-        self.run.append_metrics({"stage": CONTROLLER_MODEL, "step": done, "time": time.time(), **record})
+        values = {f"{self.log.trainer}/{name}": value for name, value in record.items() if name != "kind"}
+        self.log.log("generation", done, values)  # logged before the save, as the checkpointer asks
+        self.ckpt.save(done, state, self.saved_config, metrics=record, best_metric=best_metric)
         self.state, self.last = state, record
         self._clock = time.perf_counter()
         if self.on_generation is not None:
             self.on_generation(record)
 
 
-def _initial_state(store, latest: int | None, saved, config: TrainControllerConfig, controller_config):
-    """The checkpointed search to continue, or a new one from the all-zero controller (as in the paper)."""
-    if latest is None:
-        size = num_controller_params(controller_config)
-        return ControllerSearchState(
-            policy=np.zeros(size, np.float32),
-            sigma=np.float32(config.initial_sigma),
-            best_candidate=np.zeros(size, np.float32),
-            best_fitness=np.float32(-np.inf),
-            generation=np.int32(0),
-        )
-    state = ControllerSearchState(
-        *jax.device_get(store.restore(latest, abstract_search_state(controller_config)))
+def _fresh_search(
+    config: TrainControllerConfig, controller_config: ControllerConfig
+) -> ControllerSearchState:
+    """A new search from the all-zero controller, as in the paper."""
+    size = num_controller_params(controller_config)
+    return ControllerSearchState(
+        policy=np.zeros(size, np.float32),
+        sigma=np.float32(config.initial_sigma),
+        best_candidate=np.zeros(size, np.float32),
+        best_fitness=np.float32(-np.inf),
+        generation=np.int32(0),
     )
-    if saved["training"]["mode"] != config.mode:
-        # Dream and env fitness are different measures: the best of one says nothing about the other.
-        state = state._replace(best_candidate=state.policy, best_fitness=np.float32(-np.inf))
-    return state
 
 
 def train_controller(
@@ -218,14 +251,15 @@ def train_controller(
 ) -> dict[str, Any]:
     """Run (or resume) the CMA-ES search; returns the final figures and checkpoint paths."""
     config.validate()
-    run = RunDir(config.run_dir)
+    run = RunDir(run_dir_of(config))
     env_name = dataset_manifest(run)["env_name"]
     if config.num_tracks is not None and env_name != "rlcar":
         raise RlcarError("--num-tracks applies to RLCar only")
+    # Checked before the session opens the controller's checkpoint folder: a refusal leaves nothing behind.
+    open_existing_store(run, RNN_MODEL).close()
     started = time.perf_counter()
-    with open_store(run, CONTROLLER_MODEL) as store:
-        latest = store.latest_step()
-        saved = store.restore_config(latest) if latest is not None else None
+    with training_session(run, CONTROLLER_MODEL, on_generation) as (stop, log, ckpt):
+        saved = newest_saved_config(ckpt)
         # A resumed search keeps the V and M it started with: its controller reads their z and h.
         if saved is not None:
             rnn_step = pinned_step(run, RNN_MODEL, int(saved["rnn_step"]), CONTROLLER_MODEL)
@@ -234,17 +268,15 @@ def train_controller(
         rnn_config, rnn_params, _, vae_step = load_rnn(run, rnn_step)
         vae_step = pinned_step(run, VAE_MODEL, vae_step, RNN_MODEL)
         vae_config, vae_params, _ = load_vae(run, vae_step)
-        controller_config = ControllerConfig(
-            z_dim=rnn_config.z_dim,
-            hidden_size=rnn_config.hidden_size,
-            population_size=config.popsize,
-            initial_sigma=config.initial_sigma,
-            generations=config.generations,
-            rollouts_per_candidate=config.rollouts_per_candidate,
-            dream_horizon=config.dream_horizon,
-            dream_temperature=config.temperature,
-        )
-        state = _initial_state(store, latest, saved, config, controller_config)
+        controller_config = ControllerConfig(z_dim=rnn_config.z_dim, hidden_size=rnn_config.hidden_size)
+        restored = ckpt.resume(abstract_search_state(controller_config))
+        if restored is None:
+            state = _fresh_search(config, controller_config)
+        else:
+            state = ControllerSearchState(*jax.device_get(restored.state))
+            if saved["training"].get("mode", config.mode) != config.mode:
+                # Dream and env fitness are different measures: the best of one says nothing about the other.
+                state = state._replace(best_candidate=state.policy, best_fitness=np.float32(-np.inf))
         first_generation = int(state.generation)
 
         params = WorldModelParams(vae_params, rnn_params)
@@ -258,78 +290,88 @@ def train_controller(
             (vae_config, rnn_config, controller_config),
             config.num_tracks,
         )
-        if config.mode == "env":
-            fitness = _env_fitness(rollouts, params, config)
-        else:
-            fitness = _dream_fitness(
-                run, vae_config, vae_params, vae_step, rnn_config, rnn_params, controller_config, config
-            )
-        eval_tracks = np.arange(config.eval_episodes)
-        if rollouts.num_tracks is not None:
-            eval_tracks = eval_tracks % rollouts.num_tracks
-
-        def evaluate_policy(policy: np.ndarray) -> dict[str, Any]:
-            vectors = np.repeat(policy[None], len(eval_tracks), axis=0)
-            scores = rollouts.run(params, vectors, eval_tracks, config.seed)
-            return {
-                "eval_return": float(scores.episode_return.mean()),
-                "eval_progress": float(scores.progress.mean()),
-                "eval_episodes": len(eval_tracks),
-            }
-
-        saved_config = {
-            "controller": controller_config.to_dict(),
-            "vae_step": vae_step,
-            "rnn_step": rnn_step,
-            "env": env_name,
-            "training": saved_training_record(config),
-        }
-        run.update_config({"controller": saved_config})
-        recorder = _GenerationRecorder(
-            run=run,
-            store=store,
-            saved_config=saved_config,
-            config=config,
-            state=state,
-            evaluate_policy=evaluate_policy,
-            on_generation=on_generation,
-        )
-        remaining = config.generations - first_generation
-        if remaining <= 0 and latest is not None:
-            # Already searched this far: report what the last checkpoint recorded.
-            recorder.last = store.metrics(latest)["metrics"]
-            recorder.evaluation = {k: v for k, v in recorder.last.items() if k.startswith("eval_")}
         try:
-            if remaining > 0:
-                run_cmaes(
-                    fitness,
-                    state.policy,
-                    generations=remaining,
-                    population_size=config.popsize,
-                    initial_sigma=float(state.sigma),
-                    seed=int(np.random.SeedSequence([config.seed, first_generation]).generate_state(1)[0]),
-                    on_generation=recorder,
-                    first_generation=first_generation,
+            if config.mode == "env":
+                fitness = _env_fitness(rollouts, params, config)
+            else:
+                fitness = _dream_fitness(
+                    run, vae_config, vae_params, vae_step, rnn_config, rnn_params, controller_config, config
                 )
-        except FloatingPointError as error:
-            raise TrainingDiverged(
-                f"controller search diverged ({error}); kept {checkpoint_path(store, store.latest_step())}"
-            ) from None
-        except KeyboardInterrupt:
-            # Every finished generation is already saved; only the one in progress is lost.
-            store.wait()
-            raise TrainingInterrupted(
-                f"interrupted during controller generation {int(recorder.state.generation) + 1}; "
-                f"saved {checkpoint_path(store, store.latest_step())}; run the same command again to resume"
-            ) from None
+            eval_tracks = np.arange(config.eval_episodes)
+            if rollouts.num_tracks is not None:
+                eval_tracks = eval_tracks % rollouts.num_tracks
+
+            def evaluate_policy(policy: np.ndarray) -> dict[str, Any]:
+                vectors = np.repeat(policy[None], len(eval_tracks), axis=0)
+                scores = rollouts.run(params, vectors, eval_tracks, config.seed)
+                return {
+                    "eval_return": float(scores.episode_return.mean()),
+                    "eval_progress": float(scores.progress.mean()),
+                    "eval_episodes": len(eval_tracks),
+                }
+
+            saved_config = {
+                "controller": controller_config.to_dict(),
+                "vae_step": vae_step,
+                "rnn_step": rnn_step,
+                "env": env_name,
+                "training": {**saved_training_record(config), "mode": config.mode},
+            }
+            run.update_config({"controller": saved_config})
+            recorder = _GenerationRecorder(
+                ckpt=ckpt,
+                log=log,
+                saved_config=saved_config,
+                config=config,
+                state=state,
+                evaluate_policy=evaluate_policy,
+                on_generation=on_generation,
+            )
+            remaining = config.generations - first_generation
+            if remaining <= 0 and restored is not None:
+                # Already searched this far: report what the last checkpoint recorded.
+                recorder.last = {
+                    k: v for k, v in restored.metrics.get("metrics", {}).items() if k != "metrics_records"
+                }
+                recorder.evaluation = {k: v for k, v in recorder.last.items() if k.startswith("eval_")}
+            if remaining > 0:
+                try:
+                    run_cmaes(
+                        fitness,
+                        state.policy,
+                        generations=remaining,
+                        population_size=config.popsize,
+                        initial_sigma=float(state.sigma),
+                        seed=int(
+                            np.random.SeedSequence([config.seed, first_generation]).generate_state(1)[0]
+                        ),
+                        on_generation=recorder,
+                        first_generation=first_generation,
+                        should_stop=lambda: stop.requested,
+                    )
+                except FloatingPointError as error:
+                    done = int(recorder.state.generation)
+                    raise ckpt.diverged(
+                        f"fitness ({error})", math.nan, f"generation {done + 1}", done
+                    ) from None
+            generations_done = int(recorder.state.generation)
+            if stop.requested and generations_done < config.generations:
+                # Every finished generation is already saved; only the one in progress is lost.
+                raise ckpt.interrupted(
+                    generations_done,
+                    recorder.state,
+                    saved_config,
+                    where=f"controller generation {generations_done}",
+                )
         finally:
             rollouts.close()
-        store.wait()
+        ckpt.wait()
         return {
             "stage": CONTROLLER_MODEL,
+            "run_dir": str(run.path),
             "mode": config.mode,
             "env": env_name,
-            "generations": int(recorder.state.generation),
+            "generations": generations_done,
             "total_generations": config.generations,
             "resumed_from": first_generation if first_generation > 0 else None,
             "best_fitness": float(recorder.state.best_fitness),
@@ -337,7 +379,7 @@ def train_controller(
             **recorder.evaluation,
             "vae_step": vae_step,
             "rnn_step": rnn_step,
-            "checkpoint": checkpoint_path(store, store.latest_step()),
-            "best_checkpoint": checkpoint_path(store, store.best_step()),
+            "checkpoint": ckpt.path(ckpt.store.latest_step()),
+            "best_checkpoint": ckpt.path(ckpt.store.best_step()),
             "wall_seconds": time.perf_counter() - started,
         }

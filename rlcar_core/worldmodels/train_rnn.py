@@ -7,10 +7,8 @@ z ~ q(z | frame) from the stored posteriors, as in the paper. Validation uses th
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -19,7 +17,7 @@ import numpy as np
 from rlcar_core.errors import RlcarError
 from rlcar_core.io.data import split_episodes
 from rlcar_core.io.runs import RunDir
-from rlcar_core.worldmodels.config import MDNRNNConfig
+from rlcar_core.worldmodels.config import MDNRNNConfig, TrainRNNConfig
 from rlcar_core.worldmodels.latents import (
     LatentEpisode,
     LatentSequences,
@@ -27,63 +25,35 @@ from rlcar_core.worldmodels.latents import (
     encode_dataset,
     sample_sequences,
 )
-from rlcar_core.worldmodels.mdnrnn_update import (
+from rlcar_core.worldmodels.mdnrnn import (
     MDNRNNBatch,
     init_mdnrnn_state,
     make_mdnrnn_evaluate,
     make_mdnrnn_update,
 )
-from rlcar_core.worldmodels.saved_models import abstract_rnn_state, load_vae, saved_training_record
-from rlcar_core.worldmodels.stages import (
+from rlcar_core.worldmodels.storage import (
     RNN_MODEL,
     VAE_MODEL,
     VALIDATION_FRACTION,
+    abstract_rnn_state,
     dataset_manifest,
-    open_store,
+    load_vae,
+    newest_saved_config,
+    open_existing_store,
     pinned_step,
+    run_dir_of,
+    saved_training_record,
     settle_config,
+    training_session,
     upstream_step,
 )
-from rlcar_core.worldmodels.training_loop import Schedule, StepCallback, train_supervised, with_key_stream
+from rlcar_core.worldmodels.supervised import Schedule, StepCallback, fit, keyed_train_step
 from rlcar_core.worldmodels.vae import sample_latent
 
-DEFAULT_STEPS = 2000
 # Unoptimised compilation for the one-off parameter init, whose many random draws compile slowly.
 _init_rnn_state = jax.jit(
     init_mdnrnn_state, static_argnums=0, compiler_options={"xla_backend_optimization_level": 0}
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainRNNConfig:
-    run_dir: Path
-    steps: int | None = None  # total updates; a resumed run continues up to this count
-    batch_size: int = 100
-    sequence_length: int = 100
-    # Model options; None keeps the default, or the checkpoint's value when resuming.
-    hidden_size: int | None = None
-    num_mixtures: int | None = None
-    learning_rate: float | None = None
-    eval_every: int = 500
-    log_every: int = 10
-    validation_sequences: int = 200
-    seed: int = 0
-
-    def validate(self) -> None:
-        positive = {
-            "--steps": self.steps,
-            "--batch-size": self.batch_size,
-            "--sequence-length": self.sequence_length,
-            "--hidden-size": self.hidden_size,
-            "--mixtures": self.num_mixtures,
-            "--learning-rate": self.learning_rate,
-            "--eval-every": self.eval_every,
-            "--log-every": self.log_every,
-            "--validation-sequences": self.validation_sequences,
-        }
-        for option, value in positive.items():
-            if value is not None and not value > 0:
-                raise RlcarError(f"{option} must be positive, got {value}")
 
 
 def make_latent_sequence_update(config: MDNRNNConfig):
@@ -100,9 +70,9 @@ def make_latent_sequence_update(config: MDNRNNConfig):
 
 
 @functools.cache
-def rnn_train_step_fn(config: MDNRNNConfig):
-    """Jitted `train_step(state, LatentSequences) -> (state, metrics)`; cached per model shape."""
-    return jax.jit(with_key_stream(make_latent_sequence_update(config)))
+def rnn_train_step_fn(config: MDNRNNConfig) -> Callable:
+    """Jitted `train_step(state, LatentSequences, stream) -> (state, metrics)`; cached per model shape."""
+    return keyed_train_step(make_latent_sequence_update(config))
 
 
 @functools.cache
@@ -145,11 +115,12 @@ def _fixed_latent_batches(windows: LatentSequences, batch_size: int, seed: int) 
 def train_rnn(config: TrainRNNConfig, on_step: StepCallback | None = None) -> dict[str, Any]:
     """Train (or resume training) the run's MDN-RNN; returns the final metrics and checkpoint paths."""
     config.validate()
-    run = RunDir(config.run_dir)
+    run = RunDir(run_dir_of(config))
     dataset_manifest(run)
-    with open_store(run, RNN_MODEL) as store:
-        latest = store.latest_step()
-        saved = store.restore_config(latest) if latest is not None else None
+    # Checked before the session opens the MDN-RNN's checkpoint folder: a refusal leaves nothing behind.
+    open_existing_store(run, VAE_MODEL).close()
+    with training_session(run, RNN_MODEL, on_step) as (stop, log, ckpt):
+        saved = newest_saved_config(ckpt)
         if saved is not None:
             # A resumed MDN-RNN must keep reading the latents of the VAE it started with.
             vae_step = pinned_step(run, VAE_MODEL, int(saved["vae_step"]), RNN_MODEL)
@@ -159,14 +130,7 @@ def train_rnn(config: TrainRNNConfig, on_step: StepCallback | None = None) -> di
         rnn_config = settle_config(
             MDNRNNConfig,
             saved["mdnrnn"] if saved is not None else None,
-            {
-                "z_dim": vae_config.z_dim,
-                "hidden_size": config.hidden_size,
-                "num_mixtures": config.num_mixtures,
-                "learning_rate": config.learning_rate,
-                "batch_size": config.batch_size,
-                "sequence_length": config.sequence_length,
-            },
+            {"z_dim": vae_config.z_dim, **config.model_options()},
             ("z_dim", "hidden_size", "num_mixtures"),
             "this run's MDN-RNN",
         )
@@ -181,11 +145,8 @@ def train_rnn(config: TrainRNNConfig, on_step: StepCallback | None = None) -> di
             raise RlcarError(
                 f"the dataset in {run.path} needs at least 2 episodes to hold some out for validation"
             )
-
-        if latest is not None:
-            state = store.restore(latest, abstract_rnn_state(rnn_config))
-        else:
-            state = _init_rnn_state(rnn_config, jax.random.PRNGKey(config.seed))
+        restored = ckpt.resume(abstract_rnn_state(rnn_config))
+        state = restored.state if restored else _init_rnn_state(rnn_config, jax.random.PRNGKey(config.seed))
         start_step = int(state.step)
         batches = _training_batches(
             [episodes[name] for name in train_files], config, np.random.default_rng([config.seed, start_step])
@@ -219,18 +180,20 @@ def train_rnn(config: TrainRNNConfig, on_step: StepCallback | None = None) -> di
             "training": saved_training_record(config),
         }
         run.update_config({"mdnrnn": saved_config})
-        result = train_supervised(
+        result = fit(
             stage=RNN_MODEL,
-            run=run,
-            store=store,
+            ckpt=ckpt,
+            log=log,
+            stop=stop,
             state=state,
             train_step=rnn_train_step_fn(rnn_config),
+            seed=config.seed,
             batches=batches,
             validate=validate,
             best_metric="validation_loss",
             saved_config=saved_config,
-            schedule=Schedule(config.steps or DEFAULT_STEPS, config.eval_every, config.log_every),
+            schedule=Schedule(config.steps or config.DEFAULT_STEPS, config.eval_every, config.log_every),
             items_per_batch=config.batch_size * config.sequence_length,
             on_step=on_step,
         )
-    return {**result, "vae_step": vae_step, "hidden_size": rnn_config.hidden_size}
+    return {**result, "run_dir": str(run.path), "vae_step": vae_step, "hidden_size": rnn_config.hidden_size}

@@ -1,43 +1,43 @@
 """`rlcar train-vae`: fit the ConvVAE (V) on the run's frames, streamed from disk.
 
 Validation uses frames of held-out episodes and reports the reconstruction error of the posterior
-mean as MSE per pixel (channels in [0, 1]); a grid of those reconstructions is saved as a PNG.
+mean as MSE per pixel (channels in [0, 1]); a labelled grid of those reconstructions is saved as a PNG.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import haiku as hk
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from rlcar_core.errors import RlcarError
 from rlcar_core.io.atomic import atomic_path
 from rlcar_core.io.data import iterate_frames, split_episodes
 from rlcar_core.io.runs import RunDir
-from rlcar_core.worldmodels.batching import in_fixed_batches
-from rlcar_core.worldmodels.config import VAEConfig
-from rlcar_core.worldmodels.saved_models import abstract_vae_state, saved_training_record
-from rlcar_core.worldmodels.stages import (
+from rlcar_core.worldmodels.config import TrainVAEConfig, VAEConfig
+from rlcar_core.worldmodels.latents import in_fixed_batches
+from rlcar_core.worldmodels.storage import (
     VAE_MODEL,
     VALIDATION_FRACTION,
+    abstract_vae_state,
     dataset_manifest,
-    open_store,
+    newest_saved_config,
+    run_dir_of,
+    saved_training_record,
     settle_config,
+    training_session,
 )
-from rlcar_core.worldmodels.training_loop import Schedule, StepCallback, train_supervised, with_key_stream
-from rlcar_core.worldmodels.vae import images_to_float, make_vae
-from rlcar_core.worldmodels.vae_update import init_vae_state, make_vae_update
+from rlcar_core.worldmodels.supervised import Schedule, StepCallback, fit, keyed_train_step
+from rlcar_core.worldmodels.vae import init_vae_state, make_vae_update, vae_validation_fn
 
-DEFAULT_STEPS = 2000
 RECONSTRUCTIONS_FILE = "vae_reconstructions.png"
 GRID_COLUMNS = 8
+ROW_LABELS = ("real", "reconstructed")
+LABEL_WIDTH = 112  # pixels left of each row for its label
 # Parameter init is many threefry draws, which XLA:CPU's optimising backend compiles very slowly;
 # unoptimised code is plenty fast for a one-off init.
 _init_vae_state = jax.jit(
@@ -45,72 +45,10 @@ _init_vae_state = jax.jit(
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainVAEConfig:
-    run_dir: Path
-    steps: int | None = None  # total updates; a resumed run continues up to this count
-    epochs: float | None = None  # alternative to steps: passes over the training frames
-    batch_size: int = 100
-    # Model options; None keeps the default, or the checkpoint's value when resuming.
-    z_dim: int | None = None
-    base_channels: int | None = None  # encoder widths c, 2c, 4c, 8c (the paper: 32)
-    learning_rate: float | None = None
-    eval_every: int = 500
-    log_every: int = 10
-    validation_frames: int = 512
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.steps is not None and self.epochs is not None:
-            raise RlcarError("give --steps or --epochs, not both")
-        positive = {
-            "--steps": self.steps,
-            "--epochs": self.epochs,
-            "--batch-size": self.batch_size,
-            "--z-dim": self.z_dim,
-            "--base-channels": self.base_channels,
-            "--learning-rate": self.learning_rate,
-            "--eval-every": self.eval_every,
-            "--log-every": self.log_every,
-            "--validation-frames": self.validation_frames,
-        }
-        for option, value in positive.items():
-            if value is not None and not value > 0:
-                raise RlcarError(f"{option} must be positive, got {value}")
-
-    def model_options(self) -> dict[str, Any]:
-        channels = self.base_channels
-        return {
-            "z_dim": self.z_dim,
-            "encoder_channels": None
-            if channels is None
-            else (channels, 2 * channels, 4 * channels, 8 * channels),
-            "decoder_channels": None if channels is None else (4 * channels, 2 * channels, channels),
-            "learning_rate": self.learning_rate,
-            "batch_size": self.batch_size,
-        }
-
-
 @functools.cache
-def vae_train_step_fn(config: VAEConfig):
-    """Jitted `train_step(state, frames) -> (state, metrics)`; cached: one compile per model shape."""
-    return jax.jit(with_key_stream(make_vae_update(config)))
-
-
-@functools.cache
-def vae_validation_fn(config: VAEConfig):
-    """Jitted `(params, frames) -> (mse per frame, KL per frame, reconstructions)` from the posterior mean,
-    so validation error does not depend on sampling noise. Cached: one compile per model shape."""
-    vae = make_vae(config)
-
-    def validation(params: hk.Params, frames: jax.Array):
-        mean, log_var = vae.apply.encode(params, frames)
-        reconstruction = vae.apply.decode(params, mean)
-        mse = jnp.mean(jnp.square(reconstruction - images_to_float(frames)), axis=(1, 2, 3))
-        kl = -0.5 * jnp.sum(1.0 + log_var - jnp.square(mean) - jnp.exp(log_var), axis=-1)
-        return mse, kl, reconstruction
-
-    return jax.jit(validation)
+def vae_train_step_fn(config: VAEConfig) -> Callable:
+    """Jitted `train_step(state, frames, stream) -> (state, metrics)`; cached: one compile per model shape."""
+    return keyed_train_step(make_vae_update(config))
 
 
 def save_png(path: Path, image: np.ndarray) -> None:
@@ -134,45 +72,58 @@ def load_validation_frames(data_dir: Path, count: int, seed: int) -> np.ndarray:
     return next(stream)
 
 
+def _label_strip(labels: list[str], row_height: int) -> np.ndarray:
+    """A black column with one white label per row, vertically centred (pygame's built-in font)."""
+    from rlcar_core.render.hud import array_from_surface, pygame_module
+
+    pygame = pygame_module()
+    surface = pygame.Surface((LABEL_WIDTH, row_height * len(labels)))
+    font = pygame.font.Font(None, 20)
+    for row, label in enumerate(labels):
+        text = font.render(label, True, (255, 255, 255))
+        surface.blit(text, (6, row * row_height + (row_height - text.get_height()) // 2))
+    return array_from_surface(surface)
+
+
 def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
-    """Pairs of rows: held-out frames above their reconstructions, GRID_COLUMNS per row."""
+    """Pairs of rows, labelled on the left: held-out frames ("real") above their reconstructions
+    ("reconstructed"), GRID_COLUMNS per row."""
     count = min(len(originals), 2 * GRID_COLUMNS)
     recon = np.clip(np.asarray(reconstructions[:count]) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    rows = []
+    rows, labels = [], []
     for start in range(0, count, GRID_COLUMNS):
         stop = min(start + GRID_COLUMNS, count)
         pad = [np.zeros_like(originals[0])] * (GRID_COLUMNS - (stop - start))
         rows.append(np.concatenate(list(originals[start:stop]) + pad, axis=1))
         rows.append(np.concatenate(list(recon[start:stop]) + pad, axis=1))
-    return np.concatenate(rows, axis=0)
+        labels.extend(ROW_LABELS)
+    grid = np.concatenate(rows, axis=0)
+    return np.concatenate([_label_strip(labels, originals.shape[1]), grid], axis=1)
 
 
 def _total_steps(config: TrainVAEConfig, train_frames: int) -> int:
     if config.epochs is not None:
         return max(1, math.ceil(config.epochs * train_frames / config.batch_size))
-    return config.steps if config.steps is not None else DEFAULT_STEPS
+    return config.steps if config.steps is not None else config.DEFAULT_STEPS
 
 
 def train_vae(config: TrainVAEConfig, on_step: StepCallback | None = None) -> dict[str, Any]:
     """Train (or resume training) the run's VAE; returns the final metrics and checkpoint paths."""
     config.validate()
-    run = RunDir(config.run_dir)
-    manifest = dataset_manifest(run)
+    run = RunDir(run_dir_of(config))
+    manifest = dataset_manifest(run)  # before the lock and any checkpoint folder: no data, no trace
     validation_frames = load_validation_frames(run.data_dir, config.validation_frames, config.seed)
-    with open_store(run, VAE_MODEL) as store:
-        latest = store.latest_step()
-        saved = store.restore_config(latest)["vae"] if latest is not None else None
+    with training_session(run, VAE_MODEL, on_step) as (stop, log, ckpt):
+        saved = newest_saved_config(ckpt)
         vae_config = settle_config(
             VAEConfig,
-            saved,
+            saved["vae"] if saved else None,
             config.model_options(),
             ("z_dim", "encoder_channels", "decoder_channels"),
             "this run's VAE",
         )
-        if latest is not None:
-            state = store.restore(latest, abstract_vae_state(vae_config))
-        else:
-            state = _init_vae_state(vae_config, jax.random.PRNGKey(config.seed))
+        restored = ckpt.resume(abstract_vae_state(vae_config))
+        state = restored.state if restored else _init_vae_state(vae_config, jax.random.PRNGKey(config.seed))
         start_step = int(state.step)
         # Seeded by where training starts, so a resumed run draws new batches instead of replaying.
         batches = iterate_frames(
@@ -203,12 +154,14 @@ def train_vae(config: TrainVAEConfig, on_step: StepCallback | None = None) -> di
         train_frames = sum(lengths[name] + 1 for name in train_files)
         saved_config = {"vae": vae_config.to_dict(), "training": saved_training_record(config)}
         run.update_config({"vae": saved_config})
-        result = train_supervised(
+        result = fit(
             stage=VAE_MODEL,
-            run=run,
-            store=store,
+            ckpt=ckpt,
+            log=log,
+            stop=stop,
             state=state,
             train_step=vae_train_step_fn(vae_config),
+            seed=config.seed,
             batches=batches,
             validate=validate,
             best_metric="validation_mse_per_pixel",
@@ -217,4 +170,4 @@ def train_vae(config: TrainVAEConfig, on_step: StepCallback | None = None) -> di
             items_per_batch=config.batch_size,
             on_step=on_step,
         )
-    return {**result, "reconstructions": str(grid_path), "z_dim": vae_config.z_dim}
+    return {**result, "run_dir": str(run.path), "reconstructions": str(grid_path), "z_dim": vae_config.z_dim}

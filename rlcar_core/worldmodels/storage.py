@@ -1,0 +1,315 @@
+"""Where each World Models stage keeps its checkpoints, what they hold, and loading V, M and C back.
+
+A run directory holds the stages in order: `data/` (collect) -> `checkpoints/vae` -> `checkpoints/mdnrnn`
+-> `checkpoints/controller`. A later stage records the checkpoint steps of the stages it was trained
+on, because a latent z only means something to the VAE that produced it, and a hidden state h only to
+its MDN-RNN.
+
+Saved configs (the `config` item of each checkpoint)::
+
+    vae:        {"vae": VAEConfig, "training": {...}}
+    mdnrnn:     {"mdnrnn": MDNRNNConfig, "vae_step": int, "training": {...}}
+    controller: {"controller": ControllerConfig, "vae_step": int, "rnn_step": int, "env": str, "training": {...}}
+
+Restores go into abstract states built with `jax.eval_shape` from the checkpoint's own saved config,
+so nothing is computed to restore and a checkpoint written on a GPU restores on a CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlcar_core.errors import RlcarError
+from rlcar_core.io.checkpoint import CheckpointNotFound, CheckpointStore
+from rlcar_core.io.data import DatasetError, load_manifest
+from rlcar_core.io.runs import RunDir, default_run_dir
+from rlcar_core.loop.checkpointer import Checkpointer
+from rlcar_core.loop.metrics import MetricsLogger
+from rlcar_core.loop.session import writer_session
+from rlcar_core.loop.stop import StopFlag
+from rlcar_core.worldmodels.config import ControllerConfig, MDNRNNConfig, VAEConfig
+from rlcar_core.worldmodels.controller import WorldModelParams, num_controller_params
+from rlcar_core.worldmodels.mdnrnn import init_mdnrnn_state
+from rlcar_core.worldmodels.supervised import TrainState
+from rlcar_core.worldmodels.vae import init_vae_state
+
+VAE_MODEL = "vae"
+RNN_MODEL = "mdnrnn"
+CONTROLLER_MODEL = "controller"
+# Lower validation loss is better for V and M; a higher return is better for C.
+BEST_MODES = {VAE_MODEL: "min", RNN_MODEL: "min", CONTROLLER_MODEL: "max"}
+TRAIN_COMMANDS = {VAE_MODEL: "train-vae", RNN_MODEL: "train-rnn", CONTROLLER_MODEL: "train-controller"}
+MODEL_LABELS = {VAE_MODEL: "VAE", RNN_MODEL: "MDN-RNN", CONTROLLER_MODEL: "controller"}
+# The trainer names of metrics.jsonl records, which also prefix their values (`rnn/loss`).
+TRAINERS = {VAE_MODEL: "vae", RNN_MODEL: "rnn", CONTROLLER_MODEL: "controller"}
+RUN_KIND = "worldmodels"
+
+
+def run_dir_of(config: Any) -> Path:
+    """The command's run directory: `--run-dir`, or the default World Models run."""
+    return Path(config.run_dir) if config.run_dir is not None else default_run_dir(RUN_KIND)
+
+
+def _step_folders(folder: Path) -> list[int]:
+    return (
+        sorted(int(path.name) for path in folder.iterdir() if path.name.isdigit()) if folder.is_dir() else []
+    )
+
+
+def describe_run(run_dir: str | Path) -> str:
+    """A few words on what a run holds, read from folder names only (no checkpoint is opened): for the
+    `run: runs/worldmodels (...)` line a command prints when it picked the default run."""
+    run = RunDir(run_dir)
+    if not run.exists():
+        return "new"
+    parts = []
+    if (run.data_dir / "manifest.json").is_file():
+        parts.append(f"{len(list(run.data_dir.glob('episode_*.npz')))} episodes")
+    for model in (VAE_MODEL, RNN_MODEL, CONTROLLER_MODEL):
+        steps = _step_folders(run.checkpoint_dir(model))
+        if steps:
+            parts.append(f"{MODEL_LABELS[model]} ep{steps[-1]}")
+    return ", ".join(parts) or "new"
+
+
+def newest_saved_config(ckpt: Checkpointer) -> dict[str, Any] | None:
+    """The config saved with the newest checkpoint whose config still reads; None for a new model."""
+    for step in reversed(ckpt.store.steps()):
+        try:
+            return ckpt.store.restore_config(step)
+        except Exception:  # noqa: BLE001 - a damaged step; the checkpointer reports it when resuming
+            continue
+    return None
+
+
+@contextlib.contextmanager
+def training_session(
+    run: RunDir, model: str, on_event: Callable[[dict[str, Any]], None] | None = None
+) -> Iterator[tuple[StopFlag, MetricsLogger, Checkpointer]]:
+    """The run's writer lock and stop flag, the trainer's metrics logger and the model's checkpointer.
+    Open it only after checking the inputs, so a refused command leaves no checkpoint folder behind.
+    Warnings (a damaged checkpoint set aside) reach `on_event` as `{"kind": "warning", "message": ...}`."""
+
+    def warn(message: str) -> None:
+        if on_event is not None:
+            on_event({"kind": "warning", "message": message})
+
+    with writer_session(run, TRAIN_COMMANDS[model]) as stop:
+        log = MetricsLogger(run, TRAINERS[model])
+        with Checkpointer(
+            run.checkpoint_dir(model),
+            MODEL_LABELS[model],
+            metrics=log,
+            warn=warn,
+            best_mode=BEST_MODES[model],
+        ) as ckpt:
+            if on_event is not None:
+                on_event({"kind": "start", "run_dir": str(run.path)})
+            yield stop, log, ckpt
+
+
+class LoadedModel(NamedTuple):
+    saved_config: dict[str, Any]  # everything saved with the checkpoint (see the module docstring)
+    state: Any  # the restored training state
+    step: int
+
+
+def open_store(run: RunDir, model: str, *, read_only: bool = False) -> CheckpointStore:
+    return CheckpointStore(run.checkpoint_dir(model), best_mode=BEST_MODES[model], read_only=read_only)
+
+
+def dataset_manifest(run: RunDir) -> dict[str, Any]:
+    """The run's rollout manifest, or an error that says how to make one."""
+    try:
+        return load_manifest(run.data_dir)
+    except DatasetError as error:
+        raise DatasetError(f"{error}; run `rlcar collect --run-dir {run.path}` first") from None
+
+
+def missing_model_error(run: RunDir, model: str) -> RlcarError:
+    return RlcarError(
+        f"no {MODEL_LABELS[model]} checkpoint in {run.path}: "
+        f"run `rlcar {TRAIN_COMMANDS[model]} --run-dir {run.path}` first"
+    )
+
+
+def open_existing_store(run: RunDir, model: str) -> CheckpointStore:
+    """A read-only store that holds at least one checkpoint, or the error naming the command to run."""
+    if not run.checkpoint_dir(model).is_dir():
+        raise missing_model_error(run, model)
+    store = open_store(run, model, read_only=True)
+    if store.latest_step() is None:
+        store.close()
+        raise missing_model_error(run, model)
+    return store
+
+
+def upstream_step(run: RunDir, model: str) -> int:
+    """The checkpoint a later stage builds on: the best one, or the latest when none was ranked."""
+    with open_existing_store(run, model) as store:
+        best = store.best_step()
+        return best if best is not None else store.resolve("latest")
+
+
+def pinned_step(run: RunDir, model: str, step: int, user: str) -> int:
+    """`step` of `model` if that checkpoint still exists; otherwise say that the `user` stage, which
+    was trained on it, has to start over."""
+    with open_existing_store(run, model) as store:
+        if step not in store.steps():
+            raise CheckpointNotFound(
+                f"the {MODEL_LABELS[user]} was trained on {MODEL_LABELS[model]} ep{step}, which is no longer in "
+                f"{store.directory}; delete {run.checkpoint_dir(user)} and run "
+                f"`rlcar {TRAIN_COMMANDS[user]} --run-dir {run.path}` again"
+            )
+    return step
+
+
+def load_checkpoint(run: RunDir, model: str, name: str | int, abstract_state_for) -> LoadedModel:
+    """Restore checkpoint `name` of `model`; `abstract_state_for(saved_config)` gives the abstract
+    state (e.g. from `jax.eval_shape`), so the checkpoint's own config decides the shapes."""
+    with open_existing_store(run, model) as store:
+        step = store.resolve(name)
+        saved_config = store.restore_config(step)
+        state = store.restore(step, abstract_state_for(saved_config))
+    return LoadedModel(saved_config, state, step)
+
+
+# Episodes whose file-name hash falls below this are held out, for V and M alike (see data.split_episodes).
+VALIDATION_FRACTION = 0.1
+
+
+def settle_config(
+    config_class: type,
+    saved: dict[str, Any] | None,
+    requested: dict[str, Any],
+    architecture: tuple[str, ...],
+    what: str,
+):
+    """The model config to train with: the saved one when resuming, with `requested` (options the user
+    gave; None means not given) applied. Shape-changing fields cannot change on resume."""
+    requested = {name: value for name, value in requested.items() if value is not None}
+    if saved is None:
+        return config_class(**requested)
+    current = config_class.from_dict(saved)
+    for name in architecture:
+        if name in requested and requested[name] != getattr(current, name):
+            raise RlcarError(
+                f"{what} already has {name}={getattr(current, name)} (you asked for {requested[name]}); "
+                "drop the option to resume, or use a new --run-dir"
+            )
+    return dataclasses.replace(current, **requested)
+
+
+_KEY_SHAPE = jax.ShapeDtypeStruct((2,), jnp.uint32)
+
+
+class ControllerSearchState(NamedTuple):
+    """The controller stage's checkpoint: CMA-ES's search state plus the controller that drives."""
+
+    policy: jax.Array  # (n,) the flat controller the agent uses: the search mean when it was saved
+    sigma: jax.Array  # () CMA-ES step size, to continue the search from `policy`
+    best_candidate: jax.Array  # (n,) the single best-scoring candidate seen
+    best_fitness: jax.Array  # ()
+    generation: jax.Array  # () int32, generations completed
+
+
+class WorldModel(NamedTuple):
+    """V, M and C of one controller checkpoint, with the configs that give their shapes."""
+
+    vae_config: VAEConfig
+    rnn_config: MDNRNNConfig
+    controller_config: ControllerConfig
+    params: WorldModelParams
+    policy: np.ndarray  # (n,) flat controller vector
+    env: str  # the environment the controller was trained for
+    steps: dict[str, int]  # checkpoint step of each part
+
+
+def abstract_vae_state(config: VAEConfig) -> TrainState:
+    return jax.eval_shape(functools.partial(init_vae_state, config), _KEY_SHAPE)
+
+
+def abstract_rnn_state(config: MDNRNNConfig) -> TrainState:
+    return jax.eval_shape(functools.partial(init_mdnrnn_state, config), _KEY_SHAPE)
+
+
+def abstract_search_state(config: ControllerConfig) -> ControllerSearchState:
+    vector = jax.ShapeDtypeStruct((num_controller_params(config),), jnp.float32)
+    scalar = jax.ShapeDtypeStruct((), jnp.float32)
+    return ControllerSearchState(vector, scalar, vector, scalar, jax.ShapeDtypeStruct((), jnp.int32))
+
+
+def load_vae(run: RunDir, name: str | int) -> tuple[VAEConfig, hk.Params, int]:
+    loaded = load_checkpoint(
+        run, VAE_MODEL, name, lambda saved: abstract_vae_state(VAEConfig.from_dict(saved["vae"]))
+    )
+    return VAEConfig.from_dict(loaded.saved_config["vae"]), loaded.state.params, loaded.step
+
+
+def load_rnn(run: RunDir, name: str | int) -> tuple[MDNRNNConfig, hk.Params, int, int]:
+    """(config, params, step, the VAE step it was trained on)."""
+    loaded = load_checkpoint(
+        run, RNN_MODEL, name, lambda saved: abstract_rnn_state(MDNRNNConfig.from_dict(saved["mdnrnn"]))
+    )
+    saved = loaded.saved_config
+    return MDNRNNConfig.from_dict(saved["mdnrnn"]), loaded.state.params, loaded.step, int(saved["vae_step"])
+
+
+def _controller_reference(run: RunDir, checkpoint: str | int) -> tuple[RunDir, str | int]:
+    """A `--checkpoint` given as a path to a controller step folder (`<run>/checkpoints/controller/12`)
+    names its own run, whose VAE and MDN-RNN belong with it; anything else is a name in `run`."""
+    path = Path(str(checkpoint))
+    if (
+        len(path.parents) >= 3
+        and path.is_dir()
+        and path.parent == RunDir(path.parents[2]).checkpoint_dir(CONTROLLER_MODEL)
+    ):
+        return RunDir(path.parents[2]), path.name
+    return run, checkpoint
+
+
+def load_world_model(run: RunDir, checkpoint: str | int) -> WorldModel:
+    """The controller checkpoint `checkpoint` (best, latest, epN, or a path to a controller step folder)
+    with exactly the VAE and MDN-RNN it was trained on."""
+    run, checkpoint = _controller_reference(run, checkpoint)
+    loaded = load_checkpoint(
+        run,
+        CONTROLLER_MODEL,
+        checkpoint,
+        lambda saved: abstract_search_state(ControllerConfig.from_dict(saved["controller"])),
+    )
+    saved = loaded.saved_config
+    vae_step = pinned_step(run, VAE_MODEL, int(saved["vae_step"]), CONTROLLER_MODEL)
+    rnn_step = pinned_step(run, RNN_MODEL, int(saved["rnn_step"]), CONTROLLER_MODEL)
+    vae_config, vae_params, _ = load_vae(run, vae_step)
+    rnn_config, rnn_params, _, _ = load_rnn(run, rnn_step)
+    controller_config = ControllerConfig.from_dict(saved["controller"])
+    if (vae_config.z_dim, rnn_config.hidden_size) != (controller_config.z_dim, controller_config.hidden_size):
+        raise RlcarError(f"controller ep{loaded.step} in {run.path} does not fit its VAE and MDN-RNN")
+    return WorldModel(
+        vae_config=vae_config,
+        rnn_config=rnn_config,
+        controller_config=controller_config,
+        params=WorldModelParams(vae_params, rnn_params),
+        policy=np.asarray(loaded.state.policy, np.float32),
+        env=str(saved["env"]),
+        steps={VAE_MODEL: vae_step, RNN_MODEL: rnn_step, CONTROLLER_MODEL: loaded.step},
+    )
+
+
+def saved_training_record(config: Any) -> dict[str, Any]:
+    """A command config as JSON-ready values (paths as strings), to store next to the model."""
+    return {
+        name: str(value) if hasattr(value, "__fspath__") else value
+        for name, value in dataclasses.asdict(config).items()
+    }
