@@ -33,6 +33,7 @@ from rlcar_cli.output import (
     stderr_console,
     user_errors,
 )
+from rlcar_cli.runs_cli import register as register_runs
 from rlcar_cli.serve_cli import register as register_serve
 from rlcar_cli.worldmodels_cli import register as register_worldmodels
 
@@ -51,6 +52,7 @@ AgentOption = Annotated[
 register_worldmodels(app)
 register_dreamer(app)
 register_serve(app)
+register_runs(app)
 
 
 AgentsOption = Annotated[

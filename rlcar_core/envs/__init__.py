@@ -1,6 +1,17 @@
-"""Environments behind one interface: RLCar (registered as ``rlcar/RLCar-v0``) and CarRacing-v3."""
+"""Environments behind one interface: RLCar (registered as ``rlcar/RLCar-v0``) and CarRacing-v3.
 
-from rlcar_core.envs.factory import ENV_NAMES, make_env
+`make_env` and `ENV_NAMES` load on first use (PEP 562), so ``import rlcar_core`` (which registers the
+env) does not import JAX: ``rlcar --help`` and ``rlcar runs`` stay fast.
+"""
+
 from rlcar_core.envs.registration import ENV_ID, register_envs
 
 __all__ = ["ENV_ID", "ENV_NAMES", "make_env", "register_envs"]
+
+
+def __getattr__(name: str):
+    if name in ("ENV_NAMES", "make_env"):
+        from rlcar_core.envs import factory
+
+        return getattr(factory, name)
+    raise AttributeError(f"module 'rlcar_core.envs' has no attribute {name!r}")

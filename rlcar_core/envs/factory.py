@@ -7,13 +7,14 @@ from collections.abc import Sequence
 import gymnasium as gym
 
 from rlcar_core.errors import RlcarError, require_at_least
-from rlcar_core.sim.env import OBS_KINDS
 
 ENV_NAMES = ("rlcar", "carracing")
 STEP_SECONDS = {"rlcar": 0.1, "carracing": 0.02}  # RLCar's dt; CarRacing-v3 runs at 50 frames per second
 
 
 def check_env_request(name: str, obs: str) -> None:
+    from rlcar_core.sim.env import OBS_KINDS  # here, not at import: importing the factory stays JAX-free
+
     if name not in ENV_NAMES:
         raise RlcarError(f"unknown env {name!r}; choose one of {', '.join(ENV_NAMES)}")
     if obs not in OBS_KINDS:
