@@ -293,8 +293,22 @@ def finish_cleanly() -> Iterator[Outcome]:
 
 
 def quiet_library_logs() -> None:
-    """absl (orbax, JAX) logs warnings such as 'Metadata file does not exist' for a damaged step that
-    the checkpoint store already reports in its own one line; a command's stderr stays ours."""
+    """Keep a command's stderr to its own lines.
+
+    - absl (orbax, JAX) warnings such as 'Metadata file does not exist' for a damaged step, which the
+      checkpoint store already reports in its one line;
+    - 'Event loop is closed' errors that TensorStore reads still in flight raise from their own threads
+      after a failed restore (already reported as CheckpointDamaged), which Python would print as
+      tracebacks, at any moment, through the unraisable hook.
+    """
     import logging
 
     logging.getLogger("absl").setLevel(logging.ERROR)
+    previous = sys.unraisablehook
+
+    def unraisable(record) -> None:
+        if isinstance(record.exc_value, RuntimeError) and "Event loop is closed" in str(record.exc_value):
+            return
+        previous(record)
+
+    sys.unraisablehook = unraisable

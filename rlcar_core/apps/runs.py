@@ -21,7 +21,13 @@ from rlcar_core.io.runs import CONFIG_FILE, LOCK_FILE, METRICS_FILE, RUNS_ROOT, 
 
 RUN_KINDS = ("dreamer", "worldmodels", "play")
 # Checkpoint folders by kind; `best` is the highest best_metric except for losses (lower is better).
-_MODEL_KIND = {"dreamer": "dreamer", "vae": "worldmodels", "rnn": "worldmodels", "controller": "worldmodels"}
+_MODEL_KIND = {
+    "dreamer": "dreamer",
+    "vae": "worldmodels",
+    "rnn": "worldmodels",
+    "mdnrnn": "worldmodels",  # the MDN-RNN's checkpoint folder (worldmodels.storage.RNN_MODEL)
+    "controller": "worldmodels",
+}
 _LOWER_IS_BETTER = {"vae", "rnn"}
 NEWEST_SHOWN = 3
 _MAX_DEPTH = 3  # how deep under the root runs are looked for (runs/<name> or runs/<group>/<name>)
@@ -63,13 +69,15 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _find(config: dict[str, Any], key: str) -> Any:
-    """`key` at the top of config.json or in one of its sections (`{"dreamer": {"env": ...}}`)."""
+def _find(config: dict[str, Any], key: str, depth: int = 3) -> Any:
+    """`key` at the top of config.json or in its sections, nearest first
+    (`{"env": ...}`, `{"collect": {"env": ...}}`, `{"dreamer": {"train": {"env": ...}}}`)."""
     if isinstance(config.get(key), str):
         return config[key]
-    for section in config.values():
-        if isinstance(section, dict) and isinstance(section.get(key), str):
-            return section[key]
+    if depth > 1:
+        for section in config.values():
+            if isinstance(section, dict) and (found := _find(section, key, depth - 1)) is not None:
+                return found
     return None
 
 
