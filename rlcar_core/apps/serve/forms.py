@@ -29,6 +29,8 @@ TRAIN_FORM_FIELDS = (
     "num_tracks",
     "prefill_steps",
     "train_ratio",
+    "batch_size",
+    "batch_length",
     "checkpoint_every",
     "eval_every",
     "eval_episodes",

@@ -1,0 +1,249 @@
+"""`rlcar serve` in a real browser: Debian's headless Chromium driven by Playwright.
+
+One server (the real `rlcar serve` command) and one browser serve the whole module. Skipped, with the
+reason, only where /usr/bin/chromium is missing; CI installs it (.ci/run).
+"""
+
+import http.client
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # Without these Chromium keeps dialling Google's services, which this closed network refuses.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# A train-dreamer run small enough to compile and log within a minute on two CPU cores.
+TINY_TRAINING = {
+    "run": "web-tiny",
+    "episodes": "40",
+    "size": "tiny",
+    "max_steps": "20",
+    "num_envs": "2",
+    "num_tracks": "2",
+    "prefill_steps": "8",
+    "train_ratio": "8",
+    "batch_size": "2",
+    "batch_length": "8",
+    "checkpoint_every": "2",
+    "eval_every": "100",
+    "eval_episodes": "1",
+}
+SCREENSHOTS = os.environ.get("RLCAR_SCREENSHOTS")  # a folder (docs/) to save the README's pictures in
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is missing: `apt-get install -y chromium` (CI does)", allow_module_level=True)
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def write_demo_run(root: Path) -> None:
+    run = root / "demo-run"
+    run.mkdir(parents=True)
+    with open(run / "metrics.jsonl", "w") as handle:
+        for i in range(12):
+            step = 5000 * (i + 1)
+            handle.write(json.dumps({"kind": "eval", "env_steps": step, "progress_mean": min(1, 0.08 * i + 0.02 * (i % 3)),
+                                     "return_mean": 90 * min(1, 0.08 * i)}) + "\n")  # fmt: skip
+            handle.write(json.dumps({"kind": "train", "env_steps": step, "wm/loss": 9 / (i + 1), "actor/loss": 0.1 * (i % 4),
+                                     "critic/loss": 3 / (i + 2)}) + "\n")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve-root")
+    write_demo_run(root)
+    port = free_port()
+    log = open(root.parent / "serve.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rlcar_cli.main", "serve", "--root", str(root), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.close()
+                pytest.fail("rlcar serve did not start:\n" + (root.parent / "serve.log").read_text())
+            time.sleep(0.2)
+    yield {"base": base, "root": root, "port": port, "process": process}
+    process.send_signal(signal.SIGINT)  # Ctrl-C: the server stops its child trainers, then exits
+    try:
+        process.wait(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(server["base"])
+        yield page
+        browser.close()
+
+
+def screenshot(locator_or_page, name: str) -> bytes:
+    data = locator_or_page.screenshot()
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        (Path(SCREENSHOTS) / name).write_bytes(data)
+    return data
+
+
+def test_dashboard_charts_a_run_with_points(server, page):
+    page.goto(server["base"])
+    page.wait_for_selector("#runs-table tbody tr[data-run='demo-run']")
+    page.wait_for_function("Number(document.querySelector('#runs-charts').dataset.points) >= 24")
+    assert page.locator("#runs-charts .chart canvas").count() >= 2
+    assert "held-out progress" in page.locator("#runs-charts").inner_text()
+    screenshot(page, "serve-dashboard.png")
+
+
+def _start_drive(page, driver_label: str) -> None:
+    page.click("nav button[data-tab=drive]")
+    page.select_option("#drive-driver", label=driver_label)
+    page.click("#drive-form button[type=submit]")
+    page.wait_for_function("document.querySelector('#drive-frame').src.startsWith('blob:')")
+
+
+def test_drive_view_is_live(server, page):
+    from PIL import Image, ImageChops
+
+    _start_drive(page, "heuristic")
+    page.wait_for_function("document.querySelector('#drive-mode').textContent.includes('heuristic')")
+    first = page.locator("#drive-frame").screenshot()
+    page.wait_for_timeout(1000)
+    second = screenshot(page.locator("#drive-frame"), "serve-drive.png")
+    difference = ImageChops.difference(
+        Image.open(io.BytesIO(first)).convert("RGB"), Image.open(io.BytesIO(second)).convert("RGB")
+    )
+    assert difference.getbbox() is not None, "two frames 1 s apart are identical: the feed is not live"
+    fps = float(page.locator("#drive-fps").inner_text())
+    assert fps > 0
+
+
+def test_holding_arrow_up_speeds_the_car_up(server, page):
+    _start_drive(page, "you (keyboard only)")
+    page.wait_for_function("document.querySelector('#drive-mode').textContent.includes('manual')")
+    before = float(page.locator("#drive-speed").inner_text().split()[0])
+    page.keyboard.down("ArrowUp")
+    page.wait_for_timeout(2000)
+    after = float(page.locator("#drive-speed").inner_text().split()[0])
+    page.keyboard.up("ArrowUp")
+    assert after > before + 5, (before, after)
+
+
+def test_train_from_the_form_chart_then_stop_leaves_a_checkpoint(server, page):
+    page.click("nav button[data-tab=train]")
+    page.click("#train-form details summary")
+    for name, value in TINY_TRAINING.items():
+        field = page.locator(f"#train-form [name={name}]")
+        if field.evaluate("e => e.tagName") == "SELECT":
+            field.select_option(value)
+        else:
+            field.fill(value)
+    page.click("#train-form button[type=submit]")
+    page.wait_for_selector("#train-jobs tbody tr td.state-running")
+    # Episode records (and then losses) reach the chart while it trains.
+    page.wait_for_function(
+        "Number(document.querySelector('#train-charts').dataset.points) > 0", timeout=150_000
+    )
+    first = int(page.locator("#train-charts").get_attribute("data-points"))
+    page.wait_for_function(
+        f"Number(document.querySelector('#train-charts').dataset.points) > {first}", timeout=90_000
+    )
+    run = server["root"] / TINY_TRAINING["run"]
+    # A second start of the same run is refused with the lock's message, shown in the page.
+    page.click("#train-form button[type=submit]")
+    page.wait_for_selector("#notice:not([hidden])")
+    assert (
+        "training" in page.locator("#notice").inner_text() or "in use" in page.locator("#notice").inner_text()
+    )
+    page.click("#train-jobs tbody tr button.stop")
+    page.wait_for_selector("#train-jobs tbody tr td.state-stopped", timeout=120_000)
+    steps = [p for p in (run / "checkpoints" / "dreamer").iterdir() if p.name.isdigit()]
+    assert steps, f"no checkpoint in {run}"
+
+
+def _raw_get(port: int, path: str) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", path)  # http.client sends the path as written: no `..` folding
+    status = connection.getresponse().status
+    connection.close()
+    return status
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/../etc/passwd", "/files/../../etc/passwd", "/files/..%2F..%2Fetc%2Fpasswd", "/files//etc/passwd",
+     "/files/%2Fetc%2Fpasswd", "/static/../../rlcar_core/errors.py"],
+)  # fmt: skip
+def test_paths_outside_the_root_get_404(server, path):
+    assert _raw_get(server["port"], path) == 404
+
+
+def test_ctrl_c_stops_a_server_and_its_trainer(tmp_path):
+    """Ctrl-C reaches the server only (its children run in their own session); it SIGINTs each child
+    trainer, waits for it to save, and exits."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rlcar_cli.main", "serve", "--root", str(tmp_path), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while _try_get(port, "/api/jobs") is None:
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read().decode()
+            time.sleep(0.2)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        body = json.dumps({**TINY_TRAINING, "run": "ctrl-c"})
+        connection.request("POST", "/api/train", body, {"content-type": "application/json"})
+        assert connection.getresponse().status == 202
+        time.sleep(3)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 0
+        jobs = list((tmp_path / ".serve").glob("job-*-train.log"))
+        assert jobs and "Traceback" not in jobs[0].read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def _try_get(port: int, path: str) -> int | None:
+    try:
+        return _raw_get(port, path)
+    except OSError:
+        return None
