@@ -25,7 +25,7 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 import jax  # noqa: E402
 
 from rlcar_core.apps.evaluate import EvalConfig, evaluate  # noqa: E402
-from rlcar_core.dreamer.training_loop import TrainDreamerConfig, train_dreamer  # noqa: E402
+from rlcar_core.dreamer.train import train_dreamer  # noqa: E402
 from rlcar_core.io.runs import write_json_atomic  # noqa: E402
 
 EVAL_MAX_STEPS = 1000
@@ -111,8 +111,7 @@ def main() -> None:
         )
         write_json_atomic(results_path, results)
 
-    config = TrainDreamerConfig(
-        run_dir=run_dir,
+    options = dict(
         episodes=10**9,  # the env-step budget ends the run
         env_steps=args.env_steps,
         env="rlcar",
@@ -127,12 +126,14 @@ def main() -> None:
         eval_episodes=args.eval_episodes,
         checkpoint_every=50,
     )
-    summary = train_dreamer(config, on_progress)
+    summary = train_dreamer(
+        run_dir, options, on_progress, on_warning=lambda message: print(f"warning: {message}")
+    )
     results["training"] = {
         key: summary[key] for key in ("size", "train_ratio", "num_envs", "episodes", "env_steps", "updates")
     }
     results["training"]["wall_seconds"] = time.perf_counter() - started
-    results["settings"] = json.loads((run_dir / "config.json").read_text())["dreamer"]["settings"]
+    results["settings"] = json.loads((run_dir / "config.json").read_text())["dreamer"]
     results["dreamer_latest"] = evaluate_driver("dreamer", args.final_episodes, run_dir, "latest")
     results["dreamer_best"] = evaluate_driver("dreamer", args.final_episodes, run_dir, "best")
     reached = [p for p in results["curve"] if p["progress_mean"] >= TARGET_PROGRESS]

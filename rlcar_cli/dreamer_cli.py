@@ -1,202 +1,206 @@
-"""`rlcar train-dreamer`: options in, one call to rlcar_core.dreamer.training_loop, progress out.
+"""`rlcar train-dreamer`: options in, one call to rlcar_core.dreamer.train, progress out.
 
-JAX is imported inside the command body, so `rlcar --help` stays fast.
+The options are built from `rlcar_core.dreamer.train_config.TrainDreamerConfig`'s fields (name, type,
+default, help, range), so each default lives in one line there. Only the options given on the command
+line are passed on: a resumed run keeps its own values for the rest. JAX is imported inside the
+command body, so `rlcar --help` stays fast (train_config itself imports JAX lazily through nothing
+but the dataclass: it is read here for its fields only).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import shutil
+import time
 from enum import Enum
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 
-from rlcar_cli.options import EnvName, Json, Progress, RunDir
-from rlcar_cli.output import (
-    EXIT_BAD_INPUT,
-    emit_json,
-    make_progress,
-    print_error,
-    show_progress,
-    stderr_console,
-    training_outcomes,
-)
+from rlcar_cli.options import Json, Progress, RunDir
+from rlcar_cli.output import emit_json, show_progress, stderr_console, training_outcomes
+
+NARROW_COLUMNS = 100  # below this, the progress line shows only episodes, speed, held-out and ETA
 
 
-class SizeName(str, Enum):
-    tiny = "tiny"
-    small = "small"
-    medium = "medium"
+def _config_fields():
+    from rlcar_core.dreamer.train_config import TrainDreamerConfig, cli_flag, field_types
+
+    types = field_types()
+    return [(field, types[field.name], cli_flag(field)) for field in dataclasses.fields(TrainDreamerConfig)]
 
 
-class ObsName(str, Enum):
-    sensors = "sensors"
-    pixels = "pixels"
+def _option_parameter(field: dataclasses.Field, kind: Any, flag: str) -> inspect.Parameter:
+    """One Typer option from one config field."""
+    meta = field.metadata
+    default = field.default
+    extra: dict[str, Any] = {}
+    if meta["choices"]:
+        enum = Enum(f"{field.name.title().replace('_', '')}Choice", {c: c for c in meta["choices"]}, type=str)
+        annotation = Optional[enum]  # noqa: UP045 - a runtime type for Typer
+        default = None if default is None else enum(default)
+    elif field.name == "overrides":
+        annotation, default = Optional[list[str]], None  # noqa: UP045
+    else:
+        base = next(arg for arg in getattr(kind, "__args__", (kind,)) if arg is not type(None))
+        annotation = Optional[base]  # noqa: UP045
+        if meta["low"] is not None:
+            extra["min"] = meta["low"]
+    option = typer.Option(flag, help=meta["help"], show_default=default is not None, **extra)
+    return inspect.Parameter(
+        field.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[annotation, option]
+    )
 
 
-class PrefillName(str, Enum):
-    brownian = "brownian"
-    random = "random"
-    actor = "actor"
+def _given(context: typer.Context, options: dict[str, Any]) -> dict[str, Any]:
+    """The options typed on the command line (a resumed run keeps its own for the others)."""
+    given = {}
+    for name, value in options.items():
+        source = context.get_parameter_source(name)
+        if source is None or source.name != "COMMANDLINE":
+            continue
+        if isinstance(value, Enum):
+            value = value.value
+        if name == "overrides":
+            value = tuple(value or ())
+        given[name] = value
+    return given
 
 
-def _value(option: Enum | None) -> str | None:
-    return None if option is None else option.value
+def _format_eta(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-def _progress_view(progress_flag: bool | None, total: int):
-    """A Rich bar over episodes, and `on_progress(record)` feeding it the training loop's records."""
-    bar = make_progress(show_progress(progress_flag))
-    task = bar.add_task("dreamer", total=total, status="compiling")
-    shown: dict[str, str] = {}
+class _ProgressView:
+    """A Rich bar over episodes fed by the training loop's records. The ETA uses the episode rate
+    measured after the first update (compilation excluded); a narrow terminal gets fewer fields."""
 
-    def on_progress(record: dict[str, Any]) -> None:
+    def __init__(self, enabled: bool, run_dir: Path, announce: bool):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = stderr_console()
+        self.bar = Progress(
+            TextColumn("[bold]dreamer"),
+            BarColumn(bar_width=None if self.wide else 12),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            disable=not enabled,
+            transient=False,
+        )
+        self.task = self.bar.add_task("dreamer", total=None, status="compiling")
+        self.run_dir, self.announce = run_dir, announce
+        self.shown: dict[str, str] = {}
+        self.warm: tuple[float, int] | None = None  # (time, episodes) at the first update
+
+    @property
+    def wide(self) -> bool:
+        return shutil.get_terminal_size((80, 24)).columns >= NARROW_COLUMNS
+
+    def warn(self, message: str) -> None:
+        self.console.print(f"warning: {message}", soft_wrap=True, highlight=False)
+
+    def eta(self, record: dict[str, Any]) -> str:
+        episodes, total = record["episode"], record["episodes_total"]
+        if self.warm is None:
+            if record["updates"] > 0:
+                self.warm = (time.perf_counter(), episodes)
+            return ""
+        since, start = self.warm
+        if episodes <= start:
+            return ""
+        rate = (episodes - start) / max(time.perf_counter() - since, 1e-9)
+        return f"ETA {_format_eta((total - episodes) / rate)}"
+
+    def __call__(self, record: dict[str, Any]) -> None:
         kind = record["kind"]
-        if kind == "episode":
-            shown["episode"] = f"return {record['return']:.1f} progress {record['progress']:.2f}"
+        if kind == "start":
+            if self.announce:
+                resumed = record["resumed_from_episode"]
+                state = "new" if resumed is None else f"resuming at episode {resumed}"
+                self.console.print(f"run: {self.run_dir} ({state})", soft_wrap=True, highlight=False)
+        elif kind == "episode":
+            self.shown["episode"] = f"return {record['return']:.1f} progress {record['progress']:.2f}"
         elif kind == "train":
-            shown["losses"] = " ".join(
+            self.shown["losses"] = " ".join(
                 f"{label} {record[name]:.3g}"
                 for label, name in (("wm", "wm/loss"), ("actor", "actor/loss"), ("critic", "critic/loss"))
             )
-            shown["speed"] = (
-                f"{record['env_steps_per_second']:,.0f} env/s {record['train_steps_per_second']:.1f} train/s"
-            )
+            self.shown["speed"] = f"{record['env_steps_per_second']:,.0f} env/s"
         elif kind == "eval":
+            self.shown["eval"] = f"held-out {record['progress_mean']:.2f}"
             best = " (best)" if record["best"] else ""
-            bar.console.print(
+            self.bar.console.print(
                 f"episode {record['episode']}, {record['env_steps']:,} env steps: held-out progress "
                 f"{record['progress_mean']:.3f}, laps {100 * record['lap_rate']:.0f} %, "
-                f"return {record['return_mean']:.1f}{best}"
+                f"return {record['return_mean']:.1f}{best}",
+                soft_wrap=True,
             )
-        status = " | ".join([f"{record['env_steps']:,} steps", *shown.values()])
-        bar.update(task, completed=record["episode"], total=record["episodes_total"], status=status)
+        fields = ["speed", "eval"] if not self.wide else ["episode", "losses", "speed", "eval"]
+        status = " | ".join(
+            [
+                f"{record['env_steps']:,} steps",
+                *(self.shown[k] for k in fields if k in self.shown),
+                self.eta(record),
+            ]
+        ).strip(" |")
+        self.bar.update(self.task, completed=record["episode"], total=record["episodes_total"], status=status)
 
-    return bar, on_progress
 
-
-def train_dreamer_command(
-    run_dir: RunDir = None,
-    episodes: Annotated[
-        int, typer.Option("--episodes", min=1, help="Total episodes to collect (a rerun resumes up to this).")
-    ] = 500,
-    env_steps: Annotated[
-        int | None,
-        typer.Option("--env-steps", min=1, help="Also stop at this many env steps (summed over cars)."),
-    ] = None,
-    env: Annotated[
-        EnvName | None, typer.Option("--env", help="Environment: rlcar (default) or carracing.")
-    ] = None,
-    size: Annotated[
-        SizeName | None,
-        typer.Option("--size", help="Model size preset (default: tiny on a CPU, small on an accelerator)."),
-    ] = None,
-    obs: Annotated[
-        ObsName | None,
-        typer.Option("--obs", help="Observations: sensors (RLCar default) or pixels (64x64 camera)."),
-    ] = None,
-    train_ratio: Annotated[
-        float | None,
-        typer.Option(
-            "--train-ratio",
-            min=0.0,
-            help="Replayed steps per env step (default: 64 on a CPU, 512 on an accelerator).",
-        ),
-    ] = None,
-    max_steps: Annotated[
-        int | None, typer.Option("--max-steps", min=1, help="Steps per episode at most (default 1000).")
-    ] = None,
-    num_envs: Annotated[
-        int | None, typer.Option("--num-envs", min=1, help="Cars collecting side by side (default 8).")
-    ] = None,
-    num_tracks: Annotated[
-        int | None, typer.Option("--num-tracks", min=1, help="RLCar training tracks (default 32).")
-    ] = None,
-    set_values: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            help="Override a DreamerConfig field, e.g. --set actor_entropy=1e-3 (repeatable).",
-        ),
-    ] = None,
-    prefill_steps: Annotated[
-        int | None,
-        typer.Option(
-            "--prefill-steps", min=0, help="Env steps collected before the first update (default 2500)."
-        ),
-    ] = None,
-    prefill_policy: Annotated[
-        PrefillName | None,
-        typer.Option(
-            "--prefill-policy", help="Who drives during prefill: brownian (default), random or actor."
-        ),
-    ] = None,
-    checkpoint_every: Annotated[
-        int, typer.Option("--checkpoint-every", min=1, help="Save a checkpoint every N episodes.")
-    ] = 10,
-    eval_every: Annotated[
-        int, typer.Option("--eval-every", min=1, help="Evaluate on held-out tracks every N episodes.")
-    ] = 20,
-    eval_every_steps: Annotated[
-        int | None,
-        typer.Option(
-            "--eval-every-steps", min=1, help="Evaluate every N env steps instead (learning curves)."
-        ),
-    ] = None,
-    eval_episodes: Annotated[
-        int, typer.Option("--eval-episodes", min=1, help="Held-out tracks per evaluation.")
-    ] = 10,
-    seed: Annotated[
-        int | None, typer.Option("--seed", min=0, help="Seed for every random choice (default 0).")
-    ] = None,
-    json_out: Json = False,
-    progress: Progress = None,
-) -> None:
+def train_dreamer_command(context: typer.Context, run_dir, json_out, progress, **options) -> None:
     """Train a DreamerV3 agent: collect with the batched env, learn in imagination, checkpoint by episode."""
-    if run_dir is None:
-        print_error("--run-dir is required: the run directory that holds the checkpoints and the replay")
-        raise typer.Exit(EXIT_BAD_INPUT)
+    given = _given(context, options)
+    announce = run_dir is None
     with training_outcomes():
-        from rlcar_core.dreamer.training_loop import TrainDreamerConfig, train_dreamer
+        from rlcar_core.dreamer.train import train_dreamer
+        from rlcar_core.io.runs import default_run_dir
 
-        config = TrainDreamerConfig(
-            run_dir=run_dir,
-            episodes=episodes,
-            env_steps=env_steps,
-            env=_value(env),
-            obs=_value(obs),
-            size=_value(size),
-            train_ratio=train_ratio,
-            max_steps=max_steps,
-            num_envs=num_envs,
-            num_tracks=num_tracks,
-            seed=seed,
-            overrides=tuple(set_values or ()),
-            prefill_steps=prefill_steps,
-            prefill_policy=_value(prefill_policy),
-            checkpoint_every=checkpoint_every,
-            eval_every=eval_every,
-            eval_every_steps=eval_every_steps,
-            eval_episodes=eval_episodes,
-        )
-        config.validate()
-        bar, on_progress = _progress_view(progress, episodes)
-        with bar:
-            result = train_dreamer(config, on_progress)
+        run_dir = default_run_dir("dreamer") if run_dir is None else run_dir
+        view = _ProgressView(show_progress(progress), run_dir, announce)
+        with view.bar:
+            result = train_dreamer(run_dir, given, on_progress=view, on_warning=view.warn)
     if json_out:
         emit_json(result)
-    else:
-        console = stderr_console()
+        return
+    console = stderr_console()
+    console.print(
+        f"{result['episodes']} episodes, {result['env_steps']:,} env steps, {result['updates']:,} updates"
+    )
+    if result["eval"] is not None:
+        best = result["best_eval_progress"]
+        best_text = "" if best is None else f" (best {best:.3f})"
         console.print(
-            f"{result['episodes']} episodes, {result['env_steps']:,} env steps, {result['updates']:,} updates"
+            f"held-out progress {result['eval']['progress_mean']:.3f}{best_text}, "
+            f"laps {100 * result['eval']['lap_rate']:.0f} %"
         )
-        if result["eval"] is not None:
-            console.print(
-                f"held-out progress {result['eval']['progress_mean']:.3f} "
-                f"(best {result['best_eval_progress']:.3f}), laps {100 * result['eval']['lap_rate']:.0f} %"
-            )
-        console.print(f"checkpoint: {result['checkpoint']} (best: {result['best_checkpoint']})")
+    console.print(f"checkpoint: {result['checkpoint']} (best: {result['best_checkpoint']})", soft_wrap=True)
+
+
+def _build_signature() -> inspect.Signature:
+    common = [
+        inspect.Parameter("context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context),
+        inspect.Parameter("run_dir", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=RunDir),
+        inspect.Parameter("json_out", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Json),
+        inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Progress),
+    ]
+    return inspect.Signature(common + [_option_parameter(*entry) for entry in _config_fields()])
 
 
 def register(app: typer.Typer) -> None:
-    """Add the DreamerV3 training command to the `rlcar` app."""
-    app.command("train-dreamer")(train_dreamer_command)
+    """Add the DreamerV3 training command to the `rlcar` app, its options built from TrainDreamerConfig."""
+
+    def command(**kwargs) -> None:
+        context, run_dir = kwargs.pop("context"), kwargs.pop("run_dir")
+        json_out, progress = kwargs.pop("json_out"), kwargs.pop("progress")
+        train_dreamer_command(context, run_dir, json_out, progress, **kwargs)
+
+    signature = _build_signature()
+    command.__signature__ = signature
+    command.__annotations__ = {name: p.annotation for name, p in signature.parameters.items()}
+    command.__doc__ = train_dreamer_command.__doc__
+    app.command("train-dreamer")(command)

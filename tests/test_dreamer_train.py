@@ -24,8 +24,8 @@ from rlcar_core.dreamer.checkpoints import (
 from rlcar_core.dreamer.collector import Collector
 from rlcar_core.dreamer.overrides import parse_overrides
 from rlcar_core.dreamer.replay import ReplayBuffer
-from rlcar_core.dreamer.run_settings import RequestedSettings, new_run_settings
-from rlcar_core.dreamer.training_loop import TrainDreamerConfig, train_dreamer
+from rlcar_core.dreamer.train import train_dreamer
+from rlcar_core.dreamer.train_config import TrainDreamerConfig, resolve
 from rlcar_core.envs import make_env
 from rlcar_core.errors import RlcarError
 from rlcar_core.io.checkpoint import CheckpointNotFound
@@ -33,7 +33,6 @@ from rlcar_core.io.runs import RunDir
 from rlcar_core.loop.outcomes import TrainingDiverged, TrainingInterrupted
 
 # Two cars, 20-step episodes, 2 x 8 batches at ratio 8: one update per env step of both cars.
-TINY = ("batch_size=2", "batch_length=8")
 RUN_OPTIONS = dict(
     size="tiny",
     obs="sensors",
@@ -41,7 +40,8 @@ RUN_OPTIONS = dict(
     num_envs=2,
     num_tracks=2,
     train_ratio=8.0,
-    overrides=TINY,
+    batch_size=2,
+    batch_length=8,
     prefill_steps=8,
     checkpoint_every=2,
     eval_every=2,
@@ -49,15 +49,15 @@ RUN_OPTIONS = dict(
 )
 
 
-def tiny_config(run_dir, episodes=2, **changes):
-    return TrainDreamerConfig(run_dir=run_dir, episodes=episodes, **{**RUN_OPTIONS, **changes})
+def tiny_options(episodes=2, **changes):
+    return {"episodes": episodes, **RUN_OPTIONS, **changes}
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("dreamer") / "run"
     records = []
-    summary = train_dreamer(tiny_config(run_dir), records.append)
+    summary = train_dreamer(run_dir, tiny_options(), records.append)
     return run_dir, summary, records
 
 
@@ -94,24 +94,24 @@ def test_parse_overrides_rejects_bad_input(assignment, message):
         parse_overrides([assignment])
 
 
-def test_new_settings_apply_overrides_and_validate():
-    settings = new_run_settings(RequestedSettings(size="tiny", train_ratio=8.0, overrides=TINY))
-    assert settings.model.obs_shape == (31,) and settings.model.batch_size == 2
-    assert settings.model.train_ratio == 8.0 and settings.env == "rlcar" and settings.obs == "sensors"
+def test_resolve_fills_the_cpu_defaults_and_applies_overrides():
+    config, model = resolve(TrainDreamerConfig(size="tiny", train_ratio=8.0, overrides=("horizon=7",)))
+    assert model.obs_shape == (31,) and model.horizon == 7 and model.model_lr == 4e-4
+    assert config.train_ratio == 8.0 and config.batch_size == 8 and config.batch_length == 16
+    assert config.env == "rlcar" and config.obs == "sensors" and config.replay_capacity == 100_000
     with pytest.raises(RlcarError, match="horizon must be positive"):
-        new_run_settings(RequestedSettings(size="tiny", overrides=("horizon=0",)))
+        resolve(TrainDreamerConfig(size="tiny", overrides=("horizon=0",)))
     with pytest.raises(RlcarError, match="only pixel"):
-        new_run_settings(RequestedSettings(env="carracing", obs="sensors"))
+        resolve(TrainDreamerConfig(env="carracing", obs="sensors"))
 
 
 # -- collection ---------------------------------------------------------------------------------
 
 
 def test_collector_steps_follow_the_replay_convention(trained):
-    settings = new_run_settings(RequestedSettings(size="tiny", train_ratio=8.0, overrides=TINY))
     saved = load_saved_agent(trained[0], "latest")
     env = make_env("rlcar", obs="sensors", num_envs=2, num_tracks=2, max_steps=3)
-    collector = Collector(env, settings.model)
+    collector = Collector(env, saved.config)
     collector.reset(seed=0)
     steps, finished = [], []
     for index in range(6):
@@ -141,8 +141,10 @@ def test_training_run_writes_metrics_checkpoints_and_replay(trained):
     assert {"episode", "train", "eval", "checkpoint"} <= kinds
     logged = RunDir(run_dir).read_metrics()
     assert [r["kind"] for r in logged if r["kind"] == "episode"] == ["episode", "episode"]
+    assert all(r["trainer"] == "dreamer" and r["step"] == r["env_steps"] for r in logged)
     config = json.loads((run_dir / "config.json").read_text())["dreamer"]
-    assert config["settings"]["size"] == "tiny" and config["settings"]["model"]["batch_size"] == 2
+    assert config["train"]["size"] == "tiny" and config["train"]["batch_size"] == 2
+    assert "batch_size" not in config["model"]
     replay = ReplayBuffer.load(replay_path(RunDir(run_dir)))
     assert len(replay) == summary["replay_steps"] == 40
     assert is_dreamer_run(run_dir) and not is_dreamer_run(run_dir / "checkpoints")
@@ -167,7 +169,7 @@ def test_checkpoint_round_trip(trained, tmp_path):
 
 
 def test_unknown_checkpoint_lists_the_existing_ones(trained):
-    with pytest.raises(CheckpointNotFound, match=r"available: latest \(ep2\), best \(ep2\), ep2"):
+    with pytest.raises(CheckpointNotFound, match=r"ep99.*ep2"):
         load_saved_agent(trained[0], "ep99")
     with pytest.raises(RlcarError, match="no DreamerV3 checkpoint"):
         load_saved_agent(trained[0].parent, "best")
@@ -176,29 +178,29 @@ def test_unknown_checkpoint_lists_the_existing_ones(trained):
 def test_resume_continues_counters_and_replay(trained, tmp_path):
     run_dir, first, _ = trained
     copy = copy_run(run_dir, tmp_path)
-    summary = train_dreamer(tiny_config(copy, episodes=4))
+    summary = train_dreamer(copy, {"episodes": 4})
     assert summary["resumed_from_episode"] == 2 and summary["episodes"] == 4
     assert summary["env_steps"] == 2 * first["env_steps"] and summary["updates"] > first["updates"]
     assert summary["replay_steps"] == 2 * first["replay_steps"]
     with open_store(RunDir(copy), read_only=True) as store:
         assert store.steps() == [2, 4]
     # Nothing left to do: the same command reports instead of training.
-    again = train_dreamer(tiny_config(copy, episodes=4))
+    again = train_dreamer(copy, {"episodes": 4})
     assert again["env_steps"] == summary["env_steps"] and again["eval"] is not None
 
 
 def test_resume_rejects_a_different_model(trained):
     with pytest.raises(RlcarError, match="--obs sensors"):
-        train_dreamer(tiny_config(trained[0], obs="pixels"))
+        train_dreamer(trained[0], {"obs": "pixels"})
     with pytest.raises(RlcarError, match="deter_size"):
-        train_dreamer(tiny_config(trained[0], overrides=TINY + ("deter_size=32",)))
+        train_dreamer(trained[0], {"overrides": ("deter_size=32",)})
 
 
 def _failing_update(monkeypatch, fail):
     """Make the n-th update of the next run fail with `fail(update_output)`."""
-    from rlcar_core.dreamer import training_loop
+    from rlcar_core.dreamer import train
 
-    real = training_loop.jitted_update
+    real = train.jitted_update
     calls = {"count": 0}
 
     def patched(config):
@@ -211,7 +213,7 @@ def _failing_update(monkeypatch, fail):
 
         return wrapped
 
-    monkeypatch.setattr(training_loop, "jitted_update", patched)
+    monkeypatch.setattr(train, "jitted_update", patched)
 
 
 def test_interrupt_saves_and_a_rerun_resumes(tmp_path, monkeypatch, trained):
@@ -222,14 +224,14 @@ def test_interrupt_saves_and_a_rerun_resumes(tmp_path, monkeypatch, trained):
 
     _failing_update(monkeypatch, interrupt)
     with pytest.raises(TrainingInterrupted, match="run the same command again"):
-        train_dreamer(tiny_config(tmp_path / "run"))
+        train_dreamer(tmp_path / "run", tiny_options())
     with open_store(RunDir(tmp_path / "run"), read_only=True) as store:
         assert store.steps() == [0]
         assert store.metrics("ep0")["metrics"]["interrupted"] is True
     saved_steps = len(ReplayBuffer.load(replay_path(RunDir(tmp_path / "run"))))
     assert saved_steps > 0
     monkeypatch.undo()
-    summary = train_dreamer(tiny_config(tmp_path / "run"))
+    summary = train_dreamer(tmp_path / "run")
     assert summary["resumed_from_episode"] == 0 and summary["episodes"] == 2
     assert summary["replay_steps"] == saved_steps + 40
 
@@ -243,7 +245,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
 
     _failing_update(monkeypatch, poison)
     with pytest.raises(TrainingDiverged, match="wm/loss became nan.*kept checkpoint ep2"):
-        train_dreamer(tiny_config(copy, episodes=4))
+        train_dreamer(copy, {"episodes": 4})
     with open_store(RunDir(copy), read_only=True) as store:
         assert store.steps() == [2]
     assert any(record["kind"] == "diverged" for record in RunDir(copy).read_metrics())
@@ -285,3 +287,40 @@ def test_dream_frames_show_reality_and_the_dream(trained):
     assert summary["driver"] == "manual"
     with pytest.raises(RlcarError, match="larger than"):
         dream_frames(trained[0], "latest", max_steps=3)
+
+
+# -- faults and budgets -------------------------------------------------------------------------
+
+
+def test_a_truncated_replay_resumes_with_an_empty_one(trained, tmp_path):
+    copy = copy_run(trained[0], tmp_path)
+    path = replay_path(RunDir(copy))
+    path.write_bytes(path.read_bytes()[:100])
+    warnings = []
+    summary = train_dreamer(copy, {"episodes": 4}, on_warning=warnings.append)
+    assert len(warnings) == 1 and "is damaged" in warnings[0] and "empty replay" in warnings[0]
+    assert summary["episodes"] == 4 and summary["replay_steps"] == 40
+    assert oct(path.stat().st_mode & 0o777) != oct(0o600)
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(trained, tmp_path):
+    copy = copy_run(trained[0], tmp_path)
+    train_dreamer(copy, {"episodes": 4})
+    (copy / "checkpoints" / "dreamer" / "4" / "state" / "manifest.ocdbt").unlink()
+    warnings = []
+    summary = train_dreamer(copy, {"episodes": 4}, on_warning=warnings.append)
+    assert warnings[0].startswith("checkpoint ep4 is damaged (") and warnings[0].endswith("resuming from ep2")
+    assert summary["resumed_from_episode"] == 2 and summary["episodes"] == 4
+    with open_store(RunDir(copy), read_only=True) as store:
+        assert store.steps() == [2, 4]
+    # Metrics past ep2 were dropped before the rerun wrote them again: no episode is logged twice.
+    episodes = [r["episode"] for r in RunDir(copy).read_metrics() if r["kind"] == "episode"]
+    assert episodes == sorted(set(episodes))
+
+
+def test_more_cars_than_episodes_stop_at_exactly_the_budget(trained, tmp_path):
+    del trained  # compiled by the shared run already
+    summary = train_dreamer(tmp_path / "run", tiny_options(episodes=1))
+    assert summary["episodes"] == 1 and summary["env_steps"] == 20
+    with open_store(RunDir(tmp_path / "run"), read_only=True) as store:
+        assert store.steps() == [1]

@@ -9,48 +9,41 @@ Typical use::
     state, metrics = train(state, replay.sample(16, 64, rng), key)
     action, carry = act(state.params, carry, obs, is_first, key)
     env.step(to_env_action(np.asarray(action)))
+
+The names below load lazily, so reading a config (e.g. the CLI building its options from
+`train_config.TrainDreamerConfig`) does not import Haiku and the networks.
 """
 
-from rlcar_core.dreamer.config import PRESETS, DreamerConfig
-from rlcar_core.dreamer.networks import LatentState
-from rlcar_core.dreamer.policy import (
-    PolicyCarry,
-    from_env_action,
-    initial_carry,
-    policy_step,
-    to_env_action,
-)
-from rlcar_core.dreamer.replay import ReplayBuffer, align_episode, replay_spec
-from rlcar_core.dreamer.train_state import (
-    AgentParams,
-    OptStates,
-    TrainingState,
-    init_agent_params,
-    init_training_state,
-)
-from rlcar_core.dreamer.update import make_update, update
-from rlcar_core.dreamer.world_model import decode_observation, imagine_with_actions, observe
+import importlib
 
-__all__ = [
-    "PRESETS",
-    "AgentParams",
-    "DreamerConfig",
-    "LatentState",
-    "OptStates",
-    "PolicyCarry",
-    "ReplayBuffer",
-    "TrainingState",
-    "align_episode",
-    "decode_observation",
-    "from_env_action",
-    "imagine_with_actions",
-    "init_agent_params",
-    "init_training_state",
-    "initial_carry",
-    "make_update",
-    "observe",
-    "policy_step",
-    "replay_spec",
-    "to_env_action",
-    "update",
-]
+_EXPORTS = {
+    "PRESETS": "config",
+    "DreamerConfig": "config",
+    "LatentState": "networks",
+    "PolicyCarry": "policy",
+    "from_env_action": "policy",
+    "initial_carry": "policy",
+    "policy_step": "policy",
+    "to_env_action": "policy",
+    "ReplayBuffer": "replay",
+    "align_episode": "replay",
+    "replay_spec": "replay",
+    "AgentParams": "train_state",
+    "OptStates": "train_state",
+    "TrainingState": "train_state",
+    "init_agent_params": "train_state",
+    "init_training_state": "train_state",
+    "make_update": "update",
+    "update": "update",
+    "decode_observation": "world_model",
+    "imagine_with_actions": "world_model",
+    "observe": "world_model",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -5,6 +5,10 @@ observation (stored with `is_terminal` when it terminated), and the following st
 and returns the first observation of a new episode with reward 0. That first observation is stored
 with `is_first`, a zero action and a zero reward, which is exactly the replay convention of
 `rlcar_core.dreamer.replay`.
+
+An episode budget makes the cars stop collecting once enough episodes are under way: a car whose
+episode would exceed the budget stops counting (its steps stay out of replay and out of the step
+count), so a run of N episodes ends at exactly N whatever the number of cars.
 """
 
 from __future__ import annotations
@@ -15,9 +19,14 @@ import gymnasium as gym
 import jax
 import numpy as np
 
-from rlcar_core.agents.dreamer import jitted_policy, on_default_device
 from rlcar_core.dreamer.config import DreamerConfig
-from rlcar_core.dreamer.policy import from_env_action, initial_carry, to_env_action
+from rlcar_core.dreamer.policy import (
+    from_env_action,
+    initial_carry,
+    jitted_policy,
+    on_default_device,
+    to_env_action,
+)
 from rlcar_core.dreamer.train_state import AgentParams
 
 
@@ -53,8 +62,12 @@ class Collector:
         self._last_done = np.zeros(self.num_envs, bool)
         self._returns = np.zeros(self.num_envs)
         self._lengths = np.zeros(self.num_envs, np.int64)
+        self._counted = np.ones(self.num_envs, bool)  # cars whose current episode is within the budget
+        self._recording = np.ones(self.num_envs, bool)  # cars whose current step belongs in replay
+        self._budget = self._started = 0
 
-    def reset(self, seed: int) -> None:
+    def reset(self, seed: int, episode_budget: int | None = None) -> None:
+        """Start a fresh episode in every car; at most `episode_budget` episodes count from here on."""
         obs, _ = self.env.reset(seed=seed)
         nothing = np.zeros(self.num_envs, bool)
         zero_action = np.zeros((self.num_envs, self.config.action_dim), np.float32)
@@ -62,6 +75,16 @@ class Collector:
         self._last_done[:] = False
         self._returns[:] = 0.0
         self._lengths[:] = 0
+        self._budget = self.num_envs * 2**40 if episode_budget is None else episode_budget
+        self._started = min(self.num_envs, self._budget)
+        self._counted = np.arange(self.num_envs) < self._started
+        self._recording = self._counted.copy()
+
+    @property
+    def recording(self) -> np.ndarray:
+        """(N,) bool: the cars whose `current_step` belongs in replay (the budget's cars, including a
+        car whose counted episode just ended, until its final observation is stored)."""
+        return self._recording
 
     @property
     def current_step(self) -> dict[str, np.ndarray]:
@@ -77,6 +100,7 @@ class Collector:
         choice; the actor still filters the observation so its memory stays current.
         """
         current = self._step
+        self._recording = self._counted.copy()  # the caller stored `current` already
         action, self._carry = self._policy(params, self._carry, current["obs"], current["is_first"], key)
         action = np.asarray(action, np.float32)
         if env_action is not None:
@@ -91,9 +115,20 @@ class Collector:
         self._returns = np.where(is_first, 0.0, self._returns + reward)
         self._lengths = np.where(is_first, 0, self._lengths + 1)
         done = (terminated | truncated) & ~is_first
-        finished = [self._finished(index, info) for index in np.flatnonzero(done)]
+        finished = []
+        for index in np.flatnonzero(done & self._counted):
+            finished.append(self._finished(index, info))
+            if self._started < self._budget:
+                self._started += 1  # the car's next episode still counts
+            else:
+                self._counted[index] = False
         self._last_done = done
         return finished
+
+    @property
+    def stepped(self) -> int:
+        """How many counted cars the last `step` advanced (the env steps it adds to the run)."""
+        return int(self._recording.sum())
 
     def _finished(self, index: int, info: dict[str, Any]) -> FinishedEpisode:
         def value(name: str, default: float) -> float:

@@ -1,4 +1,8 @@
-"""DreamerV3 hyperparameters: one frozen, hashable dataclass so it can be a static jit argument."""
+"""DreamerV3 hyperparameters: one frozen, hashable dataclass so it can be a static jit argument.
+
+Only what `update` and the policy read lives here (model, loss and optimiser settings). How the
+training loop runs (batch shape, replay, train ratio, schedules) is `train_config.TrainDreamerConfig`.
+"""
 
 from __future__ import annotations
 
@@ -90,12 +94,6 @@ class DreamerConfig:
     critic_eps: float = 1e-5
     critic_grad_clip: float = 100.0
 
-    # Data: not read by `update` (shapes come from the batch) but by the training loop.
-    batch_size: int = 16
-    batch_length: int = 64
-    replay_capacity: int = 1_000_000
-    train_ratio: float = 512.0
-
     def __post_init__(self) -> None:
         # Accept lists (JSON) for the shape but store a tuple so the config stays hashable.
         object.__setattr__(self, "obs_shape", tuple(int(d) for d in self.obs_shape))
@@ -127,9 +125,13 @@ class DreamerConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> DreamerConfig:
         """Inverse of `to_dict`; unknown keys are an error so typos in saved configs surface."""
+        values = {key: value for key, value in values.items() if key not in LEGACY_LOOP_FIELDS}
         _check_field_names(values)
-        return cls(**dict(values))
+        return cls(**values)
 
+
+# Loop settings that checkpoints written before the config split still carry in their model config.
+LEGACY_LOOP_FIELDS = ("batch_size", "batch_length", "replay_capacity", "train_ratio")
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Tests and smoke runs on a CPU.
@@ -140,9 +142,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         hidden_size=64,
         mlp_layers=1,
         cnn_depth=8,
-        batch_size=4,
-        batch_length=16,
-        replay_capacity=100_000,
     ),
     # CPU default: a half-width version of the paper's S size that still trains at a usable speed.
     "small": dict(
@@ -222,5 +221,3 @@ def _validate(config: DreamerConfig) -> None:
     ):
         value = getattr(config, name)
         require(math.isfinite(value) and value > 0.0, f"{name} must be a positive number")
-    require(config.batch_size > 0 and config.batch_length > 0, "batch_size and batch_length must be positive")
-    require(config.replay_capacity > 0 and config.train_ratio > 0, "replay_capacity and train_ratio > 0")

@@ -23,13 +23,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlcar_core.agents.dreamer import jitted_policy, on_default_device
 from rlcar_core.dreamer.checkpoints import is_dreamer_run, load_saved_agent
 from rlcar_core.dreamer.config import DreamerConfig
 from rlcar_core.dreamer.dream_panels import observation_panel, side_by_side
 from rlcar_core.dreamer.math import symexp_twohot_mean, symlog_bins
 from rlcar_core.dreamer.networks import actor_network, features, latent_noise, world_model_network
-from rlcar_core.dreamer.policy import from_env_action, initial_carry, to_env_action
+from rlcar_core.dreamer.policy import (
+    from_env_action,
+    initial_carry,
+    jitted_policy,
+    on_default_device,
+    to_env_action,
+)
 from rlcar_core.dreamer.world_model import decode_observation
 from rlcar_core.envs import make_env
 from rlcar_core.envs.heldout import track_seed_for

@@ -1,5 +1,8 @@
 """Acting in an environment with a trained DreamerV3 agent, plus the actor <-> env action mapping.
 
+`DreamerPolicy` is the batched driver (the `envs.drivers.Policy` protocol) that training evaluates on
+held-out tracks and that `agents.dreamer` loads for eval, play and export-video.
+
 The actor works in [-1, 1]^3 for every dimension; the car expects [steer -1..1, gas 0..1, brake 0..1].
 Replay stores actor-space actions (what `policy_step` returns), and only the env sees
 `to_env_action(action)`.
@@ -7,6 +10,8 @@ Replay stores actor-space actions (what `policy_step` returns), and only the env
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -23,6 +28,8 @@ from rlcar_core.dreamer.networks import (
 )
 from rlcar_core.dreamer.prng import fast_key
 from rlcar_core.dreamer.train_state import AgentParams
+from rlcar_core.envs.drivers import select_obs
+from rlcar_core.errors import RlcarError
 
 
 class PolicyCarry(NamedTuple):
@@ -88,3 +95,67 @@ def from_env_action(env_action):
     steer = xp.clip(env_action[..., :1], -1.0, 1.0)
     pedals = xp.clip(env_action[..., 1:], 0.0, 1.0) * 2.0 - 1.0
     return xp.concatenate([steer, pedals], axis=-1)
+
+
+@functools.cache
+def jitted_policy(config: DreamerConfig, explore: bool) -> Callable:
+    """`(params, carry, obs, is_first, key) -> (actor action, carry)`, compiled once per config and
+    mode so training, its evaluations and every agent of the process share the compilation."""
+    return jax.jit(functools.partial(policy_step, config=config, explore=explore))
+
+
+def on_default_device(tree):
+    """The arrays of `tree` committed to the default device.
+
+    jit compiles separately for committed and uncommitted arguments; checkpoints restore committed
+    arrays and every jitted output is committed, so fresh inputs (initial carries, fresh parameters)
+    are committed too and each function compiles once.
+    """
+    return jax.device_put(tree, jax.devices()[0])
+
+
+class DreamerPolicy:
+    """Filters each car's observations through the RSSM and acts on the latent state.
+
+    The RSSM carry is kept per car between `act` calls; the first `act` after `reset` (or after
+    `reset_where` for the cars it names) tells the model that a new episode starts. Acting uses the
+    actor's mode unless `explore`, so evaluation is repeatable.
+    """
+
+    name = "dreamer"
+
+    def __init__(self, config: DreamerConfig, params: AgentParams, seed: int = 0, explore: bool = False):
+        self.config = config
+        self.obs_kind = config.obs_kind
+        self.params = on_default_device(params)
+        self._policy = jitted_policy(config, explore)
+        self._base_key = jax.random.key(seed)
+        self._calls = 0
+        self._carry: PolicyCarry | None = None
+        self._is_first: np.ndarray | None = None
+
+    def reset(self, num_envs: int) -> None:
+        # Restarting the key stream too makes a batch of episodes repeatable from `reset` on.
+        self._calls = 0
+        self._carry = on_default_device(initial_carry(num_envs, self.config))
+        self._is_first = np.ones(num_envs, bool)
+
+    def reset_where(self, restarted: np.ndarray) -> None:
+        if self._is_first is not None:
+            self._is_first |= np.asarray(restarted, bool)
+
+    def act(self, obs) -> np.ndarray:
+        obs = np.asarray(select_obs(obs, self.obs_kind))
+        expected = tuple(self.config.obs_shape)
+        if obs.shape[1:] != expected:
+            raise RlcarError(
+                f"the dreamer agent was trained on {self.obs_kind} observations of shape {expected}, "
+                f"got a batch of shape {obs.shape}"
+            )
+        if self._carry is None or self._is_first.shape[0] != obs.shape[0]:
+            self.reset(obs.shape[0])
+        key = jax.random.fold_in(self._base_key, self._calls)
+        self._calls += 1
+        action, self._carry = self._policy(self.params, self._carry, obs, self._is_first, key)
+        self._is_first = np.zeros_like(self._is_first)
+        return to_env_action(np.asarray(action)).astype(np.float32)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rlcar_core.dreamer.config import DreamerConfig
+from rlcar_core.io.atomic import atomic_path
 
 ArraySpec = tuple[tuple[int, ...], np.dtype]
 _FORMAT_VERSION = 1
@@ -101,18 +102,19 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return int(self._size.sum())
 
-    def add(self, step: Mapping[str, np.ndarray]) -> None:
-        """Appends one step to every stream; each array has a leading axis of size `num_streams`."""
+    def add(self, step: Mapping[str, np.ndarray], mask: np.ndarray | None = None) -> None:
+        """Appends one step to every stream (or to the streams where `mask` is True); each array has
+        a leading axis of size `num_streams`."""
         self._check_keys(step)
-        positions = self._next
-        streams = np.arange(self.num_streams)
+        streams = np.arange(self.num_streams) if mask is None else np.flatnonzero(mask)
+        positions = self._next[streams]
         for name, (shape, dtype) in self.spec.items():
             values = np.asarray(step[name])
             if values.shape != (self.num_streams,) + shape:
                 raise ValueError(f"{name}: expected shape {(self.num_streams,) + shape}, got {values.shape}")
-            self._data[name][streams, positions] = values.astype(dtype, copy=False)
-        self._next = (self._next + 1) % self.stream_capacity
-        self._size = np.minimum(self._size + 1, self.stream_capacity)
+            self._data[name][streams, positions] = values[streams].astype(dtype, copy=False)
+        self._next[streams] = (positions + 1) % self.stream_capacity
+        self._size[streams] = np.minimum(self._size[streams] + 1, self.stream_capacity)
 
     def add_episode(self, steps: Mapping[str, np.ndarray], stream: int = 0) -> None:
         """Appends consecutive steps (leading time axis) to one stream, e.g. from `align_episode`."""
@@ -158,7 +160,8 @@ class ReplayBuffer:
         return batch
 
     def save(self, path: str | os.PathLike) -> None:
-        """Writes the stored steps (oldest first, per stream) to one .npz, atomically via a temp file."""
+        """Writes the stored steps (oldest first, per stream) to one .npz, atomically (io.atomic: temp
+        file, fsync, rename, the user's usual file mode)."""
         path = Path(path)
         arrays = {
             f"data/{name}": np.concatenate([self._stream_in_order(name, s) for s in range(self.num_streams)])
@@ -172,16 +175,9 @@ class ReplayBuffer:
             spec_names=np.asarray(list(self.spec)),
             spec_dtypes=np.asarray([dtype.str for _, dtype in self.spec.values()]),
         )
-        temp_path = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            with open(temp_path, "wb") as handle:
-                np.savez(handle, **arrays)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp_path, path)
-        finally:
-            if temp_path.exists():
-                temp_path.unlink()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as temp, open(temp, "wb") as handle:
+            np.savez(handle, **arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ReplayBuffer:

@@ -1,0 +1,464 @@
+"""`rlcar train-dreamer`: collect with the batched vector env and train DreamerV3 at a fixed train ratio,
+built on the loop kit (`rlcar_core.loop`).
+
+Every iteration stores one replay step per collecting car, steps each car once with the exploring
+actor (with an exploration driver instead while the replay is prefilled), then runs as many learner
+updates as the train ratio owes (`loop.schedule.Ratio`). The update is one jitted pure function; this
+loop owns the I/O (metrics.jsonl, checkpoints, the replay file, evaluations on held-out tracks).
+
+Checkpoints are numbered by finished episodes: every `checkpoint_every` episodes, whenever the
+evaluation progress on held-out tracks improves (ranked `best`), at the end (`latest`) and on Ctrl-C.
+The replay is rewritten atomically before each checkpoint, so rerunning the command resumes both. A
+damaged newest checkpoint falls back to the previous one, a damaged replay to an empty one that
+refills by collecting (both with a one-line warning). Random keys are folded from the seed and the
+counters (`loop.keys`), never stored.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from rlcar_core.dreamer.checkpoints import (
+    CONFIG_SECTION,
+    TrainerState,
+    abstract_trainer_state,
+    checkpoint_dir,
+    initial_trainer_state,
+    replay_path,
+)
+from rlcar_core.dreamer.collector import Collector, FinishedEpisode
+from rlcar_core.dreamer.config import DreamerConfig
+from rlcar_core.dreamer.policy import DreamerPolicy, on_default_device
+from rlcar_core.dreamer.replay import ReplayBuffer, replay_spec
+from rlcar_core.dreamer.train_config import (
+    TrainDreamerConfig,
+    from_saved_section,
+    resolve,
+    resume,
+    saved_section,
+)
+from rlcar_core.dreamer.update import make_update
+from rlcar_core.envs import make_env
+from rlcar_core.envs.drivers import BrownianPolicy, ExplorationPolicy, Memoryless, RandomAgent
+from rlcar_core.envs.heldout import evaluate_policy
+from rlcar_core.errors import RlcarError
+from rlcar_core.io.runs import RunDir
+from rlcar_core.loop.checkpointer import Checkpointer
+from rlcar_core.loop.keys import stream_base
+from rlcar_core.loop.metrics import MetricsLogger
+from rlcar_core.loop.outcomes import TrainingInterrupted, all_finite
+from rlcar_core.loop.schedule import Every, Ratio
+from rlcar_core.loop.session import writer_session
+from rlcar_core.loop.stop import StopFlag
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+WarnCallback = Callable[[str], None]
+TRAINER = "dreamer"
+LOSS_NAMES = ("wm/loss", "actor/loss", "critic/loss")
+MAX_EVAL_ENVS = 16
+# Independent key streams derived from the seed (see rlcar_core.loop.keys).
+_COLLECT_STREAM, _UPDATE_STREAM = 0, 1
+
+__all__ = ["TrainDreamerConfig", "jitted_update", "settle", "train_dreamer"]
+
+
+@functools.cache
+def jitted_update(config: DreamerConfig) -> Callable:
+    """One compilation per config for the whole process (tests and resumed runs reuse it)."""
+    return jax.jit(make_update(config))
+
+
+def _given_options(options: TrainDreamerConfig | dict[str, Any] | None) -> dict[str, Any]:
+    """The options given now (None values dropped): what a resumed run changes."""
+    if options is None:
+        return {}
+    if isinstance(options, TrainDreamerConfig):
+        options = options.to_dict()
+    known = set(TrainDreamerConfig.__dataclass_fields__)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise RlcarError(f"unknown train-dreamer option(s): {', '.join(unknown)}")
+    given = {key: value for key, value in options.items() if value is not None}
+    if "overrides" in given:
+        given["overrides"] = tuple(given["overrides"])
+    return given
+
+
+def settle(
+    run: RunDir, options: TrainDreamerConfig | dict[str, Any] | None
+) -> tuple[TrainDreamerConfig, DreamerConfig]:
+    """The config and model to train with: a new run's, or the run's own with the given options applied."""
+    given = _given_options(options)
+    section = run.read_config().get(CONFIG_SECTION) if run.has_config() else None
+    if section is None:
+        return resolve(TrainDreamerConfig(**given))
+    try:
+        saved, model = from_saved_section(section)
+    except (KeyError, TypeError, ValueError, RlcarError) as error:
+        raise RlcarError(
+            f"{run.config_path} has an unreadable {CONFIG_SECTION!r} section ({error}); use a new --run-dir"
+        ) from None
+    return resume(saved, model, given, run.path)
+
+
+def train_dreamer(
+    run_dir: str | Path,
+    options: TrainDreamerConfig | dict[str, Any] | None = None,
+    on_progress: ProgressCallback | None = None,
+    on_warning: WarnCallback | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) the DreamerV3 run in `run_dir` up to `episodes` finished episodes.
+
+    `options` are the options given now (a dict of TrainDreamerConfig fields, None = not given, or a
+    whole TrainDreamerConfig); a resumed run keeps its own for the rest. Raises RlcarError for bad
+    input, RunInUse when another process writes the run, TrainingDiverged on a non-finite loss (the
+    last good checkpoint is kept) and TrainingInterrupted on Ctrl-C/SIGTERM after saving. Returns a
+    JSON-ready summary.
+    """
+    run = RunDir(run_dir)
+    config, model = settle(run, options)
+    emit = on_progress or (lambda record: None)
+    warn = on_warning or (lambda message: None)
+    with writer_session(run, "train-dreamer") as stop:
+        run.update_config({CONFIG_SECTION: saved_section(config, model)})
+        env = make_env(
+            config.env,
+            obs=config.obs,
+            num_envs=config.num_envs,
+            tracks="train",
+            num_tracks=config.num_tracks,
+            max_steps=config.max_steps,
+        )
+        try:
+            if tuple(env.single_observation_space.shape) != model.obs_shape:
+                raise RlcarError(
+                    f"{config.env} gives observations of shape {env.single_observation_space.shape}, "
+                    f"but the model in {run.path} reads {model.obs_shape}; use a new --run-dir"
+                )
+            log = MetricsLogger(run, TRAINER)
+            with Checkpointer(checkpoint_dir(run), "DreamerV3", metrics=log, warn=warn) as checkpointer:
+                loop = _TrainingLoop(run, checkpointer, log, config, model, env, emit, warn)
+                return loop.run(stop)
+        finally:
+            env.close()
+
+
+def _load_replay(run: RunDir, config: TrainDreamerConfig, model: DreamerConfig, warn: WarnCallback):
+    empty = ReplayBuffer(config.replay_capacity, replay_spec(model), config.num_envs)
+    path = replay_path(run)
+    if not path.is_file():
+        return empty  # the model survives without its data; it refills the replay as it drives
+    try:
+        replay = ReplayBuffer.load(path)
+    except Exception as error:  # noqa: BLE001 - a truncated .npz raises BadZipFile, EOFError, OSError...
+        warn(
+            f"the replay buffer {path} is damaged ({type(error).__name__}); "
+            "starting with an empty replay that refills by collecting"
+        )
+        return empty
+    if replay.spec != replay_spec(model) or replay.num_streams != config.num_envs:
+        raise RlcarError(f"the replay buffer {path} does not match the run's model or --num-envs")
+    return replay
+
+
+def _prefill_explorer(name: str, seed: int) -> ExplorationPolicy | None:
+    """Batched env actions with per-car memory (`reset_where`), or None when the actor explores."""
+    if name == "brownian":
+        return BrownianPolicy(seed)
+    if name == "random":
+        return Memoryless(RandomAgent(seed, obs_kind="pixels"))
+    return None
+
+
+class _TrainingLoop:
+    def __init__(self, run, checkpointer, log, config, model, env, emit, warn):
+        self.run_dir, self.checkpointer, self.log = run, checkpointer, log
+        self.config: TrainDreamerConfig = config
+        self.model: DreamerConfig = model
+        self.emit_progress, self.warn = emit, warn
+        restored = checkpointer.resume(abstract_trainer_state(model))
+        if restored is None:
+            # Committed like a restored state, so fresh and resumed runs share one compilation.
+            state = on_default_device(initial_trainer_state(model, jax.random.key(config.seed)))
+            self.replay = ReplayBuffer(config.replay_capacity, replay_spec(model), config.num_envs)
+        else:
+            state = restored.state
+            self.replay = _load_replay(run, config, model, warn)
+        self.agent_state = state.agent
+        self.env_steps = int(state.env_steps)
+        self.episodes = int(state.episodes)
+        self.update_credit = float(state.update_credit)
+        self.updates = int(state.agent.step)
+        self.resumed_from = None if restored is None else restored.step
+        self.saved_env_steps = self.env_steps
+        self.start_env_steps, self.start_updates = self.env_steps, self.updates
+        self.collector = Collector(env, model)
+        self.explorer = _prefill_explorer(config.prefill_policy, config.seed)
+        if self.explorer is not None:
+            self.explorer.reset(config.num_envs)
+        self.update_fn = jitted_update(model)
+        self.ratio = Ratio(config.train_ratio, config.batch_size * config.batch_length)
+        self.collect_key = stream_base(config.seed, _COLLECT_STREAM)
+        self.update_key = stream_base(config.seed, _UPDATE_STREAM)
+        best = checkpointer.best_metric()
+        self.best_progress = -math.inf if best is None else best
+        self.last_eval: dict[str, Any] | None = None
+        self.last_eval_episode: int | None = None
+        self.recent: list[FinishedEpisode] = []
+        self.metric_sums: dict[str, float] = {}
+        self.metric_count = 0
+        self.last_metrics: dict[str, float] = {}
+        self.started = time.perf_counter()
+        self.eval_seconds = 0.0
+        self.window = (self.started, self.env_steps, self.updates)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def budget_left(self) -> bool:
+        steps_left = self.config.env_steps is None or self.env_steps < self.config.env_steps
+        return self.episodes < self.config.episodes and steps_left
+
+    def run(self, stop: StopFlag) -> dict[str, Any]:
+        self.emit_progress(
+            {"kind": "start", "episode": self.episodes, "env_steps": self.env_steps, "updates": self.updates,
+             "episodes_total": self.config.episodes, "resumed_from_episode": self.resumed_from}
+        )  # fmt: skip
+        if not self.budget_left():
+            # Already trained this far: report the latest checkpoint's evaluation instead of training.
+            latest = self.checkpointer.store.latest_step()
+            if latest is not None:
+                self.last_eval = self.checkpointer.store.metrics(latest)["metrics"].get("eval")
+            return self.summary()
+        try:
+            self.collector.reset(
+                seed=self.config.seed + self.episodes, episode_budget=self.config.episodes - self.episodes
+            )
+            while self.budget_left() and not stop.requested:
+                self.iteration()
+            if stop.requested:
+                raise self.interrupted(f"{stop.signal_name}")
+            if self.metric_count:
+                self.log_training()  # the updates since the last full log window
+            if self.last_eval_episode != self.episodes:
+                self.evaluate_and_checkpoint(periodic=True)
+            elif self.checkpointer.last_saved != self.episodes:
+                self.save(evaluation=None, best=False)
+        except KeyboardInterrupt as error:
+            if isinstance(error, TrainingInterrupted):
+                raise
+            raise self.interrupted("Ctrl-C") from None
+        self.checkpointer.wait()
+        return self.summary()
+
+    def iteration(self) -> None:
+        self.replay.add(self.collector.current_step, self.collector.recording)
+        key = jax.random.fold_in(self.collect_key, self.env_steps)
+        finished = self.collector.step(self.agent_state.params, key, self.prefill_action())
+        self.env_steps += self.collector.stepped
+        if self.env_steps >= self.config.prefill_steps and self.replay.can_sample(self.config.batch_length):
+            owed, self.update_credit = self.ratio.owed(self.update_credit, self.collector.stepped)
+            for _ in range(owed):
+                self.train_step()
+        before = self.episodes
+        for episode in finished:
+            self.episodes += 1
+            self.record_episode(episode)
+        self.after_step(before, self.env_steps - self.collector.stepped)
+
+    def prefill_action(self) -> np.ndarray | None:
+        if self.explorer is None or self.env_steps >= self.config.prefill_steps:
+            return None
+        current = self.collector.current_step
+        self.explorer.reset_where(current["is_first"])
+        return self.explorer.act(current["obs"])
+
+    def where(self) -> str:
+        return f"update {self.updates} (episode {self.episodes})"
+
+    def train_step(self) -> None:
+        rng = np.random.default_rng([self.config.seed, self.updates])
+        batch = self.replay.sample(self.config.batch_size, self.config.batch_length, rng)
+        key = jax.random.fold_in(self.update_key, self.updates)
+        agent_state, metrics = self.update_fn(self.agent_state, batch, key)
+        metrics = {name: float(value) for name, value in jax.device_get(metrics).items()}
+        self.checkpointer.check_finite(
+            {name: metrics[name] for name in LOSS_NAMES}, where=self.where(), step=self.env_steps
+        )
+        self.agent_state = agent_state
+        self.updates += 1
+        for name, value in metrics.items():
+            self.metric_sums[name] = self.metric_sums.get(name, 0.0) + value
+        self.metric_count += 1
+        if self.updates % self.config.log_every == 0:
+            self.log_training()
+
+    def after_step(self, episodes_before: int, steps_before: int) -> None:
+        """Evaluate and checkpoint when the episode (or step) count crossed a multiple of the schedules."""
+        checkpoint_due = Every(self.config.checkpoint_every).crossed(episodes_before, self.episodes)
+        if self.config.eval_every_steps is not None:
+            eval_due = Every(self.config.eval_every_steps).crossed(steps_before, self.env_steps)
+        else:
+            eval_due = Every(self.config.eval_every).crossed(episodes_before, self.episodes)
+        if eval_due:
+            self.evaluate_and_checkpoint(periodic=checkpoint_due)
+        elif checkpoint_due:
+            self.save(evaluation=None, best=False)
+
+    # -- records ------------------------------------------------------------------------------
+
+    def counters(self) -> dict[str, Any]:
+        now = time.perf_counter()
+        return {
+            "episode": self.episodes,
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "wall_seconds": now - self.started,
+            "train_seconds": now - self.started - self.eval_seconds,
+        }
+
+    def emit(self, kind: str, values: dict[str, Any]) -> None:
+        record = self.log.log(kind, self.env_steps, {**self.counters(), **values})
+        self.emit_progress({**record, "episodes_total": self.config.episodes})
+
+    def record_episode(self, episode: FinishedEpisode) -> None:
+        self.recent = (self.recent + [episode])[-10:]
+        fields = {name: value for name, value in episode._asdict().items() if name != "episode_return"}
+        self.emit("episode", {"return": episode.episode_return, **fields})
+
+    def log_training(self) -> None:
+        now = time.perf_counter()
+        since, env_steps, updates = self.window
+        seconds = max(now - since, 1e-9)
+        self.window = (now, self.env_steps, self.updates)
+        self.last_metrics = {name: total / self.metric_count for name, total in self.metric_sums.items()}
+        self.metric_sums, self.metric_count = {}, 0
+        self.emit(
+            "train",
+            {
+                **self.last_metrics,
+                "env_steps_per_second": (self.env_steps - env_steps) / seconds,
+                "train_steps_per_second": (self.updates - updates) / seconds,
+                "replay_steps": len(self.replay),
+            },
+        )
+
+    # -- evaluation and checkpoints -----------------------------------------------------------
+
+    def evaluate(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        policy = DreamerPolicy(self.model, self.agent_state.params, seed=self.config.seed)
+        summary = evaluate_policy(
+            self.config.env,
+            policy,
+            episodes=self.config.eval_episodes,
+            seed=self.config.seed,
+            max_steps=self.config.max_steps,
+            num_envs=min(self.config.eval_episodes, MAX_EVAL_ENVS),
+        )
+        self.eval_seconds += time.perf_counter() - started
+        summary.pop("per_episode", None)
+        return summary
+
+    def evaluate_and_checkpoint(self, periodic: bool) -> None:
+        self.checkpointer.check_params(self.agent_state.params, where=self.where(), step=self.env_steps)
+        summary = self.evaluate()
+        progress = summary["progress_mean"]
+        improved = math.isfinite(progress) and progress > self.best_progress
+        if improved:
+            self.best_progress = progress
+        self.last_eval, self.last_eval_episode = summary, self.episodes
+        keys = ("progress_mean", "progress_std", "return_mean", "lap_rate", "crash_rate", "lap_time_mean")
+        self.emit("eval", {**{key: summary[key] for key in keys}, "best": improved})
+        if improved or periodic:
+            self.save(evaluation=summary, best=improved)
+
+    def saved_config(self) -> dict[str, Any]:
+        training = {k: v for k, v in self.config.to_dict().items() if k != "overrides"}
+        return {
+            "dreamer": self.model.to_dict(),
+            "env": self.config.env,
+            "size": self.config.size,
+            "training": training,
+        }
+
+    def trainer_state(self) -> TrainerState:
+        return TrainerState(
+            agent=self.agent_state,
+            env_steps=np.int32(self.env_steps),
+            episodes=np.int32(self.episodes),
+            update_credit=np.float32(self.update_credit),
+        )
+
+    def save(self, evaluation: dict[str, Any] | None, best: bool, interrupted: bool = False) -> None:
+        if self.episodes in self.checkpointer.store.steps():
+            return  # this episode count is already saved (a resumed run stopping where it started)
+        self.checkpointer.check_params(self.agent_state.params, where=self.where(), step=self.env_steps)
+        # Replay first: a kill between the two leaves a replay newer than the checkpoint, which only
+        # means a little more data, never a checkpoint pointing at missing data.
+        self.replay.save(replay_path(self.run_dir))
+        # The checkpoint record goes first: the checkpoint stamps the metrics count that includes it.
+        self.emit("checkpoint", {"checkpoint": self.episodes, "best": best, "interrupted": interrupted})
+        metrics = {**self.counters(), "interrupted": interrupted}
+        if evaluation is not None:
+            metrics["eval"] = evaluation
+        self.checkpointer.save(
+            self.episodes,
+            self.trainer_state(),
+            self.saved_config(),
+            metrics=metrics,
+            best_metric=evaluation["progress_mean"] if best else None,
+        )
+        self.saved_env_steps = self.env_steps
+
+    def interrupted(self, how: str) -> TrainingInterrupted:
+        """Save what can be saved and build the message; the partial episodes restart on resume."""
+        if self.episodes not in self.checkpointer.store.steps() and all_finite(self.agent_state.params):
+            self.save(evaluation=None, best=False, interrupted=True)
+        self.checkpointer.wait()
+        lost = self.env_steps - self.saved_env_steps
+        unsaved = (
+            f"the {lost} env steps since ep{self.checkpointer.last_saved} are not saved" if lost else None
+        )
+        where = f"episode {self.episodes} ({self.env_steps} env steps, {how})"
+        return self.checkpointer.interrupted(
+            self.episodes, self.trainer_state(), self.saved_config(), where=where, unsaved=unsaved
+        )
+
+    # -- result -------------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        seconds = time.perf_counter() - self.started
+        train_seconds = max(seconds - self.eval_seconds, 1e-9)
+        recent = self.recent
+        store = self.checkpointer.store
+        return {
+            "run_dir": str(self.run_dir.path),
+            "env": self.config.env,
+            "obs": self.config.obs,
+            "size": self.config.size,
+            "train_ratio": self.config.train_ratio,
+            "num_envs": self.config.num_envs,
+            "episodes": self.episodes,
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "resumed_from_episode": self.resumed_from,
+            "recent_return_mean": float(np.mean([e.episode_return for e in recent])) if recent else None,
+            "recent_progress_mean": float(np.mean([e.progress for e in recent])) if recent else None,
+            "eval": self.last_eval,
+            "best_eval_progress": self.best_progress if math.isfinite(self.best_progress) else None,
+            "losses": {name: self.last_metrics.get(name) for name in LOSS_NAMES},
+            "checkpoint": self.checkpointer.path(store.latest_step()),
+            "best_checkpoint": self.checkpointer.path(store.best_step()),
+            "replay_steps": len(self.replay),
+            "wall_seconds": seconds,
+            "env_steps_per_second": (self.env_steps - self.start_env_steps) / train_seconds,
+            "train_steps_per_second": (self.updates - self.start_updates) / train_seconds,
+        }

@@ -1,0 +1,222 @@
+"""`TrainDreamerConfig`: every setting of a `train-dreamer` run besides the model, with its default
+and its help, in one place (cleanrl's `Args`). The CLI builds its options from these fields.
+
+Defaults that depend on the hardware are `None` here and resolved once, in `resolve`: a CPU trains
+the tiny model at train ratio 64 with 8 x 16 batches and learning rates 4e-4; an accelerator trains
+the paper-like small model at ratio 512 with 16 x 64 batches and the paper's learning rates.
+
+A run records its resolved config in `config.json`; rerunning the command resumes with it, applying
+only the options given again (`settle`). Options that fix the model's shapes or the replay's layout
+(`FIXED_ON_RESUME`, and shape-defining `--set` fields) cannot change on resume.
+"""
+
+import dataclasses
+import math
+import typing
+from typing import Any
+
+from rlcar_core.dreamer.config import LEGACY_LOOP_FIELDS, PRESETS, DreamerConfig
+from rlcar_core.dreamer.overrides import architecture_changes, parse_overrides
+from rlcar_core.errors import RlcarError, require_at_least
+
+# The CLI reads this module's dataclass to build its options, so everything that pulls in JAX or the
+# simulator is imported inside the functions that need it.
+
+ENVS = ("rlcar", "carracing")
+OBS_KINDS = ("sensors", "pixels")
+# Who drives while the replay is prefilled. "brownian": smooth random driving that holds the gas for
+# a while, so the first data already shows what speed and steering do (a zero-mean actor brakes half
+# the time and barely moves); "random": uniform random actions; "actor": the untrained actor itself.
+PREFILL_POLICIES = ("brownian", "random", "actor")
+
+
+def option(
+    default: Any, help: str, *, low: float | None = None, choices: tuple[str, ...] = (), flag: str = ""
+):
+    """A config field with its CLI help; `low` is the smallest allowed value, `choices` the allowed
+    names, `flag` the option name when it is not `--field-name`."""
+    return dataclasses.field(
+        default=default, metadata={"help": help, "low": low, "choices": choices, "flag": flag}
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainDreamerConfig:
+    """How `rlcar train-dreamer` collects, trains, evaluates and checkpoints. None: resolved by `resolve`."""
+
+    episodes: int = option(500, "Total finished episodes; a rerun resumes up to this count.", low=1)
+    env_steps: int | None = option(None, "Also stop at this many env steps (summed over cars).", low=1)
+    env: str = option("rlcar", "Environment: the JAX simulator or CarRacing-v3.", choices=ENVS)
+    obs: str | None = option(
+        None,
+        "Observations (default: sensors on rlcar, pixels, the 64x64 camera, on carracing).",
+        choices=OBS_KINDS,
+    )
+    size: str | None = option(
+        None, "Model size preset (default: tiny on a CPU, small on an accelerator).", choices=tuple(PRESETS)
+    )
+    train_ratio: float | None = option(
+        None, "Replayed steps per env step (default: 64 on a CPU, 512 on an accelerator).", low=0.0
+    )
+    batch_size: int | None = option(
+        None, "Sequences per update (default: 8 on a CPU, 16 on an accelerator).", low=1
+    )
+    batch_length: int | None = option(
+        None, "Steps per replayed sequence (default: 16 on a CPU, 64 on an accelerator).", low=1
+    )
+    replay_capacity: int | None = option(
+        None, "Replay size in steps (default: 100,000 for tiny, 1,000,000 otherwise).", low=1
+    )
+    max_steps: int = option(1000, "Steps per episode at most.", low=1)
+    num_envs: int = option(8, "Cars collecting side by side.", low=1)
+    num_tracks: int | None = option(None, "RLCar training tracks (default: the standard 32).", low=1)
+    prefill_steps: int = option(2500, "Env steps collected before the first update.", low=0)
+    prefill_policy: str = option("brownian", "Who drives during prefill.", choices=PREFILL_POLICIES)
+    checkpoint_every: int = option(10, "Save a checkpoint every N episodes.", low=1)
+    eval_every: int = option(20, "Evaluate on held-out tracks every N episodes.", low=1)
+    eval_every_steps: int | None = option(
+        None, "Evaluate every N env steps instead (learning curves).", low=1
+    )
+    eval_episodes: int = option(10, "Held-out tracks per evaluation.", low=1)
+    log_every: int = option(10, "Updates per logged record of averaged losses.", low=1)
+    seed: int = option(0, "Seed for every random choice; same seed, same result.", low=0)
+    overrides: tuple[str, ...] = option(
+        (), "Override a DreamerConfig field, e.g. --set actor_entropy=1e-3 (repeatable).", flag="--set"
+    )
+
+    def validate(self) -> None:
+        """One clear line for any value out of range (the CLI checks most of them already)."""
+        for field in dataclasses.fields(self):
+            value, meta = getattr(self, field.name), field.metadata
+            flag = cli_flag(field)
+            if value is None or field.name == "overrides":
+                continue
+            if meta["choices"] and value not in meta["choices"]:
+                raise RlcarError(f"unknown {flag} {value!r}; choose one of {', '.join(meta['choices'])}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise RlcarError(f"{flag} must be a finite number, got {value}")
+            if meta["low"] is not None:
+                if field.name == "train_ratio" and not value > 0:
+                    raise RlcarError(f"--train-ratio must be a positive number, got {value}")
+                require_at_least(flag, value, meta["low"])
+        if self.num_tracks is not None and self.env != "rlcar":
+            raise RlcarError(
+                "--num-tracks applies to RLCar only; CarRacing-v3 makes a new track every episode"
+            )
+        from rlcar_core.envs.factory import check_env_request
+
+        check_env_request(self.env, self.obs or default_obs(self.env))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "overrides": list(self.overrides)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainDreamerConfig":
+        known = {field.name for field in dataclasses.fields(cls)}
+        values = {key: value for key, value in values.items() if key in known}
+        return cls(**{**values, "overrides": tuple(values.get("overrides", ()))})
+
+
+def cli_flag(field: dataclasses.Field) -> str:
+    return field.metadata["flag"] or "--" + field.name.replace("_", "-")
+
+
+def field_types() -> dict[str, Any]:
+    """Each field's type (the CLI builds its options from them)."""
+    return typing.get_type_hints(TrainDreamerConfig)
+
+
+# -- hardware-dependent defaults, resolved in one place ---------------------------------------------
+
+FIXED_ON_RESUME = ("env", "obs", "size", "num_envs", "num_tracks", "replay_capacity")
+CPU_DEFAULTS = {"size": "tiny", "train_ratio": 64.0, "batch_size": 8, "batch_length": 16}
+ACCELERATOR_DEFAULTS = {"size": "small", "train_ratio": 512.0, "batch_size": 16, "batch_length": 64}
+# What makes 100k env steps fit in ~30 minutes on two CPU cores and still learn: short 8 x 16 batches
+# (imagination from every replayed step dominates the update, and small batches cost less per
+# replayed step) give 50k updates at ratio 64, and learning rates above the paper's make up for an
+# update budget ten times smaller than at ratio 512.
+CPU_MODEL_DEFAULTS = {"model_lr": 4e-4, "actor_lr": 4e-4, "critic_lr": 4e-4}
+# On any hardware: RLCar's episodes end in a crash far more often than by time or a lap, and a crash is
+# a rare step (well under 1 % of replay) that a small model gives a 20-50 % chance rather than a sure
+# one. Thresholding the continue head at 0.5 (the paper) then imagines almost no crash at all, so
+# imagined returns use its probability instead (see DreamerConfig.imagined_continue).
+TASK_MODEL_DEFAULTS = {"imagined_continue": "prob"}
+
+
+def on_accelerator() -> bool:
+    import jax
+
+    return jax.default_backend() != "cpu"
+
+
+def default_obs(env: str) -> str:
+    return "pixels" if env == "carracing" else "sensors"
+
+
+def observation_shape(env: str, obs: str) -> tuple[int, ...]:
+    """The shape of one observation the model reads, known without building the env."""
+    from rlcar_core.envs.spaces import observation_space
+    from rlcar_core.sim.camera import CAMERA_SIZE
+    from rlcar_core.sim.params import DEFAULT_RAY_ANGLES_DEG
+
+    if env == "carracing":
+        return (CAMERA_SIZE, CAMERA_SIZE, 3)
+    return tuple(observation_space(obs, len(DEFAULT_RAY_ANGLES_DEG)).shape)
+
+
+def resolve(config: TrainDreamerConfig) -> tuple[TrainDreamerConfig, DreamerConfig]:
+    """A new run's config with every None filled in for this hardware, and the model it trains."""
+    config.validate()
+    accelerated = on_accelerator()
+    hardware = ACCELERATOR_DEFAULTS if accelerated else CPU_DEFAULTS
+    filled = {name: value for name, value in hardware.items() if getattr(config, name) is None}
+    config = dataclasses.replace(config, obs=config.obs or default_obs(config.env), **filled)
+    if config.replay_capacity is None:
+        config = dataclasses.replace(config, replay_capacity=100_000 if config.size == "tiny" else 1_000_000)
+    model_defaults = {**({} if accelerated else CPU_MODEL_DEFAULTS), **TASK_MODEL_DEFAULTS}
+    model = DreamerConfig.preset(
+        config.size,
+        obs_kind=config.obs,
+        obs_shape=observation_shape(config.env, config.obs),
+        **{**model_defaults, **parse_overrides(config.overrides)},
+    )
+    return config, model
+
+
+def resume(
+    saved: TrainDreamerConfig, model: DreamerConfig, given: dict[str, Any], run_dir
+) -> tuple[TrainDreamerConfig, DreamerConfig]:
+    """The saved run's config and model with the options given now applied; one clear line for those
+    that cannot change."""
+    for name in FIXED_ON_RESUME:
+        if given.get(name) is not None and given[name] != getattr(saved, name):
+            flag = cli_flag(next(f for f in dataclasses.fields(TrainDreamerConfig) if f.name == name))
+            raise RlcarError(
+                f"{run_dir} was trained with {flag} {getattr(saved, name)} (you asked for {given[name]}); "
+                "drop the option to resume it, or use a new --run-dir"
+            )
+    config = dataclasses.replace(saved, **{k: v for k, v in given.items() if v is not None})
+    config.validate()
+    requested = dataclasses.replace(model, **parse_overrides(config.overrides))
+    changes = architecture_changes(model, requested)
+    if changes:
+        raise RlcarError(
+            f"{run_dir} holds a model with other shapes ({'; '.join(changes)}); "
+            "drop those --set options to resume it, or use a new --run-dir"
+        )
+    return config, requested
+
+
+def from_saved_section(section: dict[str, Any]) -> tuple[TrainDreamerConfig, DreamerConfig]:
+    """config.json's "dreamer" section -> (config, model); also reads runs made before the config split."""
+    if "train" in section:
+        return TrainDreamerConfig.from_dict(section["train"]), DreamerConfig.from_dict(section["model"])
+    settings = dict(section["settings"])  # the older layout: loop settings inside the model config
+    model = dict(settings.pop("model"))
+    loop = {name: model[name] for name in LEGACY_LOOP_FIELDS if name in model}
+    config = TrainDreamerConfig.from_dict({**settings, **loop, "episodes": section.get("episodes", 500)})
+    return config, DreamerConfig.from_dict(model)
+
+
+def saved_section(config: TrainDreamerConfig, model: DreamerConfig) -> dict[str, Any]:
+    return {"train": config.to_dict(), "model": model.to_dict()}
