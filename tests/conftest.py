@@ -28,3 +28,65 @@ def eval_bank():
     from rlcar_core.sim.track import evaluation_seeds
 
     return build_track_bank(evaluation_seeds(4))
+
+
+# -- shared helpers (import them: `from conftest import ...`, or use the fixtures) ------------------
+
+
+def fail_from_call(monkeypatch, module, factory_name: str, fail, from_call: int = 3) -> dict:
+    """Patch `module.<factory_name>` (a function that builds an update function, such as
+    `rlcar_core.dreamer.train.jitted_update`) so that, from the `from_call`-th update of the next run on,
+    the update's output goes through `fail(output)` (raise to interrupt, or return a poisoned output).
+    Returns the call counter, {"count": n}."""
+    real = getattr(module, factory_name)
+    calls = {"count": 0}
+
+    def patched(*args, **kwargs):
+        update = real(*args, **kwargs)
+
+        def wrapped(*update_args, **update_kwargs):
+            calls["count"] += 1
+            out = update(*update_args, **update_kwargs)
+            return fail(out) if calls["count"] >= from_call else out
+
+        return wrapped
+
+    monkeypatch.setattr(module, factory_name, patched)
+    return calls
+
+
+@pytest.fixture
+def failing_update(monkeypatch):
+    """`failing_update(module, "jitted_update", fail, from_call=3)`: see `fail_from_call`."""
+
+    def install(module, factory_name, fail, from_call=3):
+        return fail_from_call(monkeypatch, module, factory_name, fail, from_call)
+
+    return install
+
+
+def single_error_line(stderr: str) -> str:
+    """The one `error: ...` line a failing command prints; fails the test on a traceback or any other
+    extra line (Rich progress lines and `run: ...` notes excepted)."""
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def assert_names_nearest_checkpoints(
+    message: str, missing: str, nearest: list[str], latest: str | None = None
+):
+    """The one-line answer for a checkpoint name that does not exist, e.g.
+    `no ep81 in runs/x/checkpoints/dreamer; nearest: ep80, ep88; also best (ep120), latest (ep136)`."""
+    assert "\n" not in message
+    assert f"no {missing} in " in message, message
+    assert f"nearest: {', '.join(nearest)}" in message, message
+    if latest is not None:
+        assert f"latest ({latest})" in message, message
+
+
+@pytest.fixture
+def unknown_checkpoint_is_named():
+    """The shared check behind each `test_unknown_checkpoint_lists_the_existing_ones`."""
+    return assert_names_nearest_checkpoints
