@@ -7,7 +7,7 @@ export JAX_PLATFORMS ?= cpu
 export SDL_VIDEODRIVER ?= dummy
 export PYGAME_HIDE_SUPPORT_PROMPT := 1
 
-.PHONY: setup demo test lint bench bench-worldmodels bench-dreamer clean
+.PHONY: setup demo test test-fast lint bench bench-worldmodels bench-dreamer clean
 
 setup: $(STAMP)
 
@@ -24,8 +24,13 @@ demo: $(STAMP)
 	$(BIN)/rlcar export-video --agent heuristic -o runs/demo/heuristic.mp4
 	@echo "demo output: runs/demo/heuristic.mp4 (a heuristic lap on held-out track 0)"
 
+# Everything, the slow end-to-end and fault-injection tests included: what CI runs.
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Everything not marked slow (about a minute on 2 cores): the loop while editing.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check rlcar_core rlcar_cli tests bench
