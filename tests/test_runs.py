@@ -190,8 +190,8 @@ def test_runs_lists_kinds_checkpoints_best_progress_and_damage_without_jax(tmp_p
     }
     write_episode(worldmodels.data_dir, episode, env_name="rlcar")
     _save_steps(worldmodels.path / "checkpoints" / "vae", [(1, 5.0), (2, 3.0), (3, 4.0)])
-    (root / "play").mkdir()
-    (root / "play" / "20260101-rlcar-track0.npz").write_bytes(b"x")
+    (root / "play" / "human").mkdir(parents=True)
+    (root / "play" / "human" / "20260101-rlcar-track0.npz").write_bytes(b"x")
     (root / "empty").mkdir()
 
     script = (

@@ -67,9 +67,18 @@ def load_human_run(path: str | os.PathLike) -> HumanRun:
     if not path.is_file():
         raise RlcarError(f"no recorded human run at {path}")
     try:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             actions = data["actions"]
-    except (OSError, ValueError, KeyError) as error:
-        raise RlcarError(f"{path} is not a recorded human run ({error})") from error
+    except (OSError, ValueError, KeyError, EOFError) as error:
+        # numpy's own text advises allow_pickle=True, which would be wrong here: say what is wrong instead.
+        reason = "it holds Python objects" if "allow_pickle" in str(error) else type(error).__name__
+        raise RlcarError(f"{path} is not a recorded human run ({reason})") from None
+    expected = {field.name for field in dataclasses.fields(HumanRun)} - {"actions"}
+    required = expected - {"created"}
+    if not isinstance(meta, dict) or not required <= set(meta) <= expected:
+        keys = sorted(meta) if isinstance(meta, dict) else type(meta).__name__
+        raise RlcarError(
+            f"{path} is not a recorded human run (its meta holds {keys}, not {sorted(expected)})"
+        )
     return HumanRun(actions=actions, **meta)

@@ -159,7 +159,9 @@ def _holder(run: RunDir) -> str | None:
 
 
 def _human_runs(path: Path) -> list[Path]:
-    return sorted(entry for entry in path.glob("*.npz") if not entry.name.startswith("."))
+    """Recorded `play --manual` runs: `<run>/human/*.npz` (or loose in the run folder)."""
+    found = [*path.glob("*.npz"), *(path / "human").glob("*.npz")]
+    return sorted(entry for entry in found if not entry.name.startswith("."))
 
 
 def _kind(path: Path, config: dict[str, Any], models: dict[str, ModelCheckpoints]) -> str:
