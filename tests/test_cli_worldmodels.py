@@ -295,13 +295,22 @@ def test_collect_on_carracing_stores_64x64_frames(tmp_path):
 
 def test_bad_input_is_one_line_in_a_real_process(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "SDL_VIDEODRIVER": "dummy"}
-    result = subprocess.run(
-        [sys.executable, "-m", "rlcar_cli.main", "train-rnn", "--run-dir", str(tmp_path)],
-        capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
-    assert "rlcar collect" in result.stderr
+    run = fake_dataset(tmp_path / "run")
+    for args, message in (
+        (["train-rnn"], "no VAE checkpoint"),
+        (["train-controller"], "no MDN-RNN checkpoint"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "rlcar_cli.main", *args, "--run-dir", str(run)],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        # One line and nothing else: no orbax shutdown traceback after it, no empty checkpoint folder.
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1, (
+            result.stderr
+        )
+        assert message in result.stderr
+    assert not (run / "checkpoints").exists()
 
 
 def test_episodes_are_cut_at_the_vector_envs_next_step_autoreset():

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from rlcar_cli.main import app
 
+pytestmark = pytest.mark.slow  # end to end: every stage compiles its models
 runner = CliRunner()
 CARS = ["--num-tracks", "4"]
 COLLECT = ["--episodes", "4", "--num-envs", "4", "--max-steps", "24", *CARS]
@@ -87,8 +88,12 @@ def test_each_stage_reports_metrics_and_checkpoints(pipeline):
     assert rnn["vae_step"] == 4
     assert controller["generations"] == 2 and controller["mode"] == "dream"
     assert np.isfinite(controller["eval_return"]) and controller["best_checkpoint"].endswith("/2")
-    stages = {json.loads(line)["stage"] for line in (run / "metrics.jsonl").read_text().splitlines()}
-    assert stages == {"vae", "mdnrnn", "controller"}
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {record["trainer"] for record in records} == {"vae", "rnn", "controller"}
+    # One key scheme: every value is `<model>/<name>`.
+    assert {"vae/loss", "vae/validation_mse_per_pixel", "rnn/loss", "controller/mean_fitness"} <= {
+        key for record in records for key in record
+    }
     assert {"vae", "mdnrnn", "controller", "collect"} <= set(json.loads((run / "config.json").read_text()))
 
 
@@ -119,6 +124,8 @@ def test_controller_resumes_in_the_env_from_a_dream_search(pipeline, tmp_path):
 
 
 def test_training_resumes_after_an_interruption(pipeline, tmp_path, monkeypatch):
+    import signal
+
     from rlcar_core.loop.outcomes import TrainingInterrupted
     from rlcar_core.worldmodels import train_vae as train_vae_module
 
@@ -127,8 +134,8 @@ def test_training_resumes_after_an_interruption(pipeline, tmp_path, monkeypatch)
 
     def interrupted_at_step_6(config, on_step=None):
         def press_ctrl_c(record):
-            if record.get("step") == 6:
-                raise KeyboardInterrupt
+            if record.get("step") == 6 and record.get("kind") == "train":
+                os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C: it sets the trainer's stop flag
             if on_step is not None:
                 on_step(record)
 
@@ -137,7 +144,7 @@ def test_training_resumes_after_an_interruption(pipeline, tmp_path, monkeypatch)
     monkeypatch.setattr(train_vae_module, "train_vae", interrupted_at_step_6)
     result = runner.invoke(app, ["train-vae", "--run-dir", str(run), "--steps", "8", *VAE, "--json"])
     assert result.exit_code == 130, result.output
-    assert "saved" in result.stderr and "resume" in result.stderr and result.stdout == ""
+    assert "resumes from ep6" in result.stderr and result.stdout == ""
     assert (run / "checkpoints" / "vae" / "6").is_dir()
     assert issubclass(TrainingInterrupted, KeyboardInterrupt)
 
@@ -163,7 +170,7 @@ def test_unknown_checkpoint_lists_the_existing_ones(pipeline):
         app, ["eval", "--agent", "worldmodel", "--run-dir", str(run), "--checkpoint", "ep99"]
     )
     assert result.exit_code == 2
-    assert "ep99" in result.stderr and "available: latest (ep2), best (ep2)" in result.stderr
+    assert "no ep99" in result.stderr and "nearest: ep2; also best (ep2), latest (ep2)" in result.stderr
 
 
 def test_collect_again_adds_new_episodes_driven_by_the_trained_agent(pipeline, tmp_path):

@@ -174,6 +174,14 @@ def pinned_step(run: RunDir, model: str, step: int, user: str) -> int:
     return step
 
 
+def trained_on(run: RunDir, upstream: str, user: str, saved: dict[str, Any] | None, key: str) -> int:
+    """The `upstream` checkpoint step the `user` stage trains on: the one its checkpoints recorded under
+    `key` when resuming (z and h only mean something to the models that made them), else the best."""
+    if saved is not None:
+        return pinned_step(run, upstream, int(saved[key]), user)
+    return upstream_step(run, upstream)
+
+
 def load_checkpoint(run: RunDir, model: str, name: str | int, abstract_state_for) -> LoadedModel:
     """Restore checkpoint `name` of `model`; `abstract_state_for(saved_config)` gives the abstract
     state (e.g. from `jax.eval_shape`), so the checkpoint's own config decides the shapes."""

@@ -50,8 +50,8 @@ from rlcar_core.worldmodels.storage import (
     pinned_step,
     run_dir_of,
     saved_training_record,
+    trained_on,
     training_session,
-    upstream_step,
 )
 from rlcar_core.worldmodels.supervised import StepCallback
 
@@ -260,11 +260,7 @@ def train_controller(
     started = time.perf_counter()
     with training_session(run, CONTROLLER_MODEL, on_generation) as (stop, log, ckpt):
         saved = newest_saved_config(ckpt)
-        # A resumed search keeps the V and M it started with: its controller reads their z and h.
-        if saved is not None:
-            rnn_step = pinned_step(run, RNN_MODEL, int(saved["rnn_step"]), CONTROLLER_MODEL)
-        else:
-            rnn_step = upstream_step(run, RNN_MODEL)
+        rnn_step = trained_on(run, RNN_MODEL, CONTROLLER_MODEL, saved, "rnn_step")
         rnn_config, rnn_params, _, vae_step = load_rnn(run, rnn_step)
         vae_step = pinned_step(run, VAE_MODEL, vae_step, RNN_MODEL)
         vae_config, vae_params, _ = load_vae(run, vae_step)

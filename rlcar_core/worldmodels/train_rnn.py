@@ -40,12 +40,11 @@ from rlcar_core.worldmodels.storage import (
     load_vae,
     newest_saved_config,
     open_existing_store,
-    pinned_step,
     run_dir_of,
     saved_training_record,
     settle_config,
+    trained_on,
     training_session,
-    upstream_step,
 )
 from rlcar_core.worldmodels.supervised import Schedule, StepCallback, fit, keyed_train_step
 from rlcar_core.worldmodels.vae import sample_latent
@@ -121,11 +120,7 @@ def train_rnn(config: TrainRNNConfig, on_step: StepCallback | None = None) -> di
     open_existing_store(run, VAE_MODEL).close()
     with training_session(run, RNN_MODEL, on_step) as (stop, log, ckpt):
         saved = newest_saved_config(ckpt)
-        if saved is not None:
-            # A resumed MDN-RNN must keep reading the latents of the VAE it started with.
-            vae_step = pinned_step(run, VAE_MODEL, int(saved["vae_step"]), RNN_MODEL)
-        else:
-            vae_step = upstream_step(run, VAE_MODEL)
+        vae_step = trained_on(run, VAE_MODEL, RNN_MODEL, saved, "vae_step")
         vae_config, vae_params, _ = load_vae(run, vae_step)
         rnn_config = settle_config(
             MDNRNNConfig,

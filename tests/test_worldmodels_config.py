@@ -1,0 +1,83 @@
+"""One source of truth per setting: each command's defaults and help live in its config dataclass, the
+CLI options are derived from it, and each value is validated once, there."""
+
+import dataclasses
+import math
+
+import pytest
+import typer
+
+from rlcar_cli.main import app
+from rlcar_core.errors import RlcarError
+from rlcar_core.worldmodels.config import (
+    CollectConfig,
+    ControllerConfig,
+    DreamConfig,
+    MDNRNNConfig,
+    TrainControllerConfig,
+    TrainRNNConfig,
+    TrainVAEConfig,
+    VAEConfig,
+    flag_of,
+)
+
+COMMANDS = {
+    "collect": CollectConfig,
+    "train-vae": TrainVAEConfig,
+    "train-rnn": TrainRNNConfig,
+    "train-controller": TrainControllerConfig,
+    "dream": DreamConfig,
+}
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_cli_options_are_the_config_fields(name):
+    config_class = COMMANDS[name]
+    command = typer.main.get_command(app).commands[name]
+    options = {param.name: param for param in command.params}
+    for field in dataclasses.fields(config_class):
+        option = options[field.name]
+        assert option.default == field.default, field.name
+        assert option.help.startswith(field.metadata["help"]), field.name
+        assert flag_of(config_class, field.name) in option.opts, field.name
+    assert set(options) - {field.name for field in dataclasses.fields(config_class)} == {
+        "json_out",
+        "progress",
+    }
+
+
+def test_the_controller_search_defaults_are_written_once():
+    # The CLI trains in the dream by default, and so does the config: there is no second default.
+    config = TrainControllerConfig()
+    assert config.mode == "dream" and config.rollouts_per_candidate == 16
+    assert TrainControllerConfig(in_dream=False).rollouts_per_candidate == 2
+    # The model config holds the controller's shape only; the search settings are the command's.
+    assert {field.name for field in dataclasses.fields(ControllerConfig)} == {"z_dim", "hidden_size"}
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        TrainVAEConfig(epochs=math.inf),
+        TrainVAEConfig(learning_rate=math.inf),
+        TrainVAEConfig(learning_rate=math.nan),
+        TrainVAEConfig(learning_rate=-1.0),
+        TrainRNNConfig(learning_rate=math.inf),
+        TrainControllerConfig(temperature=math.nan),
+        TrainControllerConfig(popsize=1),
+        CollectConfig(policy="autopilot"),
+        DreamConfig(temperature=math.inf),
+    ],
+)
+def test_bad_values_are_one_clear_error(config):
+    with pytest.raises(RlcarError, match=r"^--[a-z-]+ |^unknown --policy"):
+        config.validate()
+
+
+def test_checkpoints_saved_with_loop_settings_in_the_model_config_still_load():
+    # Older checkpoints kept batch sizes and CMA-ES settings in the model configs.
+    assert VAEConfig.from_dict({**VAEConfig().to_dict(), "batch_size": 100}) == VAEConfig()
+    old_rnn = {**MDNRNNConfig().to_dict(), "batch_size": 100, "sequence_length": 100}
+    assert MDNRNNConfig.from_dict(old_rnn) == MDNRNNConfig()
+    old_controller = {"z_dim": 32, "hidden_size": 256, "population_size": 64, "dream_temperature": 1.15}
+    assert ControllerConfig.from_dict(old_controller) == ControllerConfig()
