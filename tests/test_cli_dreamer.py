@@ -17,7 +17,7 @@ from rlcar_cli.main import app
 
 runner = CliRunner()
 TRAIN = ["--size", "tiny", "--obs", "sensors", "--max-steps", "20", "--num-envs", "2", "--num-tracks", "2",
-         "--train-ratio", "8", "--set", "batch_size=2", "--set", "batch_length=8", "--prefill-steps", "8",
+         "--train-ratio", "8", "--batch-size", "2", "--batch-length", "8", "--prefill-steps", "8",
          "--checkpoint-every", "2", "--eval-every", "2", "--eval-episodes", "2"]  # fmt: skip
 EVAL = ["--episodes", "2", "--num-envs", "2", "--max-steps", "20"]
 
@@ -146,15 +146,35 @@ def test_bad_input_exits_2(tmp_path, options, message):
     assert not (tmp_path / "new" / "checkpoints").exists()
 
 
-def test_run_dir_is_required():
-    result = invoke("train-dreamer", "--episodes", "2")
-    assert result.exit_code == 2 and "--run-dir is required" in first_error_line(result)
+@pytest.mark.slow
+def test_the_default_run_trains_exactly_the_episodes_asked_and_evaluates(tmp_path, monkeypatch):
+    """Issue 8's short forms: no --run-dir, more cars than episodes, then eval of `ep2`."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke(
+        "train-dreamer", "--episodes", "2", "--num-envs", "8", "--max-steps", "100", "--size", "tiny",
+        "--prefill-steps", "50", "--train-ratio", "4", "--batch-size", "4", "--batch-length", "8",
+        "--eval-episodes", "2", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["run_dir"] == "runs/dreamer" and summary["episodes"] == 2
+    assert "run: runs/dreamer (new)" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "runs/dreamer/checkpoints/dreamer").iterdir()) == ["2"]
+    evaluated = invoke_json(
+        "eval", "--agent", "dreamer", "--run-dir", "runs/dreamer", "--checkpoint", "ep2", "--episodes", "2",
+        "--max-steps", "50", "--json",
+    )  # fmt: skip
+    assert evaluated["episodes"] == 2
+    again = invoke("train-dreamer", "--episodes", "3", "--num-envs", "8", "--max-steps", "100", "--json")
+    assert again.exit_code == 0, again.output
+    assert "run: runs/dreamer (resuming at episode 2)" in again.stderr
+    assert json.loads(again.stdout)["episodes"] == 3
 
 
 def _fail_third_update(monkeypatch, fail):
-    from rlcar_core.dreamer import training_loop
+    from rlcar_core.dreamer import train
 
-    real = training_loop.jitted_update
+    real = train.jitted_update
     calls = {"count": 0}
 
     def patched(config):
@@ -167,7 +187,7 @@ def _fail_third_update(monkeypatch, fail):
 
         return wrapped
 
-    monkeypatch.setattr(training_loop, "jitted_update", patched)
+    monkeypatch.setattr(train, "jitted_update", patched)
 
 
 def test_nan_loss_exits_1_and_keeps_the_last_good_checkpoint(run, tmp_path, monkeypatch):
