@@ -55,6 +55,21 @@ def test_agents_return_valid_batched_actions():
         ("dreamer", "rlcar", "--run-dir"),
     ],
 )
-def test_make_agent_errors(name, env, message):
+def test_make_agent_errors(name, env, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no runs/dreamer here to default to
     with pytest.raises(RlcarError, match=message):
         make_agent(name, env)
+
+
+def test_a_learned_agent_defaults_to_its_kinds_run(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from rlcar_core.agents import agent_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert agent_run_dir("heuristic", None) is None
+    assert agent_run_dir("dreamer", "mine") == Path("mine")
+    with pytest.raises(RlcarError, match="none at runs/worldmodels"):
+        agent_run_dir("worldmodel", None)
+    (tmp_path / "runs" / "worldmodels").mkdir(parents=True)
+    assert agent_run_dir("worldmodel", None) == Path("runs/worldmodels")

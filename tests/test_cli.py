@@ -4,7 +4,9 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -31,6 +33,12 @@ def rlcar(*args, **kwargs):
     return subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300, **kwargs
     )
+
+
+@pytest.fixture(autouse=True)
+def in_a_fresh_directory(tmp_path, monkeypatch):
+    """Commands with default runs write under ./runs: keep them out of the source tree."""
+    monkeypatch.chdir(tmp_path)
 
 
 def json_of(result):
@@ -93,7 +101,7 @@ def test_export_video_writes_a_gif(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temp file left behind"
 
 
-def test_play_headless_with_agent_and_manual_recording_then_eval_human(tmp_path):
+def test_play_headless_with_an_agent_and_with_nobody_saves_no_human_run(tmp_path):
     data = json_of(
         runner.invoke(app, ["play", "--headless", "--agent", "heuristic", "--max-steps", "10", "--json"])
     )
@@ -103,15 +111,167 @@ def test_play_headless_with_agent_and_manual_recording_then_eval_human(tmp_path)
             app, ["play", "--manual", "--headless", "--max-steps", "5", "--run-dir", str(tmp_path), "--json"]
         )
     )
-    saved = data["episodes"][0]["saved"]
-    assert os.path.exists(saved)
-    data = json_of(
-        runner.invoke(
-            app, ["eval", "--episodes", "1", "--max-steps", "30", "--human", str(tmp_path), "--json"]
-        )
-    )
+    assert "saved" not in data["episodes"][0] and not (tmp_path / "human").exists()
+
+
+def record_human_run(run_dir, lap: bool):
+    from rlcar_core.apps.human import HumanRun, save_human_run
+    from rlcar_core.envs.heldout import track_seed_for
+
+    actions = np.tile(np.array([0.0, 1.0, 0.0], np.float32), (5, 1))
+    run = HumanRun("rlcar", track_seed_for("rlcar", 0), 0, actions, 3.0, 0.05, lap, False, 5, 5)
+    return save_human_run(run_dir, run)
+
+
+def test_eval_human_compares_on_the_recorded_track_and_shows_a_lap_time_only_for_a_lap(tmp_path):
+    record_human_run(tmp_path / "play", lap=False)
+    args = ["eval", "--episodes", "1", "--max-steps", "30", "--human", str(tmp_path / "play")]
+    data = json_of(runner.invoke(app, [*args, "--json"]))
     assert data["human"]["recorded"]["steps"] == 5
     assert data["human"]["agent_on_same_track"]["track"] == data["human"]["recorded"]["track_seed"]
+    table = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    (human_row,) = [line for line in table.stderr.splitlines() if "human (recorded)" in line]
+    assert " s " not in human_row + " " and human_row.rstrip("│ ").endswith("-")
+    record_human_run(tmp_path / "play", lap=True)  # newest recording: a lap, so a lap time
+    table = runner.invoke(app, args, env={"COLUMNS": "200"})
+    (human_row,) = [line for line in table.stderr.splitlines() if "human (recorded)" in line]
+    assert "0.5 s" in human_row
+
+
+def test_eval_compares_several_agents_on_the_same_tracks():
+    base = ["eval", "--episodes", "2", "--max-steps", "40", "--json"]
+    data = json_of(runner.invoke(app, [*base, "--agent", "heuristic", "--agent", "random"]))
+    heuristic, random = data["agents"]
+    assert (heuristic["agent"], random["agent"]) == ("heuristic", "random")
+    assert [e["track"] for e in heuristic["per_episode"]] == [e["track"] for e in random["per_episode"]]
+    assert data["episodes"] == 2 and heuristic["progress_mean"] > random["progress_mean"]
+    single = json_of(runner.invoke(app, [*base, "--agent", "random"]))
+    assert "agents" not in single and single["agent"] == "random"
+    assert single["per_episode"] == random["per_episode"]  # same tracks, same seed, same numbers
+    table = runner.invoke(app, base[:-1] + ["--agent", "heuristic", "--agent", "random"])
+    assert table.exit_code == 0 and table.stdout == ""
+    rows = [line for line in table.stderr.splitlines() if line.startswith("│")]
+    assert [row.split("│")[1].strip() for row in rows] == ["heuristic", "random"]
+
+
+class FakeLearnedAgent:
+    """Stands in for a trained agent: records where it was loaded from, drives like the heuristic."""
+
+    loaded: list = []
+
+    def __init__(self, run_dir, checkpoint):
+        from rlcar_core.agents.builtin import HeuristicAgent
+
+        self.inner = HeuristicAgent()
+        self.name, self.obs_kind = "dreamer", "sensors"
+        FakeLearnedAgent.loaded.append((run_dir, checkpoint))
+
+    def reset(self, num_envs):
+        self.inner.reset(num_envs)
+
+    def act(self, obs):
+        return self.inner.act(obs)
+
+
+def load_fake_dreamer(run_dir, checkpoint, env_name, seed):
+    return FakeLearnedAgent(run_dir, checkpoint)
+
+
+@pytest.fixture
+def fake_dreamer(monkeypatch):
+    import rlcar_core.agents as agents
+
+    monkeypatch.setitem(agents.LEARNED_AGENT_LOADERS, "dreamer", (__name__, "load_fake_dreamer"))
+    FakeLearnedAgent.loaded = []
+    return FakeLearnedAgent
+
+
+def test_learned_agents_use_their_default_run_when_no_run_dir_is_given(fake_dreamer, tmp_path):
+    missing = runner.invoke(app, ["eval", "--agent", "dreamer", "--checkpoint", "best"])
+    assert missing.exit_code == 2 and "runs/dreamer" in missing.stderr and "train-dreamer" in missing.stderr
+    (tmp_path / "runs" / "dreamer").mkdir(parents=True)
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--agent",
+            "dreamer",
+            "--checkpoint",
+            "best",
+            "--episodes",
+            "1",
+            "--max-steps",
+            "5",
+            "--json",
+        ],
+    )
+    data = json_of(result)
+    assert data["run_dir"] == "runs/dreamer" and data["checkpoint"] == "best"
+    assert "run: runs/dreamer" in result.stderr.splitlines()
+    assert fake_dreamer.loaded == [(Path("runs/dreamer"), "best")]
+    video = json_of(
+        runner.invoke(
+            app, ["export-video", "--agent", "dreamer", "--max-steps", "3", "-o", "v.gif", "--json"]
+        )
+    )
+    assert video["run_dir"] == "runs/dreamer"
+    played = json_of(
+        runner.invoke(app, ["play", "--headless", "--agent", "dreamer", "--max-steps", "3", "--json"])
+    )
+    assert played["run_dir"] == "runs/dreamer" and played["agent"] == "dreamer"
+    # An explicit --run-dir wins and prints no `run:` line.
+    result = runner.invoke(
+        app, ["eval", "--agent", "dreamer", "--run-dir", "elsewhere", "--episodes", "1", "--max-steps", "5"]
+    )
+    assert result.exit_code == 0 and "run:" not in result.stderr
+    assert fake_dreamer.loaded[-1] == (Path("elsewhere"), "best")
+
+
+def test_export_video_checks_the_output_before_rendering(fake_dreamer, tmp_path):
+    (tmp_path / "runs" / "dreamer").mkdir(parents=True)
+    (tmp_path / "adir.mp4").mkdir()
+    for output, message in (
+        ("/proc/x.mp4", "cannot write"),
+        ("adir.mp4", "directory"),
+        ("missing/out.mp4", "does not exist"),
+        ("out.avi", ".mp4 or .gif"),
+    ):
+        result = runner.invoke(app, ["export-video", "--agent", "dreamer", "-o", output])
+        assert result.exit_code == 2, (output, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert fake_dreamer.loaded == [], "no agent was loaded, nothing was rendered"
+
+
+def test_export_video_of_carracing_skips_the_intro_and_has_one_hud_and_the_camera(tmp_path):
+    import imageio.v2 as imageio
+
+    target = tmp_path / "cr.gif"
+    data = json_of(
+        runner.invoke(
+            app,
+            [
+                "export-video",
+                "--env",
+                "carracing",
+                "--agent",
+                "random",
+                "--max-steps",
+                "60",
+                "-o",
+                str(target),
+                "--json",
+            ],
+        )
+    )
+    frames = imageio.mimread(target)
+    assert data["steps"] == 60 and data["frames"] == len(frames) < 60  # the zoom-in intro is not written
+    first = np.asarray(frames[0])[..., :3]
+    assert first.shape[:2] == (350, 800)  # CarRacing's view less its own bottom bar, then our panel
+    view = first[:, :600]
+    assert (view.max(axis=-1) < 30).mean() < 0.05, "the first frame is not the zoomed-out intro on black"
+    assert first[20:170, 620:780].std() > 10, "the camera inset is drawn in the panel"
 
 
 @pytest.mark.parametrize(
@@ -125,8 +285,7 @@ def test_play_headless_with_agent_and_manual_recording_then_eval_human(tmp_path)
         ["export-video", "-o", "/nonexistent/dir/out.mp4"],
         ["export-video", "-o", "out.avi"],
         ["play", "--headless", "--max-steps", "0"],
-        ["train-dreamer", "--episodes", "5"],
-        ["collect", "--episodes", "3"],
+        ["eval", "--agent", "random", "--agent", "random"],
     ],
 )
 def test_bad_input_exits_2(args):
