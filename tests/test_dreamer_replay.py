@@ -136,3 +136,13 @@ def test_errors_are_clear():
     bad["obs"] = np.zeros((2, 4), np.float32)
     with pytest.raises(ValueError, match="obs"):
         buffer.add(bad)
+
+
+def test_add_with_a_mask_skips_the_streams_that_stopped_collecting():
+    spec = {"x": ((), np.dtype(np.float32))}
+    buffer = ReplayBuffer(capacity=8, spec=spec, num_streams=2)
+    buffer.add({"x": np.array([1.0, 2.0], np.float32)})
+    buffer.add({"x": np.array([3.0, 4.0], np.float32)}, mask=np.array([True, False]))
+    assert len(buffer) == 3
+    np.testing.assert_array_equal(buffer._stream_in_order("x", 0), [1.0, 3.0])
+    np.testing.assert_array_equal(buffer._stream_in_order("x", 1), [2.0])
