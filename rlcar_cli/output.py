@@ -295,7 +295,7 @@ def finish_cleanly() -> Iterator[Outcome]:
 def quiet_library_logs() -> None:
     """Keep a command's stderr to its own lines.
 
-    - absl (orbax, JAX) warnings such as 'Metadata file does not exist' for a damaged step, which the
+    - absl (orbax, JAX) records such as 'Metadata file does not exist' for a damaged step, which the
       checkpoint store already reports in its one line;
     - 'Event loop is closed' errors that TensorStore reads still in flight raise from their own threads
       after a failed restore (already reported as CheckpointDamaged), which Python would print as
@@ -303,7 +303,11 @@ def quiet_library_logs() -> None:
     """
     import logging
 
-    logging.getLogger("absl").setLevel(logging.ERROR)
+    if debugging():
+        return  # RLCAR_DEBUG=1: everything, as the libraries print it
+    # Orbax logs a failed background save (e.g. a full disk) at ERROR level with a page of TensorStore
+    # spec; the same failure reaches the boundary as an exception and becomes one line there.
+    logging.getLogger("absl").setLevel(logging.CRITICAL)
     previous = sys.unraisablehook
 
     def unraisable(record) -> None:
