@@ -35,7 +35,9 @@ def pose_of(state: EnvState) -> CarPose:
 class TopDownRenderer:
     """Frames of one environment's track bank; ``window=True`` also shows them (Gymnasium's "human")."""
 
-    def __init__(self, params: EnvParams, window: bool = False, fps: int = 10, size: int = FRAME_SIZE):
+    def __init__(
+        self, params: EnvParams, window: bool = False, fps: int | None = None, size: int = FRAME_SIZE
+    ):
         self.pygame = pygame_module()
         self.params = params
         self.size = size
@@ -44,6 +46,8 @@ class TopDownRenderer:
             from rlcar_core.render.panel import PANEL_WIDTH
             from rlcar_core.render.window import Window
 
+            # One frame per simulator step unless told otherwise: the sim's own dt sets the rate.
+            fps = fps if fps is not None else round(1.0 / float(params.dt))
             self.window = Window((size + PANEL_WIDTH, size), fps=fps)
         self._backgrounds: dict[int, object] = {}
         self._half = float(params.bank.world_half_size)

@@ -23,7 +23,7 @@ class Window:
     """``fps`` > 0 paces ``show`` itself (one frame per call); play paces with ``frame_fractions``."""
 
     def __init__(
-        self, size: tuple[int, int], title: str = "rlcar", fps: int = 10, display_fps: int = DISPLAY_FPS
+        self, size: tuple[int, int], title: str = "rlcar", fps: int = 0, display_fps: int = DISPLAY_FPS
     ):
         self.pygame = pg = pygame_module()
         pg.display.init()

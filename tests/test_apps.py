@@ -1,0 +1,151 @@
+"""The apps behind eval, play and export-video, and what a person sees: the frame layout, the lap
+banner, the real pygame window (SDL's dummy driver), several agents on the same tracks."""
+
+import dataclasses
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import rlcar_core.render.window as window_module
+from rlcar_core.apps.drive import DrivingSession, frames_per_second
+from rlcar_core.apps.evaluate import EvalConfig, compare_with_human, evaluate_agents
+from rlcar_core.apps.human import HumanRun
+from rlcar_core.apps.play import PlayConfig, play
+from rlcar_core.envs.registration import ENV_ID
+from rlcar_core.errors import RlcarError
+from rlcar_core.render.motion import interpolate_pose
+from rlcar_core.render.panel import PANEL_WIDTH
+from rlcar_core.render.topdown import FRAME_SIZE
+
+GAS = np.array([0.0, 1.0, 0.0], np.float32)
+
+
+def test_the_frame_rate_comes_from_the_step_length():
+    assert frames_per_second("rlcar") == 10 and frames_per_second("carracing") == 50
+
+
+def test_human_render_mode_draws_the_track_in_a_real_window():
+    env = gym.make(ENV_ID, obs="sensors", num_tracks=1, render_mode="human")
+    env.reset(seed=0)
+    env.step(GAS)
+    assert env.render() is None
+    window = env.unwrapped._renderer.window
+    pixels = window.pygame.surfarray.array3d(window.screen).transpose(1, 0, 2)
+    assert pixels.shape == (FRAME_SIZE, FRAME_SIZE + PANEL_WIDTH, 3)
+    view = pixels[:, :FRAME_SIZE]
+    assert (view.max(axis=-1) > 40).mean() > 0.95, "the track view is drawn, not black"
+    assert (view[..., 1] > view[..., 0] + 30).mean() > 0.3, "grass is green"
+    env.close()
+
+
+@pytest.fixture(scope="module")
+def session():
+    session = DrivingSession("rlcar", "sensors", track=1, max_steps=100, seed=0)
+    session.reset()
+    for _ in range(5):
+        session.step(GAS)
+    yield session
+    session.close()
+
+
+def test_the_hud_never_covers_the_track(session):
+    busy = session.frame({"driver": "AI: heuristic", **session.hud("x")}, keys=("R  restart",) * 4)
+    bare = session.frame({})
+    assert busy.shape == (FRAME_SIZE, FRAME_SIZE + PANEL_WIDTH, 3)
+    np.testing.assert_array_equal(busy[:, :FRAME_SIZE], bare[:, :FRAME_SIZE])
+    assert not np.array_equal(busy[:, FRAME_SIZE:], bare[:, FRAME_SIZE:])
+
+
+def test_a_finished_lap_is_marked_on_screen(session):
+    assert session.lap_banner() is None
+    plain = session.frame(session.hud())
+    info = session.info
+    session.info = {**info, "lap_complete": np.bool_(True)}
+    try:
+        banner = session.lap_banner()
+        assert banner == f"LAP  {session.steps * 0.1:.1f} s"
+        marked = session.frame(session.hud(), banner=banner)
+    finally:
+        session.info = info
+    centre = np.s_[FRAME_SIZE // 2 - 20 : FRAME_SIZE // 2 + 20, FRAME_SIZE // 2 - 60 : FRAME_SIZE // 2 + 60]
+    assert np.abs(marked[centre].astype(int) - plain[centre]).mean() > 20
+
+
+def test_interpolated_frames_move_the_car_between_steps(session):
+    before = session.pose()
+    session.step(GAS)
+    after = session.pose()
+    assert np.linalg.norm(after.position - before.position) > 0.1
+    hud = session.hud()
+    frames = [session.frame(hud, interpolate_pose(before, after, f)) for f in (0.0, 0.5, 1.0)]
+    np.testing.assert_array_equal(frames[2], session.frame(hud))  # the last one is the state itself
+    assert not np.array_equal(frames[0], frames[1]) and not np.array_equal(frames[1], frames[2])
+
+
+class QuitsAfter(window_module.Window):
+    """The real window (SDL dummy driver) with a person who holds the gas, then presses Esc."""
+
+    steps = 4
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.polls = 0
+        self.splash_seen = False
+
+    def splash(self, message, started=None):
+        super().splash(message, started)
+        self.splash_seen = True
+
+    def poll(self):
+        self.polls += 1
+        controls = super().poll()
+        quit = self.polls > self.steps
+        QuitsAfter.last = self
+        return controls._replace(action=GAS, quit=quit)
+
+    def close(self):
+        QuitsAfter.screen_pixels = self.pygame.surfarray.array3d(self.screen)
+        super().close()
+
+
+def test_play_in_a_real_window_splashes_then_draws_frames(monkeypatch, tmp_path):
+    monkeypatch.setattr(window_module, "Window", QuitsAfter)
+    result = play(PlayConfig(manual=True, run_dir=tmp_path, max_steps=50))
+    (attempt,) = result["episodes"]
+    assert attempt["ended"] == "quit" and attempt["steps"] == QuitsAfter.steps and "saved" in attempt
+    assert QuitsAfter.last.splash_seen
+    pixels = QuitsAfter.screen_pixels
+    assert pixels.shape == (FRAME_SIZE + PANEL_WIDTH, FRAME_SIZE, 3) and pixels.max() > 100
+
+
+def test_several_agents_run_the_same_tracks_and_report_each_episode():
+    config = EvalConfig(episodes=3, max_steps=30, num_envs=3)
+    seen = []
+    heuristic, random = evaluate_agents(
+        config, ["heuristic", "random"], on_episode=lambda name, r: seen.append(name)
+    )
+    assert seen == ["heuristic"] * 3 + ["random"] * 3  # one tick per finished car-episode
+    assert [e["track"] for e in heuristic["per_episode"]] == [e["track"] for e in random["per_episode"]]
+    assert heuristic["run_dir"] is None and heuristic["checkpoint"] is None
+
+
+@pytest.mark.parametrize(
+    ("names", "run_dir", "message"),
+    [
+        ([], None, "at least one"),
+        (["random", "random"], None, "once"),
+        (["dreamer", "worldmodel"], "some/run", "--run-dir"),
+    ],
+)
+def test_ambiguous_agent_lists_are_refused(names, run_dir, message):
+    with pytest.raises(RlcarError, match=message):
+        evaluate_agents(dataclasses.replace(EvalConfig(), run_dir=run_dir), names)
+
+
+def test_compare_with_human_drives_the_recorded_track():
+    recorded = HumanRun("rlcar", 1_000_003, 0, np.zeros((4, 3), np.float32), 0.0, 0.0, False, False, 4, 4)
+    result = compare_with_human(EvalConfig(max_steps=20), recorded)
+    assert result["agent_on_same_track"]["track"] == 1_000_003 and result["recorded"]["steps"] == 4
+    with pytest.raises(RlcarError, match="--env rlcar"):
+        compare_with_human(EvalConfig(env="carracing", agent="random"), recorded)
