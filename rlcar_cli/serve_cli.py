@@ -19,7 +19,9 @@ def serve_command(
         typer.Option("--host", help="Address to listen on; anything but loopback requires an access token."),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
-    fps: Annotated[int, typer.Option("--fps", help="Frames per second of the live view.")] = 25,
+    fps: Annotated[
+        int, typer.Option("--fps", help="Frames per second of the live view (physics stays at 10 Hz).")
+    ] = 30,
     token: Annotated[
         str | None,
         typer.Option(

@@ -32,7 +32,7 @@ from rlcar_core.errors import RlcarError
 
 STATIC_DIR = Path(__file__).parent / "static"
 PLAY_DIR = "play"  # human runs go to <root>/play/human/, where `play --manual` puts them by default
-DEFAULT_FPS = 25
+DEFAULT_FPS = 30
 MAX_FPS = 60
 
 
@@ -227,13 +227,13 @@ class Server:
         try:
             next_frame = time.monotonic()
             while not self.closing.is_set() and not reader.done():
+                woken.clear()  # a key that lands while this frame is drawn wakes the next one at once
                 await loop.run_in_executor(worker, live.tick)
                 jpeg, meta = await loop.run_in_executor(worker, live.render)
                 meta["sent"] = time.time()
                 await websocket.send_text(json.dumps(meta))
                 await websocket.send_bytes(jpeg)
                 next_frame = max(next_frame + period, time.monotonic())
-                woken.clear()
                 with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
                     await asyncio.wait_for(woken.wait(), timeout=max(0.0, next_frame - time.monotonic()))
             if self.closing.is_set():

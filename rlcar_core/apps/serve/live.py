@@ -28,7 +28,7 @@ from rlcar_core.envs.factory import STEP_SECONDS
 from rlcar_core.errors import RlcarError, require_at_least
 
 ENV = "rlcar"  # the live view drives the JAX simulator: its frames interpolate and its step is cheap
-MIN_STEP_FRACTION = 0.5
+MIN_STEP_FRACTION = 0.2
 JPEG_QUALITY = 80
 GHOST_COLOUR = (60, 140, 255)
 # Browser key names (KeyboardEvent.key, lower-cased) -> the action part each one drives.

@@ -44,6 +44,8 @@ def _json_ready(value: Any) -> Any:
 
 def list_run_rows(root: Path) -> list[dict[str, Any]]:
     """Every run under ``root`` as ``rlcar runs`` lists it, each named by its path below the root."""
+    from rlcar_core.apps.runs import list_runs
+
     rows = []
     for row in list_runs(root):
         fields = _as_dict(row)
@@ -55,19 +57,9 @@ def list_run_rows(root: Path) -> list[dict[str, Any]]:
         except ValueError:
             continue  # the listing follows no links out of the root, but the page never shows one that did
         fields["path"] = fields["name"]
+        fields["checkpoint_summary"] = checkpoint_summary(fields.get("checkpoints") or {})
         rows.append(_json_ready(fields))
     return rows
-
-
-def list_runs(root: Path) -> list[Any]:
-    try:
-        from rlcar_core.apps.runs import list_runs as core_listing
-    except ImportError:  # until the listing of `rlcar runs` lands: run folders by their metrics alone
-        return [
-            {"path": path.parent, "kind": None, "checkpoints": []}
-            for path in sorted(root.glob("**/metrics.jsonl"))
-        ]
-    return core_listing(root)
 
 
 def drivers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -77,7 +69,7 @@ def drivers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         agent = AGENT_FOR_KIND.get(str(row.get("kind")))
         if agent is None:
             continue
-        for checkpoint in _checkpoint_names(row.get("checkpoints")):
+        for checkpoint in _checkpoint_names(row.get("checkpoints") or {}, agent):
             choices.append(
                 {
                     "label": f"{row['name']}: {checkpoint}",
@@ -89,27 +81,28 @@ def drivers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return choices
 
 
-def _checkpoint_names(checkpoints: Any) -> list[str]:
-    """``best`` and ``latest`` first, then every ``epN``, from whichever shape the listing uses."""
-    names: list[str] = []
-    if isinstance(checkpoints, dict):
-        for value in checkpoints.values():
-            names.extend(_checkpoint_names(value))
-    elif isinstance(checkpoints, list | tuple):
-        for item in checkpoints:
-            if isinstance(item, int):
-                names.append(f"ep{item}")
-            elif isinstance(item, str):
-                names.append(item)
-            elif isinstance(item, dict):
-                names.extend(_checkpoint_names(list(item.values())))
-    elif isinstance(checkpoints, str):
-        names.extend(part.strip() for part in checkpoints.split(",") if part.strip())
-    if not names:
+# The model whose checkpoints a learned driver loads, for each kind of run.
+DRIVING_MODEL = {"dreamer": "dreamer", "worldmodel": "controller"}
+
+
+def _checkpoint_names(checkpoints: dict[str, Any], agent: str) -> list[str]:
+    """``best`` and ``latest`` first, then every ``epN`` of the model the agent drives with."""
+    model = checkpoints.get(DRIVING_MODEL.get(agent, agent))
+    if not isinstance(model, dict) or not model.get("steps"):
         return []
-    named = [n for n in ("best", "latest") if n in names]
-    episodes = sorted({n for n in names if n.startswith("ep") and n[2:].isdigit()}, key=lambda n: int(n[2:]))
-    return named + [n for n in ("best", "latest") if n not in named] + episodes
+    named = [name for name in ("best", "latest") if model.get(name)]
+    return named + [f"ep{step}" for step in model["steps"]]
+
+
+def checkpoint_summary(checkpoints: dict[str, Any]) -> str:
+    """``dreamer: best ep36, latest ep40 (12 saved)`` for the runs table."""
+    parts = []
+    for model, found in checkpoints.items():
+        if not isinstance(found, dict):
+            continue
+        named = ", ".join(f"{key} {found[key]}" for key in ("best", "latest") if found.get(key))
+        parts.append(f"{model}: {named} ({len(found.get('steps') or [])} saved)")
+    return "; ".join(parts)
 
 
 def _number(value: Any) -> float | None:

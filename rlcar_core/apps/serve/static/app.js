@@ -161,7 +161,7 @@ function renderRuns() {
     tr.dataset.run = row.name;
     tr.classList.toggle("selected", row.name === selectedRun);
     const cells = [row.name, row.kind, row.env, row.obs, fmt(row.episodes), fmt(row.env_steps),
-      fmt(row.best_progress, 3), fmt(row.checkpoints)];
+      fmt(row.best_progress, 3), row.checkpoint_summary || "-"];
     const tick = document.createElement("td");
     const box = document.createElement("input");
     box.type = "checkbox";
