@@ -7,7 +7,7 @@ export JAX_PLATFORMS ?= cpu
 export SDL_VIDEODRIVER ?= dummy
 export PYGAME_HIDE_SUPPORT_PROMPT := 1
 
-.PHONY: setup demo test test-fast lint bench bench-worldmodels bench-dreamer clean
+.PHONY: setup demo test test-fast lint bench bench-worldmodels bench-dreamer bench-serve clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,9 @@ bench-worldmodels: $(STAMP)
 
 bench-dreamer: $(STAMP)
 	$(BIN)/python bench/dreamer.py
+
+bench-serve: $(STAMP)
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
