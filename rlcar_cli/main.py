@@ -112,11 +112,14 @@ def eval_command(
         )
         for name in names:
             announce_default_run(name, run_dir)
-        with make_progress(show_progress(progress)) as bar:
+        from rlcar_core.loop.stop import graceful_stop
+
+        with graceful_stop() as stop, make_progress(show_progress(progress)) as bar:
             task = bar.add_task(f"eval on {env.value}", total=episodes * len(names), status=names[0])
 
             def advance(name: str, record) -> None:
                 bar.update(task, advance=1, status=name)
+                stop_here(stop)
 
             results = evaluate_agents(config, names, recorded, on_episode=advance)
     document = results[0] if len(results) == 1 else comparison_document(results)
@@ -124,6 +127,13 @@ def eval_command(
         emit_json(document)
     else:
         print_eval_table(results)
+
+
+def stop_here(stop) -> None:
+    """A safe point (between JAX calls, on the main thread): Ctrl-C, noted by the flag, ends the
+    command here with exit 130, never inside JAX."""
+    if stop.requested:
+        raise KeyboardInterrupt("interrupted")
 
 
 def comparison_document(results: list[dict]) -> dict:
@@ -241,7 +251,10 @@ def play_command(
                 highlight=False,
             )
 
-        result = play(config, on_episode=None if json_out else report)
+        from rlcar_core.loop.stop import graceful_stop
+
+        with graceful_stop() as stop:
+            result = play(config, on_episode=None if json_out else report, should_stop=lambda: stop.requested)
     if json_out:
         emit_json(result)
 
@@ -277,11 +290,14 @@ def export_video_command(
         )
         config.validate()  # the output path too: fail before the episode is rendered
         announce_default_run(agent.value, run_dir)
-        with make_progress(show_progress(progress)) as bar:
+        from rlcar_core.loop.stop import graceful_stop
+
+        with graceful_stop() as stop, make_progress(show_progress(progress)) as bar:
             task = bar.add_task(f"export {agent.value}", total=max_steps, status=output.name)
 
             def advance(step: int) -> None:
                 bar.update(task, completed=step)
+                stop_here(stop)  # the video is written atomically: an interrupted export leaves none
 
             result = export_video(config, on_frame=advance)
             bar.update(task, total=result["steps"], completed=result["steps"])  # an early end fills the bar

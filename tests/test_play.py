@@ -104,6 +104,16 @@ def test_an_attempt_that_never_moved_is_not_saved(scripted, tmp_path):
     assert not any("saved" in e for e in result["episodes"]) and human_runs(tmp_path) == []
 
 
+def test_ctrl_c_keeps_the_attempt_then_interrupts(scripted, tmp_path):
+    scripted.script = [press()] * 20
+    def four_steps_drawn():
+        return len(scripted.shown) >= 4 * FRAMES_PER_STEP
+
+    with pytest.raises(KeyboardInterrupt):
+        play(PlayConfig(manual=True, run_dir=tmp_path), should_stop=four_steps_drawn)
+    assert load_human_run(tmp_path).steps == 4  # the flag was seen before step 5: 4 steps kept
+
+
 def test_watching_an_agent_saves_nothing(scripted, tmp_path):
     scripted.script = [press()] * 3
     result = play(PlayConfig(agent="heuristic", run_dir=tmp_path, max_steps=100))

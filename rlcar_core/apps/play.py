@@ -81,18 +81,25 @@ def keys_help(manual: bool, partner: Agent | None) -> tuple[str, ...]:
     return (*hints, "R  restart", "Esc  quit")
 
 
-def play(config: PlayConfig, on_episode: Callable[[dict], None] | None = None) -> dict:
-    """Run the interactive loop (or its headless equivalent); returns every attempt's summary."""
+def play(
+    config: PlayConfig,
+    on_episode: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict:
+    """Run the interactive loop (or its headless equivalent); returns every attempt's summary.
+
+    ``should_stop`` is polled once per step (a Ctrl-C flag): the attempt is kept as on Esc, then
+    KeyboardInterrupt is raised outside JAX."""
     config.validate()
     partner_name = partner_for(config)
     run_dir = agent_run_dir(partner_name, config.run_dir) if partner_name else None
     window = None if config.headless else _open_window(config)
     try:
-        prepared = _prepare(config, partner_name, run_dir, window)
+        prepared = _prepare(config, partner_name, run_dir, window, should_stop or (lambda: False))
         if prepared is None:  # Esc during the splash
             return {"env": config.env, "track_seed": None, "episodes": []}
         session, partner = prepared
-        episodes = _drive(config, session, partner, window, on_episode)
+        episodes = _drive(config, session, partner, window, on_episode, should_stop or (lambda: False))
     finally:
         if window is not None:
             window.close()
@@ -117,7 +124,7 @@ def _open_window(config: PlayConfig):
     return window
 
 
-def _prepare(config: PlayConfig, partner_name, run_dir, window):
+def _prepare(config: PlayConfig, partner_name, run_dir, window, should_stop):
     """Load the partner agent and compile the simulator, the agent and the renderer before the first
     frame; in a window, a splash stays on screen (and Esc works) meanwhile."""
     outcome: dict = {}
@@ -153,8 +160,10 @@ def _prepare(config: PlayConfig, partner_name, run_dir, window):
             window.splash("compiling the simulator…", started)
             quit_requested |= window.quit_requested()
             worker.join(SPLASH_REFRESH_SECONDS)
-        if quit_requested and "prepared" in outcome:
+        if (quit_requested or should_stop()) and "prepared" in outcome:
             outcome["prepared"][0].close()
+            if should_stop():
+                raise KeyboardInterrupt("interrupted")
             return None
     if "error" in outcome:
         raise outcome["error"]
@@ -165,7 +174,7 @@ def _batch(obs):
     return {k: v[None] for k, v in obs.items()} if isinstance(obs, dict) else np.asarray(obs)[None]
 
 
-def _drive(config, session: DrivingSession, partner, window, on_episode) -> list[dict]:
+def _drive(config, session: DrivingSession, partner, window, on_episode, should_stop) -> list[dict]:
     manual = config.manual or config.agent is None
     episodes: list[dict] = []
 
@@ -185,6 +194,10 @@ def _drive(config, session: DrivingSession, partner, window, on_episode) -> list
         obs, attempt = new_attempt()
         while True:
             controls = window.poll() if window is not None else None
+            if should_stop():
+                if attempt.manual_steps:
+                    keep(attempt, "quit")
+                raise KeyboardInterrupt("interrupted")
             if controls is not None:
                 if controls.quit:
                     if attempt.manual_steps:  # a human run cut short by Esc is still the user's run
@@ -215,8 +228,6 @@ def _drive(config, session: DrivingSession, partner, window, on_episode) -> list
                 if window is None and len(episodes) >= config.episodes:
                     break
                 obs, attempt = new_attempt()
-    except KeyboardInterrupt:
-        pass  # Ctrl-C ends play like Esc: whatever was finished is already saved
     finally:
         session.close()
     return episodes
