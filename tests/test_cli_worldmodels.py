@@ -239,14 +239,15 @@ def test_ctrl_c_during_collect_keeps_the_finished_episodes(tmp_path, monkeypatch
 
 def test_dream_picks_the_most_recently_trained_run(tmp_path):
     from rlcar_core.apps.dream_dispatch import latest_trained_run
+    from rlcar_core.io.checkpoint import CheckpointStore
 
-    for name, when in (("old", 1_000), ("new", 2_000), ("untrained", None)):
+    for name, model, when in (("old", "vae", 1_000), ("new", "mdnrnn", 2_000), ("untrained", None, None)):
         run = tmp_path / name
         (run / "data").mkdir(parents=True)
-        if when is not None:
-            step = run / "checkpoints" / "vae" / "4"
-            step.mkdir(parents=True)
-            os.utime(step, (when, when))
+        if model is not None:
+            with CheckpointStore(run / "checkpoints" / model) as store:
+                store.save(4, {"w": np.zeros(2, np.float32)}, {})
+            os.utime(run / "checkpoints" / model / "4", (when, when))
     assert latest_trained_run(tmp_path) == tmp_path / "new"
 
 

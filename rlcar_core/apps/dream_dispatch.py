@@ -29,32 +29,17 @@ def is_dreamer_run(run_dir: str | Path) -> bool:
     return check(run_dir)
 
 
-def _newest_checkpoint_time(run_dir: Path) -> float | None:
-    """When the run last saved a checkpoint (any model): the newest step folder's mtime."""
-    steps = [
-        step
-        for model in (run_dir / "checkpoints").glob("*")
-        if model.is_dir()
-        for step in model.iterdir()
-        if step.name.isdigit() and step.is_dir()
-    ]
-    return max((step.stat().st_mtime for step in steps), default=None)
-
-
 def latest_trained_run(root: str | Path = RUNS_ROOT) -> Path:
-    """The run under `root` (of either kind) whose newest checkpoint is the most recent."""
-    root = Path(root)
-    runs = [
-        (time, run)
-        for run in (root.iterdir() if root.is_dir() else ())
-        if (time := _newest_checkpoint_time(run))
-    ]
-    if not runs:
+    """The run under `root` (of either kind) whose newest intact checkpoint is the most recent."""
+    from rlcar_core.apps.runs import most_recent_trained_run
+
+    run = most_recent_trained_run(root)
+    if run is None:
         raise RlcarError(
-            f"no trained run under {root}/: train one first (`rlcar train-dreamer`, or the World Models "
+            f"no trained run under {Path(root)}/: train one first (`rlcar train-dreamer`, or the World Models "
             "commands), or pass --run-dir"
         )
-    return max(runs)[1]
+    return run
 
 
 def resolve_run(config: DreamConfig) -> DreamConfig:
