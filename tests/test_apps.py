@@ -149,3 +149,16 @@ def test_compare_with_human_drives_the_recorded_track():
     assert result["agent_on_same_track"]["track"] == 1_000_003 and result["recorded"]["steps"] == 4
     with pytest.raises(RlcarError, match="--env rlcar"):
         compare_with_human(EvalConfig(env="carracing", agent="random"), recorded)
+
+
+def test_the_panel_fits_a_short_view():
+    from rlcar_core.render.hud import array_from_surface, pygame_module
+    from rlcar_core.render.panel import MARGIN, PANEL_COLOUR, compose
+
+    view = pygame_module().Surface((600, 350))  # CarRacing's view less its bar
+    camera = np.full((64, 64, 3), 200, np.uint8)
+    lines = {name: "123.4" for name in ("driver", "speed", "progress", "time", "return")}
+    frame = array_from_surface(compose(view, camera, lines, keys=("arrows/WASD  drive",) * 4))
+    assert frame.shape == (350, 600 + PANEL_WIDTH, 3)
+    assert (frame[-MARGIN // 2 :, 600:] == PANEL_COLOUR).all(), "nothing is cut off at the bottom"
+    assert (frame[:, 600:] == 200).any(), "the camera is still there"

@@ -16,6 +16,7 @@ PANEL_WIDTH = 200
 CAMERA_SIZE = 160  # the 64x64 camera, scaled 2.5x
 MARGIN = 12
 LINE_HEIGHT = 22
+KEY_HEIGHT = 18
 PANEL_COLOUR = (28, 30, 34)
 TEXT_COLOUR = (240, 240, 240)
 DIM_COLOUR = (150, 155, 165)
@@ -41,15 +42,13 @@ def compose(
     pg.draw.rect(out, PANEL_COLOUR, (width, 0, PANEL_WIDTH, height))
     x, y = width + MARGIN, MARGIN
     if camera is not None:
-        inset = pg.transform.scale(surface_from_array(camera), (CAMERA_SIZE, CAMERA_SIZE))
-        out.blit(inset, (x + (PANEL_WIDTH - 2 * MARGIN - CAMERA_SIZE) // 2, y))
-        pg.draw.rect(
-            out,
-            (255, 255, 255),
-            (x + (PANEL_WIDTH - 2 * MARGIN - CAMERA_SIZE) // 2, y, CAMERA_SIZE, CAMERA_SIZE),
-            1,
-        )
-        y += CAMERA_SIZE + MARGIN
+        # A short view (CarRacing's is 350 rows) shrinks the camera so the text below still fits.
+        text_height = LINE_HEIGHT * len(lines) + KEY_HEIGHT * len(keys) + 3 * MARGIN
+        size = int(np.clip(height - text_height - MARGIN, 64, CAMERA_SIZE))
+        left = x + (PANEL_WIDTH - 2 * MARGIN - size) // 2
+        out.blit(pg.transform.scale(surface_from_array(camera), (size, size)), (left, y))
+        pg.draw.rect(out, (255, 255, 255), (left, y, size, size), 1)
+        y += size + MARGIN
     label_font, value_font = font(20), font(24)
     for key, value in lines.items():
         out.blit(label_font.render(key, True, DIM_COLOUR), (x, y + 4))
@@ -57,10 +56,10 @@ def compose(
         out.blit(text, (width + PANEL_WIDTH - MARGIN - text.get_width(), y))
         y += LINE_HEIGHT
     if keys:
-        y = max(y + MARGIN, height - MARGIN - 18 * len(keys))
+        y = max(y + MARGIN, height - MARGIN - KEY_HEIGHT * len(keys))
         for hint in keys:
             out.blit(font(19).render(hint, True, DIM_COLOUR), (x, y))
-            y += 18
+            y += KEY_HEIGHT
     return out
 
 
