@@ -6,8 +6,10 @@ per second look smooth without changing the simulation. A key that changes the a
 physics at once (no sooner than ``MIN_STEP_FRACTION`` of a step after the last one), so the car
 answers a key in well under one 100 ms physics step.
 
-Frames are the same as ``play``'s: ``DrivingSession`` and its top-down renderer with the HUD and the
-camera inset; human runs are saved with ``save_human_run`` exactly as ``play --manual`` saves them.
+Frames are the same as ``play``'s: ``DrivingSession`` with the top-down view, its side panel (camera,
+HUD, the keys that work) and the pose interpolation of ``rlcar_core.render.motion``. A person's attempts
+are kept by ``play``'s own rules (``Attempt``, its summary and ``save_human_run``), so ``eval --human``
+reads a browser run exactly like one from ``play --manual``.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from typing import Any
 import numpy as np
 
 from rlcar_core.apps.drive import DrivingSession
-from rlcar_core.apps.human import HumanRun, save_human_run
+from rlcar_core.apps.play import Attempt, PlayConfig, _summarise
 from rlcar_core.apps.serve.leaderboard import Leaderboard
 from rlcar_core.envs.factory import STEP_SECONDS
 from rlcar_core.errors import RlcarError, require_at_least
+from rlcar_core.render.motion import CarPose, interpolate_pose
 
 ENV = "rlcar"  # the live view drives the JAX simulator: its frames interpolate and its step is cheap
 MIN_STEP_FRACTION = 0.2
@@ -45,20 +48,6 @@ def action_from_keys(held: set[str]) -> np.ndarray:
     return np.array(
         [float(right) - float(left), float(bool(held & GAS)), float(bool(held & BRAKE))], np.float32
     )
-
-
-def interpolated_state(previous, current, alpha: float):
-    """The env state with the car's pose ``alpha`` of the way from ``previous`` to ``current``."""
-    if previous is None or alpha >= 1.0 or int(current.time) != int(previous.time) + 1:
-        return current  # a reset in between: nothing to interpolate across
-    a, b = previous.car, current.car
-    turn = (float(b.heading) - float(a.heading) + np.pi) % (2 * np.pi) - np.pi
-    car = b._replace(
-        position=np.asarray(a.position) + alpha * (np.asarray(b.position) - np.asarray(a.position)),
-        heading=np.float32(float(a.heading) + alpha * turn),
-        velocity=np.asarray(a.velocity) + alpha * (np.asarray(b.velocity) - np.asarray(a.velocity)),
-    )
-    return current._replace(car=car)
 
 
 def encode_jpeg(frame: np.ndarray, ghost_outline: list | None = None) -> bytes:
@@ -127,6 +116,7 @@ class LiveDrive:
         self.last_episode: dict[str, Any] | None = None
         self.last_lap: dict[str, Any] | None = None
         self._reset()
+        self.session.warm_up()  # compile the camera and rays now, not on the first frame
 
     # --- input (any thread) -------------------------------------------------------------------------
 
@@ -153,19 +143,17 @@ class LiveDrive:
 
     def _reset(self) -> None:
         self.obs = self.session.reset()
-        self.session.frame(self.session.hud(self.mode))  # builds the renderer once
-        self.previous_state = None
-        self.state = self.session.env.unwrapped.state
+        self.previous_pose: CarPose | None = None
+        self.pose = self.session.pose()
         self.stepped_at = time.monotonic()
-        self.actions: list[np.ndarray] = []
-        self.manual_steps = 0
+        self.attempt = Attempt()
         if self.agent is not None:
             self.agent.reset(1)
         if self.ghost is not None:
             self.ghost_obs = self.ghost.reset()
             self.ghost_done = False
-            self.ghost_previous = None
-            self.ghost_state = self.ghost.env.unwrapped.state
+            self.ghost_previous: CarPose | None = None
+            self.ghost_pose = self.ghost.pose()
             self.ghost_agent.reset(1)
 
     @property
@@ -186,6 +174,8 @@ class LiveDrive:
             action = action_from_keys(self._held)
         for name in pending:
             if name == "reset":
+                if self.attempt.manual_steps:
+                    self._keep("restart")
                 self._reset()
                 return True
             if name == "toggle" and self.agent is not None and not self.config.race:
@@ -197,11 +187,12 @@ class LiveDrive:
         if not self.manual:
             action = self.agent.act(_batch(self.obs))[0]
         else:
-            self.manual_steps += 1
-        self.actions.append(np.asarray(action, np.float32))
-        self.previous_state = self.state
+            self.attempt.manual_steps += 1
+            self.attempt.human_input |= bool(np.any(action != 0))
+        self.attempt.actions.append(np.asarray(action, np.float32))
+        self.previous_pose = self.pose
         self.obs, _, terminated, truncated, info = self.session.step(action)
-        self.state = self.session.env.unwrapped.state
+        self.pose = self.session.pose()
         self.applied_action = np.asarray(action, np.float32)
         self.stepped_at = now
         if self.ghost is not None and not self.ghost_done:
@@ -211,41 +202,32 @@ class LiveDrive:
         return True
 
     def _step_ghost(self) -> None:
-        self.ghost_previous = self.ghost_state
+        self.ghost_previous = self.ghost_pose
         self.ghost_obs, _, terminated, truncated, info = self.ghost.step(
             self.ghost_agent.act(_batch(self.ghost_obs))[0]
         )
-        self.ghost_state = self.ghost.env.unwrapped.state
+        self.ghost_pose = self.ghost.pose()
         if terminated or truncated:
             self.ghost_done = True
             if bool(info.get("lap_complete")):
                 self._record_lap(f"AI: {self.label}", "ai", self.ghost.steps)
 
+    def _keep(self, ended: str) -> dict[str, Any]:
+        """Summarise the attempt; a person's attempt is saved as `play --manual` saves it."""
+        config = PlayConfig(env=ENV, track=self.config.track, seed=self.config.seed, run_dir=self.human_dir)
+        summary = _summarise(config, self.session, self.attempt, ended)
+        self.last_episode = summary
+        return summary
+
     def _finish_episode(self, info: dict) -> None:
-        summary = {
-            "episode_return": self.session.episode_return,
-            "progress": float(info.get("progress", 0.0)),
-            "lap_complete": bool(info.get("lap_complete", False)),
-            "crashed": bool(info.get("crashed", False)),
-            "steps": self.session.steps,
-            "manual_steps": self.manual_steps,
-        }
-        if self.manual_steps > 0:  # saved exactly as `play --manual` saves it, for `eval --human`
-            run = HumanRun(
-                env=ENV,
-                track_seed=self.session.track_seed,
-                reset_seed=self.config.seed,
-                actions=np.stack(self.actions),
-                **summary,
-            )
-            summary["saved"] = str(save_human_run(self.human_dir, run))
+        ended = "lap" if info.get("lap_complete") else "crash" if info.get("crashed") else "time"
+        summary = self._keep(ended)
         if summary["lap_complete"]:
-            if self.manual_steps == self.session.steps:
+            if summary["manual_steps"] == summary["steps"]:
                 self._record_lap("you", "human", self.session.steps)
-            elif self.manual_steps == 0:
+            elif summary["manual_steps"] == 0:
                 self._record_lap(f"AI: {self.label}", "ai", self.session.steps)
         self.episodes += 1
-        self.last_episode = summary
         self._reset()
 
     def _record_lap(self, driver: str, kind: str, steps: int) -> None:
@@ -257,27 +239,34 @@ class LiveDrive:
     def alpha(self, now: float) -> float:
         return min(max((now - self.stepped_at) / self.step_seconds, 0.0), 1.0)
 
+    def keys_help(self) -> tuple[str, ...]:
+        hints = ["arrows/WASD  drive"] if self.manual else []
+        if self.agent is not None and not self.config.race:
+            hints.append(f"T  {self.agent.name} drives" if self.manual else "T  take the wheel")
+        return (*hints, "R  restart")
+
     def render(self, now: float | None = None) -> tuple[bytes, dict[str, Any]]:
         """The frame for time ``now`` as JPEG bytes, and what the page shows beside it."""
         now = time.monotonic() if now is None else now
         alpha = self.alpha(now)
-        state = interpolated_state(self.previous_state, self.state, alpha)
+        pose = interpolate_pose(self.previous_pose, self.pose, alpha) if self.previous_pose else None
         hud = self.session.hud(self.mode)
         if self.ghost is not None:
-            ghost_progress = 100 * float(self.ghost_state.progress)
-            hud["ghost"] = f"{ghost_progress:5.1f} %{' (done)' if self.ghost_done else ''}"
-        renderer = self.session.renderer
-        frame = renderer.draw(self.session.env.unwrapped.sim, state, hud)
+            hud["ghost"] = f"{100 * float(self.ghost.info.get('progress', 0.0)):.1f} %"
+        frame = self.session.frame(hud, pose, self.keys_help(), self.session.lap_banner())
         outline = None
         if self.ghost is not None:
-            ghost = interpolated_state(self.ghost_previous, self.ghost_state, alpha)
-            outline = car_outline(renderer, ghost.car)
+            ghost = self.ghost_pose
+            if self.ghost_previous is not None and not self.ghost_done:
+                ghost = interpolate_pose(self.ghost_previous, self.ghost_pose, alpha)
+            outline = car_outline(self.session.renderer, ghost)
+        speed = self.session.info.get("speed", 0.0)
         meta = {
             "step": self.session.steps,
             "episode": self.episodes,
             "manual": self.manual,
             "driver": self.mode,
-            "speed_kmh": 3.6 * float(np.linalg.norm(np.asarray(self.state.car.velocity))),
+            "speed_kmh": 3.6 * float(speed),
             "progress": float(self.session.info.get("progress", 0.0)),
             "return": self.session.episode_return,
             "action": [float(v) for v in getattr(self, "applied_action", np.zeros(3))],
@@ -294,10 +283,11 @@ class LiveDrive:
             self.ghost.close()
 
 
-def car_outline(renderer, car) -> list[list[float]]:
+def car_outline(renderer, pose: CarPose) -> list[list[float]]:
+    """The ghost car's corners on screen (the track view is the frame's left part)."""
     from rlcar_core.render.topdown import CAR_LENGTH, CAR_WIDTH
 
-    position, heading = np.asarray(car.position, np.float64), float(car.heading)
+    position, heading = np.asarray(pose.position, np.float64), float(pose.heading)
     forward = np.array([np.cos(heading), np.sin(heading)])
     left = np.array([-np.sin(heading), np.cos(heading)])
     corners = [
