@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 # Fields that say where a record sits, not what was measured.
-COUNTER_FIELDS = ("kind", "env_steps", "episode", "step", "time", "episodes_total")
+COUNTER_FIELDS = ("kind", "trainer", "env_steps", "episode", "step", "time", "episodes_total")
 
 
 def scalar_tag(kind: str | None, name: str) -> str:
@@ -66,6 +66,8 @@ class TensorBoardWriter:
         wall_time = record.get("time") if isinstance(record.get("time"), float) else None
         for tag, value in scalars.items():
             self._writer.add_scalar(tag, value, global_step=step, walltime=wall_time)
+        # Records come a few per second at most, and a trainer may be killed at any moment.
+        self._writer.flush()
 
     def flush(self) -> None:
         if self._writer is not None:

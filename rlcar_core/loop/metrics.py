@@ -29,6 +29,7 @@ from typing import Any
 
 from rlcar_core.io.atomic import atomic_path
 from rlcar_core.io.runs import RunDir
+from rlcar_core.io.tensorboard import TensorBoardWriter
 
 
 class MetricsLogger:
@@ -39,6 +40,7 @@ class MetricsLogger:
         self.trainer = trainer
         self._clock = clock
         self.count = sum(1 for record in run.iter_metrics() if self._is_mine(record))
+        self.tensorboard = TensorBoardWriter(run.path)  # the same records as TensorBoard scalars
 
     def _is_mine(self, record: dict[str, Any]) -> bool:
         return record.get("trainer") == self.trainer
@@ -48,6 +50,7 @@ class MetricsLogger:
         record = {"trainer": self.trainer, "kind": kind, "step": int(step), "time": self._clock()}
         record.update(values or {})
         self.run.append_metrics(record)
+        self.tensorboard.write(record)
         self.count += 1
         return record
 
