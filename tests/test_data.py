@@ -204,3 +204,20 @@ def test_sequence_stream_is_repeatable_and_batches_are_full(dataset):
         assert a.obs.shape == (4, 6, 8, 8, 3) and a.mask.all()
     with pytest.raises(DatasetError, match="fewer than one batch"):
         next(iterate_sequences(dataset, 500, 5, np.random.default_rng(0)))
+
+
+def test_a_manifest_that_cannot_be_written_takes_the_batch_with_it(tmp_path, monkeypatch):
+    import errno
+
+    from rlcar_core.io.data import episodes as episodes_module
+
+    data = tmp_path / "data"
+    write_episode(data, _episode(3), env_name=ENV)
+
+    def full_disk(path, value):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(episodes_module, "write_json_atomic", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_episodes(data, [_episode(2), _episode(4)], env_name=ENV)
+    assert sorted(name for name in os.listdir(data) if name.startswith("episode_")) == ["episode_000000.npz"]

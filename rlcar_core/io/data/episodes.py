@@ -208,27 +208,38 @@ def write_episodes(
                 "use another data folder"
             )
         index = _next_index(directory, manifest)
-        names = []
-        for arrays in validated:
-            obs_shape = list(arrays["obs"].shape[1:])
-            action_dim = int(arrays["action"].shape[1])
-            if manifest["obs_shape"] is None:
-                manifest["obs_shape"], manifest["action_dim"] = obs_shape, action_dim
-            elif (manifest["obs_shape"], manifest["action_dim"]) != (obs_shape, action_dim):
-                raise ValueError(
-                    f"episode has obs {obs_shape} and {action_dim} actions; dataset has "
-                    f"{manifest['obs_shape']} and {manifest['action_dim']}"
-                )
-            name = f"episode_{index:06d}.npz"
-            _write_npz_atomic(directory / name, arrays)
-            length = int(arrays["action"].shape[0])
-            manifest["episodes"].append({"file": name, "length": length})
-            manifest["total_steps"] += length
-            manifest["total_frames"] += length + 1
-            names.append(name)
-            index += 1
-        manifest["num_episodes"] = len(manifest["episodes"])
-        write_json_atomic(directory / MANIFEST_FILE, manifest)
+        names: list[str] = []
+        try:
+            for arrays in validated:
+                obs_shape = list(arrays["obs"].shape[1:])
+                action_dim = int(arrays["action"].shape[1])
+                if manifest["obs_shape"] is None:
+                    manifest["obs_shape"], manifest["action_dim"] = obs_shape, action_dim
+                elif (manifest["obs_shape"], manifest["action_dim"]) != (obs_shape, action_dim):
+                    raise ValueError(
+                        f"episode has obs {obs_shape} and {action_dim} actions; dataset has "
+                        f"{manifest['obs_shape']} and {manifest['action_dim']}"
+                    )
+                name = f"episode_{index:06d}.npz"
+                _write_npz_atomic(directory / name, arrays)
+                length = int(arrays["action"].shape[0])
+                manifest["episodes"].append({"file": name, "length": length})
+                manifest["total_steps"] += length
+                manifest["total_frames"] += length + 1
+                names.append(name)
+                index += 1
+            manifest["num_episodes"] = len(manifest["episodes"])
+            write_json_atomic(directory / MANIFEST_FILE, manifest)
+        except BaseException:
+            # The manifest was not rewritten, so these files are not part of the dataset: remove them
+            # now (a full disk, Ctrl-C) rather than leave orphans for the next writer to sweep.
+            with contextlib.suppress(DatasetError, OSError):
+                listed = {
+                    entry["file"] for entry in (_read_manifest(directory) or {"episodes": []})["episodes"]
+                }
+                for name in set(names) - listed:
+                    (directory / name).unlink(missing_ok=True)
+            raise
     return names
 
 
