@@ -18,7 +18,7 @@ CARRACING_STATE_ROWS = 96  # its observation is 96 rows high, of which HUD_ROWS 
 
 
 def frames_per_second(env_name: str) -> int:
-    """The env's own frame rate: one frame per simulator step (10 for RLCar, 50 for CarRacing-v3)."""
+    """The env's own frame rate, derived from the one STEP_SECONDS table: one frame per step."""
     return round(1.0 / STEP_SECONDS[env_name])
 
 
