@@ -59,7 +59,8 @@ AgentsOption = Annotated[
     list[AgentName] | None,
     typer.Option(
         "--agent",
-        help="Who drives: heuristic, random, worldmodel or dreamer. Repeat it to compare agents on the same tracks.",
+        help="Who drives: heuristic (default), random, worldmodel or dreamer. Repeat it to compare "
+        "agents on the same tracks; learned agents without --run-dir use runs/dreamer or runs/worldmodels.",
     ),
 ]
 
