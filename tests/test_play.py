@@ -106,6 +106,7 @@ def test_an_attempt_that_never_moved_is_not_saved(scripted, tmp_path):
 
 def test_ctrl_c_keeps_the_attempt_then_interrupts(scripted, tmp_path):
     scripted.script = [press()] * 20
+
     def four_steps_drawn():
         return len(scripted.shown) >= 4 * FRAMES_PER_STEP
 
