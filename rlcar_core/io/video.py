@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,8 +24,16 @@ def check_video_path(path: str | os.PathLike) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise RlcarError(f"cannot write {path}: directory {parent} does not exist")
+    if path.is_dir():
+        raise RlcarError(f"cannot write {path}: it is a directory")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise RlcarError(f"cannot write {path}: permission denied")
+    try:  # root passes os.access everywhere (/proc, read-only mounts): creating a file is the real test
+        handle, probe = tempfile.mkstemp(prefix=f".tmp-{path.stem}.", suffix=path.suffix, dir=parent)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise RlcarError(f"cannot write {path}: {error.strerror or error}") from None
     return path
 
 
