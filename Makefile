@@ -45,6 +45,10 @@ bench-worldmodels: $(STAMP)
 bench-dreamer: $(STAMP)
 	$(BIN)/python bench/dreamer.py
 
+# DreamerV3 update FLOPs (XLA cost analysis), matmul peak, MFU and replayed steps/s per preset.
+bench-dreamer-speed: $(STAMP)
+	$(BIN)/python bench/dreamer_speed.py
+
 bench-serve: $(STAMP)
 	$(BIN)/python bench/serve.py
 

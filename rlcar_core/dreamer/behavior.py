@@ -70,7 +70,7 @@ def imagine(
         jax.random.normal(action_key, (config.horizon, num_starts, config.action_dim), jnp.float32),
         latent_noise(latent_key, (config.horizon, num_starts), config),
     )
-    _, (states, actions) = jax.lax.scan(step, start, noise)
+    _, (states, actions) = jax.lax.scan(step, start, noise, unroll=config.unroll)
     all_states = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest], axis=0), start, states)
     feat = features(all_states)
 

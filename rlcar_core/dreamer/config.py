@@ -94,6 +94,12 @@ class DreamerConfig:
     critic_eps: float = 1e-5
     critic_grad_clip: float = 100.0
 
+    # Execution only (what is computed is the same): how many steps of the RSSM's observe and
+    # imagine scans XLA compiles as one loop body. Larger bodies let XLA fuse across steps and cost
+    # fewer loop iterations; 0 unrolls the whole scan (also what makes XLA's cost analysis count
+    # every step, since it counts a loop body once).
+    scan_unroll: int = 1
+
     def __post_init__(self) -> None:
         # Accept lists (JSON) for the shape but store a tuple so the config stays hashable.
         object.__setattr__(self, "obs_shape", tuple(int(d) for d in self.obs_shape))
@@ -102,6 +108,11 @@ class DreamerConfig:
     @property
     def stoch_flat_size(self) -> int:
         return self.stoch_size * self.stoch_classes
+
+    @property
+    def unroll(self) -> int | bool:
+        """`scan_unroll` as `lax.scan`'s `unroll` argument."""
+        return True if self.scan_unroll == 0 else self.scan_unroll
 
     @property
     def feature_size(self) -> int:
@@ -191,6 +202,7 @@ def _validate(config: DreamerConfig) -> None:
     for name in ("deter_size", "stoch_size", "stoch_classes", "hidden_size", "cnn_depth", "horizon"):
         require(getattr(config, name) > 0, f"{name} must be positive")
     require(config.mlp_layers >= 0, "mlp_layers must be >= 0")
+    require(config.scan_unroll >= 0, "scan_unroll must be >= 0 (0: unroll fully)")
     require(0.0 <= config.unimix < 1.0, "unimix must be in [0, 1)")
     require(config.num_bins >= 2 and config.bins_low < config.bins_high, "need >= 2 bins and low < high")
     require(0.0 < config.discount <= 1.0, "discount must be in (0, 1]")

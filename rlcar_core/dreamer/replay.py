@@ -139,13 +139,20 @@ class ReplayBuffer:
     def can_sample(self, seq_len: int) -> bool:
         return self.num_windows(seq_len) > 0
 
-    def sample(self, batch_size: int, seq_len: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """`batch_size` windows of `seq_len` consecutive steps, uniformly over all stored windows.
+    def sample(
+        self, batch_size: int, seq_len: int, rng: np.random.Generator, streams: slice | None = None
+    ) -> dict[str, np.ndarray]:
+        """`batch_size` windows of `seq_len` consecutive steps, uniformly over all stored windows (of
+        the streams in `streams` only, when given: one device's shard of the cars).
 
         Returns arrays shaped (batch_size, seq_len, ...). The result depends only on the stored steps
         in order and on `rng`, so it is reproducible from a seed and unchanged by a save/load.
         """
         windows_per_stream = np.maximum(self._size - seq_len + 1, 0)
+        if streams is not None:
+            chosen = np.zeros(self.num_streams, bool)
+            chosen[streams] = True
+            windows_per_stream = np.where(chosen, windows_per_stream, 0)
         total = int(windows_per_stream.sum())
         if total == 0:
             raise ValueError(f"replay holds no window of {seq_len} steps yet ({len(self)} steps stored)")

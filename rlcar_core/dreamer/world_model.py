@@ -101,7 +101,7 @@ def observe(
         jnp.swapaxes(is_first, 0, 1),
         latent_noise(key, (length, batch_size), config),
     )
-    _, outs = jax.lax.scan(step, start, time_major)
+    _, outs = jax.lax.scan(step, start, time_major, unroll=config.unroll)
     outs = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), outs)
     return ObserveOutput(
         posterior=outs.posterior,

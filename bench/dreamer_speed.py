@@ -1,0 +1,197 @@
+"""`make bench-dreamer-speed`: how close the DreamerV3 update runs to this machine's limit.
+
+For each size preset (tiny, small) and observation kind (sensors, pixels) it reports:
+
+- the FLOPs of one jitted update, from XLA's cost analysis of the compiled function;
+- this machine's achievable FLOP/s, from a large float32 matmul timed in the same run;
+- the achieved FLOP/s (update FLOPs x updates/s) and their ratio to that peak (model FLOPs utilisation);
+- replayed steps/s (batch_size x batch_length x updates/s).
+
+Each row is timed on the learner path train-dreamer uses: windows sampled from a numpy replay with
+the loop's seeds, then the jitted update, then the metrics fetched for the NaN check and the logs.
+`--updates-per-call K` fuses K updates into one jitted call (`lax.scan`), as train-dreamer does for
+the updates one collection step owes; `--updates-per-call 1` is the path before that change.
+The machine may be shared: every row is short (a few seconds), so compare rows from the same run.
+
+    python bench/dreamer_speed.py                       # all four rows
+    python bench/dreamer_speed.py --sizes tiny --obs sensors --seconds 5
+    python bench/dreamer_speed.py --devices 2           # data parallel over 2 local devices
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=["tiny", "small"])
+    parser.add_argument("--obs", nargs="+", default=["sensors", "pixels"])
+    parser.add_argument("--batch-size", type=int, default=8, help="train-dreamer's CPU default")
+    parser.add_argument("--batch-length", type=int, default=16, help="train-dreamer's CPU default")
+    parser.add_argument("--seconds", type=float, default=4.0, help="timed seconds per row")
+    parser.add_argument(
+        "--updates-per-call", type=int, default=None, help="K fused updates (default: train-dreamer's)"
+    )
+    parser.add_argument(
+        "--unfused", action="store_true", help="one jitted call per update (the path before fusing)"
+    )
+    parser.add_argument("--donate", action="store_true", help="donate the training state to the call")
+    parser.add_argument("--unroll", type=int, default=None, help="DreamerConfig.scan_unroll (0: fully)")
+    parser.add_argument("--devices", type=int, default=1, help="local devices the batch is sharded over")
+    parser.add_argument("--matmul-size", type=int, default=2048)
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    return parser.parse_args()
+
+
+def matmul_peak(size: int, seconds: float = 1.5) -> float:
+    """Achievable float32 FLOP/s: a square matmul, jitted, timed for about `seconds`."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    matmul(a, b).block_until_ready()
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        matmul(a, b).block_until_ready()
+        calls += 1
+    return 2.0 * size**3 * calls / (time.perf_counter() - started)
+
+
+def compiled_flops(compiled) -> float:
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, list):  # older JAX: one dict per computation
+        analysis = analysis[0]
+    return float(analysis.get("flops", float("nan")))
+
+
+def random_replay(model, steps_per_stream: int, num_streams: int):
+    """A replay full of random steps shaped like the real ones (the update's cost does not depend on
+    the values)."""
+    import numpy as np
+
+    from rlcar_core.dreamer.replay import ReplayBuffer, replay_spec
+
+    spec = replay_spec(model)
+    replay = ReplayBuffer(steps_per_stream * num_streams, spec, num_streams)
+    rng = np.random.default_rng(0)
+    for stream in range(num_streams):
+        episode = {}
+        for name, (shape, dtype) in spec.items():
+            full = (steps_per_stream,) + shape
+            if dtype == np.uint8:
+                episode[name] = rng.integers(0, 256, full, dtype=np.uint8)
+            elif dtype == np.dtype(bool):
+                episode[name] = rng.random(full) < 0.01
+            else:
+                episode[name] = rng.standard_normal(full).astype(dtype)
+        replay.add_episode(episode, stream=stream)
+    return replay
+
+
+def measure_row(size: str, obs: str, args: argparse.Namespace, peak: float) -> dict:
+    import jax
+
+    from rlcar_core.dreamer.checkpoints import initial_trainer_state
+    from rlcar_core.dreamer.config import DreamerConfig
+    from rlcar_core.dreamer.learner import DEFAULT_UPDATES_PER_CALL, Learner
+    from rlcar_core.dreamer.train_config import observation_shape
+    from rlcar_core.loop.mesh import data_mesh
+
+    extra = {} if args.unroll is None else {"scan_unroll": args.unroll}
+    model = DreamerConfig.preset(size, obs_kind=obs, obs_shape=observation_shape("rlcar", obs), **extra)
+    per_call = 1 if args.unfused else args.updates_per_call or DEFAULT_UPDATES_PER_CALL
+    mesh = data_mesh(args.devices)
+    learner = Learner(
+        model,
+        args.batch_size,
+        args.batch_length,
+        seed=0,
+        mesh=mesh,
+        fused=not args.unfused,
+        donate=args.donate,
+    )
+    replay = random_replay(model, 2000, 8)
+    state = learner.place(initial_trainer_state(model, jax.random.key(0)).agent)
+
+    started = time.perf_counter()
+    flops_per_update = learner.flops_per_update(state, replay)
+    state, _ = learner.train(state, replay, first_update=0, count=per_call)  # compile
+    compile_seconds = time.perf_counter() - started
+
+    updates, started = 0, time.perf_counter()
+    while time.perf_counter() - started < args.seconds:
+        state, metrics = learner.train(state, replay, first_update=updates, count=per_call)
+        updates += per_call
+    seconds = time.perf_counter() - started
+    assert all(map(float, (m["wm/loss"] for m in metrics)))  # fetched, so the work really ran
+    per_second = updates / seconds
+    achieved = flops_per_update * per_second
+    return {
+        "size": size,
+        "obs": obs,
+        "devices": args.devices,
+        "updates_per_call": per_call,
+        "fused": not args.unfused,
+        "donate": args.donate,
+        "scan_unroll": model.scan_unroll,
+        "gflop_per_update": flops_per_update / 1e9,
+        "updates_per_s": per_second,
+        "replayed_steps_per_s": per_second * args.batch_size * args.batch_length,
+        "achieved_gflops": achieved / 1e9,
+        "peak_gflops": peak / 1e9,
+        "mfu": achieved / peak,
+        "compile_s": compile_seconds,
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    if args.devices > 1 and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={args.devices}"
+        ).strip()
+    import jax
+
+    print(
+        f"device: {jax.devices()[0].device_kind} x{len(jax.devices())}, {os.cpu_count()} CPU cores, "
+        f"load average {os.getloadavg()[0]:.1f}, batch {args.batch_size} x {args.batch_length}, "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}",
+        flush=True,
+    )
+    peak = matmul_peak(args.matmul_size)
+    print(f"float32 matmul {args.matmul_size}^2: {peak / 1e9:.1f} GFLOP/s (the peak below)", flush=True)
+    header = (
+        f"{'size':<6} {'obs':<8} {'dev':>3} {'K':>3} {'GFLOP/upd':>10} {'upd/s':>8} {'replayed/s':>11} "
+        f"{'GFLOP/s':>8} {'MFU':>7} {'compile':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    rows = []
+    for size in args.sizes:
+        for obs in args.obs:
+            row = measure_row(size, obs, args, peak)
+            rows.append(row)
+            print(
+                f"{size:<6} {obs:<8} {row['devices']:>3} {row['updates_per_call']:>3} "
+                f"{row['gflop_per_update']:>10.3f} {row['updates_per_s']:>8.1f} "
+                f"{row['replayed_steps_per_s']:>11.0f} {row['achieved_gflops']:>8.2f} "
+                f"{100 * row['mfu']:>6.1f}% {row['compile_s']:>7.1f}s",
+                flush=True,
+            )
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"peak_gflops": peak / 1e9, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
