@@ -77,7 +77,7 @@ def announce_default_run(agent: str, run_dir: Path | None) -> None:
 
 @app.command("eval")
 def eval_command(
-    env: Env = EnvName.rlcar,
+    env: Env = EnvName.RLCAR,
     agent: AgentsOption = None,
     episodes: Annotated[
         int, typer.Option("--episodes", min=1, help="Episodes, one per held-out track.")
@@ -151,9 +151,10 @@ def comparison_document(results: list[dict]) -> dict:
 def print_eval_table(results: list[dict]) -> None:
     from rich.table import Table
 
-    from rlcar_core.envs.factory import STEP_SECONDS
+    from rlcar_core.envs.names import EnvName
 
     first = results[0]
+    step_seconds = EnvName.parse(first["env"]).step_seconds
     drivers = ", ".join(result["agent"] for result in results)
     table = Table(title=f"{drivers} on {first['env']} held-out tracks ({first['episodes']} episodes)")
     table.add_column("driver")
@@ -182,7 +183,7 @@ def print_eval_table(results: list[dict]) -> None:
                 f"{run['progress']:.3f}",
                 "yes" if lap else "no",
                 "yes" if run["crashed"] else "no",
-                f"{run['steps'] * STEP_SECONDS[first['env']]:.1f} s" if lap else "-",
+                f"{run['steps'] * step_seconds:.1f} s" if lap else "-",
             )
     stderr_console().print(table)
 
@@ -201,7 +202,7 @@ def play_command(
     headless: Annotated[
         bool, typer.Option("--headless", help="No window (for CI): the agent, or nobody, drives.")
     ] = False,
-    env: Env = EnvName.rlcar,
+    env: Env = EnvName.RLCAR,
     max_steps: MaxSteps = 1000,
     episodes: Annotated[int, typer.Option("--episodes", min=1, help="Episodes to run when --headless.")] = 1,
     track: Track = 0,
@@ -263,7 +264,7 @@ def play_command(
 @app.command("export-video")
 def export_video_command(
     output: Annotated[Path, typer.Option("-o", "--output", help="Video file to write: .mp4 or .gif.")],
-    env: Env = EnvName.rlcar,
+    env: Env = EnvName.RLCAR,
     agent: AgentOption = AgentName.heuristic,
     max_steps: MaxSteps = 1000,
     track: Track = 0,

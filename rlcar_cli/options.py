@@ -8,10 +8,7 @@ from typing import Annotated
 
 import typer
 
-
-class EnvName(str, Enum):
-    rlcar = "rlcar"
-    carracing = "carracing"
+from rlcar_core.envs.names import EnvName  # the core's own enum: --env's choices are its values
 
 
 class AgentName(str, Enum):

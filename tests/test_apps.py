@@ -3,40 +3,20 @@ banner, the real pygame window (SDL's dummy driver), several agents on the same 
 
 import dataclasses
 
-import gymnasium as gym
 import numpy as np
 import pytest
 
 import rlcar_core.render.window as window_module
-from rlcar_core.apps.drive import DrivingSession, frames_per_second
+from rlcar_core.apps.drive import DrivingSession
 from rlcar_core.apps.evaluate import EvalConfig, compare_with_human, evaluate_agents
 from rlcar_core.apps.human import HumanRun
 from rlcar_core.apps.play import PlayConfig, play
-from rlcar_core.envs.registration import ENV_ID
 from rlcar_core.errors import RlcarError
 from rlcar_core.render.motion import interpolate_pose
 from rlcar_core.render.panel import PANEL_WIDTH
 from rlcar_core.render.topdown import FRAME_SIZE
 
 GAS = np.array([0.0, 1.0, 0.0], np.float32)
-
-
-def test_the_frame_rate_comes_from_the_step_length():
-    assert frames_per_second("rlcar") == 10 and frames_per_second("carracing") == 50
-
-
-def test_human_render_mode_draws_the_track_in_a_real_window():
-    env = gym.make(ENV_ID, obs="sensors", num_tracks=1, render_mode="human")
-    env.reset(seed=0)
-    env.step(GAS)
-    assert env.render() is None
-    window = env.unwrapped._renderer.window
-    pixels = window.pygame.surfarray.array3d(window.screen).transpose(1, 0, 2)
-    assert pixels.shape == (FRAME_SIZE, FRAME_SIZE + PANEL_WIDTH, 3)
-    view = pixels[:, :FRAME_SIZE]
-    assert (view.max(axis=-1) > 40).mean() > 0.95, "the track view is drawn, not black"
-    assert (view[..., 1] > view[..., 0] + 30).mean() > 0.3, "grass is green"
-    env.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,21 @@
 """Gymnasium integration: registration, env checker, batched vector env, CarRacing-v3 adapter."""
 
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
 import rlcar_core  # noqa: F401  (registers rlcar/RLCar-v0)
-from rlcar_core.envs import ENV_ID, make_env
+from rlcar_core.envs import ENV_ID, ENV_NAMES, EnvName, make_env
+from rlcar_core.envs.names import frames_per_second
+from rlcar_core.envs.rlcar_gym import RENDER_FPS
 from rlcar_core.envs.rlcar_vector import RLCarVectorEnv
 from rlcar_core.errors import RlcarError
+from rlcar_core.render.panel import PANEL_WIDTH
+from rlcar_core.render.topdown import FRAME_SIZE
+from rlcar_core.sim.params import EnvParams
 
 
 @pytest.mark.parametrize("obs", ["sensors", "pixels", "both"])
@@ -86,12 +93,34 @@ def test_carracing_adapter_crops_and_resizes():
     env.close()
 
 
-def test_human_render_mode_opens_a_window_headless():
+def test_human_render_mode_draws_the_track_in_a_real_window():
+    """SDL's dummy driver gives a real pygame window without a display: `render()` returns None and
+    the window's own pixels show the track view beside the panel."""
     env = gym.make(ENV_ID, obs="sensors", num_tracks=1, render_mode="human")
     env.reset(seed=0)
-    _, _, _, _, _ = env.step(np.array([0.0, 1.0, 0.0], np.float32))
+    env.step(np.array([0.0, 1.0, 0.0], np.float32))
     assert env.render() is None
+    window = env.unwrapped._renderer.window
+    pixels = window.pygame.surfarray.array3d(window.screen).transpose(1, 0, 2)
+    assert pixels.shape == (FRAME_SIZE, FRAME_SIZE + PANEL_WIDTH, 3)
+    view = pixels[:, :FRAME_SIZE]
+    assert (view.max(axis=-1) > 40).mean() > 0.95, "the track view is drawn, not black"
+    assert (view[..., 1] > view[..., 0] + 30).mean() > 0.3, "grass is green"
     env.close()
+
+
+def test_env_names_carry_their_facts():
+    assert [str(name) for name in EnvName] == list(ENV_NAMES) == ["rlcar", "carracing"]
+    assert EnvName.RLCAR == "rlcar" and f"{EnvName.CARRACING}" == "carracing"
+    assert json.dumps({"env": EnvName.RLCAR}) == '{"env": "rlcar"}'
+    # One step length per env; the frame rate and the gym metadata follow from it.
+    assert EnvName.RLCAR.step_seconds == EnvParams._field_defaults["dt"]
+    assert frames_per_second("rlcar") == 10 and frames_per_second("carracing") == 50
+    assert RENDER_FPS == EnvName.RLCAR.frames_per_second
+    assert EnvName.RLCAR.has_track_bank and not EnvName.CARRACING.has_track_bank
+    assert (EnvName.RLCAR.default_obs, EnvName.CARRACING.default_obs) == ("sensors", "pixels")
+    with pytest.raises(RlcarError, match="unknown env 'nope'; choose one of rlcar, carracing"):
+        EnvName.parse("nope")
 
 
 @pytest.mark.parametrize(

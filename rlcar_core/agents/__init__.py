@@ -6,6 +6,7 @@ import importlib
 from pathlib import Path
 
 from rlcar_core.agents.base import Agent, select_obs
+from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import RlcarError
 from rlcar_core.io.runs import default_run_dir
 
@@ -46,7 +47,7 @@ def agent_run_dir(name: str, run_dir: str | Path | None) -> Path | None:
 
 def make_agent(
     name: str,
-    env_name: str = "rlcar",
+    env_name: str = EnvName.RLCAR,
     seed: int = 0,
     run_dir: str | Path | None = None,
     checkpoint: str = "best",
@@ -67,8 +68,9 @@ def make_agent(
                 f"the {name!r} agent is not available yet: it arrives with its training command"
             ) from None
         return getattr(module, loader_name)(run, checkpoint, env_name, seed)
+    env = EnvName.parse(env_name)
     if name == "heuristic":
-        if env_name != "rlcar":
+        if not env.has_sensors:
             raise RlcarError(
                 "the heuristic agent reads RLCar's ray sensors; CarRacing-v3 has none (use --agent random)"
             )
@@ -77,7 +79,7 @@ def make_agent(
         return HeuristicAgent()
     from rlcar_core.agents.builtin import RandomAgent
 
-    return RandomAgent(seed, obs_kind="sensors" if env_name == "rlcar" else "pixels")
+    return RandomAgent(seed, obs_kind=env.default_obs)
 
 
 __all__ = ["AGENT_NAMES", "Agent", "agent_run_dir", "is_learned", "make_agent", "select_obs"]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rlcar_core.envs.drivers import BrownianPolicy, ExplorationPolicy, Memoryless, RandomAgent
+from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import RlcarError
 from rlcar_core.worldmodels.config import COLLECT_POLICIES
 
@@ -28,7 +29,7 @@ def make_exploration_policy(
     if name == "random":
         return Memoryless(RandomAgent(seed, obs_kind="pixels"))
     if name == "heuristic":
-        if env_name != "rlcar":
+        if not EnvName.parse(env_name).has_sensors:
             raise RlcarError(
                 "--policy heuristic reads RLCar's ray sensors; CarRacing-v3 has none (use brownian or random)"
             )

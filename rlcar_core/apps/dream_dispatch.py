@@ -15,12 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from rlcar_core.envs.names import frames_per_second
 from rlcar_core.errors import RlcarError
 from rlcar_core.io.runs import RUNS_ROOT
 from rlcar_core.io.video import write_video
 from rlcar_core.worldmodels.config import DreamConfig
-
-FPS = {"rlcar": 10, "carracing": 50}
 
 
 def is_dreamer_run(run_dir: str | Path) -> bool:
@@ -83,7 +82,7 @@ def run_dreamer_dream(config: DreamConfig, on_step: Callable[[int], None] | None
         keyboard if config.manual else None,
         track=config.track,
     )
-    fps = config.fps or FPS.get(summary["env"], 10)
+    fps = config.fps or frames_per_second(summary["env"])
 
     def shown(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         nonlocal window

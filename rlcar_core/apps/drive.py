@@ -7,37 +7,30 @@ from typing import Any
 
 import numpy as np
 
-from rlcar_core.envs import make_env
 from rlcar_core.envs.carracing import HUD_ROWS
-from rlcar_core.envs.factory import STEP_SECONDS, check_env_request
-from rlcar_core.envs.heldout import track_seed_for
+from rlcar_core.envs.factory import check_env_request
+from rlcar_core.envs.heldout import one_track_env, reset_on_track, track_seed_for
+from rlcar_core.envs.names import EnvName
 from rlcar_core.render.motion import CarPose
 
 CARRACING_INTRO_SECONDS = 1.0  # CarRacing-v3 zooms in from far away during its first second
 CARRACING_STATE_ROWS = 96  # its observation is 96 rows high, of which HUD_ROWS show the road
 
 
-def frames_per_second(env_name: str) -> int:
-    """The env's own frame rate, derived from the one STEP_SECONDS table: one frame per step."""
-    return round(1.0 / STEP_SECONDS[env_name])
-
-
 class DrivingSession:
     def __init__(
         self, env_name: str, obs_kind: str, track: int, max_steps: int, seed: int, render: bool = True
     ):
-        check_env_request(env_name, "pixels" if env_name == "carracing" else obs_kind)
-        self.env_name = env_name
-        self.track_seed = track_seed_for(env_name, track)
+        name = EnvName.parse(env_name)
+        obs_kind = obs_kind if name.has_sensors else "pixels"
+        self.env_name = check_env_request(name, obs_kind)
+        self.track_seed = track_seed_for(name, track)
         self.seed = seed
         self.render = render
         self.renderer = None
-        if env_name == "rlcar":
-            self.env = make_env("rlcar", obs=obs_kind, track_seeds=[self.track_seed], max_steps=max_steps)
-        else:
-            self.env = make_env(
-                "carracing", obs="pixels", max_steps=max_steps, render_mode="rgb_array" if render else None
-            )
+        # CarRacing-v3 draws its own view (Box2D); RLCar's is drawn here from the simulator's state.
+        render_mode = "rgb_array" if render and name is EnvName.CARRACING else None
+        self.env = one_track_env(name, obs_kind, self.track_seed, max_steps, render_mode)
         self.episode_return = 0.0
         self.steps = 0
         self.distance = 0.0  # metres driven this episode
@@ -46,14 +39,11 @@ class DrivingSession:
 
     @property
     def step_seconds(self) -> float:
-        return STEP_SECONDS[self.env_name]
+        return self.env_name.step_seconds
 
     def reset(self):
         self.episode_return, self.steps, self.distance = 0.0, 0, 0.0
-        if self.env_name == "rlcar":
-            self.obs, self.info = self.env.reset(seed=self.seed, options={"track_id": 0})
-        else:
-            self.obs, self.info = self.env.reset(seed=self.track_seed)
+        self.obs, self.info = reset_on_track(self.env, self.env_name, self.track_seed, self.seed)
         return self.obs
 
     def step(self, action):
@@ -65,7 +55,7 @@ class DrivingSession:
 
     def pose(self) -> CarPose | None:
         """The car's pose on the top-down view (RLCar only; None for CarRacing-v3)."""
-        if self.env_name != "rlcar":
+        if self.env_name is not EnvName.RLCAR:
             return None
         from rlcar_core.render.topdown import pose_of
 
@@ -74,7 +64,7 @@ class DrivingSession:
     @property
     def in_intro(self) -> bool:
         """CarRacing-v3's zoom-in intro is still playing: its frames show the track from far away."""
-        return self.env_name == "carracing" and float(self.env.unwrapped.t) < CARRACING_INTRO_SECONDS
+        return self.env_name is EnvName.CARRACING and float(self.env.unwrapped.t) < CARRACING_INTRO_SECONDS
 
     def hud(self, mode: str | None = None) -> dict[str, str]:
         lines = {"driver": mode} if mode else {}
@@ -102,7 +92,7 @@ class DrivingSession:
 
     def warm_up(self) -> None:
         """Compile what the first frame needs (safe off the main thread: no pygame)."""
-        if self.env_name == "rlcar":
+        if self.env_name is EnvName.RLCAR:
             unwrapped = self.env.unwrapped
             self._renderer().warm_up(unwrapped.state)
 
@@ -121,7 +111,7 @@ class DrivingSession:
         banner: str | None = None,
     ):
         """The frame as a pygame surface: the view, then the panel with camera, HUD and ``keys``."""
-        if self.env_name == "rlcar":
+        if self.env_name is EnvName.RLCAR:  # the top-down renderer draws the JAX simulator's state
             unwrapped = self.env.unwrapped
             return self._renderer().draw_surface(unwrapped.sim, unwrapped.state, hud, pose, keys, banner)
         from rlcar_core.render.hud import surface_from_array

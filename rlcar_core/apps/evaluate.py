@@ -17,12 +17,13 @@ from rlcar_core.envs.heldout import (  # noqa: F401 - re-exported for the apps
     run_episodes,
     summarise,
 )
+from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import RlcarError, require_at_least
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    env: str = "rlcar"
+    env: str = EnvName.RLCAR
     agent: str = "heuristic"
     episodes: int = 10
     seed: int = 0
@@ -35,7 +36,7 @@ class EvalConfig:
         require_at_least("--episodes", self.episodes, 1)
         require_at_least("--max-steps", self.max_steps, 1)
         require_at_least("--num-envs", self.num_envs, 1)
-        check_env_request(self.env, "pixels" if self.env == "carracing" else "sensors")
+        check_env_request(self.env, EnvName.parse(self.env).default_obs)
 
 
 def evaluate(

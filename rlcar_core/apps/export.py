@@ -15,7 +15,8 @@ import numpy as np
 
 from rlcar_core.agents import agent_run_dir, make_agent
 from rlcar_core.agents.base import Agent
-from rlcar_core.apps.drive import DrivingSession, frames_per_second
+from rlcar_core.apps.drive import DrivingSession
+from rlcar_core.envs.names import EnvName, frames_per_second
 from rlcar_core.errors import require_at_least
 from rlcar_core.io.video import check_video_path, write_video
 
@@ -25,7 +26,7 @@ LAP_HOLD_SECONDS = 1.0  # a finished lap's last frame, with its banner, stays th
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
     output: Path
-    env: str = "rlcar"
+    env: str = EnvName.RLCAR
     agent: str = "heuristic"
     max_steps: int = 1000
     track: int = 0

@@ -21,6 +21,7 @@ import numpy as np
 from rlcar_core.agents import Agent, agent_run_dir, make_agent
 from rlcar_core.apps.drive import DrivingSession
 from rlcar_core.apps.human import HumanRun, save_human_run
+from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import require_at_least
 from rlcar_core.io.runs import default_run_dir
 from rlcar_core.render.motion import interpolate_pose
@@ -32,7 +33,7 @@ SPLASH_REFRESH_SECONDS = 0.1
 
 @dataclasses.dataclass(frozen=True)
 class PlayConfig:
-    env: str = "rlcar"
+    env: str = EnvName.RLCAR
     manual: bool = False
     agent: str | None = None  # None: the heuristic takes the wheel on T (RLCar), or nobody (CarRacing)
     headless: bool = False
@@ -70,7 +71,7 @@ def partner_for(config: PlayConfig) -> str | None:
     """Who drives when the person does not: --agent, else the heuristic where it can (RLCar)."""
     if config.agent is not None:
         return config.agent
-    return "heuristic" if config.env == "rlcar" else None
+    return "heuristic" if EnvName.parse(config.env).has_sensors else None
 
 
 def keys_help(manual: bool, partner: Agent | None) -> tuple[str, ...]:
@@ -118,7 +119,7 @@ def _open_window(config: PlayConfig):
     from rlcar_core.render.window import Window
 
     # CarRacing's view is its 600x400 render less its own bottom bar.
-    view = (FRAME_SIZE, FRAME_SIZE) if config.env == "rlcar" else (600, 350)
+    view = (FRAME_SIZE, FRAME_SIZE) if config.env == EnvName.RLCAR else (600, 350)
     window = Window((view[0] + PANEL_WIDTH, view[1]), title="rlcar play", fps=0)
     window.splash("loading…")
     return window

@@ -6,25 +6,24 @@ from collections.abc import Sequence
 
 import gymnasium as gym
 
+from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import RlcarError, require_at_least
 
-ENV_NAMES = ("rlcar", "carracing")
-STEP_SECONDS = {"rlcar": 0.1, "carracing": 0.02}  # RLCar's dt; CarRacing-v3 runs at 50 frames per second
 
-
-def check_env_request(name: str, obs: str) -> None:
+def check_env_request(name: str, obs: str) -> EnvName:
+    """`name` as an `EnvName`, once it and the observation kind `obs` are known to go together."""
     from rlcar_core.sim.env import OBS_KINDS  # here, not at import: importing the factory stays JAX-free
 
-    if name not in ENV_NAMES:
-        raise RlcarError(f"unknown env {name!r}; choose one of {', '.join(ENV_NAMES)}")
+    env = EnvName.parse(name)
     if obs not in OBS_KINDS:
         raise RlcarError(f"unknown observation kind {obs!r}; choose one of {', '.join(OBS_KINDS)}")
-    if name == "carracing" and obs != "pixels":
+    if not env.has_sensors and obs != "pixels":
         raise RlcarError("CarRacing-v3 has only pixel observations; use --obs pixels (or --env rlcar)")
+    return env
 
 
 def make_env(
-    name: str = "rlcar",
+    name: str = EnvName.RLCAR,
     obs: str = "sensors",
     num_envs: int | None = None,
     tracks: str = "train",
@@ -37,9 +36,9 @@ def make_env(
 
     For CarRacing-v3 the track comes from the reset seed, so ``tracks``/``num_tracks``/``track_seeds``
     only apply to RLCar."""
-    check_env_request(name, obs)
+    env = check_env_request(name, obs)
     require_at_least("max_steps", max_steps, 1)
-    if name == "carracing":
+    if env is EnvName.CARRACING:
         from rlcar_core.envs.carracing import make_carracing
 
         if num_envs is None:

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from rlcar_core.envs.drivers import Policy
-from rlcar_core.envs.factory import STEP_SECONDS, make_env
+from rlcar_core.envs.factory import make_env
+from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import require_at_least
 from rlcar_core.sim.track import EVAL_SEED_OFFSET, evaluation_seeds
 
@@ -27,6 +28,21 @@ def track_seed_for(env_name: str, track: int) -> int:
     return EVAL_SEED_OFFSET + track
 
 
+def one_track_env(name: str, obs: str, track_seed: int, max_steps: int, render_mode: str | None = None):
+    """One car that always drives track `track_seed` (reset it with `reset_on_track`): RLCar's bank
+    holds only that track; CarRacing-v3 draws it from the reset seed."""
+    if EnvName.parse(name).has_track_bank:
+        return make_env(name, obs=obs, track_seeds=[track_seed], max_steps=max_steps, render_mode=render_mode)
+    return make_env(name, obs=obs, max_steps=max_steps, render_mode=render_mode)
+
+
+def reset_on_track(env, name: str, track_seed: int, seed: int):
+    """`env.reset` of a `one_track_env`: `(obs, info)` at the start of its track."""
+    if EnvName.parse(name).has_track_bank:
+        return env.reset(seed=seed, options={"track_id": 0})
+    return env.reset(seed=track_seed)
+
+
 @dataclasses.dataclass
 class EpisodeRecord:
     track: int  # RLCar track seed, or CarRacing-v3 reset seed
@@ -37,7 +53,7 @@ class EpisodeRecord:
     steps: int
 
     def lap_time(self, env: str) -> float | None:
-        return self.steps * STEP_SECONDS[env] if self.lap_complete else None
+        return self.steps * EnvName.parse(env).step_seconds if self.lap_complete else None
 
 
 def summarise(records: list[EpisodeRecord], env: str) -> dict:
@@ -58,7 +74,7 @@ def summarise(records: list[EpisodeRecord], env: str) -> dict:
 
 
 def run_episodes(
-    env_name: str,
+    name: str,
     agent: Policy,
     tracks: list[int],
     seed: int,
@@ -69,19 +85,18 @@ def run_episodes(
     """One episode per entry of ``tracks`` (RLCar track seeds or CarRacing reset seeds), in waves of
     ``num_envs`` cars; each car's first episode of a wave is kept."""
     num_envs = min(num_envs, len(tracks))
-    if env_name == "rlcar":
-        unique = sorted(set(tracks))
-        env = make_env(
-            "rlcar", obs=agent.obs_kind, num_envs=num_envs, track_seeds=unique, max_steps=max_steps
-        )
+    banked = EnvName.parse(name).has_track_bank
+    unique = sorted(set(tracks))
+    if banked:
+        env = make_env(name, obs=agent.obs_kind, num_envs=num_envs, track_seeds=unique, max_steps=max_steps)
     else:
-        env = make_env("carracing", obs="pixels", num_envs=num_envs, max_steps=max_steps)
+        env = make_env(name, obs="pixels", num_envs=num_envs, max_steps=max_steps)
     records: list[EpisodeRecord] = []
     try:
         for wave, first in enumerate(range(0, len(tracks), num_envs)):
             wave_tracks = tracks[first : first + num_envs]
             wave_tracks = wave_tracks + [wave_tracks[-1]] * (num_envs - len(wave_tracks))  # pad the last wave
-            if env_name == "rlcar":
+            if banked:
                 obs, _ = env.reset(
                     seed=seed + wave, options={"track_id": [unique.index(t) for t in wave_tracks]}
                 )
@@ -122,9 +137,10 @@ def run_episodes(
     return sorted(records, key=lambda r: (tracks.index(r.track), order[id(r)]))
 
 
-def evaluation_tracks(env_name: str, episodes: int) -> list[int]:
+def evaluation_tracks(name: str, episodes: int) -> list[int]:
     count = min(episodes, MAX_EVAL_TRACKS)
-    seeds = evaluation_seeds(count) if env_name == "rlcar" else [EVAL_SEED_OFFSET + i for i in range(count)]
+    banked = EnvName.parse(name).has_track_bank
+    seeds = evaluation_seeds(count) if banked else [EVAL_SEED_OFFSET + i for i in range(count)]
     return [seeds[i % count] for i in range(episodes)]
 
 

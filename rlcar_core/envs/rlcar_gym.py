@@ -10,11 +10,12 @@ import jax
 import numpy as np
 
 from rlcar_core.envs.checks import checked_action, checked_max_steps, checked_options, checked_seed
+from rlcar_core.envs.names import EnvName
 from rlcar_core.envs.spaces import action_space, observation_space
 from rlcar_core.envs.tracks import check_track_ids, make_track_bank
 from rlcar_core.sim.env import RLCar
 
-RENDER_FPS = 10  # one simulator step is 0.1 s
+RENDER_FPS = EnvName.RLCAR.frames_per_second  # one frame per simulator step
 
 
 # Module-level, with the (hashable) simulator static: every env with the same observation kind and bank

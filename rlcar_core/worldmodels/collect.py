@@ -17,6 +17,7 @@ import numpy as np
 
 from rlcar_core.envs import make_env
 from rlcar_core.envs.drivers import ExplorationPolicy
+from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import RlcarError
 from rlcar_core.io.data import MANIFEST_FILE, load_manifest, write_episodes
 from rlcar_core.io.runs import RunDir
@@ -136,17 +137,15 @@ def collect(
         )
         policy = make_policy(policy_seed)
         num_envs = min(config.num_envs, config.episodes)
-        if config.env == "rlcar":
-            obs_kind = "both" if policy.obs_kind == "sensors" else "pixels"
-            env = make_env(
-                "rlcar",
-                obs=obs_kind,
-                num_envs=num_envs,
-                num_tracks=config.num_tracks,
-                max_steps=config.max_steps,
-            )
-        else:
-            env = make_env("carracing", obs="pixels", num_envs=num_envs, max_steps=config.max_steps)
+        # Frames are what the dataset keeps; a driver that reads sensors gets both.
+        reads_sensors = policy.obs_kind == "sensors" and EnvName.parse(config.env).has_sensors
+        env = make_env(
+            config.env,
+            obs="both" if reads_sensors else "pixels",
+            num_envs=num_envs,
+            num_tracks=config.num_tracks,
+            max_steps=config.max_steps,
+        )
         run.update_config(
             {"env": config.env, "collect": {**dataclasses.asdict(config), "run_dir": str(run.path)}}
         )

@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Any, TypeVar
 
+from rlcar_core.envs.names import ENV_NAMES, EnvName
 from rlcar_core.errors import RlcarError
 
 _Config = TypeVar("_Config")
@@ -147,7 +148,7 @@ def _one_of(config: Any, name: str) -> None:
 
 
 RUN_DIR_HELP = "Run directory (data, checkpoints, metrics); default runs/worldmodels."
-ENVS = ("rlcar", "carracing")
+ENVS = ENV_NAMES
 COLLECT_POLICIES = ("brownian", "random", "heuristic", "checkpoint")
 
 
@@ -156,7 +157,7 @@ class CollectConfig:
     """`rlcar collect`: record episodes of an exploration policy into RUN_DIR/data."""
 
     run_dir: Path | None = option(None, RUN_DIR_HELP)
-    env: str = option("rlcar", "Environment: the JAX simulator or CarRacing-v3.", choices=ENVS)
+    env: str = option(EnvName.RLCAR.value, "Environment: the JAX simulator or CarRacing-v3.", choices=ENVS)
     episodes: int = option(100, "Episodes to add to the dataset.")
     policy: str = option(
         "brownian",
@@ -176,11 +177,11 @@ class CollectConfig:
         _one_of(self, "policy")
         _at_least(self, 1, "episodes", "max_steps", "num_envs", "num_tracks")
         _at_least(self, 0, "seed")
-        if self.num_tracks is not None and self.env != "rlcar":
+        if self.num_tracks is not None and not EnvName.parse(self.env).has_track_bank:
             raise RlcarError(
                 "--num-tracks applies to RLCar only; CarRacing-v3 makes a new track every episode"
             )
-        if self.policy == "heuristic" and self.env != "rlcar":
+        if self.policy == "heuristic" and not EnvName.parse(self.env).has_sensors:
             raise RlcarError(
                 "--policy heuristic reads RLCar's ray sensors; CarRacing-v3 has none (use brownian or random)"
             )

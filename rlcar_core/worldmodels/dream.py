@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlcar_core.envs import make_env
-from rlcar_core.envs.heldout import track_seed_for
+from rlcar_core.envs.heldout import one_track_env, reset_on_track, track_seed_for
+from rlcar_core.envs.names import frames_per_second
 from rlcar_core.errors import RlcarError
 from rlcar_core.io.runs import RunDir
 from rlcar_core.io.video import write_video
@@ -140,7 +140,6 @@ def make_dream_fitness(
 
 PANEL_SCALE = 4  # 64x64 frames shown at 256x256
 CAPTION_HEIGHT = 96  # room for the four caption lines the HUD draws
-FPS = {"rlcar": 10, "carracing": 50}
 
 
 @functools.cache
@@ -208,12 +207,8 @@ def side_by_side(real: np.ndarray, dreamed: np.ndarray, caption: dict[str, str])
 
 def _real_env(env_name: str, track_seed: int, config: DreamConfig):
     """The env that replays the dream's actions, reset on the chosen held-out track: (env, first frame)."""
-    if env_name == "rlcar":
-        env = make_env("rlcar", obs="pixels", track_seeds=[track_seed], max_steps=config.max_steps)
-        frame, _ = env.reset(seed=config.seed, options={"track_id": 0})
-    else:
-        env = make_env("carracing", obs="pixels", max_steps=config.max_steps)
-        frame, _ = env.reset(seed=track_seed)
+    env = one_track_env(env_name, "pixels", track_seed, config.max_steps)
+    frame, _ = reset_on_track(env, env_name, track_seed, config.seed)
     return env, np.asarray(frame)
 
 
@@ -304,10 +299,14 @@ def run_dream(config: DreamConfig, on_step: Callable[[int], None] | None = None)
             from rlcar_core.render.window import Window
 
             height, width, _ = side_by_side(first_frame, first_frame, {}).shape
-            window = Window((width, height), title="rlcar dream: real | dream", fps=FPS[model.env])
+            window = Window(
+                (width, height), title="rlcar dream: real | dream", fps=frames_per_second(model.env)
+            )
         episode = _DreamEpisode(model, env, first_frame, window, config)
         if config.output is not None:
-            count = write_video(episode.frames(on_step), config.output, fps=config.fps or FPS[model.env])
+            count = write_video(
+                episode.frames(on_step), config.output, fps=config.fps or frames_per_second(model.env)
+            )
             result = {"path": str(config.output), "frames": count}
         else:
             for _ in episode.frames(on_step):

@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from rlcar_core.envs import make_env
+from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import RlcarError
 from rlcar_core.io.data import split_episodes
 from rlcar_core.io.runs import RunDir
@@ -79,19 +80,12 @@ class EnvRollouts:
     ):
         self.env_name = env_name
         self.num_envs = num_envs
-        if env_name == "rlcar":
-            self.env = make_env(
-                "rlcar",
-                obs="pixels",
-                num_envs=num_envs,
-                tracks="train",
-                num_tracks=num_tracks,
-                max_steps=max_steps,
-            )
-            self.num_tracks = int(self.env.unwrapped.params.bank.num_tracks)
-        else:
-            self.env = make_env("carracing", obs="pixels", num_envs=num_envs, max_steps=max_steps)
-            self.num_tracks = None  # every reset seed is a new track
+        self.banked = EnvName.parse(env_name).has_track_bank
+        self.env = make_env(
+            env_name, obs="pixels", num_envs=num_envs, num_tracks=num_tracks, max_steps=max_steps
+        )
+        # CarRacing-v3: every reset seed is a new track.
+        self.num_tracks = int(self.env.unwrapped.params.bank.num_tracks) if self.banked else None
         self._rnn_config = configs[1]
         self._policy_step = jitted_policy_step(*configs)
 
@@ -114,7 +108,7 @@ class EnvRollouts:
         return RolloutScores(np.concatenate(returns), np.concatenate(progress))
 
     def _run_wave(self, params: WorldModelParams, vectors, tracks, seed: int) -> RolloutScores:
-        if self.env_name == "rlcar":
+        if self.banked:
             obs, _ = self.env.reset(seed=seed, options={"track_id": tracks})
         else:
             obs, _ = self.env.reset(seed=[int(track) for track in tracks])
@@ -253,7 +247,7 @@ def train_controller(
     config.validate()
     run = RunDir(run_dir_of(config))
     env_name = dataset_manifest(run)["env_name"]
-    if config.num_tracks is not None and env_name != "rlcar":
+    if config.num_tracks is not None and not EnvName.parse(env_name).has_track_bank:
         raise RlcarError("--num-tracks applies to RLCar only")
     # Checked before the session opens the controller's checkpoint folder: a refusal leaves nothing behind.
     open_existing_store(run, RNN_MODEL).close()

@@ -26,11 +26,11 @@ import numpy as np
 from rlcar_core.apps.drive import DrivingSession
 from rlcar_core.apps.play import Attempt, PlayConfig, _summarise
 from rlcar_core.apps.serve.leaderboard import Leaderboard
-from rlcar_core.envs.factory import STEP_SECONDS
+from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import RlcarError, require_at_least
 from rlcar_core.render.motion import CarPose, interpolate_pose
 
-ENV = "rlcar"  # the live view drives the JAX simulator: its frames interpolate and its step is cheap
+ENV = EnvName.RLCAR  # the live view drives the JAX simulator: its frames interpolate and its step is cheap
 MIN_STEP_FRACTION = 0.2
 JPEG_QUALITY = 80
 GHOST_COLOUR = (60, 140, 255)
@@ -92,7 +92,7 @@ class LiveDrive:
         self.config = config
         self.human_dir = human_dir
         self.leaderboard = leaderboard
-        self.step_seconds = STEP_SECONDS[ENV]
+        self.step_seconds = ENV.step_seconds
 
         def agent():
             return make_agent(config.agent, ENV, config.seed, config.run_dir, config.checkpoint)
