@@ -102,24 +102,23 @@ def main() -> None:
     )
     baseline = carracing_steps_per_second(5.0 if args.quick else 10.0)
     print(f"CarRacing-v3 (gymnasium, 96x96 pixels): {baseline:10,.0f} steps/s", flush=True)
+    # (path, label, batch sizes, steps for a batch of n, rate of obs kind/batch/steps)
+    paths = [
+        ("functional lax.scan", "functional", batches, lambda n: max(20, min(500, 200_000 // n)),
+         lambda obs, n, steps: functional_steps_per_second(obs, n, steps, bank)),
+        ("gymnasium.make_vec", "make_vec,  ", vec_batches, lambda n: max(20, min(300, 50_000 // n)),
+         lambda obs, n, steps: make_vec_steps_per_second(obs, n, steps, tracks)),
+    ]  # fmt: skip
     rows = []
     for obs_kind in ("sensors", "pixels"):
-        for n in batches:
-            steps = max(20, min(500, 200_000 // n))
-            rate = functional_steps_per_second(obs_kind, n, steps, bank)
-            rows.append({"path": "functional lax.scan", "obs": obs_kind, "batch": n, "steps_per_s": rate})
-            print(
-                f"RLCar {obs_kind:7s} functional, batch {n:5d}: {rate:12,.0f} steps/s = {rate / baseline:8.0f}x",
-                flush=True,
-            )
-        for n in vec_batches:
-            steps = max(20, min(300, 50_000 // n))
-            rate = make_vec_steps_per_second(obs_kind, n, steps, tracks)
-            rows.append({"path": "gymnasium.make_vec", "obs": obs_kind, "batch": n, "steps_per_s": rate})
-            print(
-                f"RLCar {obs_kind:7s} make_vec,   batch {n:5d}: {rate:12,.0f} steps/s = {rate / baseline:8.0f}x",
-                flush=True,
-            )
+        for path, label, sizes, steps_for, steps_per_second in paths:
+            for n in sizes:
+                rate = steps_per_second(obs_kind, n, steps_for(n))
+                rows.append({"path": path, "obs": obs_kind, "batch": n, "steps_per_s": rate})
+                print(
+                    f"RLCar {obs_kind:7s} {label}, batch {n:5d}: {rate:12,.0f} steps/s = {rate / baseline:8.0f}x",
+                    flush=True,
+                )
 
     def best(path, obs):
         return max(r["steps_per_s"] for r in rows if r["path"] == path and r["obs"] == obs) / baseline

@@ -54,6 +54,28 @@ def _printer(stage: str, every: int = 1):
     return show
 
 
+# The two controller searches from the same V and M; they differ only in these settings.
+CONTROLLER_SEARCHES = {
+    "dream": {"in_dream": True, "generations": 80, "popsize": 32, "rollouts": 16, "eval_every": 10},
+    "env": {"in_dream": False, "generations": 60, "popsize": 16, "rollouts": 2, "eval_every": 5},
+}
+
+
+def _search_controller(run_dir: Path, mode: str, budget) -> dict:
+    search = dict(CONTROLLER_SEARCHES[mode])
+    generations = budget(search.pop("generations"))
+    config = TrainControllerConfig(
+        run_dir=run_dir,
+        generations=generations,
+        dream_horizon=200,
+        temperature=1.15,
+        max_steps=300,
+        eval_episodes=8,
+        **search,
+    )
+    return train_controller(config, _printer(f"controller, {mode}", 10 if mode == "dream" else 1))
+
+
 def _evaluate(agent: str, run_dir: Path | None) -> dict:
     summary = evaluate(
         EvalConfig(agent=agent, episodes=EVAL_EPISODES, max_steps=EVAL_MAX_STEPS, run_dir=run_dir)
@@ -136,21 +158,7 @@ def main() -> None:
     # C twice from the same V and M: first searched in the dream (cheap: whole populations per jitted
     # call), then, from scratch, in the real env. The dream-trained one is kept in checkpoints/controller-dream.
     start = time.perf_counter()
-    dreamed = train_controller(
-        TrainControllerConfig(
-            run_dir=run_dir,
-            in_dream=True,
-            generations=budget(80),
-            popsize=32,
-            rollouts=16,
-            dream_horizon=200,
-            temperature=1.15,
-            max_steps=300,
-            eval_every=10,
-            eval_episodes=8,
-        ),
-        _printer("controller, dream", 10),
-    )
+    dreamed = _search_controller(run_dir, "dream", budget)
     seconds["train_controller_dream"] = time.perf_counter() - start
     start = time.perf_counter()
     dream_summary = _evaluate("worldmodel", run_dir)
@@ -160,19 +168,7 @@ def main() -> None:
     controllers.rename(controllers.with_name("controller-dream"))
 
     start = time.perf_counter()
-    controller = train_controller(
-        TrainControllerConfig(
-            run_dir=run_dir,
-            in_dream=False,
-            generations=budget(60),
-            popsize=16,
-            rollouts=2,
-            max_steps=300,
-            eval_every=5,
-            eval_episodes=8,
-        ),
-        _printer("controller, env"),
-    )
+    controller = _search_controller(run_dir, "env", budget)
     seconds["train_controller_env"] = time.perf_counter() - start
     results["controller_training"] = {
         mode: {k: summary.get(k) for k in ("generations", "best_fitness", "eval_return", "eval_progress")}

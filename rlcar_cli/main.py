@@ -6,9 +6,11 @@ answers without loading them.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -102,15 +104,7 @@ def eval_command(
 
         check_agent_list(names, run_dir)
         recorded = load_human_run(human) if human is not None else None
-        config = EvalConfig(
-            env=env.value,
-            episodes=episodes,
-            seed=seed,
-            max_steps=max_steps,
-            num_envs=num_envs,
-            run_dir=run_dir,
-            checkpoint=checkpoint,
-        )
+        config = app_config(EvalConfig, locals(), agent=names[0])  # evaluate_agents sets each agent
         for name in names:
             announce_default_run(name, run_dir)
         from rlcar_core.loop.stop import graceful_stop
@@ -128,6 +122,18 @@ def eval_command(
         emit_json(document)
     else:
         print_eval_table(results)
+
+
+def app_config(config_class: type, parameters: dict[str, Any], **given: Any):
+    """The app's config from the command's `parameters` (its `locals()`) named like the config's
+    fields, choices as their values: each option is written once, as the command's parameter."""
+    fields = {field.name for field in dataclasses.fields(config_class)}
+    values = {
+        name: value.value if isinstance(value, Enum) else value
+        for name, value in parameters.items()
+        if name in fields
+    }
+    return config_class(**{**values, **given})
 
 
 def stop_here(stop) -> None:
@@ -226,18 +232,7 @@ def play_command(
             os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         from rlcar_core.apps.play import PlayConfig, partner_for, play
 
-        config = PlayConfig(
-            env=env.value,
-            manual=manual,
-            agent=agent.value if agent else None,
-            headless=headless,
-            max_steps=max_steps,
-            episodes=episodes,
-            track=track,
-            seed=seed,
-            run_dir=run_dir,
-            checkpoint=checkpoint,
-        )
+        config = app_config(PlayConfig, locals())
         config.validate()
         partner = partner_for(config)
         if partner is not None:
@@ -279,17 +274,7 @@ def export_video_command(
     with user_errors():
         from rlcar_core.apps.export import ExportConfig, export_video
 
-        config = ExportConfig(
-            output=output,
-            env=env.value,
-            agent=agent.value,
-            max_steps=max_steps,
-            track=track,
-            seed=seed,
-            fps=fps,
-            run_dir=run_dir,
-            checkpoint=checkpoint,
-        )
+        config = app_config(ExportConfig, locals())
         config.validate()  # the output path too: fail before the episode is rendered
         announce_default_run(agent.value, run_dir)
         from rlcar_core.loop.stop import graceful_stop

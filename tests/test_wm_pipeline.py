@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import single_error_line
 from typer.testing import CliRunner
 
 from rlcar_cli.main import app
@@ -164,13 +165,13 @@ def test_diverging_loss_exits_1_and_keeps_the_last_good_checkpoint(pipeline, tmp
     assert sorted(p.name for p in (run / "checkpoints" / "vae").iterdir() if p.name.isdigit()) == ["2", "4"]
 
 
-def test_unknown_checkpoint_lists_the_existing_ones(pipeline):
+def test_unknown_checkpoint_lists_the_existing_ones(pipeline, unknown_checkpoint_is_named):
     run, _ = pipeline
     result = runner.invoke(
         app, ["eval", "--agent", "worldmodel", "--run-dir", str(run), "--checkpoint", "ep99"]
     )
     assert result.exit_code == 2
-    assert "no ep99" in result.stderr and "nearest: ep2; also best (ep2), latest (ep2)" in result.stderr
+    unknown_checkpoint_is_named(single_error_line(result.stderr), "ep99", ["ep2"], latest="ep2")
 
 
 def test_collect_again_adds_new_episodes_driven_by_the_trained_agent(pipeline, tmp_path):

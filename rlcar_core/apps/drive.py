@@ -122,16 +122,11 @@ class DrivingSession:
         view = view[: round(view.shape[0] * HUD_ROWS / CARRACING_STATE_ROWS)]
         return compose(surface_from_array(view), self.obs, hud, keys, banner)
 
-    def frame(
-        self,
-        hud: dict[str, str],
-        pose: CarPose | None = None,
-        keys: Sequence[str] = (),
-        banner: str | None = None,
-    ) -> np.ndarray:
+    def frame(self, *overlay: Any, **named_overlay: Any) -> np.ndarray:
+        """`surface(hud, pose, keys, banner)` as an (H, W, 3) uint8 array."""
         from rlcar_core.render.hud import array_from_surface
 
-        return array_from_surface(self.surface(hud, pose, keys, banner))
+        return array_from_surface(self.surface(*overlay, **named_overlay))
 
     def close(self) -> None:
         self.env.close()

@@ -9,6 +9,7 @@ somewhere between two physics steps (see ``rlcar_core.render.motion``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -110,17 +111,10 @@ class TopDownRenderer:
         lines = hud if hud is not None else default_hud(state, self.params)
         return compose(view, camera, lines, keys, banner)
 
-    def draw(
-        self,
-        sim: RLCar,
-        state: EnvState,
-        hud: dict[str, str] | None = None,
-        pose: CarPose | None = None,
-        keys: Sequence[str] = (),
-        banner: str | None = None,
-    ) -> np.ndarray:
-        """The frame as an (H, W, 3) uint8 array; with a window, also shown there."""
-        surface = self.draw_surface(sim, state, hud, pose, keys, banner)
+    def draw(self, sim: RLCar, state: EnvState, *overlay: Any, **named_overlay: Any) -> np.ndarray:
+        """The frame as an (H, W, 3) uint8 array; with a window, also shown there. `overlay`: what
+        `draw_surface` takes after the state (hud, pose, keys, banner)."""
+        surface = self.draw_surface(sim, state, *overlay, **named_overlay)
         if self.window is not None:
             self.window.show(surface)
             self.window.poll()  # keeps the window responsive when nobody else reads its events

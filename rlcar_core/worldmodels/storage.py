@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlcar_core.errors import RlcarError
-from rlcar_core.io.checkpoint import CheckpointNotFound, CheckpointStore
+from rlcar_core.io.checkpoint import CheckpointNotFound, CheckpointStore, parse_checkpoint_reference
 from rlcar_core.io.data import DatasetError, load_manifest
 from rlcar_core.io.runs import RunDir, default_run_dir
 from rlcar_core.loop.checkpointer import Checkpointer
@@ -273,23 +273,14 @@ def load_rnn(run: RunDir, name: str | int) -> tuple[MDNRNNConfig, hk.Params, int
     return MDNRNNConfig.from_dict(saved["mdnrnn"]), loaded.state.params, loaded.step, int(saved["vae_step"])
 
 
-def _controller_reference(run: RunDir, checkpoint: str | int) -> tuple[RunDir, str | int]:
-    """A `--checkpoint` given as a path to a controller step folder (`<run>/checkpoints/controller/12`)
-    names its own run, whose VAE and MDN-RNN belong with it; anything else is a name in `run`."""
-    path = Path(str(checkpoint))
-    if (
-        len(path.parents) >= 3
-        and path.is_dir()
-        and path.parent == RunDir(path.parents[2]).checkpoint_dir(CONTROLLER_MODEL)
-    ):
-        return RunDir(path.parents[2]), path.name
-    return run, checkpoint
-
-
 def load_world_model(run: RunDir, checkpoint: str | int) -> WorldModel:
     """The controller checkpoint `checkpoint` (best, latest, epN, or a path to a controller step folder)
     with exactly the VAE and MDN-RNN it was trained on."""
-    run, checkpoint = _controller_reference(run, checkpoint)
+    # A path to a controller step folder (`<run>/checkpoints/controller/12`) names its own run, whose
+    # VAE and MDN-RNN belong with it; anything else is a name in `run`.
+    reference = parse_checkpoint_reference(checkpoint)
+    if reference.model == CONTROLLER_MODEL:
+        run, checkpoint = RunDir(reference.run_dir), reference.name
     loaded = load_checkpoint(
         run,
         CONTROLLER_MODEL,

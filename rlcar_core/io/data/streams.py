@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -101,18 +101,38 @@ def iterate_frames(
         raise DatasetError(
             f"{split} data at {directory} has {total_frames} frames, fewer than one batch of {batch_size}"
         )
+
+    def frames_of(episode: _Episode) -> np.ndarray:
+        return load_episode(episode.path, keys=("obs",))["obs"]
+
+    batches = _shuffled_batches(episodes, frames_of, batch_size, rng, buffer_episodes, epochs, drop_remainder)
+    for batch in batches:
+        yield np.stack(batch)
+
+
+def _shuffled_batches(
+    episodes: list[_Episode],
+    items_of: Callable,
+    batch_size: int,
+    rng,
+    buffer_episodes,
+    epochs,
+    drop_remainder,
+) -> Iterator[list]:
+    """Lists of `batch_size` items (frames, windows) from a pool that `buffer_episodes` episodes at a
+    time refill and `rng` shuffles; what a pass leaves over waits for the next chunk of episodes."""
     for _ in _epochs(epochs):
-        leftover = None
+        pool: list = []
         for chunk in _chunks(episodes, rng, buffer_episodes):
-            frames = [load_episode(episode.path, keys=("obs",))["obs"] for episode in chunk]
-            pool = np.concatenate(frames if leftover is None else [leftover, *frames])
-            pool = pool[rng.permutation(len(pool))]
+            for episode in chunk:
+                pool.extend(items_of(episode))
+            pool = [pool[index] for index in rng.permutation(len(pool))]
             num_full = len(pool) // batch_size
             for index in range(num_full):
                 yield pool[index * batch_size : (index + 1) * batch_size]
-            leftover = pool[num_full * batch_size :]
-        if not drop_remainder and leftover is not None and len(leftover):
-            yield leftover
+            pool = pool[num_full * batch_size :]
+        if not drop_remainder and pool:
+            yield pool
 
 
 def _windows(arrays: dict[str, np.ndarray], length: int, sequence_length: int, rng: np.random.Generator):
@@ -169,15 +189,12 @@ def iterate_sequences(
             f"{split} data at {directory} gives {total_windows} sequences of {sequence_length} steps, "
             f"fewer than one batch of {batch_size}"
         )
-    for _ in _epochs(epochs):
-        pool: list[SequenceBatch] = []
-        for chunk in _chunks(episodes, rng, buffer_episodes):
-            for episode in chunk:
-                pool.extend(_windows(load_episode(episode.path), episode.length, sequence_length, rng))
-            pool = [pool[index] for index in rng.permutation(len(pool))]
-            num_full = len(pool) // batch_size
-            for index in range(num_full):
-                yield _stack(pool[index * batch_size : (index + 1) * batch_size])
-            pool = pool[num_full * batch_size :]
-        if not drop_remainder and pool:
-            yield _stack(pool)
+
+    def windows_of(episode: _Episode) -> Iterator[SequenceBatch]:
+        return _windows(load_episode(episode.path), episode.length, sequence_length, rng)
+
+    batches = _shuffled_batches(
+        episodes, windows_of, batch_size, rng, buffer_episodes, epochs, drop_remainder
+    )
+    for batch in batches:
+        yield _stack(batch)
