@@ -23,7 +23,7 @@ from rlcar_core.sim.camera import CAMERA_SIZE, render_camera
 from rlcar_core.sim.car import CarState, body_frame, car_step, sanitize_action
 from rlcar_core.sim.geometry import hits_obstacle, locate, off_map, wrap_angle
 from rlcar_core.sim.params import RAY_RANGE, EnvParams
-from rlcar_core.sim.sensors import cast_rays, obstacle_rays
+from rlcar_core.sim.sensors import cast_rays, obstacle_rays, ray_fan
 
 OBS_KINDS = ("sensors", "pixels", "both")
 EXTRA_SENSORS = ("speed", "slide", "heading_error", "lateral_offset", "steer_angle")
@@ -186,7 +186,8 @@ class RLCar:
     @staticmethod
     def sensors(state: EnvState, params: EnvParams) -> jax.Array:
         bank, car = params.bank, state.car
-        rays = cast_rays(bank, state.track_id, car.position, car.heading, params.ray_angles, params.ray_range)
+        fan = ray_fan(car.position, car.heading, params.ray_angles, params.ray_range)
+        rays = cast_rays(bank, state.track_id, fan)
         where = locate(bank, state.track_id, car.position)
         forward, left = body_frame(car.heading)
         extras = jnp.stack(
@@ -198,9 +199,7 @@ class RLCar:
                 car.steer_angle / params.car.max_steer,
             ]
         )
-        obstacles = obstacle_rays(
-            bank, state.track_id, car.position, car.heading, params.ray_angles, params.ray_range, rays
-        )
+        obstacles = obstacle_rays(bank, state.track_id, fan, rays)
         # Rays are within [0, ray_range] by construction; only the extras need clipping to their bounds.
         extras = jnp.clip(extras, jnp.asarray(EXTRA_LOW), jnp.asarray(EXTRA_HIGH))
         return jnp.concatenate([rays, extras, obstacles]).astype(jnp.float32)

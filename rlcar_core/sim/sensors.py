@@ -3,6 +3,8 @@ distances to the obstacles alone, by intersecting each ray with the obstacles' c
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -20,24 +22,29 @@ def ray_directions(heading: jax.Array, angles: jax.Array) -> jax.Array:
     return jnp.stack([jnp.cos(heading + angles), jnp.sin(heading + angles)], axis=-1)
 
 
-def cast_rays(
-    bank: TrackBank,
-    track_id: jax.Array,
-    position: jax.Array,
-    heading: jax.Array,
-    angles: jax.Array,
-    max_range,
-) -> jax.Array:
-    """Distance in metres along each ray (R,) before leaving the drivable area, capped at ``max_range``."""
-    directions = ray_directions(heading, angles)
+class RayFan(NamedTuple):
+    """The car's rays: both sensor sets (road edge, obstacles) cast the same fan."""
+
+    origin: jax.Array  # (2,) the car's position
+    directions: jax.Array  # (R, 2) unit vectors
+    max_range: float
+
+
+def ray_fan(position: jax.Array, heading: jax.Array, angles: jax.Array, max_range) -> RayFan:
+    return RayFan(position, ray_directions(heading, angles), max_range)
+
+
+def cast_rays(bank: TrackBank, track_id: jax.Array, fan: RayFan) -> jax.Array:
+    """Distance in metres along each ray (R,) before leaving the drivable area, capped at its range."""
 
     def march(_, travelled):
-        points = position + travelled[:, None] * directions
+        points = fan.origin + travelled[:, None] * fan.directions
         clearance = gather_map(bank.free_space, map_flat_index(bank, track_id, points)).astype(jnp.float32)
         step = jnp.where(clearance > CONVERGED, clearance, 0.0)
-        return jnp.minimum(travelled + step, max_range)
+        return jnp.minimum(travelled + step, fan.max_range)
 
-    return jax.lax.fori_loop(0, RAY_MARCH_STEPS, march, jnp.zeros(angles.shape, jnp.float32), unroll=True)
+    start = jnp.zeros(fan.directions.shape[:1], jnp.float32)
+    return jax.lax.fori_loop(0, RAY_MARCH_STEPS, march, start, unroll=True)
 
 
 # An obstacle counts as seen when its circle lies no further along the ray than where the ray stopped
@@ -45,31 +52,22 @@ def cast_rays(
 OCCLUSION_SLACK = 1.0  # metres
 
 
-def obstacle_rays(
-    bank: TrackBank,
-    track_id: jax.Array,
-    position: jax.Array,
-    heading: jax.Array,
-    angles: jax.Array,
-    max_range,
-    ray_distances: jax.Array,
-) -> jax.Array:
-    """Distance in metres along each ray (R,) to the obstacle it hits, or ``max_range`` when it hits the
+def obstacle_rays(bank: TrackBank, track_id: jax.Array, fan: RayFan, ray_distances: jax.Array) -> jax.Array:
+    """Distance in metres along each ray (R,) to the obstacle it hits, or the fan's range when it hits the
     road edge first or nothing at all.
 
     The road-edge rays alone cannot tell an obstacle (a crash) from the road's edge (grass, which is
     allowed); this second set of rays can. ``ray_distances`` are `cast_rays`' for the same rays.
     """
-    directions = ray_directions(heading, angles)
-    to_centre = bank.obstacles[track_id] - position  # (K, 2)
+    to_centre = bank.obstacles[track_id] - fan.origin  # (K, 2)
     radius = bank.obstacle_radii[track_id]  # (K,)
-    along = directions @ to_centre.T  # (R, K): closest approach of each ray to each centre
+    along = fan.directions @ to_centre.T  # (R, K): closest approach of each ray to each centre
     miss_squared = jnp.sum(jnp.square(to_centre), axis=-1)[None] - jnp.square(along)
     half_chord_squared = jnp.square(radius)[None] - miss_squared
     half_chord = jnp.sqrt(jnp.maximum(half_chord_squared, 0.0))
     # Inside a circle (a crash) the obstacle is at distance 0; behind the car it is not hit.
     entry = jnp.maximum(along - half_chord, 0.0)
     hit = (half_chord_squared >= 0.0) & (along + half_chord >= 0.0)
-    distance = jnp.min(jnp.where(hit, entry, max_range), axis=-1)
+    distance = jnp.min(jnp.where(hit, entry, fan.max_range), axis=-1)
     visible = distance <= ray_distances + OCCLUSION_SLACK
-    return jnp.minimum(jnp.where(visible, distance, max_range), max_range)
+    return jnp.minimum(jnp.where(visible, distance, fan.max_range), fan.max_range)
