@@ -37,6 +37,8 @@ from rlcar_core.worldmodels.train_vae import train_vae  # noqa: E402
 
 SIZES = {"z_dim": 32, "base_channels": 16, "hidden_size": 128}
 EVAL_EPISODES = 20
+VAE_TRAINING = {"batch_size": 64, "learning_rate": 1e-3, "eval_every": 400, "log_every": 50}
+RNN_TRAINING = {"batch_size": 32, "sequence_length": 50, "eval_every": 250, "log_every": 50}
 EVAL_MAX_STEPS = 1000
 
 
@@ -120,36 +122,15 @@ def main() -> None:
     )
 
     start = time.perf_counter()
-    vae = train_vae(
-        TrainVAEConfig(
-            run_dir=run_dir,
-            steps=budget(1000),
-            batch_size=64,
-            z_dim=SIZES["z_dim"],
-            base_channels=SIZES["base_channels"],
-            learning_rate=1e-3,
-            eval_every=400,
-            log_every=50,
-        ),
-        _printer("vae", 100),
-    )
+    vae_settings = {"z_dim": SIZES["z_dim"], "base_channels": SIZES["base_channels"], **VAE_TRAINING}
+    vae = train_vae(TrainVAEConfig(run_dir, steps=budget(1000), **vae_settings), _printer("vae", 100))
     seconds["train_vae"] = time.perf_counter() - start
     results["vae_validation_mse_per_pixel"] = vae["validation"]["validation_mse_per_pixel"]
     print(f"train-vae: validation MSE/pixel {results['vae_validation_mse_per_pixel']:.5f}")
 
     start = time.perf_counter()
-    rnn = train_rnn(
-        TrainRNNConfig(
-            run_dir=run_dir,
-            steps=budget(1000),
-            batch_size=32,
-            sequence_length=50,
-            hidden_size=SIZES["hidden_size"],
-            eval_every=250,
-            log_every=50,
-        ),
-        _printer("rnn", 100),
-    )
+    rnn_settings = {"hidden_size": SIZES["hidden_size"], **RNN_TRAINING}
+    rnn = train_rnn(TrainRNNConfig(run_dir, steps=budget(1000), **rnn_settings), _printer("rnn", 100))
     seconds["train_rnn"] = time.perf_counter() - start
     results["rnn_validation_nll"] = rnn["validation"]["validation_nll"]
     results["rnn_validation"] = rnn["validation"]

@@ -147,6 +147,19 @@ def _one_of(config: Any, name: str) -> None:
         )
 
 
+# Options several commands share, each written once.
+def seed_option() -> Any:
+    return option(0, "Seed for every random choice; same seed, same result.")
+
+
+def eval_every_option() -> Any:
+    return option(500, "Validate and checkpoint every N updates.")
+
+
+def log_every_option() -> Any:
+    return option(10, "Log the training losses every N updates.")
+
+
 RUN_DIR_HELP = "Run directory (data, checkpoints, metrics); default runs/worldmodels."
 ENVS = ENV_NAMES
 COLLECT_POLICIES = ("brownian", "random", "heuristic", "checkpoint")
@@ -170,7 +183,7 @@ class CollectConfig:
     checkpoint: str = option(
         "best", "--policy checkpoint: the run's controller checkpoint (best, latest, epN)."
     )
-    seed: int = option(0, "Seed for every random choice; same seed, same result.")
+    seed: int = seed_option()
 
     def validate(self) -> None:
         _one_of(self, "env")
@@ -199,10 +212,10 @@ class TrainVAEConfig:
     z_dim: int | None = option(None, "Latent size (model default 32).")
     base_channels: int | None = option(None, "Encoder widths c, 2c, 4c, 8c (model default 32).")
     learning_rate: float | None = option(None, "Adam step size (model default 1e-4).")
-    eval_every: int = option(500, "Validate and checkpoint every N updates.")
-    log_every: int = option(10, "Log the training losses every N updates.")
+    eval_every: int = eval_every_option()
+    log_every: int = log_every_option()
     validation_frames: int = option(512, "Held-out frames to validate on.")
-    seed: int = option(0, "Seed for every random choice; same seed, same result.")
+    seed: int = seed_option()
 
     DEFAULT_STEPS = 2000
 
@@ -241,10 +254,10 @@ class TrainRNNConfig:
         None, "Gaussians per latent dimension (model default 5).", flags=("--mixtures",)
     )
     learning_rate: float | None = option(None, "Adam step size (model default 1e-3).")
-    eval_every: int = option(500, "Validate and checkpoint every N updates.")
-    log_every: int = option(10, "Log the training losses every N updates.")
+    eval_every: int = eval_every_option()
+    log_every: int = log_every_option()
     validation_sequences: int = option(200, "Held-out sequences to validate on.")
-    seed: int = option(0, "Seed for every random choice; same seed, same result.")
+    seed: int = seed_option()
 
     DEFAULT_STEPS = 2000
 
@@ -283,7 +296,7 @@ class TrainControllerConfig:
     eval_every: int = option(5, "Generations between real-env evaluations of the search mean.")
     eval_episodes: int = option(8, "Real episodes per evaluation.")
     num_tracks: int | None = option(None, "RLCar: training tracks to drive on (default: all).")
-    seed: int = option(0, "Seed for every random choice; same seed, same result.")
+    seed: int = seed_option()
 
     DEFAULT_ROLLOUTS = {"dream": 16, "env": 2}
 
@@ -320,7 +333,7 @@ class DreamConfig:
     headless: bool = option(False, "No window; only the numbers (for CI).", flags=("--headless",))
     track: int = option(0, "Held-out evaluation track number to drive on.")
     fps: int = option(0, "Video frames per second (0: the env's rate).")
-    seed: int = option(0, "Seed for every random choice; same seed, same result.")
+    seed: int = seed_option()
 
     def validate(self) -> None:
         _at_least(self, 1, "max_steps")

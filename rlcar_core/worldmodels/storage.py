@@ -306,6 +306,17 @@ def load_world_model(run: RunDir, checkpoint: str | int) -> WorldModel:
     )
 
 
+def record_model_config(
+    run: RunDir, model: str, model_config: Any, training: dict[str, Any], **upstream: Any
+) -> dict[str, Any]:
+    """What each checkpoint of `model` saves beside its state, also written into config.json under
+    `model`: its model config, what it was trained on (`upstream`: VAE/MDN-RNN steps, the env) and the
+    command's settings (`training`, from `saved_training_record`)."""
+    saved = {model: model_config.to_dict(), **upstream, "training": training}
+    run.update_config({model: saved})
+    return saved
+
+
 def saved_training_record(config: Any) -> dict[str, Any]:
     """A command config as JSON-ready values (paths as strings), to store next to the model."""
     return {

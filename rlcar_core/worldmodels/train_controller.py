@@ -49,6 +49,7 @@ from rlcar_core.worldmodels.storage import (
     newest_saved_config,
     open_existing_store,
     pinned_step,
+    record_model_config,
     run_dir_of,
     saved_training_record,
     trained_on,
@@ -300,14 +301,16 @@ def train_controller(
                     "eval_episodes": len(eval_tracks),
                 }
 
-            saved_config = {
-                "controller": controller_config.to_dict(),
-                "vae_step": vae_step,
-                "rnn_step": rnn_step,
-                "env": env_name,
-                "training": {**saved_training_record(config), "mode": config.mode},
-            }
-            run.update_config({"controller": saved_config})
+            training = {**saved_training_record(config), "mode": config.mode}
+            saved_config = record_model_config(
+                run,
+                CONTROLLER_MODEL,
+                controller_config,
+                training,
+                vae_step=vae_step,
+                rnn_step=rnn_step,
+                env=env_name,
+            )
             recorder = _GenerationRecorder(
                 ckpt=ckpt,
                 log=log,

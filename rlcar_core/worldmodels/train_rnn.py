@@ -40,6 +40,7 @@ from rlcar_core.worldmodels.storage import (
     load_vae,
     newest_saved_config,
     open_existing_store,
+    record_model_config,
     run_dir_of,
     saved_training_record,
     settle_config,
@@ -169,12 +170,8 @@ def train_rnn(config: TrainRNNConfig, on_step: StepCallback | None = None) -> di
                 "validation_sequences": len(validation_windows.mask),
             }
 
-        saved_config = {
-            "mdnrnn": rnn_config.to_dict(),
-            "vae_step": vae_step,
-            "training": saved_training_record(config),
-        }
-        run.update_config({"mdnrnn": saved_config})
+        training = saved_training_record(config)
+        saved_config = record_model_config(run, RNN_MODEL, rnn_config, training, vae_step=vae_step)
         result = fit(
             stage=RNN_MODEL,
             ckpt=ckpt,

@@ -26,6 +26,7 @@ from rlcar_core.worldmodels.storage import (
     abstract_vae_state,
     dataset_manifest,
     newest_saved_config,
+    record_model_config,
     run_dir_of,
     saved_training_record,
     settle_config,
@@ -152,8 +153,7 @@ def train_vae(config: TrainVAEConfig, on_step: StepCallback | None = None) -> di
         )
         lengths = {entry["file"]: entry["length"] for entry in manifest["episodes"]}
         train_frames = sum(lengths[name] + 1 for name in train_files)
-        saved_config = {"vae": vae_config.to_dict(), "training": saved_training_record(config)}
-        run.update_config({"vae": saved_config})
+        saved_config = record_model_config(run, VAE_MODEL, vae_config, saved_training_record(config))
         result = fit(
             stage=VAE_MODEL,
             ckpt=ckpt,
