@@ -152,7 +152,9 @@ class _ProgressView:
         self.bar.update(self.task, completed=record["episode"], total=record["episodes_total"], status=status)
 
 
-def train_dreamer_command(context: typer.Context, run_dir, json_out, progress, **options) -> None:
+def train_dreamer_command(
+    context: typer.Context, run_dir, json_out, progress, cluster=None, **options
+) -> None:
     """Train a DreamerV3 agent: collect with the batched env, learn in imagination, checkpoint by episode."""
     given = _given(context, options)
     announce = run_dir is None
@@ -163,7 +165,7 @@ def train_dreamer_command(context: typer.Context, run_dir, json_out, progress, *
         run_dir = default_run_dir("dreamer") if run_dir is None else run_dir
         view = _ProgressView(show_progress(progress), run_dir, announce)
         with view.bar:
-            result = train_dreamer(run_dir, given, on_progress=view, on_warning=view.warn)
+            result = train_dreamer(run_dir, given, on_progress=view, on_warning=view.warn, cluster=cluster)
     if json_out:
         emit_json(result)
         return
@@ -188,7 +190,41 @@ def _build_signature() -> inspect.Signature:
         inspect.Parameter("json_out", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Json),
         inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Progress),
     ]
-    return inspect.Signature(common + [_option_parameter(*entry) for entry in _config_fields()])
+    return inspect.Signature(
+        common + _cluster_parameters() + [_option_parameter(*entry) for entry in _config_fields()]
+    )
+
+
+# Options of one invocation (which process this is), not of the run: not saved in config.json.
+_CLUSTER_OPTIONS = {
+    "distributed": (bool, False, "--distributed/--no-distributed", "Join a multi-process run (jax.distributed): "
+                    "coordinator, count and id from the options below, JAX_COORDINATOR_ADDRESS / "
+                    "JAX_NUM_PROCESSES / JAX_PROCESS_ID, or SLURM's srun."),
+    "coordinator_address": (Optional[str], None, "--coordinator-address", "HOST:PORT of process 0."),  # noqa: UP045
+    "num_processes": (Optional[int], None, "--num-processes", "Processes in the run."),  # noqa: UP045
+    "process_id": (Optional[int], None, "--process-id", "This process's index, 0 .. N-1."),  # noqa: UP045
+    "heartbeat_timeout": (int, 60, "--heartbeat-timeout", "Seconds a silent process is waited for before the "
+                          "others stop with an error."),
+}  # fmt: skip
+
+
+def _cluster_parameters() -> list[inspect.Parameter]:
+    parameters = []
+    for name, (kind, default, flag, help_text) in _CLUSTER_OPTIONS.items():
+        extra = (
+            {"min": 1}
+            if name == "heartbeat_timeout"
+            else {"min": 0}
+            if name != "coordinator_address" and kind is not bool
+            else {}
+        )
+        option = typer.Option(flag, help=help_text, **extra)
+        parameters.append(
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
+            )
+        )
+    return parameters
 
 
 def register(app: typer.Typer) -> None:
@@ -197,7 +233,16 @@ def register(app: typer.Typer) -> None:
     def command(**kwargs) -> None:
         context, run_dir = kwargs.pop("context"), kwargs.pop("run_dir")
         json_out, progress = kwargs.pop("json_out"), kwargs.pop("progress")
-        train_dreamer_command(context, run_dir, json_out, progress, **kwargs)
+        from rlcar_core.loop.distributed import DistributedConfig
+
+        cluster = DistributedConfig(
+            distributed=kwargs.pop("distributed"),
+            coordinator_address=kwargs.pop("coordinator_address"),
+            num_processes=kwargs.pop("num_processes"),
+            process_id=kwargs.pop("process_id"),
+            heartbeat_timeout=kwargs.pop("heartbeat_timeout"),
+        )
+        train_dreamer_command(context, run_dir, json_out, progress, cluster=cluster, **kwargs)
 
     signature = _build_signature()
     command.__signature__ = signature

@@ -174,20 +174,25 @@ def test_the_default_run_trains_exactly_the_episodes_asked_and_evaluates(tmp_pat
 def _fail_third_update(monkeypatch, fail):
     from rlcar_core.dreamer import train
 
-    real = train.jitted_update
+    real = train.make_learner
     calls = {"count": 0}
 
-    def patched(config):
-        update = real(config)
+    def patched(*args, **kwargs):
+        learner = real(*args, **kwargs)
+        real_train = learner.train
 
-        def wrapped(state, batch, key):
-            calls["count"] += 1
-            out = update(state, batch, key)
-            return fail(out) if calls["count"] >= 3 else out
+        def wrapped(state, replay, first_update, count):
+            calls["count"] += count
+            state, metrics = real_train(state, replay, first_update, count)
+            if calls["count"] < 3:
+                return state, metrics
+            state, last = fail((state, metrics[-1]))
+            return state, metrics[:-1] + [{name: float(value) for name, value in last.items()}]
 
-        return wrapped
+        learner.train = wrapped
+        return learner
 
-    monkeypatch.setattr(train, "jitted_update", patched)
+    monkeypatch.setattr(train, "make_learner", patched)
 
 
 def test_nan_loss_exits_1_and_keeps_the_last_good_checkpoint(run, tmp_path, monkeypatch):

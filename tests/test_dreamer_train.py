@@ -200,20 +200,25 @@ def _failing_update(monkeypatch, fail):
     """Make the n-th update of the next run fail with `fail(update_output)`."""
     from rlcar_core.dreamer import train
 
-    real = train.jitted_update
+    real = train.make_learner
     calls = {"count": 0}
 
-    def patched(config):
-        update = real(config)
+    def patched(*args, **kwargs):
+        learner = real(*args, **kwargs)
+        real_train = learner.train
 
-        def wrapped(state, batch, key):
-            calls["count"] += 1
-            out = update(state, batch, key)
-            return fail(out) if calls["count"] >= 3 else out
+        def wrapped(state, replay, first_update, count):
+            calls["count"] += count
+            state, metrics = real_train(state, replay, first_update, count)
+            if calls["count"] < 3:
+                return state, metrics
+            state, last = fail((state, metrics[-1]))
+            return state, metrics[:-1] + [{name: float(value) for name, value in last.items()}]
 
-        return wrapped
+        learner.train = wrapped
+        return learner
 
-    monkeypatch.setattr(train, "jitted_update", patched)
+    monkeypatch.setattr(train, "make_learner", patched)
 
 
 def test_interrupt_saves_and_a_rerun_resumes(tmp_path, monkeypatch, trained):

@@ -95,7 +95,7 @@ def test_resume_falls_back_to_the_previous_intact_checkpoint(tmp_path, damage):
         assert len(warnings) == 1
         assert warnings[0].startswith("checkpoint ep10 is damaged (")
         assert warnings[0].endswith("); resuming from ep5")
-        assert len(warnings[0]) < 160
+        assert len(warnings[0].replace(str(directory), "")) < 130  # one line, whatever the temp path
         # The damaged step is set aside: never latest again, and its number can be saved anew.
         assert checkpointer.store.steps() == [5]
         assert (directory / "ep10.damaged").is_dir()

@@ -55,7 +55,7 @@ def _fused(state, batches, counters, *, config: DreamerConfig, seed: int):
 
 
 @functools.cache
-def _compiled(config: DreamerConfig, seed: int, mesh: Mesh, fused: bool, donate: bool):
+def compiled_step(config: DreamerConfig, seed: int, mesh: Mesh, fused: bool, donate: bool):
     """One jitted learner step per (config, seed, mesh, kind), shared by every Learner in the process."""
     state_sharding = meshes.replicated(mesh)
     batch_sharding = meshes.batch_sharded(mesh, axis=1 if fused else 0)
@@ -135,7 +135,7 @@ class Learner:
         return state, [_floats({name: values[k] for name, values in stacked.items()}) for k in range(count)]
 
     def _call(self, state, batch, counters):
-        step = _compiled(self.config, self.seed, self.mesh, self.fused, self.donate)
+        step = compiled_step(self.config, self.seed, self.mesh, self.fused, self.donate)
         batch = meshes.shard_batch(self.mesh, batch, axis=1 if self.fused else 0)
         counters = meshes.replicate(self.mesh, counters)
         return step(state, batch, counters)

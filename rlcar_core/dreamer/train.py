@@ -16,6 +16,7 @@ counters (`loop.keys`), never stored.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
@@ -36,7 +37,8 @@ from rlcar_core.dreamer.checkpoints import (
 )
 from rlcar_core.dreamer.collector import Collector, FinishedEpisode
 from rlcar_core.dreamer.config import DreamerConfig
-from rlcar_core.dreamer.policy import DreamerPolicy, on_default_device
+from rlcar_core.dreamer.learner import Learner
+from rlcar_core.dreamer.policy import DreamerPolicy
 from rlcar_core.dreamer.replay import ReplayBuffer, replay_spec
 from rlcar_core.dreamer.train_config import (
     TrainDreamerConfig,
@@ -50,8 +52,11 @@ from rlcar_core.envs import make_env
 from rlcar_core.envs.drivers import BrownianPolicy, ExplorationPolicy, Memoryless, RandomAgent
 from rlcar_core.envs.heldout import evaluate_policy
 from rlcar_core.errors import RlcarError
-from rlcar_core.io.runs import RunDir
+from rlcar_core.io.runs import RunDir, write_json_atomic
+from rlcar_core.loop import distributed
+from rlcar_core.loop import mesh as meshes
 from rlcar_core.loop.checkpointer import Checkpointer
+from rlcar_core.loop.distributed import DistributedConfig
 from rlcar_core.loop.keys import stream_base
 from rlcar_core.loop.metrics import MetricsLogger
 from rlcar_core.loop.outcomes import TrainingInterrupted, all_finite
@@ -64,16 +69,34 @@ WarnCallback = Callable[[str], None]
 TRAINER = "dreamer"
 LOSS_NAMES = ("wm/loss", "actor/loss", "critic/loss")
 MAX_EVAL_ENVS = 16
-# Independent key streams derived from the seed (see rlcar_core.loop.keys).
-_COLLECT_STREAM, _UPDATE_STREAM = 0, 1
+# Independent key streams derived from the seed (see rlcar_core.loop.keys); updates use
+# learner.UPDATE_STREAM (1).
+_COLLECT_STREAM = 0
+_PROCESS_SEED = 7919  # seed offset between the processes of a distributed run
+# The most updates fused into one jitted call (a collection step owes train_ratio x cars / batch steps).
+MAX_UPDATES_PER_CALL = 16
 
-__all__ = ["TrainDreamerConfig", "jitted_update", "settle", "train_dreamer"]
+__all__ = ["TrainDreamerConfig", "jitted_update", "make_learner", "settle", "train_dreamer"]
 
 
 @functools.cache
 def jitted_update(config: DreamerConfig) -> Callable:
-    """One compilation per config for the whole process (tests and resumed runs reuse it)."""
+    """One update per call, jitted (`make_learner` is what the loop runs: K updates per call)."""
     return jax.jit(make_update(config))
+
+
+def make_learner(model: DreamerConfig, config: TrainDreamerConfig) -> Learner:
+    """The loop's learner: the batch split over `config.devices` local devices of every process."""
+    mesh = meshes.data_mesh(config.devices)
+    meshes.split_evenly(
+        local_cars(config), meshes.local_device_count(mesh), "the cars of each process (--num-envs)"
+    )
+    return Learner(model, config.batch_size, config.batch_length, config.seed, mesh=mesh)
+
+
+def local_cars(config: TrainDreamerConfig) -> int:
+    """The cars this process drives: `--num-envs` split over the processes."""
+    return meshes.split_evenly(config.num_envs, jax.process_count(), "--num-envs over the processes")
 
 
 def _given_options(options: TrainDreamerConfig | dict[str, Any] | None) -> dict[str, Any]:
@@ -114,6 +137,7 @@ def train_dreamer(
     options: TrainDreamerConfig | dict[str, Any] | None = None,
     on_progress: ProgressCallback | None = None,
     on_warning: WarnCallback | None = None,
+    cluster: DistributedConfig | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) the DreamerV3 run in `run_dir` up to `episodes` finished episodes.
 
@@ -122,17 +146,25 @@ def train_dreamer(
     input, RunInUse when another process writes the run, TrainingDiverged on a non-finite loss (the
     last good checkpoint is kept) and TrainingInterrupted on Ctrl-C/SIGTERM after saving. Returns a
     JSON-ready summary.
+
+    `cluster` (or the JAX_COORDINATOR_ADDRESS... environment, see `loop.distributed`) makes this one
+    process of several: each drives its share of the cars and keeps its replay, the update is one
+    global step, and the first process writes the shared files.
     """
+    cluster = cluster or DistributedConfig()
+    distributed.initialize(cluster)  # before anything asks JAX for its devices
     run = RunDir(run_dir)
     config, model = settle(run, options)
     emit = on_progress or (lambda record: None)
     warn = on_warning or (lambda message: None)
-    with writer_session(run, "train-dreamer") as stop:
-        run.update_config({CONFIG_SECTION: saved_section(config, model)})
+    main = jax.process_index() == 0  # in a distributed run the first process writes the shared files
+    with writer_session(run, "train-dreamer", owner=main) as stop:
+        if main:
+            run.update_config({CONFIG_SECTION: saved_section(config, model)})
         env = make_env(
             config.env,
             obs=config.obs,
-            num_envs=config.num_envs,
+            num_envs=local_cars(config),
             tracks="train",
             num_tracks=config.num_tracks,
             max_steps=config.max_steps,
@@ -143,17 +175,27 @@ def train_dreamer(
                     f"{config.env} gives observations of shape {env.single_observation_space.shape}, "
                     f"but the model in {run.path} reads {model.obs_shape}; use a new --run-dir"
                 )
-            log = MetricsLogger(run, TRAINER)
+            log = MetricsLogger(run, TRAINER, writes=main)
             with Checkpointer(checkpoint_dir(run), "DreamerV3", metrics=log, warn=warn) as checkpointer:
                 loop = _TrainingLoop(run, checkpointer, log, config, model, env, emit, warn)
+                loop.watchdog = distributed.Watchdog(cluster.heartbeat_timeout)
                 return loop.run(stop)
         finally:
             env.close()
 
 
-def _load_replay(run: RunDir, config: TrainDreamerConfig, model: DreamerConfig, warn: WarnCallback):
-    empty = ReplayBuffer(config.replay_capacity, replay_spec(model), config.num_envs)
+def process_replay_path(run: RunDir) -> Path:
+    """This process's replay file: the run's replay file alone, one file per process when several
+    (the first process writes an index of them next to the files)."""
     path = replay_path(run)
+    if jax.process_count() == 1:
+        return path
+    return path.with_name(f"{path.stem}.{jax.process_index()}-of-{jax.process_count()}{path.suffix}")
+
+
+def _load_replay(run: RunDir, config: TrainDreamerConfig, model: DreamerConfig, warn: WarnCallback):
+    empty = _empty_replay(config, model)
+    path = process_replay_path(run)
     if not path.is_file():
         return empty  # the model survives without its data; it refills the replay as it drives
     try:
@@ -164,9 +206,15 @@ def _load_replay(run: RunDir, config: TrainDreamerConfig, model: DreamerConfig, 
             "starting with an empty replay that refills by collecting"
         )
         return empty
-    if replay.spec != replay_spec(model) or replay.num_streams != config.num_envs:
+    if replay.spec != replay_spec(model) or replay.num_streams != local_cars(config):
         raise RlcarError(f"the replay buffer {path} does not match the run's model or --num-envs")
     return replay
+
+
+def _empty_replay(config: TrainDreamerConfig, model: DreamerConfig) -> ReplayBuffer:
+    """This process's replay: its share of the capacity, one stream per car it drives."""
+    share = max(config.replay_capacity // jax.process_count(), local_cars(config))
+    return ReplayBuffer(share, replay_spec(model), local_cars(config))
 
 
 def _prefill_explorer(name: str, seed: int) -> ExplorationPolicy | None:
@@ -184,15 +232,22 @@ class _TrainingLoop:
         self.config: TrainDreamerConfig = config
         self.model: DreamerConfig = model
         self.emit_progress, self.warn = emit, warn
-        restored = checkpointer.resume(abstract_trainer_state(model))
+        self.learner = make_learner(model, config)
+        abstract = abstract_trainer_state(model)
+        if jax.process_count() > 1:  # restore straight onto every process's devices
+            sharding = meshes.replicated(self.learner.mesh)
+            abstract = jax.tree.map(
+                lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding), abstract
+            )
+        restored = checkpointer.resume(abstract)
         if restored is None:
-            # Committed like a restored state, so fresh and resumed runs share one compilation.
-            state = on_default_device(initial_trainer_state(model, jax.random.key(config.seed)))
-            self.replay = ReplayBuffer(config.replay_capacity, replay_spec(model), config.num_envs)
+            state = initial_trainer_state(model, jax.random.key(config.seed))
+            self.replay = _empty_replay(config, model)
         else:
             state = restored.state
             self.replay = _load_replay(run, config, model, warn)
-        self.agent_state = state.agent
+        # Replicated over the learner's devices (fresh and resumed runs share one compilation).
+        self.agent_state = self.learner.place(state.agent)
         self.env_steps = int(state.env_steps)
         self.episodes = int(state.episodes)
         self.update_credit = float(state.update_credit)
@@ -201,13 +256,17 @@ class _TrainingLoop:
         self.saved_env_steps = self.env_steps
         self.start_env_steps, self.start_updates = self.env_steps, self.updates
         self.collector = Collector(env, model)
-        self.explorer = _prefill_explorer(config.prefill_policy, config.seed)
+        self.explorer = _prefill_explorer(
+            config.prefill_policy, config.seed + _PROCESS_SEED * jax.process_index()
+        )
         if self.explorer is not None:
-            self.explorer.reset(config.num_envs)
-        self.update_fn = jitted_update(model)
+            self.explorer.reset(local_cars(config))
         self.ratio = Ratio(config.train_ratio, config.batch_size * config.batch_length)
         self.collect_key = stream_base(config.seed, _COLLECT_STREAM)
-        self.update_key = stream_base(config.seed, _UPDATE_STREAM)
+        if jax.process_count() > 1:  # each process's cars explore differently
+            self.collect_key = jax.random.fold_in(self.collect_key, jax.process_index())
+        self.watchdog: distributed.Watchdog | None = None
+        self.peers_stopping = False
         best = checkpointer.best_metric()
         self.best_progress = -math.inf if best is None else best
         self.last_eval: dict[str, Any] | None = None
@@ -239,12 +298,13 @@ class _TrainingLoop:
             return self.summary()
         try:
             self.collector.reset(
-                seed=self.config.seed + self.episodes, episode_budget=self.config.episodes - self.episodes
+                seed=self.config.seed + self.episodes + _PROCESS_SEED * jax.process_index(),
+                episode_budget=self.episode_share(),
             )
-            while self.budget_left() and not stop.requested:
-                self.iteration()
-            if stop.requested:
-                raise self.interrupted(f"{stop.signal_name}")
+            while self.budget_left() and not self.stopping(stop):
+                self.iteration(stop)
+            if self.stopping(stop):
+                raise self.interrupted(stop.signal_name if stop.requested else "a stop on another process")
             if self.metric_count:
                 self.log_training()  # the updates since the last full log window
             if self.last_eval_episode != self.episodes:
@@ -258,20 +318,52 @@ class _TrainingLoop:
         self.checkpointer.wait()
         return self.summary()
 
-    def iteration(self) -> None:
+    def stopping(self, stop: StopFlag) -> bool:
+        return stop.requested or self.peers_stopping
+
+    def episode_share(self) -> int:
+        """The episodes left that this process's cars run (all of them with one process)."""
+        left, processes = self.config.episodes - self.episodes, jax.process_count()
+        return left // processes + (jax.process_index() < left % processes)
+
+    def iteration(self, stop: StopFlag | None = None) -> None:
         self.replay.add(self.collector.current_step, self.collector.recording)
         key = jax.random.fold_in(self.collect_key, self.env_steps)
-        finished = self.collector.step(self.agent_state.params, key, self.prefill_action())
-        self.env_steps += self.collector.stepped
-        if self.env_steps >= self.config.prefill_steps and self.replay.can_sample(self.config.batch_length):
-            owed, self.update_credit = self.ratio.owed(self.update_credit, self.collector.stepped)
-            for _ in range(owed):
-                self.train_step()
+        finished = self.collector.step(self.policy_params(), key, self.prefill_action())
+        stepped, finished_count, can_sample = self.agree(
+            self.collector.stepped, len(finished), self.learner.can_sample(self.replay), stop
+        )
+        self.env_steps += stepped
+        if self.env_steps >= self.config.prefill_steps and can_sample:
+            owed, self.update_credit = self.ratio.owed(self.update_credit, stepped)
+            while owed > 0:
+                count = min(owed, MAX_UPDATES_PER_CALL)
+                self.train_updates(count)
+                owed -= count
         before = self.episodes
-        for episode in finished:
+        for episode in finished:  # this process's cars' episodes, numbered as they finish
             self.episodes += 1
             self.record_episode(episode)
-        self.after_step(before, self.env_steps - self.collector.stepped)
+        self.episodes += finished_count - len(finished)  # the other processes' cars'
+        self.after_step(before, self.env_steps - stepped)
+
+    def agree(self, stepped: int, finished: int, can_sample: bool, stop: StopFlag | None):
+        """The run's counters summed over the processes, so that every process runs the same updates,
+        saves the same checkpoints and stops together (one small all-gather per collection step)."""
+        if jax.process_count() == 1:
+            return stepped, finished, can_sample
+        from jax.experimental import multihost_utils
+
+        mine = np.asarray([stepped, finished, can_sample, bool(stop and stop.requested)], np.int32)
+        with self.guard("collection"):
+            table = np.asarray(multihost_utils.process_allgather(mine)).reshape(-1, 4)
+        self.peers_stopping = bool(table[:, 3].any())
+        return int(table[:, 0].sum()), int(table[:, 1].sum()), bool(table[:, 2].all())
+
+    def guard(self, where: str):
+        if jax.process_count() == 1 or self.watchdog is None:
+            return contextlib.nullcontext()
+        return self.watchdog.guard(where)
 
     def prefill_action(self) -> np.ndarray | None:
         if self.explorer is None or self.env_steps >= self.config.prefill_steps:
@@ -283,22 +375,31 @@ class _TrainingLoop:
     def where(self) -> str:
         return f"update {self.updates} (episode {self.episodes})"
 
-    def train_step(self) -> None:
-        rng = np.random.default_rng([self.config.seed, self.updates])
-        batch = self.replay.sample(self.config.batch_size, self.config.batch_length, rng)
-        key = jax.random.fold_in(self.update_key, self.updates)
-        agent_state, metrics = self.update_fn(self.agent_state, batch, key)
-        metrics = {name: float(value) for name, value in jax.device_get(metrics).items()}
-        self.checkpointer.check_finite(
-            {name: metrics[name] for name in LOSS_NAMES}, where=self.where(), step=self.env_steps
-        )
+    def policy_params(self):
+        """The parameters as single-device arrays for the collecting and evaluating policies."""
+        return meshes.local_copy(self.agent_state.params)
+
+    def train_updates(self, count: int) -> None:
+        """Updates `self.updates` .. `+ count - 1` in one jitted call; the state is kept only when
+        every loss is finite (a NaN stop keeps the last good checkpoint)."""
+        # The first call compiles (minutes on a busy CPU): only later calls are watched.
+        watched = self.guard("an update") if self.updates > self.start_updates else contextlib.nullcontext()
+        with watched:
+            agent_state, metrics_list = self.learner.train(self.agent_state, self.replay, self.updates, count)
+        for index, metrics in enumerate(metrics_list):
+            self.checkpointer.check_finite(
+                {name: metrics[name] for name in LOSS_NAMES},
+                where=f"update {self.updates + index} (episode {self.episodes})",
+                step=self.env_steps,
+            )
         self.agent_state = agent_state
-        self.updates += 1
-        for name, value in metrics.items():
-            self.metric_sums[name] = self.metric_sums.get(name, 0.0) + value
-        self.metric_count += 1
-        if self.updates % self.config.log_every == 0:
-            self.log_training()
+        for metrics in metrics_list:
+            self.updates += 1
+            for name, value in metrics.items():
+                self.metric_sums[name] = self.metric_sums.get(name, 0.0) + value
+            self.metric_count += 1
+            if self.updates % self.config.log_every == 0:
+                self.log_training()
 
     def after_step(self, episodes_before: int, steps_before: int) -> None:
         """Evaluate and checkpoint when the episode (or step) count crossed a multiple of the schedules."""
@@ -354,7 +455,7 @@ class _TrainingLoop:
 
     def evaluate(self) -> dict[str, Any]:
         started = time.perf_counter()
-        policy = DreamerPolicy(self.model, self.agent_state.params, seed=self.config.seed)
+        policy = DreamerPolicy(self.model, self.policy_params(), seed=self.config.seed)
         summary = evaluate_policy(
             self.config.env,
             policy,
@@ -403,7 +504,12 @@ class _TrainingLoop:
         self.checkpointer.check_params(self.agent_state.params, where=self.where(), step=self.env_steps)
         # Replay first: a kill between the two leaves a replay newer than the checkpoint, which only
         # means a little more data, never a checkpoint pointing at missing data.
-        self.replay.save(replay_path(self.run_dir))
+        self.replay.save(process_replay_path(self.run_dir))
+        if jax.process_count() > 1 and jax.process_index() == 0:
+            index = {"processes": jax.process_count(), "files": [
+                process_replay_path(self.run_dir).name.replace("0-of", f"{i}-of") for i in range(jax.process_count())
+            ]}  # fmt: skip
+            write_json_atomic(replay_path(self.run_dir).with_suffix(".index.json"), index)
         # The checkpoint record goes first: the checkpoint stamps the metrics count that includes it.
         self.emit("checkpoint", {"checkpoint": self.episodes, "best": best, "interrupted": interrupted})
         metrics = {**self.counters(), "interrupted": interrupted}

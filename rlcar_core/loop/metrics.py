@@ -35,12 +35,18 @@ from rlcar_core.io.tensorboard import TensorBoardWriter
 class MetricsLogger:
     """Appends one trainer's records to a run's metrics.jsonl (through `RunDir.append_metrics`)."""
 
-    def __init__(self, run: RunDir, trainer: str, clock: Callable[[], float] = time.time):
+    def __init__(
+        self, run: RunDir, trainer: str, clock: Callable[[], float] = time.time, writes: bool = True
+    ):
+        """`writes=False`: count and return records without writing them (every process but the
+        first of a distributed run, so that one process owns the file)."""
         self.run = run
         self.trainer = trainer
         self._clock = clock
+        self.writes = writes
         self.count = sum(1 for record in run.iter_metrics() if self._is_mine(record))
-        self.tensorboard = TensorBoardWriter(run.path)  # the same records as TensorBoard scalars
+        # The same records as TensorBoard scalars.
+        self.tensorboard = TensorBoardWriter(run.path) if writes else None
 
     def _is_mine(self, record: dict[str, Any]) -> bool:
         return record.get("trainer") == self.trainer
@@ -49,14 +55,18 @@ class MetricsLogger:
         """Append one record and return it (e.g. to show the same numbers as progress)."""
         record = {"trainer": self.trainer, "kind": kind, "step": int(step), "time": self._clock()}
         record.update(values or {})
-        self.run.append_metrics(record)
-        self.tensorboard.write(record)
+        if self.writes:
+            self.run.append_metrics(record)
+            self.tensorboard.write(record)
         self.count += 1
         return record
 
     def resume(self, kept: int | None) -> int:
         """Keep only the first `kept` records of this trainer (None keeps them all); returns how many
         were dropped. The file is rewritten atomically, so a kill here loses nothing."""
+        if not self.writes:  # the first process rewrites the file; follow its count
+            self.count = self.count if kept is None else kept
+            return 0
         if kept is None or kept >= self.count:
             return 0
         path = self.run.metrics_path

@@ -58,8 +58,15 @@ def sweep_temp_files(run_dir: str | os.PathLike) -> list[Path]:
 
 
 @contextlib.contextmanager
-def writer_session(run: RunDir, command: str) -> Iterator[StopFlag]:
-    """Hold `run`'s writer lock, sweep leftovers, and turn Ctrl-C into the yielded flag."""
+def writer_session(run: RunDir, command: str, owner: bool = True) -> Iterator[StopFlag]:
+    """Hold `run`'s writer lock, sweep leftovers, and turn Ctrl-C into the yielded flag.
+
+    `owner=False` (every process but the first of a distributed run, which holds the lock for all of
+    them): no lock and no sweep, only the flag."""
+    if not owner:
+        with graceful_stop() as stop:
+            yield stop
+        return
     with run.writer_lock(command):
         sweep_temp_files(run.path)
         with graceful_stop() as stop:
