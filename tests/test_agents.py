@@ -29,6 +29,7 @@ def stats_for(policy, params, key, track_ids):
     return first_episode_stats(ENV, params, policy, key, track_ids, 700)
 
 
+@pytest.mark.slow  # end to end; `make test` runs it
 def test_heuristic_laps_held_out_tracks_and_random_does_not(eval_bank):
     params = ENV.default_params(eval_bank)
     tracks = jnp.arange(eval_bank.num_tracks)

@@ -99,6 +99,7 @@ def test_play_in_a_real_window_splashes_then_draws_frames(monkeypatch, tmp_path)
     assert pixels.shape == (FRAME_SIZE + PANEL_WIDTH, FRAME_SIZE, 3) and pixels.max() > 100
 
 
+@pytest.mark.slow  # end to end; `make test` runs it
 def test_several_agents_run_the_same_tracks_and_report_each_episode():
     config = EvalConfig(episodes=3, max_steps=30, num_envs=3)
     seen = []

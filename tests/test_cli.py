@@ -294,6 +294,7 @@ def test_bad_input_exits_2(args):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow  # end to end; `make test` runs it
 def test_bad_input_is_one_line_on_stderr_in_a_real_process():
     for args in (["eval", "--env", "gta"], ["export-video", "-o", "/nonexistent/dir/out.mp4"]):
         result = rlcar(*args)
@@ -302,6 +303,7 @@ def test_bad_input_is_one_line_on_stderr_in_a_real_process():
         assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
 
 
+@pytest.mark.slow  # end to end; `make test` runs it
 def test_json_is_the_only_thing_on_stdout_in_a_real_process():
     result = rlcar("eval", "--episodes", "1", "--max-steps", "30", "--json")
     assert result.returncode == 0, result.stderr

@@ -294,6 +294,7 @@ def test_collect_on_carracing_stores_64x64_frames(tmp_path):
     assert [entry["length"] for entry in manifest["episodes"]] == [6, 6]
 
 
+@pytest.mark.slow  # end to end; `make test` runs it
 def test_bad_input_is_one_line_in_a_real_process(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "SDL_VIDEODRIVER": "dummy"}
     run = fake_dataset(tmp_path / "run")

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+# A real Chromium against a real server: end to end, so `make test` runs these and `make test-fast` not.
+pytestmark = pytest.mark.slow
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -166,7 +169,6 @@ def test_holding_arrow_up_speeds_the_car_up(server, page):
     assert after > before + 5, (before, after)
 
 
-@pytest.mark.slow
 def test_train_from_the_form_chart_then_stop_leaves_a_checkpoint(server, page):
     page.click("nav button[data-tab=train]")
     page.click("#train-form details summary")
@@ -216,7 +218,6 @@ def test_paths_outside_the_root_get_404(server, path):
     assert _raw_get(server["port"], path) == 404
 
 
-@pytest.mark.slow
 def test_ctrl_c_stops_a_server_and_its_trainer(tmp_path):
     """Ctrl-C reaches the server only (its children run in their own session); it SIGINTs each child
     trainer, waits for it to save, and exits."""
