@@ -92,6 +92,10 @@ class CheckpointNotFound(CheckpointError):
 class CheckpointDamaged(CheckpointError):
     """The checkpoint's files are incomplete or corrupt; the message names the intact ones."""
 
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason  # the short cause alone, for messages that name the step themselves
+
 
 class RestoredCheckpoint(NamedTuple):
     step: int
@@ -339,7 +343,8 @@ class CheckpointStore:
         also = self._also()
         return CheckpointDamaged(
             f"checkpoint ep{step} in {self.shown} is damaged ({_one_line(reason)}); "
-            f"intact: {_labels(intact)}" + (f"; {also}" if also and intact else "")
+            f"intact: {_labels(intact)}" + (f"; {also}" if also and intact else ""),
+            reason=_one_line(reason),
         )
 
     def resolve(self, name: str | int) -> int:

@@ -60,6 +60,8 @@ _MAX_REASON = 100
 
 def short_reason(error: BaseException) -> str:
     """One short clause for why a checkpoint did not restore, instead of TensorStore's 2,000 characters."""
+    if getattr(error, "reason", ""):  # io's CheckpointDamaged already names the cause on its own
+        return error.reason
     text = str(error)
     for code, meaning in _STATUS_MEANINGS:
         if code in text:
