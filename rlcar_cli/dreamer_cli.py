@@ -159,6 +159,11 @@ def train_dreamer_command(
     given = _given(context, options)
     announce = run_dir is None
     with training_outcomes():
+        from rlcar_core.loop import distributed
+
+        # Before anything imports the simulator: its modules build arrays, which starts JAX's backend.
+        if distributed.initialize(cluster or distributed.DistributedConfig()):
+            distributed.keep_stdout_for_python()
         from rlcar_core.dreamer.train import train_dreamer
         from rlcar_core.io.runs import default_run_dir
 

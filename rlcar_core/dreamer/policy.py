@@ -111,7 +111,7 @@ def on_default_device(tree):
     arrays and every jitted output is committed, so fresh inputs (initial carries, fresh parameters)
     are committed too and each function compiles once.
     """
-    return jax.device_put(tree, jax.devices()[0])
+    return jax.device_put(tree, jax.local_devices()[0])
 
 
 class DreamerPolicy:

@@ -93,12 +93,23 @@ def initialize(config: DistributedConfig, environ: Mapping[str, str] = os.enviro
             num_processes=settings.num_processes,
             process_id=settings.process_id,
             initialization_timeout=settings.init_timeout,
-            heartbeat_timeout_seconds=settings.heartbeat_timeout,
+            # Twice the watchdog's limit: a peer lost during a collective is reported by `Watchdog`'s
+            # one line first; the heartbeat still ends a process stuck anywhere else.
+            heartbeat_timeout_seconds=2 * settings.heartbeat_timeout,
         )
     except (RuntimeError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise RlcarError(f"could not join the distributed run: {first}") from None
     return True
+
+
+def keep_stdout_for_python() -> None:
+    """Send what native libraries print to stdout (gloo's connection lines) to stderr, keeping the
+    real stdout for Python's writes: a `--json` command's stdout stays one JSON document."""
+    sys.stdout.flush()
+    python_stdout = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = os.fdopen(python_stdout, "w", buffering=1)
 
 
 def is_main_process() -> bool:
