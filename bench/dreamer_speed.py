@@ -10,7 +10,8 @@ For each size preset (tiny, small) and observation kind (sensors, pixels) it rep
 Each row is timed on the learner path train-dreamer uses: windows sampled from a numpy replay with
 the loop's seeds, then the jitted update, then the metrics fetched for the NaN check and the logs.
 `--updates-per-call K` fuses K updates into one jitted call (`lax.scan`), as train-dreamer does for
-the updates one collection step owes; `--updates-per-call 1` is the path before that change.
+the updates one collection step owes, with train-dreamer's CPU default of unrolled RSSM scans;
+`--unfused` is the path before these changes (one call per update, rolled scans).
 The machine may be shared: every row is short (a few seconds), so compare rows from the same run.
 
     python bench/dreamer_speed.py                       # all four rows
@@ -105,10 +106,14 @@ def measure_row(size: str, obs: str, args: argparse.Namespace, peak: float) -> d
     from rlcar_core.dreamer.checkpoints import initial_trainer_state
     from rlcar_core.dreamer.config import DreamerConfig
     from rlcar_core.dreamer.learner import DEFAULT_UPDATES_PER_CALL, Learner
-    from rlcar_core.dreamer.train_config import observation_shape
+    from rlcar_core.dreamer.train_config import CPU_MODEL_DEFAULTS, observation_shape
     from rlcar_core.loop.mesh import data_mesh
 
-    extra = {} if args.unroll is None else {"scan_unroll": args.unroll}
+    # train-dreamer's CPU default, or rolled scans for the path before the speed-ups (--unfused).
+    unroll = (
+        args.unroll if args.unroll is not None else 1 if args.unfused else CPU_MODEL_DEFAULTS["scan_unroll"]
+    )
+    extra = {"scan_unroll": unroll}
     model = DreamerConfig.preset(size, obs_kind=obs, obs_shape=observation_shape("rlcar", obs), **extra)
     per_call = 1 if args.unfused else args.updates_per_call or DEFAULT_UPDATES_PER_CALL
     mesh = data_mesh(args.devices)
