@@ -140,9 +140,7 @@ ACCELERATOR_DEFAULTS = {"size": "small", "train_ratio": 512.0, "batch_size": 16,
 # (imagination from every replayed step dominates the update, and small batches cost less per
 # replayed step) give 50k updates at ratio 64, and learning rates above the paper's make up for an
 # update budget ten times smaller than at ratio 512.
-# Unrolled RSSM scans (the same computation) let XLA fuse across the small per-step ops that dominate
-# a tiny model on a CPU: about 1.5x the replayed steps/s for a minute more of compilation.
-CPU_MODEL_DEFAULTS = {"model_lr": 4e-4, "actor_lr": 4e-4, "critic_lr": 4e-4, "scan_unroll": 0}
+CPU_MODEL_DEFAULTS = {"model_lr": 4e-4, "actor_lr": 4e-4, "critic_lr": 4e-4}
 # On any hardware: RLCar's episodes end in a crash far more often than by time or a lap, and a crash is
 # a rare step (well under 1 % of replay) that a small model gives a 20-50 % chance rather than a sure
 # one. Thresholding the continue head at 0.5 (the paper) then imagines almost no crash at all, so
