@@ -10,7 +10,7 @@ For each size preset (tiny, small) and observation kind (sensors, pixels) it rep
 Each row is timed on the learner path train-dreamer uses: windows sampled from a numpy replay with
 the loop's seeds, then the jitted update, then the metrics fetched for the NaN check and the logs.
 `--updates-per-call K` fuses K updates into one jitted call (`lax.scan`), as train-dreamer does for
-the updates one collection step owes, with train-dreamer's CPU default of unrolled RSSM scans;
+the updates one collection step owes (with train-dreamer's CPU default of RSSM scan unrolling);
 `--unfused` is the path before these changes (one call per update, rolled scans).
 The machine may be shared: every row is short (a few seconds), so compare rows from the same run.
 
@@ -111,7 +111,11 @@ def measure_row(size: str, obs: str, args: argparse.Namespace, peak: float) -> d
 
     # train-dreamer's CPU default, or rolled scans for the path before the speed-ups (--unfused).
     unroll = (
-        args.unroll if args.unroll is not None else 1 if args.unfused else CPU_MODEL_DEFAULTS["scan_unroll"]
+        args.unroll
+        if args.unroll is not None
+        else 1
+        if args.unfused
+        else CPU_MODEL_DEFAULTS.get("scan_unroll", 1)
     )
     extra = {"scan_unroll": unroll}
     model = DreamerConfig.preset(size, obs_kind=obs, obs_shape=observation_shape("rlcar", obs), **extra)
