@@ -137,6 +137,10 @@ def test_incompatible_resume_is_one_line_and_exit_2(run, options, message):
         (["--max-steps", "-3"], "--max-steps"),
         (["--size", "huge"], "--size"),
         (["--env", "carracing", "--obs", "sensors"], "only pixel"),
+        (["--devices", "5"], "--devices must be between 1 and 1"),
+        (["--distributed"], "needs a coordinator"),
+        (["--coordinator-address", "127.0.0.1:1"], "--num-processes and --process-id"),
+        (["--coordinator-address", "h:1", "--num-processes", "2", "--process-id", "2"], "0..1"),
     ],
 )
 def test_bad_input_exits_2(tmp_path, options, message):

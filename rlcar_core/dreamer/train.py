@@ -155,6 +155,9 @@ def train_dreamer(
     distributed.initialize(cluster)  # before anything asks JAX for its devices
     run = RunDir(run_dir)
     config, model = settle(run, options)
+    learner = make_learner(
+        model, config
+    )  # bad --devices / --num-envs / --batch-size: one line, nothing written
     emit = on_progress or (lambda record: None)
     warn = on_warning or (lambda message: None)
     main = jax.process_index() == 0  # in a distributed run the first process writes the shared files
@@ -177,7 +180,7 @@ def train_dreamer(
                 )
             log = MetricsLogger(run, TRAINER, writes=main)
             with Checkpointer(checkpoint_dir(run), "DreamerV3", metrics=log, warn=warn) as checkpointer:
-                loop = _TrainingLoop(run, checkpointer, log, config, model, env, emit, warn)
+                loop = _TrainingLoop(run, checkpointer, log, config, model, env, emit, warn, learner)
                 loop.watchdog = distributed.Watchdog(cluster.heartbeat_timeout)
                 return loop.run(stop)
         finally:
@@ -227,12 +230,12 @@ def _prefill_explorer(name: str, seed: int) -> ExplorationPolicy | None:
 
 
 class _TrainingLoop:
-    def __init__(self, run, checkpointer, log, config, model, env, emit, warn):
+    def __init__(self, run, checkpointer, log, config, model, env, emit, warn, learner: Learner):
         self.run_dir, self.checkpointer, self.log = run, checkpointer, log
         self.config: TrainDreamerConfig = config
         self.model: DreamerConfig = model
         self.emit_progress, self.warn = emit, warn
-        self.learner = make_learner(model, config)
+        self.learner = learner
         abstract = abstract_trainer_state(model)
         if jax.process_count() > 1:  # restore straight onto every process's devices
             sharding = meshes.replicated(self.learner.mesh)
