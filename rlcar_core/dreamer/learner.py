@@ -112,7 +112,7 @@ class Learner:
         if self.local_shards == 1:
             return replay.can_sample(self.batch_length)
         per_device = replay.num_streams // self.local_shards
-        windows = np.maximum(replay._size - self.batch_length + 1, 0)  # noqa: SLF001 - same module family
+        windows = replay.windows_per_stream(self.batch_length)
         return all(windows[d * per_device : (d + 1) * per_device].sum() > 0 for d in range(self.local_shards))
 
     def train(

@@ -133,6 +133,10 @@ class ReplayBuffer:
         self._next[stream] = (self._next[stream] + length) % self.stream_capacity
         self._size[stream] = min(self._size[stream] + length, self.stream_capacity)
 
+    def windows_per_stream(self, seq_len: int) -> np.ndarray:
+        """(num_streams,) how many windows of `seq_len` steps each stream holds."""
+        return np.maximum(self._size - seq_len + 1, 0)
+
     def num_windows(self, seq_len: int) -> int:
         return int(np.maximum(self._size - seq_len + 1, 0).sum())
 
