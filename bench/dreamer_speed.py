@@ -119,7 +119,7 @@ def measure_row(size: str, obs: str, args: argparse.Namespace, peak: float) -> d
     )
     extra = {"scan_unroll": unroll}
     model = DreamerConfig.preset(size, obs_kind=obs, obs_shape=observation_shape("rlcar", obs), **extra)
-    per_call = 1 if args.unfused else args.updates_per_call or DEFAULT_UPDATES_PER_CALL
+    per_call = args.updates_per_call or DEFAULT_UPDATES_PER_CALL
     mesh = data_mesh(args.devices)
     learner = Learner(
         model,
@@ -127,7 +127,7 @@ def measure_row(size: str, obs: str, args: argparse.Namespace, peak: float) -> d
         args.batch_length,
         seed=0,
         mesh=mesh,
-        fused=not args.unfused,
+        fused=False if args.unfused else None,  # None: the learner's choice for this model
         donate=args.donate,
     )
     replay = random_replay(model, 2000, 8)
@@ -150,8 +150,8 @@ def measure_row(size: str, obs: str, args: argparse.Namespace, peak: float) -> d
         "size": size,
         "obs": obs,
         "devices": args.devices,
-        "updates_per_call": per_call,
-        "fused": not args.unfused,
+        "updates_per_call": per_call if learner.fused else 1,
+        "fused": learner.fused,
         "donate": args.donate,
         "scan_unroll": model.scan_unroll,
         "gflop_per_update": flops_per_update / 1e9,
