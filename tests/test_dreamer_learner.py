@@ -83,6 +83,7 @@ def test_unfused_learner_is_the_old_path(start):
     assert_same(old_losses, new_losses, old_state, new_state, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # a fully unrolled update takes a while to compile
 def test_unrolled_scans_compute_the_same_update(start):
     state, replay = start
     unrolled = dataclasses.replace(CONFIG, scan_unroll=0)

@@ -15,6 +15,10 @@ One trainer = a pure jitted `update` plus a host loop built from these pieces:
 - `keys.stream_key(seed, stream, counter)`: random keys are folded from the seed and a checkpointed
   counter, never stored in a checkpoint.
 - `outcomes`: `TrainingDiverged` (CLI exit 1) and `TrainingInterrupted` (CLI exit 130).
+- `mesh`: data parallelism on `jax.sharding` (a one-axis mesh over every process's devices, the batch
+  split along it, the state replicated; `jax.jit` compiles one global step).
+- `distributed`: `initialize` joins a multi-process run (`jax.distributed`; options, JAX_* env vars or
+  SLURM), `Watchdog` turns a collective whose peer died into one error line.
 
 The skeleton::
 
