@@ -26,7 +26,8 @@ NARROW_COLUMNS = 100  # below this, the progress line shows only episodes, speed
 
 
 def _config_fields():
-    from rlcar_core.dreamer.train_config import TrainDreamerConfig, cli_flag, field_types
+    from rlcar_core.dreamer.train_config import TrainDreamerConfig, field_types
+    from rlcar_core.loop.options import cli_flag
 
     types = field_types()
     return [(field, types[field.name], cli_flag(field)) for field in dataclasses.fields(TrainDreamerConfig)]

@@ -25,6 +25,7 @@ from rlcar_cli.output import (
     training_outcomes,
     user_errors,
 )
+from rlcar_core.loop.options import option_flags
 from rlcar_core.worldmodels.config import (
     CollectConfig,
     DreamConfig,
@@ -41,7 +42,7 @@ def _option_parameters(config_class: type) -> list[inspect.Parameter]:
     hints = typing.get_type_hints(config_class)
     parameters = []
     for field in dataclasses.fields(config_class):
-        flags = field.metadata.get("flags") or ("--" + field.name.replace("_", "-"),)
+        flags = option_flags(field)
         help_text = field.metadata["help"]
         if field.metadata.get("choices"):
             help_text += f" One of: {', '.join(field.metadata['choices'])}."

@@ -36,8 +36,7 @@ from rlcar_core.dreamer.policy import (
     to_env_action,
 )
 from rlcar_core.dreamer.world_model import decode_observation
-from rlcar_core.envs import make_env
-from rlcar_core.envs.heldout import track_seed_for
+from rlcar_core.envs.heldout import one_track_env, reset_on_track, track_seed_for
 from rlcar_core.errors import RlcarError, require_at_least
 
 DEFAULT_CONTEXT = 5  # real steps observed before dreaming, as in DreamerV3's open-loop predictions
@@ -134,12 +133,8 @@ def _frames(saved, track_seed, max_steps, seed, manual, context, summary) -> Ite
     obs_kind = config.obs_kind
     policy = jitted_policy(config, False)
     reconstruct, imagine = _dream_functions(config)
-    if saved.env == "rlcar":
-        env = make_env("rlcar", obs=obs_kind, track_seeds=[track_seed], max_steps=max_steps)
-        obs, _ = env.reset(seed=seed, options={"track_id": 0})
-    else:
-        env = make_env("carracing", obs="pixels", max_steps=max_steps)
-        obs, _ = env.reset(seed=track_seed)
+    env = one_track_env(saved.env, obs_kind, track_seed, max_steps)
+    obs, _ = reset_on_track(env, saved.env, track_seed, seed)
     key = jax.random.key(seed)
     errors: list[float] = []
     driver = "manual" if manual is not None else f"actor ep{saved.step}"

@@ -70,6 +70,19 @@ class NormedMLP(hk.Module):
         return x
 
 
+class _ConfigModule(hk.Module):
+    """A module built from the whole `DreamerConfig` (it reads its sizes when called)."""
+
+    def __init__(self, config: DreamerConfig, name: str | None = None):
+        super().__init__(name=name)
+        self._config = config
+
+
+def _trunk(config: DreamerConfig) -> NormedMLP:
+    """The MLP every head, the sensor encoder and the sensor decoder start with."""
+    return NormedMLP(config.mlp_layers, config.hidden_size, config.layer_norm_eps)
+
+
 def _flatten_batch(x: jax.Array, event_dims: int) -> tuple[jax.Array, tuple[int, ...]]:
     """Folds all leading axes into one so convolutions see exactly one batch axis."""
     batch_shape = x.shape[: x.ndim - event_dims]
@@ -86,19 +99,15 @@ def preprocess_pixels(obs: jax.Array) -> jax.Array:
     return obs.astype(jnp.float32) / 255.0 - 0.5
 
 
-class Encoder(hk.Module):
+class Encoder(_ConfigModule):
     """Observation to embedding: an MLP on symlog sensors or a strided CNN on pixels."""
-
-    def __init__(self, config: DreamerConfig, name: str | None = None):
-        super().__init__(name=name)
-        self._config = config
 
     def __call__(self, obs: jax.Array) -> jax.Array:
         config = self._config
         if config.obs_kind == "sensors":
             # symlog keeps unnormalised sensor magnitudes (speeds, distances) in a trainable range.
             x = symlog(obs.astype(jnp.float32))
-            return NormedMLP(config.mlp_layers, config.hidden_size, config.layer_norm_eps)(x)
+            return _trunk(config)(x)
         x, batch_shape = _flatten_batch(preprocess_pixels(obs), 3)
         for index, channels in enumerate(_cnn_channels(config)):
             x = hk.Conv2D(channels, 4, stride=2, with_bias=False, name=f"conv_{index}")(x)
@@ -106,17 +115,13 @@ class Encoder(hk.Module):
         return x.reshape(batch_shape + (-1,))
 
 
-class Decoder(hk.Module):
+class Decoder(_ConfigModule):
     """Features to a reconstruction: symlog sensors, or centred pixels via transposed convolutions."""
-
-    def __init__(self, config: DreamerConfig, name: str | None = None):
-        super().__init__(name=name)
-        self._config = config
 
     def __call__(self, feat: jax.Array) -> jax.Array:
         config = self._config
         if config.obs_kind == "sensors":
-            x = NormedMLP(config.mlp_layers, config.hidden_size, config.layer_norm_eps)(feat)
+            x = _trunk(config)(feat)
             return hk.Linear(config.obs_shape[0], name="out")(x)
         channels = _cnn_channels(config)
         res = config.cnn_min_resolution
@@ -156,7 +161,7 @@ class NormedGRU(hk.Module):
         return update * candidate + (1.0 - update) * state
 
 
-class RSSM(hk.Module):
+class RSSM(_ConfigModule):
     """Recurrent state-space model with discrete latents.
 
     `img_step` predicts the next state from the previous state and action (the prior); `obs_step`
@@ -164,8 +169,7 @@ class RSSM(hk.Module):
     """
 
     def __init__(self, config: DreamerConfig, name: str | None = None):
-        super().__init__(name=name)
-        self._config = config
+        super().__init__(config, name=name)
         # Layers are built once here so that every method below shares the same parameters.
         eps = config.layer_norm_eps
         latent_logits = config.stoch_size * config.stoch_classes
@@ -235,42 +239,30 @@ class RSSM(hk.Module):
         )
 
 
-class TwoHotHead(hk.Module):
+class TwoHotHead(_ConfigModule):
     """MLP to logits over symlog bins; zero-initialised output so initial predictions are exactly 0."""
-
-    def __init__(self, config: DreamerConfig, name: str | None = None):
-        super().__init__(name=name)
-        self._config = config
 
     def __call__(self, feat: jax.Array) -> jax.Array:
         config = self._config
-        x = NormedMLP(config.mlp_layers, config.hidden_size, config.layer_norm_eps)(feat)
+        x = _trunk(config)(feat)
         return hk.Linear(config.num_bins, w_init=jnp.zeros, name="out")(x)
 
 
-class ContinueHead(hk.Module):
+class ContinueHead(_ConfigModule):
     """MLP to the logit of "the episode continues after this state"."""
-
-    def __init__(self, config: DreamerConfig, name: str | None = None):
-        super().__init__(name=name)
-        self._config = config
 
     def __call__(self, feat: jax.Array) -> jax.Array:
         config = self._config
-        x = NormedMLP(config.mlp_layers, config.hidden_size, config.layer_norm_eps)(feat)
+        x = _trunk(config)(feat)
         return hk.Linear(1, name="out")(x)[..., 0]
 
 
-class Actor(hk.Module):
+class Actor(_ConfigModule):
     """Features to a bounded-normal action distribution (see `ActionDistribution`)."""
-
-    def __init__(self, config: DreamerConfig, name: str | None = None):
-        super().__init__(name=name)
-        self._config = config
 
     def __call__(self, feat: jax.Array) -> ActionDistribution:
         config = self._config
-        x = NormedMLP(config.mlp_layers, config.hidden_size, config.layer_norm_eps)(feat)
+        x = _trunk(config)(feat)
         raw_mean, raw_std = jnp.split(hk.Linear(2 * config.action_dim, name="out")(x), 2, axis=-1)
         # The +2 starts the std near its maximum, so early behaviour explores broadly.
         std_range = config.actor_max_std - config.actor_min_std

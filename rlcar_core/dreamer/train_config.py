@@ -17,27 +17,19 @@ from typing import Any
 
 from rlcar_core.dreamer.config import LEGACY_LOOP_FIELDS, PRESETS, DreamerConfig
 from rlcar_core.dreamer.overrides import architecture_changes, parse_overrides
+from rlcar_core.envs.names import ENV_NAMES, EnvName
 from rlcar_core.errors import RlcarError, require_at_least
+from rlcar_core.loop.options import cli_flag, field_named, option
 
 # The CLI reads this module's dataclass to build its options, so everything that pulls in JAX or the
 # simulator is imported inside the functions that need it.
 
-ENVS = ("rlcar", "carracing")
+ENVS = ENV_NAMES
 OBS_KINDS = ("sensors", "pixels")
 # Who drives while the replay is prefilled. "brownian": smooth random driving that holds the gas for
 # a while, so the first data already shows what speed and steering do (a zero-mean actor brakes half
 # the time and barely moves); "random": uniform random actions; "actor": the untrained actor itself.
 PREFILL_POLICIES = ("brownian", "random", "actor")
-
-
-def option(
-    default: Any, help: str, *, low: float | None = None, choices: tuple[str, ...] = (), flag: str = ""
-):
-    """A config field with its CLI help; `low` is the smallest allowed value, `choices` the allowed
-    names, `flag` the option name when it is not `--field-name`."""
-    return dataclasses.field(
-        default=default, metadata={"help": help, "low": low, "choices": choices, "flag": flag}
-    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +38,7 @@ class TrainDreamerConfig:
 
     episodes: int = option(500, "Total finished episodes; a rerun resumes up to this count.", low=1)
     env_steps: int | None = option(None, "Also stop at this many env steps (summed over cars).", low=1)
-    env: str = option("rlcar", "Environment: the JAX simulator or CarRacing-v3.", choices=ENVS)
+    env: str = option(EnvName.RLCAR.value, "Environment: the JAX simulator or CarRacing-v3.", choices=ENVS)
     obs: str | None = option(
         None,
         "Observations (default: sensors on rlcar, pixels, the 64x64 camera, on carracing).",
@@ -86,7 +78,7 @@ class TrainDreamerConfig:
     log_every: int = option(10, "Updates per logged record of averaged losses.", low=1)
     seed: int = option(0, "Seed for every random choice; same seed, same result.", low=0)
     overrides: tuple[str, ...] = option(
-        (), "Override a DreamerConfig field, e.g. --set actor_entropy=1e-3 (repeatable).", flag="--set"
+        (), "Override a DreamerConfig field, e.g. --set actor_entropy=1e-3 (repeatable).", flags=("--set",)
     )
 
     def validate(self) -> None:
@@ -104,7 +96,7 @@ class TrainDreamerConfig:
                 if field.name == "train_ratio" and not value > 0:
                     raise RlcarError(f"--train-ratio must be a positive number, got {value}")
                 require_at_least(flag, value, meta["low"])
-        if self.num_tracks is not None and self.env != "rlcar":
+        if self.num_tracks is not None and not EnvName.parse(self.env).has_track_bank:
             raise RlcarError(
                 "--num-tracks applies to RLCar only; CarRacing-v3 makes a new track every episode"
             )
@@ -120,10 +112,6 @@ class TrainDreamerConfig:
         known = {field.name for field in dataclasses.fields(cls)}
         values = {key: value for key, value in values.items() if key in known}
         return cls(**{**values, "overrides": tuple(values.get("overrides", ()))})
-
-
-def cli_flag(field: dataclasses.Field) -> str:
-    return field.metadata["flag"] or "--" + field.name.replace("_", "-")
 
 
 def field_types() -> dict[str, Any]:
@@ -155,7 +143,7 @@ def on_accelerator() -> bool:
 
 
 def default_obs(env: str) -> str:
-    return "pixels" if env == "carracing" else "sensors"
+    return EnvName.parse(env).default_obs
 
 
 def observation_shape(env: str, obs: str) -> tuple[int, ...]:
@@ -164,7 +152,7 @@ def observation_shape(env: str, obs: str) -> tuple[int, ...]:
     from rlcar_core.sim.camera import CAMERA_SIZE
     from rlcar_core.sim.params import DEFAULT_RAY_ANGLES_DEG
 
-    if env == "carracing":
+    if not EnvName.parse(env).has_sensors:
         return (CAMERA_SIZE, CAMERA_SIZE, 3)
     return tuple(observation_space(obs, len(DEFAULT_RAY_ANGLES_DEG)).shape)
 
@@ -195,7 +183,7 @@ def resume(
     that cannot change."""
     for name in FIXED_ON_RESUME:
         if given.get(name) is not None and given[name] != getattr(saved, name):
-            flag = cli_flag(next(f for f in dataclasses.fields(TrainDreamerConfig) if f.name == name))
+            flag = cli_flag(field_named(TrainDreamerConfig, name))
             raise RlcarError(
                 f"{run_dir} was trained with {flag} {getattr(saved, name)} (you asked for {given[name]}); "
                 "drop the option to resume it, or use a new --run-dir"

@@ -176,25 +176,19 @@ class Checkpointer:
 
     # -- save --------------------------------------------------------------------------------
 
-    def save(
-        self,
-        step: int,
-        state: Any,
-        config: dict[str, Any],
-        *,
-        metrics: dict[str, Any] | None = None,
-        best_metric: float | None = None,
-    ) -> bool:
-        """Start an async save of `state` as step `step`; False (nothing written) if that step exists.
+    def save(self, step: int, state: Any, config: dict[str, Any], **scores: Any) -> bool:
+        """`CheckpointStore.save` (its `metrics=` and `best_metric=` are the `scores`) started
+        asynchronously, stamped with the logger's record count; False (nothing written) if that step
+        exists.
 
         Log the step's metrics records *before* saving: the checkpoint stamps the logger's count, and
         records after it are dropped when a run resumes from this checkpoint."""
         if step in self.store.steps():
             return False
-        metrics = dict(metrics or {})
+        metrics = dict(scores.pop("metrics", None) or {})
         if self.metrics is not None:
             metrics[METRICS_RECORDS] = self.metrics.count
-        self.store.save(step, state, config, metrics=metrics, best_metric=best_metric)
+        self.store.save(step, state, config, metrics=metrics, **scores)
         self.last_saved = step
         return True
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from rlcar_core.envs.names import ENV_NAMES, EnvName
 from rlcar_core.errors import RlcarError
+from rlcar_core.loop.options import cli_flag, field_named, option
 
 _Config = TypeVar("_Config")
 
@@ -102,18 +103,9 @@ class ControllerConfig(_DictConfig):
 # -- commands ----------------------------------------------------------------------------------
 
 
-def option(default: Any, help: str, *, flags: tuple[str, ...] = (), choices: tuple[str, ...] = ()) -> Any:
-    """A command setting: its default and its --help text in one place. `flags` replace the option name
-    derived from the field (`--field-name`); `choices` lists the accepted strings."""
-    metadata = {"help": help, "flags": flags, "choices": choices}
-    return dataclasses.field(default=default, metadata=metadata)
-
-
 def flag_of(config_class: type, name: str) -> str:
     """The command-line option of field `name`, as messages should quote it."""
-    field = {field.name: field for field in dataclasses.fields(config_class)}[name]
-    flags = [flag for flag in field.metadata.get("flags", ()) if flag.startswith("--")]
-    return flags[0].split("/")[0] if flags else "--" + name.replace("_", "-")
+    return cli_flag(field_named(config_class, name))
 
 
 def _check(config: Any, name: str, ok: bool, requirement: str) -> None:
@@ -138,8 +130,7 @@ def _at_least(config: Any, minimum: int, *names: str) -> None:
 
 
 def _one_of(config: Any, name: str) -> None:
-    field = {field.name: field for field in dataclasses.fields(config)}[name]
-    choices = field.metadata["choices"]
+    choices = field_named(type(config), name).metadata["choices"]
     value = getattr(config, name)
     if value not in choices:
         raise RlcarError(
@@ -215,6 +206,7 @@ class TrainVAEConfig:
     eval_every: int = eval_every_option()
     log_every: int = log_every_option()
     validation_frames: int = option(512, "Held-out frames to validate on.")
+    devices: int | None = option(None, "Local devices the batch is split over (default: all).")
     seed: int = seed_option()
 
     DEFAULT_STEPS = 2000
@@ -224,7 +216,7 @@ class TrainVAEConfig:
             raise RlcarError("give --steps or --epochs, not both")
         _positive(self, "epochs", "learning_rate")
         _at_least(self, 1, "steps", "batch_size", "z_dim", "base_channels", "eval_every", "log_every")
-        _at_least(self, 1, "validation_frames")
+        _at_least(self, 1, "validation_frames", "devices")
         _at_least(self, 0, "seed")
 
     def model_options(self) -> dict[str, Any]:
@@ -257,6 +249,7 @@ class TrainRNNConfig:
     eval_every: int = eval_every_option()
     log_every: int = log_every_option()
     validation_sequences: int = option(200, "Held-out sequences to validate on.")
+    devices: int | None = option(None, "Local devices the batch is split over (default: all).")
     seed: int = seed_option()
 
     DEFAULT_STEPS = 2000
@@ -264,7 +257,7 @@ class TrainRNNConfig:
     def validate(self) -> None:
         _positive(self, "learning_rate")
         _at_least(self, 1, "steps", "batch_size", "sequence_length", "hidden_size", "num_mixtures")
-        _at_least(self, 1, "eval_every", "log_every", "validation_sequences")
+        _at_least(self, 1, "eval_every", "log_every", "validation_sequences", "devices")
         _at_least(self, 0, "seed")
 
     def model_options(self) -> dict[str, Any]:
@@ -296,13 +289,14 @@ class TrainControllerConfig:
     eval_every: int = option(5, "Generations between real-env evaluations of the search mean.")
     eval_episodes: int = option(8, "Real episodes per evaluation.")
     num_tracks: int | None = option(None, "RLCar: training tracks to drive on (default: all).")
+    devices: int | None = option(None, "Local devices the dream population is split over (default: all).")
     seed: int = seed_option()
 
     DEFAULT_ROLLOUTS = {"dream": 16, "env": 2}
 
     def validate(self) -> None:
         _at_least(self, 1, "generations", "rollouts", "dream_horizon", "max_steps", "eval_every")
-        _at_least(self, 1, "eval_episodes", "num_tracks")
+        _at_least(self, 1, "eval_episodes", "num_tracks", "devices")
         _at_least(self, 2, "popsize")
         _at_least(self, 0, "seed")
         _positive(self, "temperature", "initial_sigma")
