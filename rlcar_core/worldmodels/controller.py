@@ -18,7 +18,9 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
+from rlcar_core.loop import mesh as meshes
 from rlcar_core.worldmodels.config import ControllerConfig, MDNRNNConfig, VAEConfig
 from rlcar_core.worldmodels.mdnrnn import LSTMState, make_mdnrnn
 from rlcar_core.worldmodels.vae import make_vae
@@ -121,6 +123,31 @@ def jitted_policy_step(
 
 
 # -- CMA-ES ---------------------------------------------------------------------------------------
+
+
+def spread_population(fitness: Callable, mesh: Mesh) -> Callable:
+    """`fitness(model_params, candidates (P, n), starts, temperature, key) -> (P,)` (the dream's, see
+    `dream.make_dream_fitness`) jitted with the population axis split over `mesh`'s devices and the
+    other arguments replicated. A candidate's score depends only on its own row, so the population
+    is padded to a multiple of the device count with copies of its last row (dropped again) and
+    scores exactly as it does on one device."""
+    replicated = meshes.replicated(mesh)
+    fitness_in_parallel = jax.jit(
+        fitness,
+        in_shardings=(replicated, meshes.batch_sharded(mesh), replicated, replicated, replicated),
+        out_shardings=meshes.batch_sharded(mesh),
+    )
+    devices = mesh.devices.size
+
+    def spread(model_params, candidates, starts, temperature, key):
+        candidates = np.asarray(candidates)
+        count = len(candidates)
+        pad = -count % devices
+        if pad:
+            candidates = np.concatenate([candidates, np.repeat(candidates[-1:], pad, axis=0)])
+        return fitness_in_parallel(model_params, candidates, starts, temperature, key)[:count]
+
+    return spread
 
 
 class GenerationStats(NamedTuple):

@@ -24,6 +24,7 @@ from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import RlcarError
 from rlcar_core.io.data import split_episodes
 from rlcar_core.io.runs import RunDir
+from rlcar_core.loop.mesh import data_mesh
 from rlcar_core.sim.track import EVAL_SEED_OFFSET
 from rlcar_core.worldmodels.config import ControllerConfig, MDNRNNConfig, TrainControllerConfig, VAEConfig
 from rlcar_core.worldmodels.controller import (
@@ -32,6 +33,7 @@ from rlcar_core.worldmodels.controller import (
     jitted_policy_step,
     num_controller_params,
     run_cmaes,
+    spread_population,
 )
 from rlcar_core.worldmodels.dream import make_dream_fitness
 from rlcar_core.worldmodels.latents import encode_dataset
@@ -130,19 +132,22 @@ class EnvRollouts:
 
 
 @functools.cache
-def dream_fitness_fn(rnn_config: MDNRNNConfig, controller_config: ControllerConfig, horizon: int):
-    """Jitted population fitness in the dream (see dream.make_dream_fitness); cached per shape."""
-    return jax.jit(make_dream_fitness(rnn_config, controller_config, horizon))
+def dream_fitness_fn(rnn_config: MDNRNNConfig, controller_config: ControllerConfig, horizon: int, mesh):
+    """Jitted population fitness in the dream (see dream.make_dream_fitness), the population split over
+    `mesh`'s devices; cached per shape and mesh."""
+    return spread_population(make_dream_fitness(rnn_config, controller_config, horizon), mesh)
 
 
-def _dream_fitness(run, vae_config, vae_params, vae_step, rnn_config, rnn_params, controller_config, config):
+def _dream_fitness(
+    run, vae_config, vae_params, vae_step, rnn_config, rnn_params, controller_config, config, mesh
+):
     """`fitness(candidates (P, n), generation) -> (P,)`: mean dream return from real start frames."""
     episodes = encode_dataset(run, vae_config, vae_params, vae_step)
     train_files, _ = split_episodes(list(episodes), VALIDATION_FRACTION)
     # Dreams start where real episodes start, with the LSTM at zeros, exactly as the MDN-RNN saw them.
     start_means = np.stack([episodes[name].mean[0] for name in train_files])
     start_log_vars = np.stack([episodes[name].log_var[0] for name in train_files])
-    fitness = dream_fitness_fn(rnn_config, controller_config, config.dream_horizon)
+    fitness = dream_fitness_fn(rnn_config, controller_config, config.dream_horizon, mesh)
 
     def evaluate(candidates: np.ndarray, generation: int) -> np.ndarray:
         rng = np.random.default_rng([config.seed, generation])
@@ -252,6 +257,7 @@ def train_controller(
         raise RlcarError("--num-tracks applies to RLCar only")
     # Checked before the session opens the controller's checkpoint folder: a refusal leaves nothing behind.
     open_existing_store(run, RNN_MODEL).close()
+    mesh = data_mesh(config.devices)  # the dream population's devices
     started = time.perf_counter()
     with training_session(run, CONTROLLER_MODEL, on_generation) as (stop, log, ckpt):
         saved = newest_saved_config(ckpt)
@@ -286,7 +292,15 @@ def train_controller(
                 fitness = _env_fitness(rollouts, params, config)
             else:
                 fitness = _dream_fitness(
-                    run, vae_config, vae_params, vae_step, rnn_config, rnn_params, controller_config, config
+                    run,
+                    vae_config,
+                    vae_params,
+                    vae_step,
+                    rnn_config,
+                    rnn_params,
+                    controller_config,
+                    config,
+                    mesh,
                 )
             eval_tracks = np.arange(config.eval_episodes)
             if rollouts.num_tracks is not None:

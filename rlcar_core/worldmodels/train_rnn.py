@@ -47,7 +47,7 @@ from rlcar_core.worldmodels.storage import (
     trained_on,
     training_session,
 )
-from rlcar_core.worldmodels.supervised import Schedule, StepCallback, fit, keyed_train_step
+from rlcar_core.worldmodels.supervised import Schedule, StepCallback, fit, keyed_train_step, training_mesh
 from rlcar_core.worldmodels.vae import sample_latent
 
 # Unoptimised compilation for the one-off parameter init, whose many random draws compile slowly.
@@ -119,6 +119,7 @@ def train_rnn(config: TrainRNNConfig, on_step: StepCallback | None = None) -> di
     dataset_manifest(run)
     # Checked before the session opens the MDN-RNN's checkpoint folder: a refusal leaves nothing behind.
     open_existing_store(run, VAE_MODEL).close()
+    mesh = training_mesh(config.devices, config.batch_size)
     with training_session(run, RNN_MODEL, on_step) as (stop, log, ckpt):
         saved = newest_saved_config(ckpt)
         vae_step = trained_on(run, VAE_MODEL, RNN_MODEL, saved, "vae_step")
@@ -187,5 +188,6 @@ def train_rnn(config: TrainRNNConfig, on_step: StepCallback | None = None) -> di
             schedule=Schedule(config.steps or config.DEFAULT_STEPS, config.eval_every, config.log_every),
             items_per_batch=config.batch_size * config.sequence_length,
             on_step=on_step,
+            mesh=mesh,
         )
     return {**result, "run_dir": str(run.path), "vae_step": vae_step, "hidden_size": rnn_config.hidden_size}

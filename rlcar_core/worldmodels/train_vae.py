@@ -32,7 +32,7 @@ from rlcar_core.worldmodels.storage import (
     settle_config,
     training_session,
 )
-from rlcar_core.worldmodels.supervised import Schedule, StepCallback, fit, keyed_train_step
+from rlcar_core.worldmodels.supervised import Schedule, StepCallback, fit, keyed_train_step, training_mesh
 from rlcar_core.worldmodels.vae import init_vae_state, make_vae_update, vae_validation_fn
 
 RECONSTRUCTIONS_FILE = "vae_reconstructions.png"
@@ -114,6 +114,7 @@ def train_vae(config: TrainVAEConfig, on_step: StepCallback | None = None) -> di
     run = RunDir(run_dir_of(config))
     manifest = dataset_manifest(run)  # before the lock and any checkpoint folder: no data, no trace
     validation_frames = load_validation_frames(run.data_dir, config.validation_frames, config.seed)
+    mesh = training_mesh(config.devices, config.batch_size)
     with training_session(run, VAE_MODEL, on_step) as (stop, log, ckpt):
         saved = newest_saved_config(ckpt)
         vae_config = settle_config(
@@ -169,5 +170,6 @@ def train_vae(config: TrainVAEConfig, on_step: StepCallback | None = None) -> di
             schedule=Schedule(_total_steps(config, train_frames), config.eval_every, config.log_every),
             items_per_batch=config.batch_size,
             on_step=on_step,
+            mesh=mesh,
         )
     return {**result, "run_dir": str(run.path), "reconstructions": str(grid_path), "z_dim": vae_config.z_dim}

@@ -3,6 +3,10 @@
 Randomness comes from the numpy Generator the caller passes in, so a seeded run is repeatable.
 Shuffling is two-level: the episode order is permuted every epoch and items are shuffled within
 a buffer of `buffer_episodes` episodes, which bounds memory to that buffer plus one batch.
+
+Decoding a compressed shard costs far more than shuffling it, so decoded episodes are kept in a
+`DecodedCache` while their total stays within `cache_bytes` (a dataset that fits is decoded once,
+not once per epoch; a larger one keeps what fits and streams the rest). The cache changes no batch.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rlcar_core.io.data.episodes import DatasetError, load_episode, load_manifest
+from rlcar_core.io.data.episodes import EPISODE_KEYS, DatasetError, load_episode, load_manifest
 
 SPLITS = ("train", "validation")
+DEFAULT_CACHE_BYTES = 1 << 30  # decoded episodes kept in memory; 1 GiB is ~85k 64x64x3 frames
 
 
 class SequenceBatch(NamedTuple):
@@ -33,6 +38,28 @@ class SequenceBatch(NamedTuple):
 class _Episode(NamedTuple):
     path: Path
     length: int
+
+
+class DecodedCache:
+    """Decoded episodes by path, kept while their total size stays within `budget_bytes`."""
+
+    def __init__(self, budget_bytes: int = DEFAULT_CACHE_BYTES):
+        self.budget_bytes = budget_bytes
+        self.used_bytes = 0
+        self._episodes: dict[tuple[Path, tuple[str, ...]], dict[str, np.ndarray]] = {}
+
+    def load(self, path: Path, keys: tuple[str, ...] = EPISODE_KEYS) -> dict[str, np.ndarray]:
+        cached = self._episodes.get((path, keys))
+        if cached is not None:
+            return cached
+        arrays = load_episode(path, keys=keys)
+        size = sum(array.nbytes for array in arrays.values())
+        if self.used_bytes + size <= self.budget_bytes:
+            for array in arrays.values():
+                array.flags.writeable = False  # shared by every later epoch: nobody may change it
+            self._episodes[(path, keys)] = arrays
+            self.used_bytes += size
+        return arrays
 
 
 def _split_score(file_name: str) -> float:
@@ -92,8 +119,10 @@ def iterate_frames(
     buffer_episodes: int = 8,
     epochs: int | None = 1,
     drop_remainder: bool = True,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
 ) -> Iterator[np.ndarray]:
-    """Shuffled uint8 frames (B, H, W, C) for VAE training; `epochs=None` repeats forever."""
+    """Shuffled uint8 frames (B, H, W, C) for VAE training; `epochs=None` repeats forever. Decoded
+    episodes are kept up to `cache_bytes` (0: decode every time)."""
     directory = Path(directory)
     episodes = _episodes_for_split(directory, split, validation_fraction)
     total_frames = sum(episode.length + 1 for episode in episodes)
@@ -102,8 +131,10 @@ def iterate_frames(
             f"{split} data at {directory} has {total_frames} frames, fewer than one batch of {batch_size}"
         )
 
+    cache = DecodedCache(cache_bytes)
+
     def frames_of(episode: _Episode) -> np.ndarray:
-        return load_episode(episode.path, keys=("obs",))["obs"]
+        return cache.load(episode.path, keys=("obs",))["obs"]
 
     batches = _shuffled_batches(episodes, frames_of, batch_size, rng, buffer_episodes, epochs, drop_remainder)
     for batch in batches:
@@ -175,10 +206,12 @@ def iterate_sequences(
     buffer_episodes: int = 8,
     epochs: int | None = 1,
     drop_remainder: bool = True,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
 ) -> Iterator[SequenceBatch]:
     """Shuffled fixed-length windows for MDN-RNN training. Each epoch cuts every episode into
     non-overlapping windows at a random phase; episodes shorter than `sequence_length` become one
-    zero-padded window whose `mask` marks the real steps."""
+    zero-padded window whose `mask` marks the real steps. Decoded episodes are kept up to
+    `cache_bytes` (0: decode every time)."""
     if sequence_length < 1:
         raise ValueError(f"sequence_length must be at least 1, got {sequence_length}")
     directory = Path(directory)
@@ -190,8 +223,10 @@ def iterate_sequences(
             f"fewer than one batch of {batch_size}"
         )
 
+    cache = DecodedCache(cache_bytes)
+
     def windows_of(episode: _Episode) -> Iterator[SequenceBatch]:
-        return _windows(load_episode(episode.path), episode.length, sequence_length, rng)
+        return _windows(cache.load(episode.path), episode.length, sequence_length, rng)
 
     batches = _shuffled_batches(
         episodes, windows_of, batch_size, rng, buffer_episodes, epochs, drop_remainder
