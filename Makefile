@@ -7,7 +7,7 @@ export JAX_PLATFORMS ?= cpu
 export SDL_VIDEODRIVER ?= dummy
 export PYGAME_HIDE_SUPPORT_PROMPT := 1
 
-.PHONY: setup demo test test-fast lint bench bench-worldmodels bench-dreamer bench-serve clean
+.PHONY: setup demo test test-fast lint bench bench-worldmodels bench-dreamer bench-dreamer-speed bench-worldmodels-speed bench-serve clean
 
 setup: $(STAMP)
 
@@ -52,6 +52,9 @@ bench-dreamer: $(STAMP)
 # DreamerV3 update FLOPs (XLA cost analysis), matmul peak, MFU and replayed steps/s per preset.
 bench-dreamer-speed: $(STAMP)
 	$(BIN)/python bench/dreamer_speed.py
+
+bench-worldmodels-speed: $(STAMP)
+	$(BIN)/python bench/worldmodels_speed.py
 
 bench-serve: $(STAMP)
 	$(BIN)/python bench/serve.py

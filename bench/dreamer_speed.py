@@ -30,6 +30,8 @@ from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+from speed_helpers import matmul_peak  # noqa: E402 - bench/ is on the path when run as a script
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -51,29 +53,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--matmul-size", type=int, default=2048)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     return parser.parse_args()
-
-
-def matmul_peak(size: int, seconds: float = 1.5) -> float:
-    """Achievable float32 FLOP/s: a square matmul, jitted, timed for about `seconds`."""
-    import jax
-    import jax.numpy as jnp
-
-    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
-    matmul = jax.jit(jnp.matmul)
-    matmul(a, b).block_until_ready()
-    calls, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        matmul(a, b).block_until_ready()
-        calls += 1
-    return 2.0 * size**3 * calls / (time.perf_counter() - started)
-
-
-def compiled_flops(compiled) -> float:
-    analysis = compiled.cost_analysis()
-    if isinstance(analysis, list):  # older JAX: one dict per computation
-        analysis = analysis[0]
-    return float(analysis.get("flops", float("nan")))
 
 
 def random_replay(model, steps_per_stream: int, num_streams: int):
