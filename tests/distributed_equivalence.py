@@ -3,8 +3,10 @@ XLA_FLAGS=--xla_force_host_platform_device_count=4 (XLA reads its flags once, wh
 
 One data-parallel step over 4 CPU devices (batch sharded over a mesh, state replicated, `jax.jit` with
 shardings) against the single-device step on the same global batch, for the DreamerV3 update (one
-update, and K fused ones) and the World Models VAE update. Prints one JSON line of the largest
-differences; the test checks them.
+update, and K fused ones), the World Models VAE update, and train-rnn's MDN-RNN step as `fit` runs
+it (`supervised.sharded_train_step`); and the CMA-ES population's dream fitness split over the 4
+devices (`controller.spread_population`, a population of 6 padded to 8) against one device. Prints
+one JSON line of the largest differences; the test checks them.
 """
 
 import json
@@ -117,12 +119,79 @@ def vae(mesh) -> dict:
     }
 
 
+def mdnrnn(mesh) -> dict:
+    from rlcar_core.loop import mesh as meshes
+    from rlcar_core.loop.keys import stream_base
+    from rlcar_core.worldmodels.config import MDNRNNConfig
+    from rlcar_core.worldmodels.latents import LatentSequences
+    from rlcar_core.worldmodels.mdnrnn import init_mdnrnn_state
+    from rlcar_core.worldmodels.supervised import UPDATE_STREAM, sharded_train_step
+    from rlcar_core.worldmodels.train_rnn import rnn_train_step_fn
+
+    config = MDNRNNConfig(z_dim=4, hidden_size=16, num_mixtures=3, learning_rate=1e-2)
+    rng = np.random.default_rng(0)
+    batch, length = 8, 6
+    sequences = LatentSequences(
+        mean=rng.standard_normal((batch, length + 1, 4)).astype(np.float32),
+        log_var=np.full((batch, length + 1, 4), -2.0, np.float32),
+        action=rng.uniform(-1, 1, (batch, length, 3)).astype(np.float32),
+        reward=rng.standard_normal((batch, length)).astype(np.float32),
+        terminated=rng.random((batch, length)) < 0.1,
+        mask=np.arange(length)[None] < rng.integers(2, length + 1, (batch, 1)),  # ragged ends
+    )
+    state = init_mdnrnn_state(config, jax.random.key(0))
+    stream = stream_base(7, UPDATE_STREAM)
+    train_step = rnn_train_step_fn(config)
+    single_state, single_metrics = train_step(state, sequences, stream)
+    parallel_state, parallel_metrics = sharded_train_step(train_step, mesh)(
+        meshes.replicate(mesh, state), meshes.shard_batch(mesh, sequences), meshes.replicate(mesh, stream)
+    )
+    single_metrics = jax.device_get(single_metrics)
+    return {
+        "rnn_param_diff": max_difference(single_state.params, meshes.fetch(parallel_state.params)),
+        "rnn_param_change": max_difference(single_state.params, state.params),
+        "rnn_loss_rel_diff": relative_loss_difference(
+            single_metrics, meshes.fetch(parallel_metrics), list(single_metrics)
+        ),
+        "rnn_parallel_devices": len(jax.tree.leaves(parallel_state.params)[0].sharding.device_set),
+    }
+
+
+def dream_population(mesh) -> dict:
+    from rlcar_core.worldmodels.config import ControllerConfig, MDNRNNConfig
+    from rlcar_core.worldmodels.controller import num_controller_params, spread_population
+    from rlcar_core.worldmodels.dream import make_dream_fitness
+    from rlcar_core.worldmodels.mdnrnn import init_mdnrnn_params
+
+    rnn_config = MDNRNNConfig(z_dim=4, hidden_size=16, num_mixtures=3)
+    controller_config = ControllerConfig(z_dim=4, hidden_size=16)
+    rnn_params = init_mdnrnn_params(rnn_config, jax.random.key(1))
+    rng = np.random.default_rng(2)
+    candidates = rng.normal(0, 0.5, (6, num_controller_params(controller_config))).astype(np.float32)
+    starts = rng.standard_normal((5, 4)).astype(np.float32)
+    fitness = make_dream_fitness(rnn_config, controller_config, 12)
+    key = jax.random.PRNGKey(3)
+    single = np.asarray(jax.jit(fitness)(rnn_params, candidates, starts, 1.15, key))
+    spread = np.asarray(spread_population(fitness, mesh)(rnn_params, candidates, starts, 1.15, key))
+    return {
+        "population": len(spread),
+        "fitness_diff": float(np.max(np.abs(single - spread))),
+        "fitness_spread": float(np.ptp(single)),  # the candidates really differ
+    }
+
+
 def main() -> None:
     from rlcar_core.loop.mesh import data_mesh
 
     assert jax.device_count() == 4, jax.devices()
     mesh = data_mesh(4)
-    result = {"devices": jax.device_count(), **dreamer(mesh), **vae(mesh)}
+    result = {
+        "devices": jax.device_count(),
+        **dreamer(mesh),
+        **vae(mesh),
+        **mdnrnn(mesh),
+        **dream_population(mesh),
+    }
     print(json.dumps(result))
 
 

@@ -2,7 +2,9 @@
 flags, such as the CPU device count, once when JAX starts).
 
 - 4 CPU devices: a data-parallel update equals the single-device update on the same global batch
-  (DreamerV3, one and K fused updates; the World Models VAE), see tests/distributed_equivalence.py.
+  (DreamerV3, one and K fused updates; the World Models VAE and MDN-RNN), and the CMA-ES dream
+  fitness of a population split over the devices equals one device's, see
+  tests/distributed_equivalence.py.
 - 2 processes on 127.0.0.1 with 2 CPU devices each (gloo collectives): a tiny train-dreamer runs to
   the end, a single-process `rlcar eval` loads its checkpoint; killing one process mid-run makes the
   other exit 1 with one clear line instead of hanging, and a rerun resumes.
@@ -128,8 +130,13 @@ def test_data_parallel_updates_equal_the_single_device_update():
     assert differences["dreamer_param_change"] > 1e-4  # the update moved the parameters...
     for name in ("dreamer_param_diff", "fused_param_diff", "vae_param_diff"):
         assert differences[name] < 1e-5, (name, differences)  # ...and both paths moved them alike
-    for name in ("dreamer_loss_rel_diff", "fused_loss_rel_diff", "vae_loss_rel_diff"):
+    for name in ("dreamer_loss_rel_diff", "fused_loss_rel_diff", "vae_loss_rel_diff", "rnn_loss_rel_diff"):
         assert differences[name] < 1e-4, (name, differences)
+    assert differences["rnn_parallel_devices"] == 4 and differences["rnn_param_change"] > 1e-4
+    assert differences["rnn_param_diff"] < 1e-5, differences
+    # Six candidates (padded to eight over four devices) score as they do on one device.
+    assert differences["population"] == 6 and differences["fitness_spread"] > 1e-3
+    assert differences["fitness_diff"] < 1e-4, differences
 
 
 @pytest.mark.slow
