@@ -30,6 +30,36 @@ def eval_bank():
     return build_track_bank(evaluation_seeds(4))
 
 
+# One tiny DreamerV3 run: two cars, 20-step episodes, 2 x 8 batches at ratio 8 (one update per env
+# step of both cars), a checkpoint and a held-out evaluation every 2 episodes.
+TINY_DREAMER_RUN = dict(
+    size="tiny",
+    obs="sensors",
+    max_steps=20,
+    num_envs=2,
+    num_tracks=2,
+    train_ratio=8.0,
+    batch_size=2,
+    batch_length=8,
+    prefill_steps=8,
+    checkpoint_every=2,
+    eval_every=2,
+    eval_episodes=2,
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_dreamer_run(tmp_path_factory):
+    """`(run_dir, summary, records)` of a 2-episode `TINY_DREAMER_RUN` (checkpoint ep2), trained once
+    for the DreamerV3 core and CLI tests. Read it only; copy it to change it."""
+    from rlcar_core.dreamer.train import train_dreamer
+
+    run_dir = tmp_path_factory.mktemp("dreamer") / "run"
+    records = []
+    summary = train_dreamer(run_dir, {"episodes": 2, **TINY_DREAMER_RUN}, records.append)
+    return run_dir, summary, records
+
+
 # -- shared helpers (import them: `from conftest import ...`, or use the fixtures) ------------------
 
 
@@ -63,6 +93,35 @@ def failing_update(monkeypatch):
         return fail_from_call(monkeypatch, module, factory_name, fail, from_call)
 
     return install
+
+
+def fail_learner_from_update(monkeypatch, fail, from_update: int = 3) -> dict:
+    """Patch DreamerV3's `train.make_learner` so that once `from_update` updates of the next run have
+    run, the last update of each learner call goes through `fail((state, metrics))` (raise to
+    interrupt, or return poisoned metrics). The learner runs K updates per call, so this counts
+    updates, not calls. Returns the update counter, {"count": n}."""
+    from rlcar_core.dreamer import train
+
+    real = train.make_learner
+    calls = {"count": 0}
+
+    def patched(*args, **kwargs):
+        learner = real(*args, **kwargs)
+        real_train = learner.train
+
+        def wrapped(state, replay, first_update, count):
+            calls["count"] += count
+            state, metrics = real_train(state, replay, first_update, count)
+            if calls["count"] < from_update:
+                return state, metrics
+            state, last = fail((state, metrics[-1]))
+            return state, metrics[:-1] + [{name: float(value) for name, value in last.items()}]
+
+        learner.train = wrapped
+        return learner
+
+    monkeypatch.setattr(train, "make_learner", patched)
+    return calls
 
 
 def single_error_line(stderr: str) -> str:

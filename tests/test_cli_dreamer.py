@@ -1,7 +1,7 @@
 """`rlcar train-dreamer` through the CLI, and the dreamer agent in eval, export-video and play.
 
-One tiny run (module scope) serves every test; it uses the same model, cars and tracks as
-tests/test_dreamer_train.py, so in one pytest process everything compiles once.
+The tests read the tiny run tests/test_dreamer_train.py reads too (conftest's `tiny_dreamer_run`,
+trained once per session), so in one pytest process everything trains and compiles once.
 """
 
 import json
@@ -11,14 +11,21 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import (
+    TINY_DREAMER_RUN,
+    assert_names_nearest_checkpoints,
+    fail_learner_from_update,
+    single_error_line,
+)
 from typer.testing import CliRunner
 
 from rlcar_cli.main import app
 
 runner = CliRunner()
-TRAIN = ["--size", "tiny", "--obs", "sensors", "--max-steps", "20", "--num-envs", "2", "--num-tracks", "2",
-         "--train-ratio", "8", "--batch-size", "2", "--batch-length", "8", "--prefill-steps", "8",
-         "--checkpoint-every", "2", "--eval-every", "2", "--eval-episodes", "2"]  # fmt: skip
+# The shared tiny run's options on the command line.
+TRAIN = [
+    str(part) for name, value in TINY_DREAMER_RUN.items() for part in (f"--{name.replace('_', '-')}", value)
+]
 EVAL = ["--episodes", "2", "--num-envs", "2", "--max-steps", "20"]
 
 
@@ -32,17 +39,11 @@ def invoke_json(*args):
     return json.loads(result.stdout)
 
 
-def first_error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("cli-dreamer") / "run"
-    summary = invoke_json("train-dreamer", "--run-dir", run_dir, "--episodes", "2", *TRAIN, "--json")
-    return run_dir, summary
+@pytest.fixture
+def run(tiny_dreamer_run):
+    """`(run_dir, summary)` of the tiny run shared with tests/test_dreamer_train.py (same options as
+    `TRAIN`): the CLI tests read it, or copy it to change it."""
+    return tiny_dreamer_run[:2]
 
 
 def copy_run(run_dir, tmp_path):
@@ -51,8 +52,10 @@ def copy_run(run_dir, tmp_path):
     return copy
 
 
-def test_train_dreamer_json_summary_and_run_files(run):
-    run_dir, summary = run
+@pytest.mark.slow  # trains a run of its own; the fast tests read the shared one
+def test_train_dreamer_json_summary_and_run_files(tmp_path):
+    run_dir = tmp_path / "run"
+    summary = invoke_json("train-dreamer", "--run-dir", run_dir, "--episodes", "2", *TRAIN, "--json")
     assert summary["episodes"] == 2 and summary["env_steps"] == 40 and summary["size"] == "tiny"
     assert summary["updates"] > 0 and summary["checkpoint"].endswith("checkpoints/dreamer/2")
     assert summary["eval"]["progress_mean"] >= 0.0 and summary["best_checkpoint"] is not None
@@ -61,6 +64,7 @@ def test_train_dreamer_json_summary_and_run_files(run):
     assert (run_dir / "checkpoints" / "dreamer-replay.npz").is_file()
 
 
+@pytest.mark.slow
 def test_rerun_with_more_episodes_resumes(run, tmp_path):
     copy = copy_run(run[0], tmp_path)
     # Model and run options come from the run itself; the evaluation schedule is per invocation.
@@ -82,14 +86,21 @@ def test_rerun_with_more_episodes_resumes(run, tmp_path):
 
 
 def test_eval_with_the_dreamer_agent(run):
-    for checkpoint in ("ep2", "best", "latest"):
+    run_dir, summary = run
+    for checkpoint in ("ep2", "best"):  # the run's only checkpoint, by step and by rank
         result = invoke_json(
-            "eval", "--agent", "dreamer", "--run-dir", run[0], "--checkpoint", checkpoint, *EVAL, "--json"
+            "eval", "--agent", "dreamer", "--run-dir", run_dir, "--checkpoint", checkpoint, *EVAL, "--json"
         )
-        assert result["agent"] == "dreamer" and result["episodes"] == 2
-        assert 0.0 <= result["progress_mean"] <= 1.0 and np.isfinite(result["return_mean"])
+        assert result["agent"] == "dreamer" and result["checkpoint"] == checkpoint
+        # The checkpoint the run evaluated at episode 2, on the same held-out tracks, episode length
+        # and seed: eval reproduces the run's own evaluation.
+        for name, value in summary["eval"].items():
+            assert result[name] == pytest.approx(value), name
+        tracks = [episode["track"] for episode in result["per_episode"]]
+        assert len(set(tracks)) == 2 and all(episode["steps"] <= 20 for episode in result["per_episode"])
 
 
+@pytest.mark.slow
 def test_export_video_and_headless_play_with_the_dreamer_agent(run, tmp_path):
     video = tmp_path / "dreamer.gif"
     result = invoke_json(
@@ -107,7 +118,7 @@ def test_export_video_and_headless_play_with_the_dreamer_agent(run, tmp_path):
 def test_unknown_checkpoint_lists_the_existing_ones(run):
     result = invoke("eval", "--agent", "dreamer", "--run-dir", run[0], "--checkpoint", "ep81", *EVAL)
     assert result.exit_code == 2
-    assert "latest (ep2)" in first_error_line(result) and "ep2" in first_error_line(result)
+    assert_names_nearest_checkpoints(single_error_line(result.stderr), "ep81", ["ep2"], latest="ep2")
 
 
 @pytest.mark.parametrize(
@@ -122,7 +133,7 @@ def test_unknown_checkpoint_lists_the_existing_ones(run):
 def test_incompatible_resume_is_one_line_and_exit_2(run, options, message):
     result = invoke("train-dreamer", "--run-dir", run[0], "--episodes", "4", *options)
     assert result.exit_code == 2, result.output
-    assert message in first_error_line(result)
+    assert message in single_error_line(result.stderr)
 
 
 @pytest.mark.parametrize(
@@ -175,36 +186,15 @@ def test_the_default_run_trains_exactly_the_episodes_asked_and_evaluates(tmp_pat
     assert json.loads(again.stdout)["episodes"] == 3
 
 
-def _fail_third_update(monkeypatch, fail):
-    from rlcar_core.dreamer import train
-
-    real = train.make_learner
-    calls = {"count": 0}
-
-    def patched(*args, **kwargs):
-        learner = real(*args, **kwargs)
-        real_train = learner.train
-
-        def wrapped(state, replay, first_update, count):
-            calls["count"] += count
-            state, metrics = real_train(state, replay, first_update, count)
-            if calls["count"] < 3:
-                return state, metrics
-            state, last = fail((state, metrics[-1]))
-            return state, metrics[:-1] + [{name: float(value) for name, value in last.items()}]
-
-        learner.train = wrapped
-        return learner
-
-    monkeypatch.setattr(train, "make_learner", patched)
-
-
 def test_nan_loss_exits_1_and_keeps_the_last_good_checkpoint(run, tmp_path, monkeypatch):
     copy = copy_run(run[0], tmp_path)
-    _fail_third_update(monkeypatch, lambda out: (out[0], {**out[1], "critic/loss": np.float32(np.inf)}))
+    fail_learner_from_update(monkeypatch, lambda out: (out[0], {**out[1], "critic/loss": np.float32(np.inf)}))
     result = invoke("train-dreamer", "--run-dir", copy, "--episodes", "4", "--json")
     assert result.exit_code == 1
-    assert "critic/loss became inf" in first_error_line(result) and "kept checkpoint ep2" in result.stderr
+    assert (
+        "critic/loss became inf" in single_error_line(result.stderr)
+        and "kept checkpoint ep2" in result.stderr
+    )
     assert result.stdout == ""
     assert sorted(p.name for p in (copy / "checkpoints" / "dreamer").iterdir()) == ["2"]
 
@@ -215,10 +205,12 @@ def test_ctrl_c_saves_and_exits_130(run, tmp_path, monkeypatch):
     def interrupt(out):
         raise KeyboardInterrupt
 
-    _fail_third_update(monkeypatch, interrupt)
+    fail_learner_from_update(monkeypatch, interrupt)
     result = invoke("train-dreamer", "--run-dir", tmp_path / "run", "--episodes", "2", *TRAIN)
     assert result.exit_code == 130
-    assert "resumes from" in first_error_line(result) and "run the same command again" in result.stderr
+    assert (
+        "resumes from" in single_error_line(result.stderr) and "run the same command again" in result.stderr
+    )
     assert (tmp_path / "run" / "checkpoints" / "dreamer" / "0").is_dir()
 
 
@@ -229,6 +221,7 @@ def test_help_does_not_import_jax():
     assert result.exit_code == 0 and "--train-ratio" in result.output and "--set" in result.output
 
 
+@pytest.mark.slow
 def test_dream_shows_a_dreamer_run_next_to_reality(run, tmp_path):
     run_dir, _ = run
     video = tmp_path / "dream.gif"

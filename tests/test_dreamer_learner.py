@@ -37,9 +37,8 @@ def filled_replay(config: DreamerConfig, streams: int = 4, steps: int = 40) -> R
     return replay
 
 
-def old_path(config, state, replay, seed, first, count):
-    """The loop before the learner: numpy windows, then one jitted update per batch."""
-    step = jax.jit(make_update(config))
+def old_path(step, state, replay, seed, first, count):
+    """The loop before the learner: numpy windows, then `step` (a jitted update) once per batch."""
     losses = []
     for index in range(first, first + count):
         batch = replay.sample(B, T, np.random.default_rng([seed, index]))
@@ -61,33 +60,40 @@ def start():
     return init_training_state(CONFIG, jax.random.key(0)), filled_replay(CONFIG)
 
 
+@pytest.fixture(scope="module")
+def old_step():
+    """The update of the path before the learner, compiled once for every test here."""
+    return jax.jit(make_update(CONFIG))
+
+
 def test_update_key_inside_jit_is_the_loops_stream_key():
     inside = jax.jit(lambda counter: jax.random.key_data(update_key(7, counter)))(np.int32(5))
     np.testing.assert_array_equal(inside, jax.random.key_data(stream_key(7, 1, 5)))
 
 
-def test_fused_updates_equal_one_update_per_call(start):
+def test_fused_updates_equal_one_update_per_call(start, old_step):
     state, replay = start
-    old_state, old_losses = old_path(CONFIG, state, replay, seed=3, first=10, count=K)
+    old_state, old_losses = old_path(old_step, state, replay, seed=3, first=10, count=K)
     learner = Learner(CONFIG, B, T, seed=3)
     new_state, new_losses = learner.train(learner.place(state), replay, first_update=10, count=K)
     assert int(new_state.step) == K
     assert_same(old_losses, new_losses, old_state, new_state)
 
 
-def test_unfused_learner_is_the_old_path(start):
+@pytest.mark.slow  # the fused path (the default for sensors) is checked above
+def test_unfused_learner_is_the_old_path(start, old_step):
     state, replay = start
-    old_state, old_losses = old_path(CONFIG, state, replay, seed=3, first=0, count=2)
+    old_state, old_losses = old_path(old_step, state, replay, seed=3, first=0, count=2)
     learner = Learner(CONFIG, B, T, seed=3, fused=False)
     new_state, new_losses = learner.train(learner.place(state), replay, first_update=0, count=2)
     assert_same(old_losses, new_losses, old_state, new_state, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow  # a fully unrolled update takes a while to compile
-def test_unrolled_scans_compute_the_same_update(start):
+def test_unrolled_scans_compute_the_same_update(start, old_step):
     state, replay = start
-    unrolled = dataclasses.replace(CONFIG, scan_unroll=0)
-    old_state, old_losses = old_path(CONFIG, state, replay, seed=1, first=0, count=1)
+    unrolled = jax.jit(make_update(dataclasses.replace(CONFIG, scan_unroll=0)))
+    old_state, old_losses = old_path(old_step, state, replay, seed=1, first=0, count=1)
     new_state, new_losses = old_path(unrolled, state, replay, seed=1, first=0, count=1)
     assert_same(old_losses, new_losses, old_state, new_state)
 

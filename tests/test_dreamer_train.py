@@ -3,8 +3,8 @@ tiny training run with its checkpoints and replay, resume, interruption and dive
 the dream view.
 
 Every run uses the same tiny model and two cars on two tracks, so the update, the two policy modes and
-the simulator compile once for the whole module (and for tests/test_cli_dreamer.py in the same
-process: the jitted functions are cached per config).
+the simulator compile once per process (the jitted functions are cached per config); the 2-episode
+run itself (conftest's `tiny_dreamer_run`) is trained once and shared with tests/test_cli_dreamer.py.
 """
 
 import json
@@ -13,6 +13,7 @@ import shutil
 import jax
 import numpy as np
 import pytest
+from conftest import TINY_DREAMER_RUN, assert_names_nearest_checkpoints, fail_learner_from_update
 
 from rlcar_core.dreamer.checkpoints import (
     abstract_trainer_state,
@@ -32,33 +33,15 @@ from rlcar_core.io.checkpoint import CheckpointNotFound
 from rlcar_core.io.runs import RunDir
 from rlcar_core.loop.outcomes import TrainingDiverged, TrainingInterrupted
 
-# Two cars, 20-step episodes, 2 x 8 batches at ratio 8: one update per env step of both cars.
-RUN_OPTIONS = dict(
-    size="tiny",
-    obs="sensors",
-    max_steps=20,
-    num_envs=2,
-    num_tracks=2,
-    train_ratio=8.0,
-    batch_size=2,
-    batch_length=8,
-    prefill_steps=8,
-    checkpoint_every=2,
-    eval_every=2,
-    eval_episodes=2,
-)
-
 
 def tiny_options(episodes=2, **changes):
-    return {"episodes": episodes, **RUN_OPTIONS, **changes}
+    return {"episodes": episodes, **TINY_DREAMER_RUN, **changes}
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("dreamer") / "run"
-    records = []
-    summary = train_dreamer(run_dir, tiny_options(), records.append)
-    return run_dir, summary, records
+@pytest.fixture
+def trained(tiny_dreamer_run):
+    """The shared tiny run (`tiny_options()`), also read by tests/test_cli_dreamer.py."""
+    return tiny_dreamer_run
 
 
 def copy_run(run_dir, tmp_path):
@@ -169,8 +152,9 @@ def test_checkpoint_round_trip(trained, tmp_path):
 
 
 def test_unknown_checkpoint_lists_the_existing_ones(trained):
-    with pytest.raises(CheckpointNotFound, match=r"ep99.*ep2"):
+    with pytest.raises(CheckpointNotFound) as missing:
         load_saved_agent(trained[0], "ep99")
+    assert_names_nearest_checkpoints(str(missing.value), "ep99", ["ep2"], latest="ep2")
     with pytest.raises(RlcarError, match="no DreamerV3 checkpoint"):
         load_saved_agent(trained[0].parent, "best")
 
@@ -196,38 +180,14 @@ def test_resume_rejects_a_different_model(trained):
         train_dreamer(trained[0], {"overrides": ("deter_size=32",)})
 
 
-def _failing_update(monkeypatch, fail):
-    """Make the n-th update of the next run fail with `fail(update_output)`."""
-    from rlcar_core.dreamer import train
-
-    real = train.make_learner
-    calls = {"count": 0}
-
-    def patched(*args, **kwargs):
-        learner = real(*args, **kwargs)
-        real_train = learner.train
-
-        def wrapped(state, replay, first_update, count):
-            calls["count"] += count
-            state, metrics = real_train(state, replay, first_update, count)
-            if calls["count"] < 3:
-                return state, metrics
-            state, last = fail((state, metrics[-1]))
-            return state, metrics[:-1] + [{name: float(value) for name, value in last.items()}]
-
-        learner.train = wrapped
-        return learner
-
-    monkeypatch.setattr(train, "make_learner", patched)
-
-
+@pytest.mark.slow
 def test_interrupt_saves_and_a_rerun_resumes(tmp_path, monkeypatch, trained):
     del trained  # compiled by the shared run already
 
     def interrupt(out):
         raise KeyboardInterrupt
 
-    _failing_update(monkeypatch, interrupt)
+    fail_learner_from_update(monkeypatch, interrupt)
     with pytest.raises(TrainingInterrupted, match="run the same command again"):
         train_dreamer(tmp_path / "run", tiny_options())
     with open_store(RunDir(tmp_path / "run"), read_only=True) as store:
@@ -248,7 +208,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
         state, metrics = out
         return state, {**metrics, "wm/loss": np.float32(np.nan)}
 
-    _failing_update(monkeypatch, poison)
+    fail_learner_from_update(monkeypatch, poison)
     with pytest.raises(TrainingDiverged, match="wm/loss became nan.*kept checkpoint ep2"):
         train_dreamer(copy, {"episodes": 4})
     with open_store(RunDir(copy), read_only=True) as store:
@@ -297,6 +257,7 @@ def test_dream_frames_show_reality_and_the_dream(trained):
 # -- faults and budgets -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_truncated_replay_resumes_with_an_empty_one(trained, tmp_path):
     copy = copy_run(trained[0], tmp_path)
     path = replay_path(RunDir(copy))
@@ -308,6 +269,7 @@ def test_a_truncated_replay_resumes_with_an_empty_one(trained, tmp_path):
     assert oct(path.stat().st_mode & 0o777) != oct(0o600)
 
 
+@pytest.mark.slow
 def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(trained, tmp_path):
     copy = copy_run(trained[0], tmp_path)
     train_dreamer(copy, {"episodes": 4})
