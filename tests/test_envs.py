@@ -18,7 +18,8 @@ from rlcar_core.render.topdown import FRAME_SIZE
 from rlcar_core.sim.params import EnvParams
 
 
-@pytest.mark.parametrize("obs", ["sensors", "pixels", "both"])
+# "both" is the sensors and pixels spaces side by side: checked in the full suite only.
+@pytest.mark.parametrize("obs", ["sensors", "pixels", pytest.param("both", marks=pytest.mark.slow)])
 def test_env_checker_passes(obs):
     env = gym.make(ENV_ID, obs=obs, num_tracks=2, render_mode="rgb_array")
     check_env(env.unwrapped)
