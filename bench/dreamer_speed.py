@@ -22,7 +22,6 @@ The machine may be shared: every row is short (a few seconds), so compare rows f
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-from speed_helpers import matmul_peak  # noqa: E402 - bench/ is on the path when run as a script
+from speed_helpers import announced_peak, force_host_devices, print_rows, save_rows  # noqa: E402 - bench/ is on the path when run as a script
 
 
 def parse_args() -> argparse.Namespace:
@@ -143,12 +142,18 @@ def measure_row(size: str, obs: str, args: argparse.Namespace, peak: float) -> d
     }
 
 
+def _table_line(row: dict) -> str:
+    return (
+        f"{row['size']:<6} {row['obs']:<8} {row['devices']:>3} {row['updates_per_call']:>3} "
+        f"{row['gflop_per_update']:>10.3f} {row['updates_per_s']:>8.1f} "
+        f"{row['replayed_steps_per_s']:>11.0f} {row['achieved_gflops']:>8.2f} "
+        f"{100 * row['mfu']:>6.1f}% {row['compile_s']:>7.1f}s"
+    )
+
+
 def main() -> None:
     args = parse_args()
-    if args.devices > 1 and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = (
-            os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={args.devices}"
-        ).strip()
+    force_host_devices(args.devices)
     import jax
 
     print(
@@ -157,29 +162,20 @@ def main() -> None:
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}",
         flush=True,
     )
-    peak = matmul_peak(args.matmul_size)
-    print(f"float32 matmul {args.matmul_size}^2: {peak / 1e9:.1f} GFLOP/s (the peak below)", flush=True)
+    peak = announced_peak(args.matmul_size)
     header = (
         f"{'size':<6} {'obs':<8} {'dev':>3} {'K':>3} {'GFLOP/upd':>10} {'upd/s':>8} {'replayed/s':>11} "
         f"{'GFLOP/s':>8} {'MFU':>7} {'compile':>8}"
     )
-    print(header)
-    print("-" * len(header))
-    rows = []
-    for size in args.sizes:
-        for obs in args.obs:
-            row = measure_row(size, obs, args, peak)
-            rows.append(row)
-            print(
-                f"{size:<6} {obs:<8} {row['devices']:>3} {row['updates_per_call']:>3} "
-                f"{row['gflop_per_update']:>10.3f} {row['updates_per_s']:>8.1f} "
-                f"{row['replayed_steps_per_s']:>11.0f} {row['achieved_gflops']:>8.2f} "
-                f"{100 * row['mfu']:>6.1f}% {row['compile_s']:>7.1f}s",
-                flush=True,
-            )
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"peak_gflops": peak / 1e9, "rows": rows}, indent=2))
+    save_rows(
+        args.json,
+        peak,
+        print_rows(
+            header,
+            (measure_row(size, obs, args, peak) for size in args.sizes for obs in args.obs),
+            _table_line,
+        ),
+    )
 
 
 if __name__ == "__main__":

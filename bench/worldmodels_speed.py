@@ -25,7 +25,6 @@ The dataset is collected once into --run-dir if it has none (`rlcar collect --ep
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -34,7 +33,13 @@ from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-from speed_helpers import compiled_flops, matmul_peak  # noqa: E402 - bench/ is on the path
+from speed_helpers import (  # noqa: E402 - bench/ is on the path
+    announced_peak,
+    compiled_flops,
+    force_host_devices,
+    print_rows,
+    save_rows,
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -170,12 +175,18 @@ def rnn_row(data: Path, args, mesh, peak) -> dict:
     return measure("mdnrnn", sequences, rnn_train_step_fn(config), state, args, mesh, peak, items)
 
 
+def _table_line(row: dict) -> str:
+    return (
+        f"{row['model']:<7} {row['devices']:>3} {row['loader_per_s']:>10.0f} "
+        f"{row['loader_before_per_s']:>10.0f} {row['update_per_s']:>9.0f} {row['ratio']:>6.1f}x "
+        f"{row['ratio_before']:>6.1f}x {row['loop_per_s']:>8.0f} {row['loop_before_per_s']:>8.0f} "
+        f"{row['gflop_per_update']:>10.2f} {row['achieved_gflops']:>8.2f} {100 * row['mfu']:>5.1f}%"
+    )
+
+
 def main() -> None:
     args = parse_args()
-    if args.devices > 1 and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = (
-            os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={args.devices}"
-        ).strip()
+    force_host_devices(args.devices)
     import jax
 
     from rlcar_core.loop.mesh import data_mesh
@@ -187,8 +198,7 @@ def main() -> None:
         f"sequence {args.sequence_length}",
         flush=True,
     )
-    peak = matmul_peak(args.matmul_size)
-    print(f"float32 matmul {args.matmul_size}^2: {peak / 1e9:.1f} GFLOP/s (the peak below)", flush=True)
+    peak = announced_peak(args.matmul_size)
     mesh = data_mesh(args.devices)
     header = (
         f"{'model':<7} {'dev':>3} {'loader/s':>10} {'before':>10} {'update/s':>9} {'ratio':>7} "
@@ -196,22 +206,13 @@ def main() -> None:
     )
     print("items are frames for the VAE and sequence steps for the MDN-RNN; 'before': no decoded")
     print("cache (loader) or no prefetch thread (loop); ratio = loader / update")
-    print(header)
-    print("-" * len(header))
-    rows = []
-    for make_row in (vae_row, rnn_row):
-        row = make_row(data, args, mesh, peak)
-        rows.append(row)
-        print(
-            f"{row['model']:<7} {row['devices']:>3} {row['loader_per_s']:>10.0f} "
-            f"{row['loader_before_per_s']:>10.0f} {row['update_per_s']:>9.0f} {row['ratio']:>6.1f}x "
-            f"{row['ratio_before']:>6.1f}x {row['loop_per_s']:>8.0f} {row['loop_before_per_s']:>8.0f} "
-            f"{row['gflop_per_update']:>10.2f} {row['achieved_gflops']:>8.2f} {100 * row['mfu']:>5.1f}%",
-            flush=True,
-        )
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"peak_gflops": peak / 1e9, "rows": rows}, indent=2))
+    save_rows(
+        args.json,
+        peak,
+        print_rows(
+            header, (make_row(data, args, mesh, peak) for make_row in (vae_row, rnn_row)), _table_line
+        ),
+    )
 
 
 if __name__ == "__main__":
