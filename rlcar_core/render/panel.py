@@ -49,10 +49,12 @@ def compose(
         out.blit(pg.transform.scale(surface_from_array(camera), (size, size)), (left, y))
         pg.draw.rect(out, (255, 255, 255), (left, y, size, size), 1)
         y += size + MARGIN
-    label_font, value_font = font(20), font(24)
+    label_font = font(20)
     for key, value in lines.items():
-        out.blit(label_font.render(key, True, DIM_COLOUR), (x, y + 4))
-        text = value_font.render(value.strip(), True, TEXT_COLOUR)
+        label = label_font.render(key, True, DIM_COLOUR)
+        out.blit(label, (x, y + 4))
+        room = PANEL_WIDTH - 2 * MARGIN - label.get_width() - MARGIN // 2
+        text = _fitted(value.strip(), room)
         out.blit(text, (width + PANEL_WIDTH - MARGIN - text.get_width(), y))
         y += LINE_HEIGHT
     if keys:
@@ -61,6 +63,19 @@ def compose(
             out.blit(font(19).render(hint, True, DIM_COLOUR), (x, y))
             y += KEY_HEIGHT
     return out
+
+
+def _fitted(value: str, room: int):
+    """`value` rendered to fit `room` pixels beside its label: a smaller font first, then cut short with
+    an ellipsis (long driver names like "AI: dreamer demo:best" would run over the label)."""
+    for size in (24, 21, 18, 16):
+        text = font(size).render(value, True, TEXT_COLOUR)
+        if text.get_width() <= room:
+            return text
+    while len(value) > 1 and text.get_width() > room:
+        value = value[:-1]
+        text = font(16).render(value.rstrip() + "…", True, TEXT_COLOUR)
+    return text
 
 
 def draw_banner(surface, text: str, centre: tuple[int, int]) -> None:
