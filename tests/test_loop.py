@@ -9,13 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlcar_core.io.runs import RunDir, RunInUse
+from rlcar_core.io.runs import RunDir, RunInUse, sweep_temp_files
 from rlcar_core.loop.checkpointer import Checkpointer, short_reason
 from rlcar_core.loop.keys import stream_base, stream_key
 from rlcar_core.loop.metrics import MetricsLogger
 from rlcar_core.loop.outcomes import TrainingDiverged, TrainingInterrupted
 from rlcar_core.loop.schedule import Every, Ratio
-from rlcar_core.loop.session import sweep_temp_files, writer_session
+from rlcar_core.loop.session import writer_session
 from rlcar_core.loop.stop import graceful_stop
 
 
