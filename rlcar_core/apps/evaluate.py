@@ -11,12 +11,7 @@ from pathlib import Path
 from rlcar_core.agents import Agent, agent_run_dir, is_learned, make_agent
 from rlcar_core.apps.human import HumanRun
 from rlcar_core.envs.factory import check_env_request
-from rlcar_core.envs.heldout import (  # noqa: F401 - re-exported for the apps
-    EpisodeRecord,
-    evaluation_tracks,
-    run_episodes,
-    summarise,
-)
+from rlcar_core.envs.heldout import EpisodeRecord, evaluate_policy, run_episodes
 from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import RlcarError, require_at_least
 
@@ -48,10 +43,9 @@ def evaluate(
     config.validate()
     run_dir = agent_run_dir(config.agent, config.run_dir) if agent is None else config.run_dir
     agent = agent or make_agent(config.agent, config.env, config.seed, run_dir, config.checkpoint)
-    tracks = evaluation_tracks(config.env, config.episodes)
     start = time.perf_counter()
-    records = run_episodes(
-        config.env, agent, tracks, config.seed, config.max_steps, config.num_envs, on_episode
+    results = evaluate_policy(
+        config.env, agent, config.episodes, config.seed, config.max_steps, config.num_envs, on_episode
     )
     return {
         "env": config.env,
@@ -59,9 +53,8 @@ def evaluate(
         "seed": config.seed,
         "run_dir": str(run_dir) if run_dir is not None else None,
         "checkpoint": config.checkpoint if run_dir is not None else None,
-        **summarise(records, config.env),
+        **results,
         "wall_seconds": time.perf_counter() - start,
-        "per_episode": [dataclasses.asdict(r) for r in records],
     }
 
 
