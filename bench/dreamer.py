@@ -8,6 +8,9 @@ runs/bench-dreamer/results.json after every evaluation, so a long run can be wat
 
     python bench/dreamer.py                          # defaults: 100k env steps, eval every 5k
     python bench/dreamer.py --set model_lr=3e-4      # any train-dreamer hyperparameter
+    python bench/dreamer.py --obs pixels --seed 1    # the 64x64 camera instead of the ray sensors
+
+Rerunning the same command after it was cut off continues the run (--fresh starts over).
 """
 
 from __future__ import annotations
@@ -43,12 +46,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--train-ratio", type=float, default=None)
     parser.add_argument("--num-envs", type=int, default=None)
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value")
+    parser.add_argument("--obs", choices=("sensors", "pixels"), default="sensors")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("runs/bench-dreamer"))
+    parser.add_argument("--out", type=Path, default=None, help="default: runs/bench-dreamer/rlcar-<obs>-seed<seed>")
     parser.add_argument(
-        "--resume", action="store_true", help="continue the previous run instead of a new one"
+        "--fresh", action="store_true", help="start over instead of continuing an earlier, cut-off run"
     )
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.out is None:
+        args.out = Path("runs/bench-dreamer") / f"rlcar-{args.obs}-seed{args.seed}"
+    return args
 
 
 def evaluate_driver(agent: str, episodes: int, run_dir: Path | None = None, checkpoint: str = "best") -> dict:
@@ -69,11 +76,18 @@ def evaluate_driver(agent: str, episodes: int, run_dir: Path | None = None, chec
 def main() -> None:
     args = parse_args()
     run_dir = args.out / "run"
-    if run_dir.exists() and not args.resume:
-        shutil.rmtree(run_dir)
+    results_path = args.out / "results.json"
+    if args.fresh and args.out.exists():
+        shutil.rmtree(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
-    results: dict = {
+    # A cut-off run resumes: train-dreamer continues from its newest checkpoint, and the curve points
+    # already measured are kept (those past that checkpoint are measured again).
+    earlier = json.loads(results_path.read_text()) if results_path.exists() and run_dir.exists() else None
+    results: dict = earlier or {
         "device": str(jax.devices()[0]),
+        "env": "rlcar",
+        "obs": args.obs,
+        "seed": args.seed,
         "budget_env_steps": args.env_steps,
         "target_progress": TARGET_PROGRESS,
         "baselines": {
@@ -82,7 +96,7 @@ def main() -> None:
         },
         "curve": [],
     }
-    results_path = args.out / "results.json"
+    results["budget_env_steps"] = args.env_steps
     started = time.perf_counter()
 
     def on_progress(record: dict) -> None:
@@ -95,6 +109,7 @@ def main() -> None:
             )
         if record["kind"] != "eval":
             return
+        results["curve"] = [p for p in results["curve"] if p["env_steps"] < record["env_steps"]]
         point = {
             key: record[key]
             for key in ("env_steps", "episode", "updates", "train_seconds", "wall_seconds", "progress_mean")
@@ -115,7 +130,7 @@ def main() -> None:
         episodes=10**9,  # the env-step budget ends the run
         env_steps=args.env_steps,
         env="rlcar",
-        obs="sensors",
+        obs=args.obs,
         size=args.size,
         train_ratio=args.train_ratio,
         num_envs=args.num_envs,

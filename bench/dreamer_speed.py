@@ -48,6 +48,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--donate", action="store_true", help="donate the training state to the call")
     parser.add_argument("--unroll", type=int, default=None, help="DreamerConfig.scan_unroll (0: fully)")
     parser.add_argument("--devices", type=int, default=1, help="local devices the batch is sharded over")
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="FIELD=VALUE", help="DreamerConfig overrides (what-if rows)"
+    )
     parser.add_argument("--skip-flops", action="store_true", help="only the speed (faster to compile)")
     parser.add_argument("--matmul-size", type=int, default=2048)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
@@ -78,6 +81,18 @@ def random_replay(model, steps_per_stream: int, num_streams: int):
     return replay
 
 
+def _overrides(pairs: list[str]) -> dict:
+    import json
+
+    def value(text: str):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+
+    return {name: value(text) for name, text in (pair.split("=", 1) for pair in pairs)}
+
+
 def measure_row(size: str, obs: str, args: argparse.Namespace, peak: float) -> dict:
     import jax
 
@@ -95,7 +110,7 @@ def measure_row(size: str, obs: str, args: argparse.Namespace, peak: float) -> d
         if args.unfused
         else CPU_MODEL_DEFAULTS.get("scan_unroll", 1)
     )
-    extra = {"scan_unroll": unroll}
+    extra = {"scan_unroll": unroll, **_overrides(args.set)}
     model = DreamerConfig.preset(size, obs_kind=obs, obs_shape=observation_shape("rlcar", obs), **extra)
     per_call = args.updates_per_call or DEFAULT_UPDATES_PER_CALL
     mesh = data_mesh(args.devices)

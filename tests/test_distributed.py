@@ -128,8 +128,12 @@ def test_data_parallel_updates_equal_the_single_device_update():
     differences = json.loads(result.stdout.strip().splitlines()[-1])
     assert differences["devices"] == 4 and differences["parallel_devices"] == 4
     assert differences["dreamer_param_change"] > 1e-4  # the update moved the parameters...
-    for name in ("dreamer_param_diff", "fused_param_diff", "vae_param_diff"):
+    for name in ("dreamer_param_diff", "fused_param_diff"):
         assert differences[name] < 1e-5, (name, differences)  # ...and both paths moved them alike
+    # Adam's first step divides each gradient entry by its own magnitude, so entries whose gradient is
+    # near zero turn a different summation order into up to a few % of the 1e-3 step (1.3e-5 seen with
+    # jaxlib 0.11 on a 16-core host). A wrong all-reduce is off by the whole step.
+    assert differences["vae_param_diff"] < 1e-4, differences
     for name in ("dreamer_loss_rel_diff", "fused_loss_rel_diff", "vae_loss_rel_diff", "rnn_loss_rel_diff"):
         assert differences[name] < 1e-4, (name, differences)
     assert differences["rnn_parallel_devices"] == 4 and differences["rnn_param_change"] > 1e-4
