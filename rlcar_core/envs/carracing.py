@@ -17,23 +17,39 @@ def _bilinear_taps(source: int, target: int) -> tuple[np.ndarray, np.ndarray, np
     return low, high, np.clip(centres - low, 0.0, 1.0).astype(np.float32)
 
 
+class HudCropResize:
+    """CarRacing's frame without the HUD, resized to 64x64 (bilinear), for one frame (H, W, 3) or a
+    batch (..., H, W, 3): the Gymnasium adapter and the EnvPool backend share it, so both hand the
+    model the same pixels for the same frame."""
+
+    def __init__(self, height: int, width: int):
+        self._rows = _bilinear_taps(min(HUD_ROWS, height), OUTPUT_SIZE)
+        self._cols = _bilinear_taps(width, OUTPUT_SIZE)
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        image = np.asarray(frames)[..., :HUD_ROWS, :, :].astype(np.float32)
+        (r0, r1, rw), (c0, c1, cw) = self._rows, self._cols
+        rows = image[..., r0, :, :] * (1 - rw)[:, None, None] + image[..., r1, :, :] * rw[:, None, None]
+        out = rows[..., c0, :] * (1 - cw)[:, None] + rows[..., c1, :] * cw[:, None]
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def observation_space() -> spaces.Box:
+    """One adapted observation: 64x64 RGB."""
+    return spaces.Box(0, 255, (OUTPUT_SIZE, OUTPUT_SIZE, 3), dtype=np.uint8)
+
+
 class CarRacingAdapter(gym.ObservationWrapper):
     """Crops the HUD, resizes to 64x64 (bilinear) and reports rlcar's ``progress``/``lap_complete``/
     ``crashed`` in ``info``. Actions are the same ``[steer, gas, brake]`` as RLCar's."""
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        height, width = env.observation_space.shape[:2]
-        self._rows = _bilinear_taps(min(HUD_ROWS, height), OUTPUT_SIZE)
-        self._cols = _bilinear_taps(width, OUTPUT_SIZE)
-        self.observation_space = spaces.Box(0, 255, (OUTPUT_SIZE, OUTPUT_SIZE, 3), dtype=np.uint8)
+        self._resize = HudCropResize(*env.observation_space.shape[:2])
+        self.observation_space = observation_space()
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
-        image = observation[:HUD_ROWS].astype(np.float32)
-        (r0, r1, rw), (c0, c1, cw) = self._rows, self._cols
-        rows = image[r0] * (1 - rw)[:, None, None] + image[r1] * rw[:, None, None]
-        out = rows[:, c0] * (1 - cw)[None, :, None] + rows[:, c1] * cw[None, :, None]
-        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        return self._resize(observation)
 
     def step(self, action):
         obs, reward, terminated, truncated, info = super().step(np.asarray(action, np.float32))

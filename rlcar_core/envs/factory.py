@@ -22,6 +22,25 @@ def check_env_request(name: str, obs: str) -> EnvName:
     return env
 
 
+BACKENDS = ("gymnasium", "envpool")
+
+
+def check_backend_request(env: EnvName, backend: str, action_repeat: int) -> None:
+    """One clear line when the CarRacing backend or the action repeat does not fit `env`."""
+    if backend not in BACKENDS:
+        raise RlcarError(f"unknown CarRacing backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    require_at_least("--action-repeat", action_repeat, 1)
+    if env is EnvName.CARRACING:
+        return
+    if backend != "gymnasium":
+        raise RlcarError(
+            f"--carracing-backend {backend} applies to --env carracing only; "
+            "RLCar batches its own JAX simulator"
+        )
+    if action_repeat != 1:
+        raise RlcarError("--action-repeat applies to --env carracing only; RLCar keeps 1")
+
+
 def make_env(
     name: str = EnvName.RLCAR,
     obs: str = "sensors",
@@ -31,21 +50,21 @@ def make_env(
     track_seeds: Sequence[int] | None = None,
     max_steps: int = 1000,
     render_mode: str | None = None,
+    backend: str = "gymnasium",
+    action_repeat: int = 1,
 ) -> gym.Env | gym.vector.VectorEnv:
     """A single env (``num_envs=None``) or a vector env with next-step autoreset.
 
     For CarRacing-v3 the track comes from the reset seed, so ``tracks``/``num_tracks``/``track_seeds``
-    only apply to RLCar."""
+    only apply to RLCar. ``backend`` picks who simulates CarRacing-v3's vector envs (Gymnasium, or
+    EnvPool's C++ port: same observations and info, other tracks for the same seed); ``action_repeat``
+    k > 1 repeats each CarRacing action for k frames and reports them in ``info["frames"]``, while
+    ``max_steps`` still counts frames. Both keep their defaults for RLCar."""
     env = check_env_request(name, obs)
     require_at_least("max_steps", max_steps, 1)
+    check_backend_request(env, backend, action_repeat)
     if env is EnvName.CARRACING:
-        from rlcar_core.envs.carracing import make_carracing
-
-        if num_envs is None:
-            return make_carracing(render_mode, max_steps)
-        return gym.vector.SyncVectorEnv(
-            [lambda: make_carracing(render_mode, max_steps) for _ in range(num_envs)]
-        )
+        return _make_carracing(num_envs, max_steps, render_mode, backend, action_repeat)
 
     from rlcar_core.envs.registration import ENV_ID
 
@@ -53,3 +72,29 @@ def make_env(
     if num_envs is None:
         return gym.make(ENV_ID, render_mode=render_mode, **kwargs)
     return gym.make_vec(ENV_ID, num_envs=num_envs, **kwargs)
+
+
+def _make_carracing(
+    num_envs: int | None, max_steps: int, render_mode: str | None, backend: str, action_repeat: int
+) -> gym.Env | gym.vector.VectorEnv:
+    from rlcar_core.envs.action_repeat import ActionRepeat, VectorActionRepeat
+    from rlcar_core.envs.carracing import make_carracing
+
+    if backend == "envpool":
+        if num_envs is None or render_mode is not None:
+            raise RlcarError(
+                "the EnvPool backend makes vector envs without rendering (training); "
+                "single cars, rendering and evaluation use --carracing-backend gymnasium"
+            )
+        from rlcar_core.envs.carracing_envpool import make_carracing_envpool
+
+        pool = make_carracing_envpool(num_envs, max_steps)
+        return pool if action_repeat == 1 else VectorActionRepeat(pool, action_repeat)
+
+    def one_car() -> gym.Env:
+        env = make_carracing(render_mode, max_steps)
+        return env if action_repeat == 1 else ActionRepeat(env, action_repeat)
+
+    if num_envs is None:
+        return one_car()
+    return gym.vector.SyncVectorEnv([one_car for _ in range(num_envs)])
