@@ -151,7 +151,9 @@ def _collect(config: CollectConfig, json_out: bool, progress: bool | None) -> No
         from rlcar_core.worldmodels.storage import run_dir_of
 
         config.validate()
-        make_policy = exploration_factory(config.policy, config.env, run_dir_of(config), config.checkpoint)
+        make_policy = exploration_factory(
+            config.policy, config.env, run_dir_of(config), config.checkpoint, config.action_noise
+        )
         announce = _run_line(config)
         with make_progress(show_progress(progress)) as bar:
             task = bar.add_task(

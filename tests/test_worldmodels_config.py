@@ -52,7 +52,11 @@ def test_the_controller_search_defaults_are_written_once():
     assert config.mode == "dream" and config.rollouts_per_candidate == 16
     assert TrainControllerConfig(in_dream=False).rollouts_per_candidate == 2
     # The model config holds the controller's shape only; the search settings are the command's.
-    assert {field.name for field in dataclasses.fields(ControllerConfig)} == {"z_dim", "hidden_size"}
+    assert {field.name for field in dataclasses.fields(ControllerConfig)} == {
+        "z_dim",
+        "hidden_size",
+        "hidden_units",
+    }
 
 
 @pytest.mark.parametrize(
@@ -66,11 +70,17 @@ def test_the_controller_search_defaults_are_written_once():
         TrainControllerConfig(temperature=math.nan),
         TrainControllerConfig(popsize=1),
         CollectConfig(policy="autopilot"),
+        CollectConfig(policy="checkpoint", action_noise=-0.1),
+        CollectConfig(policy="brownian", action_noise=0.1),
+        CollectConfig(action_repeat=2),  # RLCar: one step is one decision already
+        CollectConfig(env="carracing", action_repeat=0),
+        CollectConfig(env="carracing", carracing_backend="pygame"),
+        TrainControllerConfig(controller_hidden=-1),
         DreamConfig(temperature=math.inf),
     ],
 )
 def test_bad_values_are_one_clear_error(config):
-    with pytest.raises(RlcarError, match=r"^--[a-z-]+ |^unknown --policy"):
+    with pytest.raises(RlcarError, match=r"^--[a-z-]+ |^unknown --"):
         config.validate()
 
 
@@ -81,3 +91,5 @@ def test_checkpoints_saved_with_loop_settings_in_the_model_config_still_load():
     assert MDNRNNConfig.from_dict(old_rnn) == MDNRNNConfig()
     old_controller = {"z_dim": 32, "hidden_size": 256, "population_size": 64, "dream_temperature": 1.15}
     assert ControllerConfig.from_dict(old_controller) == ControllerConfig()
+    # Controllers from before the hidden layer option are the linear one.
+    assert ControllerConfig.from_dict({"z_dim": 32, "hidden_size": 256}).hidden_units == 0

@@ -7,7 +7,9 @@ from rlcar_core.worldmodels.config import ControllerConfig
 from rlcar_core.worldmodels.controller import (
     ControllerParams,
     GenerationStats,
+    clip_action,
     controller_action,
+    initial_controller_vector,
     num_controller_params,
     params_to_vector,
     run_cmaes,
@@ -16,6 +18,7 @@ from rlcar_core.worldmodels.controller import (
 )
 
 SMALL = ControllerConfig(z_dim=4, hidden_size=6)
+SMALL_HIDDEN = ControllerConfig(z_dim=4, hidden_size=6, hidden_units=5)
 
 
 def test_paper_sized_controller_has_867_parameters():
@@ -32,6 +35,49 @@ def test_vector_round_trip_and_batched_unflatten():
     np.testing.assert_array_equal(jax.vmap(params_to_vector)(params), vectors)
     with pytest.raises(ValueError, match="needs 33"):
         vector_to_params(jnp.zeros(7), SMALL)
+
+
+def test_hidden_layer_sizes_and_vector_round_trip():
+    # (10 inputs + 1) x 5 hidden units, then (5 + 1) x 3 outputs.
+    assert num_controller_params(SMALL_HIDDEN) == 11 * 5 + 6 * 3 == 73
+    assert num_controller_params(ControllerConfig(hidden_units=32)) == 289 * 32 + 33 * 3
+    vectors = jnp.asarray(
+        np.random.default_rng(0).normal(size=(2, num_controller_params(SMALL_HIDDEN))), jnp.float32
+    )
+    params = jax.jit(jax.vmap(lambda v: vector_to_params(v, SMALL_HIDDEN)))(vectors)
+    assert params.hidden_weight.shape == (2, 10, 5) and params.hidden_bias.shape == (2, 5)
+    assert params.weight.shape == (2, 5, 3) and params.bias.shape == (2, 3)
+    np.testing.assert_array_equal(jax.vmap(params_to_vector)(params), vectors)
+    # The linear controller keeps its layout (and so its old checkpoints): no hidden layer at all.
+    linear = vector_to_params(jnp.zeros(num_controller_params(SMALL)), SMALL)
+    assert linear.hidden_weight is None and linear.hidden_bias is None
+    with pytest.raises(ValueError, match="needs 73"):
+        vector_to_params(jnp.zeros(33), SMALL_HIDDEN)
+
+
+def test_hidden_layer_acts_through_tanh_and_starts_neutral():
+    rng = np.random.default_rng(2)
+    latent = jnp.asarray(rng.normal(size=(8, 4)), jnp.float32)
+    hidden = jnp.asarray(rng.normal(size=(8, 6)), jnp.float32)
+    params = vector_to_params(
+        jnp.asarray(rng.normal(size=num_controller_params(SMALL_HIDDEN)), jnp.float32), SMALL_HIDDEN
+    )
+    features = jnp.tanh(jnp.concatenate([latent, hidden], -1) @ params.hidden_weight + params.hidden_bias)
+    expected = features @ params.weight + params.bias
+    action = controller_action(params, latent, hidden)
+    np.testing.assert_allclose(action[:, 0], jnp.tanh(expected[:, 0]), rtol=1e-5, atol=1e-6)
+    # A new search: random hidden weights (seeded), zero output layer, so the neutral action.
+    start = initial_controller_vector(SMALL_HIDDEN, seed=3)
+    np.testing.assert_array_equal(start, initial_controller_vector(SMALL_HIDDEN, seed=3))
+    assert np.count_nonzero(start[: 10 * 5]) == 50 and not start[10 * 5 :].any()
+    neutral = controller_action(vector_to_params(jnp.asarray(start), SMALL_HIDDEN), latent, hidden)
+    np.testing.assert_allclose(neutral, np.tile([0.0, 0.5, 0.5], (8, 1)), atol=1e-6)
+    assert not initial_controller_vector(SMALL, seed=3).any()  # the paper's linear C starts at zero
+
+
+def test_noisy_actions_are_clipped_back_into_the_box():
+    clipped = clip_action(jnp.asarray([[1.5, -0.2, 0.3], [-3.0, 2.0, 1.2]]))
+    np.testing.assert_allclose(clipped, [[1.0, 0.0, 0.3], [-1.0, 1.0, 1.0]])
 
 
 def test_actions_stay_in_carracing_ranges():
@@ -87,6 +133,20 @@ def test_cmaes_is_seeded_and_leaves_numpy_global_state_alone():
         _negative_distance, np.zeros(4), generations=3, population_size=6, initial_sigma=0.5, seed=7
     )
     np.testing.assert_array_equal(first.best_params, second.best_params)
+
+
+def test_diagonal_cmaes_also_solves_a_trivial_objective():
+    # sep-CMA-ES, what large controllers (a hidden layer) search with.
+    result = run_cmaes(
+        _negative_distance,
+        np.zeros(4),
+        generations=60,
+        population_size=12,
+        initial_sigma=1.0,
+        seed=3,
+        diagonal=True,
+    )
+    np.testing.assert_allclose(result.mean, TARGET, atol=0.1)
 
 
 def test_non_finite_fitness_ranks_last_and_wrong_shapes_fail():

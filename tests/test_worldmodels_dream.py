@@ -70,6 +70,21 @@ def test_dream_fitness_scores_a_population_in_one_call(rnn_params):
     np.testing.assert_array_equal(scores, fitness(rnn_params, candidates, start, 1.15, jax.random.PRNGKey(9)))
 
 
+def test_dream_rollout_and_fitness_with_a_hidden_layer_controller(rnn_params):
+    controller = ControllerConfig(z_dim=4, hidden_size=16, hidden_units=6)
+    size = num_controller_params(controller)
+    start = _normal(10, (3, 4))
+    dream = jax.jit(make_dream_rollout(RNN, controller, HORIZON), **FAST_COMPILE)(
+        rnn_params, vector_to_params(_normal(11, (size,)), controller), start, 1.15, jax.random.PRNGKey(12)
+    )
+    assert dream.latents.shape == (3, HORIZON + 1, 4) and dream.actions.shape == (3, HORIZON, 3)
+    assert np.all(np.abs(np.asarray(dream.actions[..., 0])) <= 1.0)
+    scores = jax.jit(make_dream_fitness(RNN, controller, HORIZON), **FAST_COMPILE)(
+        rnn_params, _normal(13, (4, size)), start, 1.15, jax.random.PRNGKey(14)
+    )
+    assert scores.shape == (4,) and np.all(np.isfinite(scores))
+
+
 def test_mismatched_controller_is_rejected():
     with pytest.raises(ValueError, match="hidden_size"):
         make_dream_rollout(RNN, ControllerConfig(z_dim=4, hidden_size=8), HORIZON)

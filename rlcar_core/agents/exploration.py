@@ -20,7 +20,12 @@ from rlcar_core.worldmodels.config import COLLECT_POLICIES
 
 
 def make_exploration_policy(
-    name: str, env_name: str, seed: int, run_dir: Path | None, checkpoint: str = "best"
+    name: str,
+    env_name: str,
+    seed: int,
+    run_dir: Path | None,
+    checkpoint: str = "best",
+    action_noise: float = 0.0,
 ) -> ExplorationPolicy:
     if name not in COLLECT_POLICIES:
         raise RlcarError(f"unknown policy {name!r}; choose one of {', '.join(COLLECT_POLICIES)}")
@@ -38,11 +43,18 @@ def make_exploration_policy(
         return Memoryless(make_agent("heuristic", env_name, seed))
     from rlcar_core.agents.worldmodel import load_worldmodel_agent
 
-    return load_worldmodel_agent(run_dir, checkpoint, env_name, seed)
+    return load_worldmodel_agent(run_dir, checkpoint, env_name, seed, action_noise)
 
 
 def exploration_factory(
-    name: str, env_name: str, run_dir: Path | None, checkpoint: str = "best"
+    name: str, env_name: str, run_dir: Path | None, checkpoint: str = "best", action_noise: float = 0.0
 ) -> Callable[[int], ExplorationPolicy]:
     """`seed -> policy`, for trainers that pick the seed themselves (e.g. `worldmodels.collect`)."""
-    return functools.partial(make_exploration_policy, name, env_name, run_dir=run_dir, checkpoint=checkpoint)
+    return functools.partial(
+        make_exploration_policy,
+        name,
+        env_name,
+        run_dir=run_dir,
+        checkpoint=checkpoint,
+        action_noise=action_noise,
+    )

@@ -19,14 +19,18 @@ class WorldModelAgent:
     """Drives from pixels: encodes each frame, acts on [z, h], then advances h with (z, a).
 
     The LSTM state is kept per car between `act` calls; `reset` clears all of it and `reset_where`
-    clears the cars whose episode restarted.
+    clears the cars whose episode restarted. With `action_noise` > 0 (collecting with the current
+    controller, the iterative procedure) each action gets Gaussian noise of that std, clipped to the
+    action box, drawn from `seed`; h then follows the noisy action, the one the car took.
     """
 
     name = "worldmodel"
     obs_kind = "pixels"
 
-    def __init__(self, model: WorldModel):
+    def __init__(self, model: WorldModel, action_noise: float = 0.0, seed: int = 0):
         self.model = model
+        self.action_noise = float(action_noise)
+        self._rng = np.random.default_rng(seed)
         self._step = jitted_policy_step(model.vae_config, model.rnn_config, model.controller_config)
         self._rnn_state: LSTMState | None = None
         self._vectors: np.ndarray | None = None
@@ -50,17 +54,24 @@ class WorldModelAgent:
             )
         if self._rnn_state is None or self._vectors.shape[0] != frames.shape[0]:
             self.reset(frames.shape[0])
-        actions, self._rnn_state = self._step(self.model.params, self._vectors, frames, self._rnn_state)
+        noise = None
+        if self.action_noise > 0:
+            noise = (self.action_noise * self._rng.standard_normal((len(frames), 3))).astype(np.float32)
+        actions, self._rnn_state = self._step(
+            self.model.params, self._vectors, frames, self._rnn_state, noise
+        )
         return np.asarray(actions, np.float32)
 
 
-def load_worldmodel_agent(run_dir: Path, checkpoint: str, env_name: str, seed: int) -> WorldModelAgent:
-    """The controller checkpoint `checkpoint` (best, latest, epN) of `run_dir` with its VAE and MDN-RNN."""
-    del seed  # the agent is deterministic
+def load_worldmodel_agent(
+    run_dir: Path, checkpoint: str, env_name: str, seed: int, action_noise: float = 0.0
+) -> WorldModelAgent:
+    """The controller checkpoint `checkpoint` (best, latest, epN) of `run_dir` with its VAE and MDN-RNN;
+    deterministic unless `action_noise` > 0 (then `seed` draws the noise)."""
     run = RunDir(run_dir)
     if not run.exists() and not Path(checkpoint).is_dir():
         raise RlcarError(f"no run directory at {run_dir}")
     model = load_world_model(run, checkpoint)
     if model.env != env_name:
         raise RlcarError(f"the world model in {run_dir} was trained on {model.env}; pass --env {model.env}")
-    return WorldModelAgent(model)
+    return WorldModelAgent(model, action_noise, seed)

@@ -23,7 +23,7 @@ from rlcar_core.io.data import MANIFEST_FILE, load_manifest, write_episodes
 from rlcar_core.io.runs import RunDir
 from rlcar_core.loop.outcomes import TrainingInterrupted
 from rlcar_core.loop.session import writer_session
-from rlcar_core.worldmodels.config import CollectConfig
+from rlcar_core.worldmodels.config import CollectConfig, carracing_env_options
 from rlcar_core.worldmodels.storage import run_dir_of
 
 ProgressCallback = Callable[[dict[str, Any]], None]
@@ -145,6 +145,7 @@ def collect(
             num_envs=num_envs,
             num_tracks=config.num_tracks,
             max_steps=config.max_steps,
+            **carracing_env_options(config, config.env),
         )
         run.update_config(
             {"env": config.env, "collect": {**dataclasses.asdict(config), "run_dir": str(run.path)}}
@@ -163,7 +164,8 @@ def collect(
             while len(written) < config.episodes and not stop.requested:
                 action = np.asarray(policy.act(obs), np.float32)
                 obs, reward, terminated, truncated, info = env.step(action)
-                frames += num_envs
+                # Env frames, not decisions: with an action repeat the env says how many each step used.
+                frames += int(np.sum(info["frames"])) if "frames" in info else num_envs
                 finished, restarted = recorder.record(
                     action, _pixels(obs), reward, terminated, truncated, info["progress"]
                 )

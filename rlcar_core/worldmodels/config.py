@@ -94,10 +94,13 @@ class MDNRNNConfig(_DictConfig):
 
 @dataclasses.dataclass(frozen=True)
 class ControllerConfig(_DictConfig):
-    """Linear controller (C) on [z, h]: its shape is all there is; the search is TrainControllerConfig."""
+    """Controller (C) on [z, h]: its shape is all there is; the search is TrainControllerConfig."""
 
     z_dim: int = 32
-    hidden_size: int = 256
+    hidden_size: int = 256  # the MDN-RNN's LSTM units: h's size, not a layer of C
+    # 0: the paper's linear C; N: one tanh layer of N units before the action. Checkpoints from before
+    # this field load as linear (the dataclass default fills it in).
+    hidden_units: int = 0
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -154,6 +157,36 @@ def log_every_option() -> Any:
 RUN_DIR_HELP = "Run directory (data, checkpoints, metrics); default runs/worldmodels."
 ENVS = ENV_NAMES
 COLLECT_POLICIES = ("brownian", "random", "heuristic", "checkpoint")
+CARRACING_BACKENDS = ("gymnasium", "envpool")
+
+
+def carracing_backend_option() -> Any:
+    return option(
+        "gymnasium",
+        "CarRacing-v3: the Gymnasium env or EnvPool's (faster, needs the envpool package).",
+        choices=CARRACING_BACKENDS,
+    )
+
+
+def action_repeat_option() -> Any:
+    return option(1, "CarRacing-v3: frames each action is held for (steps and --max-steps count frames).")
+
+
+def check_carracing_options(config: Any, env: str) -> None:
+    """The CarRacing-only options keep their defaults on RLCar, whose step is already one decision."""
+    _one_of(config, "carracing_backend")
+    _at_least(config, 1, "action_repeat")
+    if EnvName.parse(env).has_track_bank and (
+        config.carracing_backend != "gymnasium" or config.action_repeat != 1
+    ):
+        raise RlcarError("--carracing-backend and --action-repeat apply to CarRacing-v3 only")
+
+
+def carracing_env_options(config: Any, env: str) -> dict[str, Any]:
+    """The `make_env` keywords of the CarRacing-only options; none on RLCar."""
+    if EnvName.parse(env).has_track_bank:
+        return {}
+    return {"backend": config.carracing_backend, "action_repeat": config.action_repeat}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,6 +207,11 @@ class CollectConfig:
     checkpoint: str = option(
         "best", "--policy checkpoint: the run's controller checkpoint (best, latest, epN)."
     )
+    action_noise: float = option(
+        0.0, "--policy checkpoint: std of Gaussian noise added to each action, for exploration."
+    )
+    carracing_backend: str = carracing_backend_option()
+    action_repeat: int = action_repeat_option()
     seed: int = seed_option()
 
     def validate(self) -> None:
@@ -181,6 +219,15 @@ class CollectConfig:
         _one_of(self, "policy")
         _at_least(self, 1, "episodes", "max_steps", "num_envs", "num_tracks")
         _at_least(self, 0, "seed")
+        _check(
+            self,
+            "action_noise",
+            math.isfinite(self.action_noise) and self.action_noise >= 0,
+            "must be zero or a positive number",
+        )
+        if self.action_noise and self.policy != "checkpoint":
+            raise RlcarError("--action-noise applies to --policy checkpoint only")
+        check_carracing_options(self, self.env)
         if self.num_tracks is not None and not EnvName.parse(self.env).has_track_bank:
             raise RlcarError(
                 "--num-tracks applies to RLCar only; CarRacing-v3 makes a new track every episode"
@@ -249,6 +296,11 @@ class TrainRNNConfig:
     eval_every: int = eval_every_option()
     log_every: int = log_every_option()
     validation_sequences: int = option(200, "Held-out sequences to validate on.")
+    vae_checkpoint: str | None = option(
+        None,
+        "VAE checkpoint to train on (best, latest, epN); default: the one this MDN-RNN was trained on, "
+        "else best. Another one moves the MDN-RNN on: its checkpoints go aside, training continues.",
+    )
     devices: int | None = option(None, "Local devices the batch is split over (default: all).")
     seed: int = seed_option()
 
@@ -270,7 +322,7 @@ class TrainRNNConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainControllerConfig:
-    """`rlcar train-controller`: search the linear controller with CMA-ES, in the dream or in the env.
+    """`rlcar train-controller`: search the controller with CMA-ES, in the dream or in the env.
     A rerun continues the search up to --generations."""
 
     run_dir: Path | None = option(None, RUN_DIR_HELP)
@@ -289,6 +341,17 @@ class TrainControllerConfig:
     eval_every: int = option(5, "Generations between real-env evaluations of the search mean.")
     eval_episodes: int = option(8, "Real episodes per evaluation.")
     num_tracks: int | None = option(None, "RLCar: training tracks to drive on (default: all).")
+    controller_hidden: int | None = option(
+        None,
+        "Units of a tanh hidden layer in C; 0 is the paper's linear C (default: 0, or the checkpoint's).",
+    )
+    rnn_checkpoint: str | None = option(
+        None,
+        "MDN-RNN checkpoint to train on (best, latest, epN); default: the one this controller was trained "
+        "on, else best. Another one moves C on: its checkpoints go aside, the search continues from its mean.",
+    )
+    carracing_backend: str = carracing_backend_option()
+    action_repeat: int = action_repeat_option()
     devices: int | None = option(None, "Local devices the dream population is split over (default: all).")
     seed: int = seed_option()
 
@@ -298,8 +361,10 @@ class TrainControllerConfig:
         _at_least(self, 1, "generations", "rollouts", "dream_horizon", "max_steps", "eval_every")
         _at_least(self, 1, "eval_episodes", "num_tracks", "devices")
         _at_least(self, 2, "popsize")
-        _at_least(self, 0, "seed")
+        _at_least(self, 0, "seed", "controller_hidden")
         _positive(self, "temperature", "initial_sigma")
+        _one_of(self, "carracing_backend")
+        _at_least(self, 1, "action_repeat")
 
     @property
     def mode(self) -> str:

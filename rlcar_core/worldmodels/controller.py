@@ -1,4 +1,5 @@
-"""Controller (C): a = squash(W [z, h] + b), the World Models driver built on it, and the CMA-ES search
+"""Controller (C): a = squash(W [z, h] + b), or with `hidden_units` N > 0 one tanh layer first,
+a = squash(W2 tanh(W1 [z, h] + b1) + b2); the World Models driver built on it; and the CMA-ES search
 that fits it as one flat vector.
 
 Squashing gives the CarRacing action ranges: steer in [-1, 1] (tanh), gas and brake in [0, 1]
@@ -31,44 +32,84 @@ with warnings.catch_warnings():
     import cma
 
 ACTION_DIM = 3  # steer, gas, brake
+# Above this many parameters CMA-ES adapts only the diagonal of its covariance (sep-CMA-ES): the full
+# n x n matrix and its eigendecomposition would dwarf the dream itself (a 32-unit hidden layer on
+# [z, h] of 288 inputs already has ~9k parameters).
+FULL_COVARIANCE_LIMIT = 2000
 
 
 class ControllerParams(NamedTuple):
-    weight: jax.Array  # (z_dim + hidden_size, 3)
+    weight: jax.Array  # (features, 3): features = z_dim + hidden_size, or hidden_units
     bias: jax.Array  # (3,)
+    # The hidden layer, None for the paper's linear controller (None is an empty pytree node, so
+    # both shapes jit and vmap alike).
+    hidden_weight: jax.Array | None = None  # (z_dim + hidden_size, hidden_units)
+    hidden_bias: jax.Array | None = None  # (hidden_units,)
 
 
 def controller_input_size(config: ControllerConfig) -> int:
     return config.z_dim + config.hidden_size
 
 
+def _output_inputs(config: ControllerConfig) -> int:
+    return config.hidden_units or controller_input_size(config)
+
+
 def num_controller_params(config: ControllerConfig) -> int:
-    return (controller_input_size(config) + 1) * ACTION_DIM
+    hidden = (controller_input_size(config) + 1) * config.hidden_units
+    return hidden + (_output_inputs(config) + 1) * ACTION_DIM
 
 
 def zero_controller_params(config: ControllerConfig) -> ControllerParams:
-    """All-zero weights: steer 0, half gas, half brake. CMA-ES starts from here, as in the paper."""
-    return ControllerParams(
-        weight=jnp.zeros((controller_input_size(config), ACTION_DIM), jnp.float32),
-        bias=jnp.zeros((ACTION_DIM,), jnp.float32),
-    )
+    """All-zero weights: steer 0, half gas, half brake. CMA-ES starts the linear C here, as in the paper."""
+    return vector_to_params(jnp.zeros((num_controller_params(config),), jnp.float32), config)
+
+
+def initial_controller_vector(config: ControllerConfig, seed: int) -> np.ndarray:
+    """Where a new search starts. Linear: all zeros (the paper). With a hidden layer, zeros would leave
+    every output weight multiplying tanh(0) = 0, a flat spot where no single change moves the action;
+    so the hidden weights start random (variance 1 / inputs, as Lecun init) and the output at zero:
+    still the neutral action, but every output weight now has a feature to act on."""
+    vector = np.zeros(num_controller_params(config), np.float32)
+    if config.hidden_units:
+        inputs = controller_input_size(config)
+        count = inputs * config.hidden_units
+        rng = np.random.default_rng(seed)
+        vector[:count] = rng.standard_normal(count) / np.sqrt(inputs)
+    return vector
 
 
 def params_to_vector(params: ControllerParams) -> jax.Array:
-    return jnp.concatenate([params.weight.reshape(-1), params.bias])
+    """Hidden layer first (when there is one), then the output layer; weights row-major, then biases."""
+    parts = [params.weight.reshape(params.weight.shape[:-2] + (-1,)), params.bias]
+    if params.hidden_weight is not None:
+        hidden_weight = params.hidden_weight.reshape(params.hidden_weight.shape[:-2] + (-1,))
+        parts = [hidden_weight, params.hidden_bias, *parts]
+    return jnp.concatenate(parts, axis=-1)
 
 
 def vector_to_params(vector: jax.Array, config: ControllerConfig) -> ControllerParams:
     """Inverse of `params_to_vector`; works under jit and vmap (static slicing only)."""
-    num_weights = controller_input_size(config) * ACTION_DIM
-    if vector.shape[-1] != num_weights + ACTION_DIM:
-        raise ValueError(
-            f"controller vector has {vector.shape[-1]} entries, config needs {num_weights + ACTION_DIM}"
-        )
-    weight = vector[..., :num_weights].reshape(
-        vector.shape[:-1] + (controller_input_size(config), ACTION_DIM)
-    )
-    return ControllerParams(weight=weight, bias=vector[..., num_weights:])
+    size = num_controller_params(config)
+    if vector.shape[-1] != size:
+        raise ValueError(f"controller vector has {vector.shape[-1]} entries, config needs {size}")
+    batch = vector.shape[:-1]
+    offset = 0
+
+    def take(*shape: int) -> jax.Array:
+        nonlocal offset
+        count = int(np.prod(shape))
+        piece = vector[..., offset : offset + count].reshape(batch + shape)
+        offset += count
+        return piece
+
+    hidden_weight = hidden_bias = None
+    if config.hidden_units:
+        hidden_weight = take(controller_input_size(config), config.hidden_units)
+        hidden_bias = take(config.hidden_units)
+    weight = take(_output_inputs(config), ACTION_DIM)
+    bias = take(ACTION_DIM)
+    return ControllerParams(weight, bias, hidden_weight, hidden_bias)
 
 
 def squash_action(raw: jax.Array) -> jax.Array:
@@ -81,7 +122,15 @@ def squash_action(raw: jax.Array) -> jax.Array:
 def controller_action(params: ControllerParams, latent: jax.Array, hidden: jax.Array) -> jax.Array:
     """latent (..., z_dim), hidden (..., hidden_size) -> action (..., 3)."""
     features = jnp.concatenate([latent, hidden], axis=-1)
+    if params.hidden_weight is not None:
+        features = jnp.tanh(features @ params.hidden_weight + params.hidden_bias)
     return squash_action(features @ params.weight + params.bias)
+
+
+def clip_action(action: jax.Array) -> jax.Array:
+    """Back into the action box after noise was added: steer [-1, 1], gas and brake [0, 1]."""
+    low = jnp.asarray([-1.0, 0.0, 0.0], action.dtype)
+    return jnp.clip(action, low, 1.0)
 
 
 class WorldModelParams(NamedTuple):
@@ -97,17 +146,21 @@ def make_policy_step(
 ) -> PolicyStep:
     """The World Models driver as one pure, batched step: frame -> z -> action from [z, h] -> next h.
 
-    `step(params, controller_vectors (N, n), frames (N, 64, 64, 3) uint8, rnn_state) -> (actions (N, 3),
-    rnn_state)`. Each car may drive with its own controller, so CMA-ES candidates share one call; an
-    agent with one controller passes it tiled. z is the posterior mean (react to the road, not to
-    encoder noise); the controller sees h before (z_t, a_t) is consumed, as the MDN-RNN was trained."""
+    `step(params, controller_vectors (N, n), frames (N, 64, 64, 3) uint8, rnn_state, action_noise=None)
+    -> (actions (N, 3), rnn_state)`. Each car may drive with its own controller, so CMA-ES candidates
+    share one call; an agent with one controller passes it tiled. z is the posterior mean (react to the
+    road, not to encoder noise); the controller sees h before (z_t, a_t) is consumed, as the MDN-RNN
+    was trained. `action_noise` (N, 3), when given, is added to the actions (then clipped to the box)
+    before M consumes them, so h follows the action the car really took (exploration while collecting)."""
     vae = make_vae(vae_config)
     rnn = make_mdnrnn(rnn_config)
 
-    def step(params: WorldModelParams, controller_vectors, frames, rnn_state: LSTMState):
+    def step(params: WorldModelParams, controller_vectors, frames, rnn_state: LSTMState, action_noise=None):
         latent, _ = vae.apply.encode(params.vae, frames)
         controllers = vector_to_params(controller_vectors, controller_config)
         actions = jax.vmap(controller_action)(controllers, latent, rnn_state.hidden)
+        if action_noise is not None:
+            actions = clip_action(actions + action_noise)
         _, rnn_state = rnn.apply.step(params.rnn, latent, actions, rnn_state)
         return actions, rnn_state
 
@@ -199,12 +252,16 @@ def run_cmaes(
     on_generation: Callable[[GenerationStats], None] | None = None,
     first_generation: int = 0,
     should_stop: Callable[[], bool] | None = None,
+    diagonal: bool | None = None,
 ) -> CMAESResult:
     """Maximise `evaluate(candidates (P, n), generation) -> fitness (P,)` for a fixed number of
     generations. `evaluate` gets the generation index so it can derive its own keys purely; a search
     continued from a checkpoint passes `first_generation` so those indices (and keys) stay fresh.
-    `should_stop()` is asked after each generation; True ends the search early (e.g. on Ctrl-C)."""
+    `should_stop()` is asked after each generation; True ends the search early (e.g. on Ctrl-C).
+    `diagonal` adapts only the covariance's diagonal; None decides by size (FULL_COVARIANCE_LIMIT)."""
     initial_params = np.asarray(initial_params, dtype=np.float64).reshape(-1)
+    if diagonal is None:
+        diagonal = initial_params.size > FULL_COVARIANCE_LIMIT
     rng = np.random.default_rng(seed)
     options = {
         "popsize": population_size,
@@ -216,6 +273,8 @@ def run_cmaes(
         "randn": lambda *shape: rng.standard_normal(shape),
         "seed": float("nan"),
     }
+    if diagonal:
+        options["CMA_diagonal"] = True
     strategy = cma.CMAEvolutionStrategy(initial_params, initial_sigma, options)
     best_params, best_fitness = initial_params.copy(), -np.inf
     history = []

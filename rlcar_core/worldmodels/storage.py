@@ -13,6 +13,14 @@ Saved configs (the `config` item of each checkpoint)::
 
 Restores go into abstract states built with `jax.eval_shape` from the checkpoint's own saved config,
 so nothing is computed to restore and a checkpoint written on a GPU restores on a CPU.
+
+Moving on (`--vae-checkpoint` / `--rnn-checkpoint`, the iterative procedure): when M is asked to train
+on another V checkpoint than its own were trained on (or C on another M), its checkpoint folder is
+moved aside to `checkpoints/<model>-on-<upstream>-ep<N>` and training continues from that folder's
+latest state in a fresh folder. A fresh folder because a checkpoint's ranking (M's validation loss on
+V's latents, C's dream fitness) only compares within one upstream model, and because `best` must
+never name a checkpoint whose V or M has since been pruned. The move is one rename inside the writer
+lock, and a fresh folder warm-starts from the newest set-aside one, so a kill at any point resumes.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import re
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,7 +43,7 @@ from rlcar_core.errors import RlcarError
 from rlcar_core.io.checkpoint import CheckpointNotFound, CheckpointStore, parse_checkpoint_reference
 from rlcar_core.io.data import DatasetError, load_manifest
 from rlcar_core.io.runs import RunDir, default_run_dir
-from rlcar_core.loop.checkpointer import Checkpointer
+from rlcar_core.loop.checkpointer import METRICS_RECORDS, Checkpointer
 from rlcar_core.loop.metrics import MetricsLogger
 from rlcar_core.loop.session import writer_session
 from rlcar_core.loop.stop import StopFlag
@@ -94,17 +104,24 @@ def newest_saved_config(ckpt: Checkpointer) -> dict[str, Any] | None:
 
 @contextlib.contextmanager
 def training_session(
-    run: RunDir, model: str, on_event: Callable[[dict[str, Any]], None] | None = None
+    run: RunDir,
+    model: str,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    before_checkpoints: Callable[[], None] | None = None,
 ) -> Iterator[tuple[StopFlag, MetricsLogger, Checkpointer]]:
     """The run's writer lock and stop flag, the trainer's metrics logger and the model's checkpointer.
     Open it only after checking the inputs, so a refused command leaves no checkpoint folder behind.
-    Warnings (a damaged checkpoint set aside) reach `on_event` as `{"kind": "warning", "message": ...}`."""
+    Warnings (a damaged checkpoint set aside) reach `on_event` as `{"kind": "warning", "message": ...}`.
+    `before_checkpoints()` runs once the lock is held and before the checkpoint folder is opened (e.g.
+    `move_on`, which may rename that folder)."""
 
     def warn(message: str) -> None:
         if on_event is not None:
             on_event({"kind": "warning", "message": message})
 
     with writer_session(run, TRAIN_COMMANDS[model]) as stop:
+        if before_checkpoints is not None:
+            before_checkpoints()
         log = MetricsLogger(run, TRAINERS[model])
         with Checkpointer(
             run.checkpoint_dir(model),
@@ -180,6 +197,93 @@ def trained_on(run: RunDir, upstream: str, user: str, saved: dict[str, Any] | No
     if saved is not None:
         return pinned_step(run, upstream, int(saved[key]), user)
     return upstream_step(run, upstream)
+
+
+def requested_upstream(
+    run: RunDir, upstream: str, user: str, saved: dict[str, Any] | None, key: str, requested: str | None
+) -> int:
+    """The `upstream` step the `user` stage trains on: `requested` (best, latest, epN) when given, else
+    `trained_on`'s choice."""
+    if requested is None:
+        return trained_on(run, upstream, user, saved, key)
+    with open_existing_store(run, upstream) as store:
+        return store.resolve(requested)
+
+
+def _newest_config_in(folder: Path, model: str) -> dict[str, Any] | None:
+    if not folder.is_dir():
+        return None
+    with CheckpointStore(folder, best_mode=BEST_MODES[model], read_only=True) as store:
+        for step in reversed(store.steps()):
+            try:
+                return store.restore_config(step)
+            except Exception:  # noqa: BLE001 - a damaged step; try the one before
+                continue
+    return None
+
+
+_SET_ASIDE = re.compile(r"-on-(?P<upstream>[a-z]+)-ep(?P<step>\d+)$")
+
+
+def move_on(run: RunDir, model: str, upstream: str, key: str, step: int) -> None:
+    """Call with the writer lock held, before `model`'s checkpointer opens: if `model`'s checkpoints were
+    trained on another `upstream` checkpoint than `step` (their config's `key`), set the folder aside
+    (see the module docstring). A leftover folder of the same name, from an earlier move, is replaced."""
+    folder = run.checkpoint_dir(model)
+    saved = _newest_config_in(folder, model)
+    if saved is None or int(saved[key]) == step:
+        return
+    aside = folder.with_name(f"{folder.name}-on-{upstream}-ep{int(saved[key])}")
+    if aside.exists():
+        shutil.rmtree(aside)
+    folder.rename(aside)
+
+
+def set_aside_folders(run: RunDir, model: str) -> list[Path]:
+    """`model`'s folders moved aside by `move_on`, oldest upstream first."""
+    parent = run.checkpoint_dir(model).parent
+    if not parent.is_dir():
+        return []
+    found = []
+    for path in parent.iterdir():
+        match = _SET_ASIDE.search(path.name)
+        if path.is_dir() and path.name.startswith(f"{model}-on-") and match:
+            found.append((int(match["step"]), path))
+    return [path for _, path in sorted(found)]
+
+
+class WarmStart(NamedTuple):
+    saved_config: dict[str, Any]
+    state: Any
+    folder: Path
+    metrics_records: int | None  # the trainer's metrics records when that state was saved
+
+
+def warm_start(run: RunDir, model: str, abstract_state_for) -> WarmStart | None:
+    """The latest state of `model`'s newest set-aside folder, the start of a model that moved on;
+    `abstract_state_for(saved_config)` gives its abstract state. None when nothing was set aside."""
+    for folder in reversed(set_aside_folders(run, model)):
+        saved = _newest_config_in(folder, model)
+        if saved is None:
+            continue
+        with CheckpointStore(folder, best_mode=BEST_MODES[model], read_only=True) as store:
+            state = store.restore("latest", abstract_state_for(saved))
+            records = store.metrics("latest").get("metrics", {}).get(METRICS_RECORDS)
+        return WarmStart(saved, state, folder, records)
+    return None
+
+
+def resume_or_warm_start(
+    ckpt: Checkpointer, log: MetricsLogger, abstract_state: Any, warm: WarmStart | None
+) -> tuple[Any, Any]:
+    """(checkpointer's Restored or None, state or None): the folder's own newest checkpoint, or, for a
+    model that just moved on (an empty folder and a `warm` start), the set-aside state, keeping the
+    metrics records it had (a plain `ckpt.resume` on an empty folder would drop them all)."""
+    if warm is not None and not ckpt.store.steps():
+        log.resume(warm.metrics_records)
+        return None, warm.state
+    restored = ckpt.resume(abstract_state)
+    return restored, None if restored is None else restored.state
 
 
 def load_checkpoint(run: RunDir, model: str, name: str | int, abstract_state_for) -> LoadedModel:

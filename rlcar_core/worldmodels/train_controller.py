@@ -1,4 +1,4 @@
-"""`rlcar train-controller`: search the linear controller C with CMA-ES, in the dream or in the env.
+"""`rlcar train-controller`: search the controller C with CMA-ES, in the dream or in the env.
 
 In the dream, a whole population is scored by one jitted call: every candidate drives the MDN-RNN's
 imagined world from the same real start frames (the reward and done heads say what the dream pays
@@ -7,6 +7,8 @@ the search mean is evaluated in the real env every few generations; that return 
 
 A checkpoint is saved every generation. CMA-ES's covariance is not saved: a resumed search restarts
 from the saved mean and step size, which costs a few generations of adaptation, not the progress.
+`--rnn-checkpoint` moves a controller on to another MDN-RNN (the iterative procedure): its checkpoints
+go aside (storage.move_on) and the search continues from their mean, with a fresh best.
 """
 
 from __future__ import annotations
@@ -26,12 +28,19 @@ from rlcar_core.io.data import split_episodes
 from rlcar_core.io.runs import RunDir
 from rlcar_core.loop.mesh import data_mesh
 from rlcar_core.sim.track import EVAL_SEED_OFFSET
-from rlcar_core.worldmodels.config import ControllerConfig, MDNRNNConfig, TrainControllerConfig, VAEConfig
+from rlcar_core.worldmodels.config import (
+    ControllerConfig,
+    MDNRNNConfig,
+    TrainControllerConfig,
+    VAEConfig,
+    carracing_env_options,
+    check_carracing_options,
+)
 from rlcar_core.worldmodels.controller import (
     GenerationStats,
     WorldModelParams,
+    initial_controller_vector,
     jitted_policy_step,
-    num_controller_params,
     run_cmaes,
     spread_population,
 )
@@ -48,14 +57,18 @@ from rlcar_core.worldmodels.storage import (
     dataset_manifest,
     load_rnn,
     load_vae,
+    move_on,
     newest_saved_config,
     open_existing_store,
     pinned_step,
     record_model_config,
+    requested_upstream,
+    resume_or_warm_start,
     run_dir_of,
     saved_training_record,
-    trained_on,
+    settle_config,
     training_session,
+    warm_start,
 )
 from rlcar_core.worldmodels.supervised import StepCallback
 
@@ -80,12 +93,18 @@ class EnvRollouts:
         max_steps: int,
         configs: tuple[VAEConfig, MDNRNNConfig, ControllerConfig],
         num_tracks: int | None = None,
+        env_options: dict[str, Any] | None = None,
     ):
         self.env_name = env_name
         self.num_envs = num_envs
         self.banked = EnvName.parse(env_name).has_track_bank
         self.env = make_env(
-            env_name, obs="pixels", num_envs=num_envs, num_tracks=num_tracks, max_steps=max_steps
+            env_name,
+            obs="pixels",
+            num_envs=num_envs,
+            num_tracks=num_tracks,
+            max_steps=max_steps,
+            **(env_options or {}),
         )
         # CarRacing-v3: every reset seed is a new track.
         self.num_tracks = int(self.env.unwrapped.params.bank.num_tracks) if self.banked else None
@@ -235,15 +254,25 @@ class _GenerationRecorder:
 def _fresh_search(
     config: TrainControllerConfig, controller_config: ControllerConfig
 ) -> ControllerSearchState:
-    """A new search from the all-zero controller, as in the paper."""
-    size = num_controller_params(controller_config)
+    """A new search from the all-zero linear controller, as in the paper (see
+    `initial_controller_vector` for a hidden layer)."""
+    start = initial_controller_vector(controller_config, config.seed)
     return ControllerSearchState(
-        policy=np.zeros(size, np.float32),
+        policy=start,
         sigma=np.float32(config.initial_sigma),
-        best_candidate=np.zeros(size, np.float32),
+        best_candidate=start.copy(),
         best_fitness=np.float32(-np.inf),
         generation=np.int32(0),
     )
+
+
+def _abstract_state_of(saved: dict[str, Any]) -> ControllerSearchState:
+    return abstract_search_state(ControllerConfig.from_dict(saved["controller"]))
+
+
+def _fresh_best(state: ControllerSearchState) -> ControllerSearchState:
+    """The same search with its best forgotten, for when the fitness it was measured by changed."""
+    return state._replace(best_candidate=state.policy, best_fitness=np.float32(-np.inf))
 
 
 def train_controller(
@@ -255,25 +284,62 @@ def train_controller(
     env_name = dataset_manifest(run)["env_name"]
     if config.num_tracks is not None and not EnvName.parse(env_name).has_track_bank:
         raise RlcarError("--num-tracks applies to RLCar only")
+    check_carracing_options(config, env_name)
     # Checked before the session opens the controller's checkpoint folder: a refusal leaves nothing behind.
     open_existing_store(run, RNN_MODEL).close()
     mesh = data_mesh(config.devices)  # the dream population's devices
     started = time.perf_counter()
-    with training_session(run, CONTROLLER_MODEL, on_generation) as (stop, log, ckpt):
+
+    def move_on_to_the_requested_rnn() -> None:
+        if config.rnn_checkpoint is not None:
+            step = requested_upstream(
+                run, RNN_MODEL, CONTROLLER_MODEL, None, "rnn_step", config.rnn_checkpoint
+            )
+            move_on(run, CONTROLLER_MODEL, RNN_MODEL, "rnn_step", step)
+
+    with training_session(run, CONTROLLER_MODEL, on_generation, move_on_to_the_requested_rnn) as (
+        stop,
+        log,
+        ckpt,
+    ):
         saved = newest_saved_config(ckpt)
-        rnn_step = trained_on(run, RNN_MODEL, CONTROLLER_MODEL, saved, "rnn_step")
+        warm = None
+        if saved is None and config.rnn_checkpoint is not None:
+            warm = warm_start(run, CONTROLLER_MODEL, _abstract_state_of)
+        rnn_step = requested_upstream(
+            run, RNN_MODEL, CONTROLLER_MODEL, saved, "rnn_step", config.rnn_checkpoint
+        )
         rnn_config, rnn_params, _, vae_step = load_rnn(run, rnn_step)
         vae_step = pinned_step(run, VAE_MODEL, vae_step, RNN_MODEL)
         vae_config, vae_params, _ = load_vae(run, vae_step)
-        controller_config = ControllerConfig(z_dim=rnn_config.z_dim, hidden_size=rnn_config.hidden_size)
-        restored = ckpt.resume(abstract_search_state(controller_config))
-        if restored is None:
+        model_saved = saved if saved is not None else (warm.saved_config if warm is not None else None)
+        controller_config = settle_config(
+            ControllerConfig,
+            model_saved["controller"] if model_saved is not None else None,
+            {
+                "z_dim": rnn_config.z_dim,
+                "hidden_size": rnn_config.hidden_size,
+                "hidden_units": config.controller_hidden,
+            },
+            ("z_dim", "hidden_size", "hidden_units"),
+            "this run's controller",
+        )
+        restored, restored_state = resume_or_warm_start(
+            ckpt, log, abstract_search_state(controller_config), warm
+        )
+        if restored_state is None:
             state = _fresh_search(config, controller_config)
         else:
-            state = ControllerSearchState(*jax.device_get(restored.state))
-            if saved["training"].get("mode", config.mode) != config.mode:
+            state = ControllerSearchState(*jax.device_get(restored_state))
+            if warm is not None:
+                # A new M: a new dream to score in, so the old best means nothing; and a wider step
+                # than the one the old search had shrunk to, to adapt to it.
+                state = _fresh_best(state)._replace(
+                    sigma=np.float32(max(float(state.sigma), config.initial_sigma))
+                )
+            elif saved["training"].get("mode", config.mode) != config.mode:
                 # Dream and env fitness are different measures: the best of one says nothing about the other.
-                state = state._replace(best_candidate=state.policy, best_fitness=np.float32(-np.inf))
+                state = _fresh_best(state)
         first_generation = int(state.generation)
 
         params = WorldModelParams(vae_params, rnn_params)
@@ -286,6 +352,7 @@ def train_controller(
             config.max_steps,
             (vae_config, rnn_config, controller_config),
             config.num_tracks,
+            carracing_env_options(config, env_name),
         )
         try:
             if config.mode == "env":

@@ -3,6 +3,7 @@
 The dataset is encoded once per VAE checkpoint (see latents.py); every batch then draws fresh
 z ~ q(z | frame) from the stored posteriors, as in the paper. Validation uses the held-out episodes
 (the same split as the VAE's) with a fixed draw of z, and reports the latent NLL per dimension.
+`--vae-checkpoint` moves a trained MDN-RNN on to another VAE checkpoint (see storage.move_on).
 """
 
 from __future__ import annotations
@@ -38,14 +39,17 @@ from rlcar_core.worldmodels.storage import (
     abstract_rnn_state,
     dataset_manifest,
     load_vae,
+    move_on,
     newest_saved_config,
     open_existing_store,
     record_model_config,
+    requested_upstream,
+    resume_or_warm_start,
     run_dir_of,
     saved_training_record,
     settle_config,
-    trained_on,
     training_session,
+    warm_start,
 )
 from rlcar_core.worldmodels.supervised import Schedule, StepCallback, fit, keyed_train_step, training_mesh
 from rlcar_core.worldmodels.vae import sample_latent
@@ -120,13 +124,25 @@ def train_rnn(config: TrainRNNConfig, on_step: StepCallback | None = None) -> di
     # Checked before the session opens the MDN-RNN's checkpoint folder: a refusal leaves nothing behind.
     open_existing_store(run, VAE_MODEL).close()
     mesh = training_mesh(config.devices, config.batch_size)
-    with training_session(run, RNN_MODEL, on_step) as (stop, log, ckpt):
+
+    def move_on_to_the_requested_vae() -> None:
+        if config.vae_checkpoint is not None:
+            step = requested_upstream(run, VAE_MODEL, RNN_MODEL, None, "vae_step", config.vae_checkpoint)
+            move_on(run, RNN_MODEL, VAE_MODEL, "vae_step", step)
+
+    with training_session(run, RNN_MODEL, on_step, move_on_to_the_requested_vae) as (stop, log, ckpt):
         saved = newest_saved_config(ckpt)
-        vae_step = trained_on(run, VAE_MODEL, RNN_MODEL, saved, "vae_step")
+        warm = None
+        if saved is None and config.vae_checkpoint is not None:
+            warm = warm_start(
+                run, RNN_MODEL, lambda saved: abstract_rnn_state(MDNRNNConfig.from_dict(saved["mdnrnn"]))
+            )
+        vae_step = requested_upstream(run, VAE_MODEL, RNN_MODEL, saved, "vae_step", config.vae_checkpoint)
         vae_config, vae_params, _ = load_vae(run, vae_step)
+        model_saved = saved if saved is not None else (warm.saved_config if warm is not None else None)
         rnn_config = settle_config(
             MDNRNNConfig,
-            saved["mdnrnn"] if saved is not None else None,
+            model_saved["mdnrnn"] if model_saved is not None else None,
             {"z_dim": vae_config.z_dim, **config.model_options()},
             ("z_dim", "hidden_size", "num_mixtures"),
             "this run's MDN-RNN",
@@ -142,8 +158,9 @@ def train_rnn(config: TrainRNNConfig, on_step: StepCallback | None = None) -> di
             raise RlcarError(
                 f"the dataset in {run.path} needs at least 2 episodes to hold some out for validation"
             )
-        restored = ckpt.resume(abstract_rnn_state(rnn_config))
-        state = restored.state if restored else _init_rnn_state(rnn_config, jax.random.PRNGKey(config.seed))
+        _, state = resume_or_warm_start(ckpt, log, abstract_rnn_state(rnn_config), warm)
+        if state is None:
+            state = _init_rnn_state(rnn_config, jax.random.PRNGKey(config.seed))
         start_step = int(state.step)
         batches = _training_batches(
             [episodes[name] for name in train_files], config, np.random.default_rng([config.seed, start_step])
