@@ -9,6 +9,9 @@ with `is_first`, a zero action and a zero reward, which is exactly the replay co
 An episode budget makes the cars stop collecting once enough episodes are under way: a car whose
 episode would exceed the budget stops counting (its steps stay out of replay and out of the step
 count), so a run of N episodes ends at exactly N whatever the number of cars.
+
+Under action repeat (an env whose info reports `frames`) one step is several env frames: episode
+lengths and `frames_stepped` count frames, while `stepped` still counts decisions (replay steps).
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ class Collector:
         self._counted = np.ones(self.num_envs, bool)  # cars whose current episode is within the budget
         self._recording = np.ones(self.num_envs, bool)  # cars whose current step belongs in replay
         self._budget = self._started = 0
+        # Env frames each car's last step took, when the env repeats actions (None: one per step).
+        self._frames: np.ndarray | None = None
 
     def reset(self, seed: int, episode_budget: int | None = None) -> None:
         """Start a fresh episode in every car; at most `episode_budget` episodes count from here on."""
@@ -112,8 +117,9 @@ class Collector:
         # Cars whose previous step ended an episode were reset by this step: a first step.
         is_first = self._last_done.copy()
         self._step = _replay_step(obs, is_first, action, reward, terminated & ~is_first)
+        self._frames = np.asarray(info["frames"], np.int64) if "frames" in info else None
         self._returns = np.where(is_first, 0.0, self._returns + reward)
-        self._lengths = np.where(is_first, 0, self._lengths + 1)
+        self._lengths = np.where(is_first, 0, self._lengths + (1 if self._frames is None else self._frames))
         done = (terminated | truncated) & ~is_first
         finished = []
         for index in np.flatnonzero(done & self._counted):
@@ -127,8 +133,17 @@ class Collector:
 
     @property
     def stepped(self) -> int:
-        """How many counted cars the last `step` advanced (the env steps it adds to the run)."""
+        """How many counted cars the last `step` advanced: the replay steps (decisions) it adds."""
         return int(self._recording.sum())
+
+    @property
+    def frames_stepped(self) -> int:
+        """The env frames the last `step` took over the counted cars: `stepped` without action
+        repeat (every step, an autoreset one included, counts one as it always has); with it, the
+        frames the env reports (an autoreset step takes none)."""
+        if self._frames is None:
+            return self.stepped
+        return int(self._frames[self._recording].sum())
 
     def _finished(self, index: int, info: dict[str, Any]) -> FinishedEpisode:
         def value(name: str, default: float) -> float:

@@ -49,6 +49,7 @@ from rlcar_core.dreamer.train_config import (
 )
 from rlcar_core.dreamer.update import make_update
 from rlcar_core.envs import make_env
+from rlcar_core.envs.action_repeat import HeldActionPolicy
 from rlcar_core.envs.drivers import BrownianPolicy, ExplorationPolicy, Memoryless, RandomAgent
 from rlcar_core.envs.heldout import evaluate_policy
 from rlcar_core.errors import RlcarError
@@ -171,6 +172,8 @@ def train_dreamer(
             tracks="train",
             num_tracks=config.num_tracks,
             max_steps=config.max_steps,
+            backend=config.carracing_backend,
+            action_repeat=run_action_repeat(config),
         )
         try:
             if tuple(env.single_observation_space.shape) != model.obs_shape:
@@ -185,6 +188,11 @@ def train_dreamer(
                 return loop.run(stop)
         finally:
             env.close()
+
+
+def run_action_repeat(config: TrainDreamerConfig) -> int:
+    """The run's action repeat (a config from before the option has None: every frame)."""
+    return config.action_repeat or 1
 
 
 def process_replay_path(run: RunDir) -> Path:
@@ -333,10 +341,16 @@ class _TrainingLoop:
         self.replay.add(self.collector.current_step, self.collector.recording)
         key = jax.random.fold_in(self.collect_key, self.env_steps)
         finished = self.collector.step(self.policy_params(), key, self.prefill_action())
-        stepped, finished_count, can_sample = self.agree(
-            self.collector.stepped, len(finished), self.learner.can_sample(self.replay), stop
+        stepped, frames, finished_count, can_sample = self.agree(
+            self.collector.stepped,
+            self.collector.frames_stepped,
+            len(finished),
+            self.learner.can_sample(self.replay),
+            stop,
         )
-        self.env_steps += stepped
+        # Env steps count frames (under action repeat, k per decision); the train ratio counts
+        # decisions, the steps the replay holds (DreamerV3's replayed steps per policy step).
+        self.env_steps += frames
         if self.env_steps >= self.config.prefill_steps and can_sample:
             owed, self.update_credit = self.ratio.owed(self.update_credit, stepped)
             while owed > 0:
@@ -348,20 +362,21 @@ class _TrainingLoop:
             self.episodes += 1
             self.record_episode(episode)
         self.episodes += finished_count - len(finished)  # the other processes' cars'
-        self.after_step(before, self.env_steps - stepped)
+        self.after_step(before, self.env_steps - frames)
 
-    def agree(self, stepped: int, finished: int, can_sample: bool, stop: StopFlag | None):
+    def agree(self, stepped: int, frames: int, finished: int, can_sample: bool, stop: StopFlag | None):
         """The run's counters summed over the processes, so that every process runs the same updates,
         saves the same checkpoints and stops together (one small all-gather per collection step)."""
         if jax.process_count() == 1:
-            return stepped, finished, can_sample
+            return stepped, frames, finished, can_sample
         from jax.experimental import multihost_utils
 
-        mine = np.asarray([stepped, finished, can_sample, bool(stop and stop.requested)], np.int32)
+        mine = np.asarray([stepped, frames, finished, can_sample, bool(stop and stop.requested)], np.int32)
         with self.guard("collection"):
-            table = np.asarray(multihost_utils.process_allgather(mine)).reshape(-1, 4)
-        self.peers_stopping = bool(table[:, 3].any())
-        return int(table[:, 0].sum()), int(table[:, 1].sum()), bool(table[:, 2].all())
+            table = np.asarray(multihost_utils.process_allgather(mine)).reshape(-1, 5)
+        self.peers_stopping = bool(table[:, 4].any())
+        sums = table[:, :3].sum(axis=0)
+        return int(sums[0]), int(sums[1]), int(sums[2]), bool(table[:, 3].all())
 
     def guard(self, where: str):
         if jax.process_count() == 1 or self.watchdog is None:
@@ -459,6 +474,8 @@ class _TrainingLoop:
     def evaluate(self) -> dict[str, Any]:
         started = time.perf_counter()
         policy = DreamerPolicy(self.model, self.policy_params(), seed=self.config.seed)
+        if run_action_repeat(self.config) > 1:  # Gymnasium's env steps frames: hold each decision
+            policy = HeldActionPolicy(policy, run_action_repeat(self.config))
         summary = evaluate_policy(
             self.config.env,
             policy,

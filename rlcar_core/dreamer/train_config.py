@@ -17,6 +17,7 @@ from typing import Any
 
 from rlcar_core.dreamer.config import LEGACY_LOOP_FIELDS, PRESETS, DreamerConfig
 from rlcar_core.dreamer.overrides import architecture_changes, parse_overrides
+from rlcar_core.envs.backends import CARRACING_BACKENDS, default_action_repeat
 from rlcar_core.envs.names import ENV_NAMES, EnvName
 from rlcar_core.errors import RlcarError, require_at_least
 from rlcar_core.loop.options import cli_flag, field_named, option
@@ -59,7 +60,19 @@ class TrainDreamerConfig:
     replay_capacity: int | None = option(
         None, "Replay size in steps (default: 100,000 for tiny, 1,000,000 otherwise).", low=1
     )
-    max_steps: int = option(1000, "Steps per episode at most.", low=1)
+    max_steps: int = option(1000, "Env frames per episode at most.", low=1)
+    carracing_backend: str = option(
+        "gymnasium",
+        "Who simulates CarRacing-v3 for collection: Gymnasium, or EnvPool (the envpool extra; other "
+        "tracks per seed). Evaluation always uses Gymnasium's.",
+        choices=CARRACING_BACKENDS,
+    )
+    action_repeat: int | None = option(
+        None,
+        "Env frames each action lasts; env steps count frames (default: 2 on carracing, as in the "
+        "Dreamer family; 1 on rlcar).",
+        low=1,
+    )
     num_envs: int = option(8, "Cars collecting side by side.", low=1)
     devices: int | None = option(
         None,
@@ -100,9 +113,10 @@ class TrainDreamerConfig:
             raise RlcarError(
                 "--num-tracks applies to RLCar only; CarRacing-v3 makes a new track every episode"
             )
-        from rlcar_core.envs.factory import check_env_request
+        from rlcar_core.envs.factory import check_backend_request, check_env_request
 
-        check_env_request(self.env, self.obs or default_obs(self.env))
+        env = check_env_request(self.env, self.obs or default_obs(self.env))
+        check_backend_request(env, self.carracing_backend, self.action_repeat or default_action_repeat(env))
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "overrides": list(self.overrides)}
@@ -121,7 +135,9 @@ def field_types() -> dict[str, Any]:
 
 # -- hardware-dependent defaults, resolved in one place ---------------------------------------------
 
-FIXED_ON_RESUME = ("env", "obs", "size", "num_envs", "num_tracks", "replay_capacity")
+# action_repeat: a replay step and an env step (a frame) mean something else under another repeat.
+# The CarRacing backend may change (both count frames alike; only the tracks per seed differ).
+FIXED_ON_RESUME = ("env", "obs", "size", "num_envs", "num_tracks", "replay_capacity", "action_repeat")
 CPU_DEFAULTS = {"size": "tiny", "train_ratio": 64.0, "batch_size": 8, "batch_length": 16}
 ACCELERATOR_DEFAULTS = {"size": "small", "train_ratio": 512.0, "batch_size": 16, "batch_length": 64}
 # What makes 100k env steps fit in ~30 minutes on two CPU cores and still learn: short 8 x 16 batches
@@ -163,7 +179,12 @@ def resolve(config: TrainDreamerConfig) -> tuple[TrainDreamerConfig, DreamerConf
     accelerated = on_accelerator()
     hardware = ACCELERATOR_DEFAULTS if accelerated else CPU_DEFAULTS
     filled = {name: value for name, value in hardware.items() if getattr(config, name) is None}
-    config = dataclasses.replace(config, obs=config.obs or default_obs(config.env), **filled)
+    config = dataclasses.replace(
+        config,
+        obs=config.obs or default_obs(config.env),
+        action_repeat=config.action_repeat or default_action_repeat(config.env),
+        **filled,
+    )
     if config.replay_capacity is None:
         config = dataclasses.replace(config, replay_capacity=100_000 if config.size == "tiny" else 1_000_000)
     model_defaults = {**({} if accelerated else CPU_MODEL_DEFAULTS), **TASK_MODEL_DEFAULTS}
@@ -181,6 +202,8 @@ def resume(
 ) -> tuple[TrainDreamerConfig, DreamerConfig]:
     """The saved run's config and model with the options given now applied; one clear line for those
     that cannot change."""
+    if saved.action_repeat is None:  # a run from before the option stepped every frame
+        saved = dataclasses.replace(saved, action_repeat=1)
     for name in FIXED_ON_RESUME:
         if given.get(name) is not None and given[name] != getattr(saved, name):
             flag = cli_flag(field_named(TrainDreamerConfig, name))

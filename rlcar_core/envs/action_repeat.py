@@ -5,12 +5,7 @@ put the frames they consumed in ``info["frames"]`` (0 for a reset, including the
 env that autoresets), so training loops count env frames rather than decisions. CarRacing-v3's own
 1000-step limit counts frames: an episode is 1000 / k decisions.
 
-Default k per env (`default_action_repeat`):
-- CarRacing-v3: 2. The Dreamer family learns continuous control from pixels with an action repeat of
-  2 (Dreamer, Hafner et al. 2020, "action repeat R = 2 for all tasks" of the DeepMind Control Suite,
-  kept by DreamerV2/V3 for DMC); CarRacing-v3 runs at 50 frames/s, so k = 2 still decides every
-  0.04 s. The World Models paper (Ha & Schmidhuber 2018) steps every frame: `--action-repeat 1`.
-- RLCar: 1. Its step is already 0.1 s (five CarRacing frames), chosen for decisions, not physics.
+The default k per env, and why: `rlcar_core.envs.backends.default_action_repeat`.
 """
 
 from __future__ import annotations
@@ -20,16 +15,12 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from rlcar_core.envs.names import EnvName
+from rlcar_core.envs.backends import default_action_repeat
 from rlcar_core.errors import require_at_least
 
-_DEFAULT_ACTION_REPEAT = {EnvName.RLCAR: 1, EnvName.CARRACING: 2}
 FRAMES_KEY = "frames"
 
-
-def default_action_repeat(env: str) -> int:
-    """The action repeat `env` trains with unless told otherwise (see the module docstring)."""
-    return _DEFAULT_ACTION_REPEAT[EnvName.parse(env)]
+__all__ = ["ActionRepeat", "HeldActionPolicy", "VectorActionRepeat", "default_action_repeat"]
 
 
 class ActionRepeat(gym.Wrapper):

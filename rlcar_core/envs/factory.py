@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import gymnasium as gym
 
+from rlcar_core.envs.backends import CARRACING_BACKENDS
 from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import RlcarError, require_at_least
 
@@ -22,7 +23,7 @@ def check_env_request(name: str, obs: str) -> EnvName:
     return env
 
 
-BACKENDS = ("gymnasium", "envpool")
+BACKENDS = CARRACING_BACKENDS
 
 
 def check_backend_request(env: EnvName, backend: str, action_repeat: int) -> None:
