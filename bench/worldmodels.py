@@ -1,188 +1,297 @@
-"""`make bench-worldmodels`: the whole World Models pipeline on RLCar with a CPU-sized budget.
+"""`make bench-worldmodels`: the whole World Models pipeline on RLCar with a CPU-sized budget, per seed,
+optionally with Ha & Schmidhuber's iterative procedure.
 
-Collect (brownian exploration) -> train-vae -> train-rnn -> train-controller, once in the dream and once
-in the real env, then both learned agents against the heuristic and random drivers on held-out tracks.
-Prints and saves (runs/bench-worldmodels/results.json) the VAE's validation MSE per pixel, the MDN-RNN's
-validation NLL, each driver's return and lap progress, and the wall-clock time of every stage. The
-models are smaller than the paper's (see SIZES) so the run takes ten to fifteen minutes on two CPU
-cores; `--scale` multiplies the training budgets.
+Round 0: collect (brownian exploration) -> train-vae -> train-rnn -> train-controller (in the dream,
+or with --in-env in the real env). Each of --iterations more rounds collects with the current V+M+C
+(plus exploration noise), refits V and M on all the data and searches C again (worldmodels.iterate).
+After every round the controller drives held-out tracks; that is the seed's curve (held-out progress
+against env frames collected and hours of training). The heuristic and random drivers are the
+references.
+
+Resumable: rerunning continues each seed where it stopped (finished stages are skipped, evaluations
+already in results.json are kept); --fresh starts over. Each seed writes <run-dir>/seed<N>/results.json;
+with bench/curves.py, all seeds are summarised in <run-dir>/summary.json and drawn in curves.png.
+The models are smaller than the paper's (see SIZES); --scale multiplies the training budgets.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/curves.py, run as a script
 
 import jax  # noqa: E402
 
 from rlcar_core.agents.exploration import exploration_factory  # noqa: E402
 from rlcar_core.apps.evaluate import EvalConfig, evaluate  # noqa: E402
-from rlcar_core.worldmodels.collect import collect  # noqa: E402
+from rlcar_core.io.atomic import write_json_atomic  # noqa: E402
+from rlcar_core.io.runs import RunDir  # noqa: E402
 from rlcar_core.worldmodels.config import (  # noqa: E402
     CollectConfig,
     TrainControllerConfig,
     TrainRNNConfig,
     TrainVAEConfig,
 )
-from rlcar_core.worldmodels.train_controller import train_controller  # noqa: E402
-from rlcar_core.worldmodels.train_rnn import train_rnn  # noqa: E402
-from rlcar_core.worldmodels.train_vae import train_vae  # noqa: E402
+from rlcar_core.worldmodels.iterate import PipelineConfig, read_progress, run_iterations  # noqa: E402
+from rlcar_core.worldmodels.storage import run_dir_of  # noqa: E402
 
 SIZES = {"z_dim": 32, "base_channels": 16, "hidden_size": 128}
 EVAL_EPISODES = 20
+EVAL_MAX_STEPS = 1000
 VAE_TRAINING = {"batch_size": 64, "learning_rate": 1e-3, "eval_every": 400, "log_every": 50}
 RNN_TRAINING = {"batch_size": 32, "sequence_length": 50, "eval_every": 250, "log_every": 50}
-EVAL_MAX_STEPS = 1000
-
-
-def _printer(stage: str, every: int = 1):
-    def show(record: dict) -> None:
-        kind = record.get("kind")
-        if kind == "train" and record["step"] % every:
-            return
-        keys = [k for k in record if k not in ("kind", "total_steps", "total_generations", "time")]
-        values = ", ".join(
-            f"{k}={record[k]:.4g}" if isinstance(record[k], float) else f"{k}={record[k]}" for k in keys
-        )
-        print(f"  [{stage}] {kind}: {values}", flush=True)
-
-    return show
-
-
-# The two controller searches from the same V and M; they differ only in these settings.
+COLLECT = {"policy": "brownian", "max_steps": 300, "num_envs": 16}
+# Per round: round 0 collects FIRST_EPISODES, each iteration ITERATION_EPISODES with the controller.
+FIRST_EPISODES, ITERATION_EPISODES, ACTION_NOISE = 160, 80, 0.1
+VAE_STEPS, RNN_STEPS = 1000, 1000
+# The controller search of each round, in the dream (the default) or in the real env (--in-env).
 CONTROLLER_SEARCHES = {
     "dream": {"in_dream": True, "generations": 80, "popsize": 32, "rollouts": 16, "eval_every": 10},
     "env": {"in_dream": False, "generations": 60, "popsize": 16, "rollouts": 2, "eval_every": 5},
 }
+CONTROLLER_SETTINGS = {"dream_horizon": 200, "temperature": 1.15, "max_steps": 300, "eval_episodes": 8}
+ROW_KEYS = ("return_mean", "return_std", "progress_mean", "progress_std", "lap_rate", "crash_rate")
+TARGET_PROGRESS = 0.9  # issue 11: World Models on RLCar pixels, held-out progress
 
 
-def _search_controller(run_dir: Path, mode: str, budget) -> dict:
+def _printer(every: int = 100):
+    def show(record: dict) -> None:
+        kind = record.get("kind")
+        if kind == "stage":
+            print(f"round {record['round']} {record['stage']}: {record['status']}", flush=True)
+            return
+        if kind == "train" and record.get("step", 0) % every:
+            return
+        if kind not in ("train", "eval", "generation"):
+            return
+        skip = ("kind", "total_steps", "total_generations", "time", "round", "stage")
+        values = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items() if k not in skip
+        )
+        print(f"  [{record.get('stage')}] {kind}: {values}", flush=True)
+
+    return show
+
+
+def pipeline_config(run_dir: Path, args: argparse.Namespace) -> PipelineConfig:
+    def budget(value: int) -> int:
+        return max(1, int(round(value * args.scale)))
+
+    mode = "env" if args.in_env else "dream"
     search = dict(CONTROLLER_SEARCHES[mode])
     generations = budget(search.pop("generations"))
-    config = TrainControllerConfig(
-        run_dir=run_dir,
-        generations=generations,
-        dream_horizon=200,
-        temperature=1.15,
-        max_steps=300,
-        eval_episodes=8,
-        **search,
+    return PipelineConfig(
+        collect=CollectConfig(run_dir=run_dir, episodes=budget(FIRST_EPISODES), seed=args.seed, **COLLECT),
+        vae=TrainVAEConfig(
+            run_dir,
+            steps=budget(VAE_STEPS),
+            z_dim=SIZES["z_dim"],
+            base_channels=SIZES["base_channels"],
+            seed=args.seed,
+            **VAE_TRAINING,
+        ),
+        rnn=TrainRNNConfig(
+            run_dir, steps=budget(RNN_STEPS), hidden_size=SIZES["hidden_size"], seed=args.seed, **RNN_TRAINING
+        ),
+        controller=TrainControllerConfig(
+            run_dir=run_dir,
+            generations=generations,
+            controller_hidden=args.controller_hidden,
+            seed=args.seed,
+            **CONTROLLER_SETTINGS,
+            **search,
+        ),
+        iterations=args.iterations,
+        iteration_episodes=budget(ITERATION_EPISODES),
+        action_noise=ACTION_NOISE,
     )
-    return train_controller(config, _printer(f"controller, {mode}", 10 if mode == "dream" else 1))
 
 
-def _evaluate(agent: str, run_dir: Path | None) -> dict:
+def _evaluate(agent: str, run_dir: Path | None, seed: int, episodes: int) -> dict:
     summary = evaluate(
-        EvalConfig(agent=agent, episodes=EVAL_EPISODES, max_steps=EVAL_MAX_STEPS, run_dir=run_dir)
+        EvalConfig(agent=agent, episodes=episodes, max_steps=EVAL_MAX_STEPS, run_dir=run_dir, seed=seed)
     )
-    row = {
-        k: summary[k]
-        for k in ("return_mean", "return_std", "progress_mean", "progress_std", "lap_rate", "crash_rate")
-    }
+    row = {key: summary[key] for key in ROW_KEYS}
     print(
-        f"eval {agent}: return {row['return_mean']:.1f} ± {row['return_std']:.1f}, progress {row['progress_mean']:.3f}"
+        f"eval {agent}: return {row['return_mean']:.1f} ± {row['return_std']:.1f}, "
+        f"progress {row['progress_mean']:.3f}, laps {row['lap_rate']:.0%}",
+        flush=True,
     )
     return row
+
+
+def _dataset_totals(rounds: list[dict[str, Any]], upto: int) -> tuple[int, float]:
+    """(env steps collected, seconds of collection and training) through round `upto`."""
+    steps, seconds = 0, 0.0
+    for record in rounds[: upto + 1]:
+        for stage in record["stages"].values():
+            seconds += float(stage.get("wall_seconds", 0.0))
+        steps += int(record["stages"].get("collect", {}).get("steps", 0))
+    return steps, seconds
+
+
+def run_seed(base: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One seed's rounds, each followed by a held-out evaluation; resumes from its results.json."""
+    args = argparse.Namespace(**{**vars(args), "seed": seed})
+    run_dir = base / f"seed{seed}"
+    if args.fresh and run_dir.exists():
+        shutil.rmtree(run_dir)
+    results_path = run_dir / "results.json"
+    results: dict[str, Any] = {}
+    if results_path.is_file():
+        results = json.loads(results_path.read_text())
+    config = pipeline_config(run_dir, args)
+    results.update(
+        {
+            "seed": seed,
+            "sizes": SIZES,
+            "scale": args.scale,
+            "mode": "env" if args.in_env else "dream",
+            "controller_hidden": args.controller_hidden,
+            "iterations": args.iterations,
+            "settings": {
+                "collect": dataclasses.asdict(config.collect) | {"run_dir": str(run_dir)},
+                "iteration_episodes": config.iteration_episodes,
+                "action_noise": config.action_noise,
+            },
+        }
+    )
+    curve: list[dict[str, Any]] = results.setdefault("curve", [])
+
+    def save() -> None:
+        RunDir(run_dir).create()
+        write_json_atomic(results_path, results)
+
+    def policies(collect_config: CollectConfig):
+        return exploration_factory(
+            collect_config.policy,
+            collect_config.env,
+            run_dir_of(collect_config),
+            collect_config.checkpoint,
+            collect_config.action_noise,
+        )
+
+    print(f"seed {seed}: {run_dir}", flush=True)
+    for round_index in range(args.iterations + 1):
+        # run_iterations up to this round: finished stages of earlier rounds are skipped.
+        run_iterations(dataclasses.replace(config, iterations=round_index), policies, _printer())
+        if any(point["round"] == round_index for point in curve):
+            continue
+        rounds = read_progress(run_dir)["rounds"]
+        started = time.perf_counter()
+        row = _evaluate("worldmodel", run_dir, seed, args.eval_episodes)
+        steps, seconds = _dataset_totals(rounds, round_index)
+        controller = rounds[round_index]["stages"]["controller"]
+        curve.append(
+            {
+                "round": round_index,
+                "env_steps": steps,
+                "env_frames": steps,  # RLCar: one step is one frame
+                "train_seconds": seconds,
+                "eval_seconds": time.perf_counter() - started,
+                "vae_validation_mse_per_pixel": rounds[round_index]["stages"]["vae"]["validation"].get(
+                    "validation_mse_per_pixel"
+                ),
+                "rnn_validation_nll": rounds[round_index]["stages"]["rnn"]["validation"].get(
+                    "validation_nll"
+                ),
+                "controller_eval_progress": controller.get("eval_progress"),
+                **row,
+            }
+        )
+        save()
+    if "references" not in results:
+        results["references"] = {
+            name: _evaluate(name, None, seed, args.eval_episodes) for name in ("heuristic", "random")
+        }
+    results["rounds"] = read_progress(run_dir)["rounds"][: args.iterations + 1]
+    done = [point for point in curve if point["round"] <= args.iterations]
+    results["final"] = done[-1] if done else None
+    results["best"] = max(done, key=lambda point: point["progress_mean"]) if done else None
+    save()
+    final = results["final"]
+    print(
+        f"seed {seed}: held-out progress {final['progress_mean']:.3f}, laps {final['lap_rate']:.0%} "
+        f"after {args.iterations} iteration(s); wrote {results_path}",
+        flush=True,
+    )
+    return results
+
+
+def summarize_seeds(base: Path, seeds: list[int], per_seed: list[dict[str, Any]]) -> None:
+    """summary.json and curves.png over the seeds, with bench/curves.py (held-out progress per round)."""
+    import curves
+
+    views = [
+        curves.seed_view(seed, results["curve"], "progress_mean", results["final"], results["best"])
+        for seed, results in zip(seeds, per_seed, strict=True)
+    ]
+    references = {
+        f"{name} driver": per_seed[0]["references"][name]["progress_mean"] for name in ("heuristic", "random")
+    }
+    summary = curves.summarize(
+        views,
+        TARGET_PROGRESS,
+        references,
+        agent="worldmodel",
+        env="rlcar",
+        obs="pixels",
+        score="progress_mean",
+    )
+    write_json_atomic(base / "summary.json", summary)
+    curves.plot_curves(
+        views,
+        base / "curves.png",
+        "World Models on RLCar pixels",
+        "held-out progress",
+        references,
+        TARGET_PROGRESS,
+    )
+    final = summary["final"]
+    print(
+        f"\nWorld Models on RLCar, {len(seeds)} seed(s): held-out progress {final['mean']:.3f} ± {final['std']:.3f}; "
+        f"wrote {base / 'summary.json'} and {base / 'curves.png'}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", type=Path, default=Path("runs/bench-worldmodels"))
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every training budget")
+    parser.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds, one after another")
+    parser.add_argument(
+        "--iterations", type=int, default=0, help="rounds after the first (the paper's procedure)"
+    )
+    parser.add_argument("--controller-hidden", type=int, default=0, help="tanh hidden units in C (0: linear)")
+    parser.add_argument("--in-env", action="store_true", help="search C in the real env instead of the dream")
+    parser.add_argument("--fresh", action="store_true", help="start every seed over instead of resuming")
+    parser.add_argument(
+        "--eval-episodes", type=int, default=EVAL_EPISODES, help="held-out episodes per evaluation"
+    )
     args = parser.parse_args()
-    run_dir = args.run_dir
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # a benchmark starts from nothing
-
-    def budget(value: int) -> int:
-        return max(1, int(round(value * args.scale)))
+    if args.seed is not None and args.seeds is not None:
+        parser.error("give --seed or --seeds, not both")
+    if args.iterations < 0 or args.controller_hidden < 0:
+        parser.error("--iterations and --controller-hidden must be at least 0")
+    seeds = args.seeds or [args.seed or 0]
 
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {os.cpu_count()} cpu cores")
-    seconds: dict[str, float] = {}
-    results: dict = {"sizes": SIZES, "scale": args.scale}
-
-    start = time.perf_counter()
-    collected = collect(
-        CollectConfig(run_dir=run_dir, episodes=budget(160), policy="brownian", max_steps=300, num_envs=16),
-        exploration_factory("brownian", "rlcar", run_dir),
-    )
-    seconds["collect"] = time.perf_counter() - start
-    results["collect"] = {
-        k: collected[k] for k in ("episodes", "steps", "progress_mean", "frames_per_second")
-    }
-    print(
-        f"collect: {collected['episodes']} episodes, {collected['steps']} steps in {seconds['collect']:.0f}s"
-    )
-
-    start = time.perf_counter()
-    vae_settings = {"z_dim": SIZES["z_dim"], "base_channels": SIZES["base_channels"], **VAE_TRAINING}
-    vae = train_vae(TrainVAEConfig(run_dir, steps=budget(1000), **vae_settings), _printer("vae", 100))
-    seconds["train_vae"] = time.perf_counter() - start
-    results["vae_validation_mse_per_pixel"] = vae["validation"]["validation_mse_per_pixel"]
-    print(f"train-vae: validation MSE/pixel {results['vae_validation_mse_per_pixel']:.5f}")
-
-    start = time.perf_counter()
-    rnn_settings = {"hidden_size": SIZES["hidden_size"], **RNN_TRAINING}
-    rnn = train_rnn(TrainRNNConfig(run_dir, steps=budget(1000), **rnn_settings), _printer("rnn", 100))
-    seconds["train_rnn"] = time.perf_counter() - start
-    results["rnn_validation_nll"] = rnn["validation"]["validation_nll"]
-    results["rnn_validation"] = rnn["validation"]
-    print(f"train-rnn: validation NLL {results['rnn_validation_nll']:.4f}")
-
-    # C twice from the same V and M: first searched in the dream (cheap: whole populations per jitted
-    # call), then, from scratch, in the real env. The dream-trained one is kept in checkpoints/controller-dream.
-    start = time.perf_counter()
-    dreamed = _search_controller(run_dir, "dream", budget)
-    seconds["train_controller_dream"] = time.perf_counter() - start
-    start = time.perf_counter()
-    dream_summary = _evaluate("worldmodel", run_dir)
-    seconds["evaluate_dream_controller"] = time.perf_counter() - start
-    controllers = run_dir / "checkpoints" / "controller"
-    shutil.rmtree(controllers.with_name("controller-dream"), ignore_errors=True)
-    controllers.rename(controllers.with_name("controller-dream"))
-
-    start = time.perf_counter()
-    controller = _search_controller(run_dir, "env", budget)
-    seconds["train_controller_env"] = time.perf_counter() - start
-    results["controller_training"] = {
-        mode: {k: summary.get(k) for k in ("generations", "best_fitness", "eval_return", "eval_progress")}
-        for mode, summary in (("dream", dreamed), ("env", controller))
-    }
-
-    start = time.perf_counter()
-    drivers = {
-        "worldmodel, C in the dream": dream_summary,
-        "worldmodel, C in the env": _evaluate("worldmodel", run_dir),
-        "heuristic": _evaluate("heuristic", None),
-        "random": _evaluate("random", None),
-    }
-    seconds["evaluate"] = time.perf_counter() - start
-    results["held_out_tracks"] = drivers
-    results["seconds"] = seconds
-    results["total_seconds"] = sum(seconds.values())
-
-    print(
-        f"\nWorld Models on RLCar (held-out tracks, {EVAL_EPISODES} episodes of up to {EVAL_MAX_STEPS} steps)"
-    )
-    print(f"  VAE validation MSE per pixel: {results['vae_validation_mse_per_pixel']:.5f}")
-    print(f"  MDN-RNN validation NLL:       {results['rnn_validation_nll']:.4f} (per latent dimension)")
-    for agent, row in drivers.items():
-        print(f"  {agent:26s} return {row['return_mean']:7.1f}  progress {row['progress_mean']:.3f}")
-    print(
-        "  wall clock: "
-        + ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items())
-        + f"; total {results['total_seconds']:.0f}s"
-    )
-    output = run_dir / "results.json"
-    output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {output}")
+    per_seed = [run_seed(args.run_dir, seed, args) for seed in seeds]
+    try:
+        summarize_seeds(args.run_dir, seeds, per_seed)
+    except ImportError:  # bench/curves.py not there: the per-seed results.json files still are
+        print("bench/curves.py is missing: no summary.json or curves.png")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The World Models commands: collect, train-vae, train-rnn, train-controller, dream.
+"""The World Models commands: collect, train-vae, train-rnn, train-controller, train-worldmodels, dream.
 
 Thin by design: each command's options are derived from its config dataclass in
 `rlcar_core.worldmodels.config` (default and help written once, there; validated once, there), and the
@@ -32,6 +32,7 @@ from rlcar_core.worldmodels.config import (
     TrainControllerConfig,
     TrainRNNConfig,
     TrainVAEConfig,
+    TrainWorldModelsConfig,
 )
 
 CommandBody = Callable[[Any, bool, bool | None], None]
@@ -235,6 +236,66 @@ def _train_controller(config: TrainControllerConfig, json_out: bool, progress: b
         _print_summary(result, ("generations", "best_fitness", "eval_return", "eval_progress", "checkpoint"))
 
 
+def _train_worldmodels(config: TrainWorldModelsConfig, json_out: bool, progress: bool | None) -> None:
+    with training_outcomes():
+        from rlcar_core.agents.exploration import exploration_factory
+        from rlcar_core.worldmodels.iterate import STAGES, pipeline_from_options, run_iterations
+        from rlcar_core.worldmodels.storage import run_dir_of
+
+        pipeline = pipeline_from_options(config)
+        announce = _run_line(config)
+
+        def policies(collect_config: CollectConfig):
+            return exploration_factory(
+                collect_config.policy,
+                collect_config.env,
+                run_dir_of(collect_config),
+                collect_config.checkpoint,
+                collect_config.action_noise,
+            )
+
+        enabled = show_progress(progress)
+        with make_progress(enabled) as bar:
+            rounds = config.iterations + 1
+            task = bar.add_task("train-worldmodels", total=rounds * len(STAGES), status="starting")
+
+            def on_event(record: dict[str, Any]) -> None:
+                announce()
+                kind = record.get("kind")
+                where = f"round {record.get('round')}/{config.iterations} {record.get('stage')}"
+                if kind == "warning":
+                    bar.console.print(f"warning: {record['message']}", soft_wrap=True)
+                elif kind == "stage" and record["status"] in ("done", "skipped"):
+                    bar.advance(task)
+                    if record["stage"] == "controller" and record["status"] == "done" and enabled:
+                        result = record["result"]
+                        bar.console.print(
+                            f"round {record['round']}: real-env return {_format(result.get('eval_return'))}, "
+                            f"progress {_format(result.get('eval_progress'))}"
+                        )
+                elif kind == "stage":
+                    bar.update(task, status=f"{where}: starting")
+                elif kind == "train":
+                    bar.update(task, status=f"{where}: step {record['step']}/{record['total_steps']}")
+                elif kind == "generation":
+                    bar.update(
+                        task,
+                        status=f"{where}: generation {record['generation']}/{record['total_generations']}",
+                    )
+                elif kind == "progress":
+                    bar.update(task, status=f"{where}: {record['episodes']} episodes")
+
+            result = run_iterations(pipeline, policies, on_event)
+    if json_out:
+        emit_json(result)
+    else:
+        last = result["rounds"][-1]["stages"]["controller"]
+        _print_summary(
+            {"run_dir": result["run_dir"], "rounds": len(result["rounds"]), **last},
+            ("run_dir", "rounds", "eval_return", "eval_progress"),
+        )
+
+
 def _dream(config: DreamConfig, json_out: bool, progress: bool | None) -> None:
     with user_errors():
         import os
@@ -273,6 +334,7 @@ train_rnn_command = command_from_config(
     _supervised_body("train-rnn", "steps", ("step", "validation_nll", "validation_loss", "checkpoint")),
 )
 train_controller_command = command_from_config(TrainControllerConfig, _train_controller)
+train_worldmodels_command = command_from_config(TrainWorldModelsConfig, _train_worldmodels)
 dream_command = command_from_config(DreamConfig, _dream)
 
 
@@ -282,4 +344,5 @@ def register(app: typer.Typer) -> None:
     app.command("train-vae")(train_vae_command)
     app.command("train-rnn")(train_rnn_command)
     app.command("train-controller")(train_controller_command)
+    app.command("train-worldmodels")(train_worldmodels_command)
     app.command("dream")(dream_command)

@@ -117,6 +117,12 @@ def test_dataset_problems_are_bad_input(tmp_path):
         ["dream", "--max-steps", "0"],
         ["dream", "--manual", "--headless"],
         ["dream", "-o", "dream.avi"],
+        ["collect", "--action-noise", "0.1"],  # noise applies to --policy checkpoint only
+        ["collect", "--action-repeat", "2"],  # CarRacing only
+        ["train-controller", "--controller-hidden", "-1"],
+        ["train-worldmodels", "--iterations", "-1"],
+        ["train-worldmodels", "--action-noise", "-1"],
+        ["train-worldmodels", "--carracing-backend", "envpool"],
     ],
 )
 def test_out_of_range_options_exit_2(args, tmp_path):

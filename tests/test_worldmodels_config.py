@@ -17,6 +17,7 @@ from rlcar_core.worldmodels.config import (
     TrainControllerConfig,
     TrainRNNConfig,
     TrainVAEConfig,
+    TrainWorldModelsConfig,
     VAEConfig,
     flag_of,
 )
@@ -26,6 +27,7 @@ COMMANDS = {
     "train-vae": TrainVAEConfig,
     "train-rnn": TrainRNNConfig,
     "train-controller": TrainControllerConfig,
+    "train-worldmodels": TrainWorldModelsConfig,
     "dream": DreamConfig,
 }
 
@@ -76,6 +78,9 @@ def test_the_controller_search_defaults_are_written_once():
         CollectConfig(env="carracing", action_repeat=0),
         CollectConfig(env="carracing", carracing_backend="pygame"),
         TrainControllerConfig(controller_hidden=-1),
+        TrainWorldModelsConfig(iterations=-1),
+        TrainWorldModelsConfig(action_noise=math.nan),
+        TrainWorldModelsConfig(action_repeat=4),
         DreamConfig(temperature=math.inf),
     ],
 )

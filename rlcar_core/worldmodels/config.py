@@ -404,3 +404,51 @@ class DreamConfig:
             from rlcar_core.io.video import check_video_path
 
             check_video_path(self.output)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainWorldModelsConfig:
+    """`rlcar train-worldmodels`: the whole pipeline, collect -> V -> M -> C, then --iterations rounds
+    of the paper's procedure (collect with the current controller, refit V and M, search C again).
+    A rerun skips the stages already done (RUN_DIR/pipeline.json)."""
+
+    run_dir: Path | None = option(None, RUN_DIR_HELP)
+    env: str = option(EnvName.RLCAR.value, "Environment: the JAX simulator or CarRacing-v3.", choices=ENVS)
+    episodes: int = option(100, "Episodes of exploration (brownian) collected first.")
+    iterations: int = option(0, "Rounds after the first: collect with C, refit V and M, search C again.")
+    iteration_episodes: int = option(100, "Episodes each iteration collects with the current controller.")
+    action_noise: float = option(
+        0.1, "Std of the Gaussian noise on the controller's actions while it collects."
+    )
+    max_steps: int = option(1000, "Steps per episode at most (collecting and evaluating).")
+    num_envs: int = option(16, "Cars driven side by side while collecting.")
+    num_tracks: int | None = option(None, "RLCar: training tracks to drive on (default: all).")
+    vae_steps: int = option(2000, "VAE updates per round (each refit continues from the last).")
+    rnn_steps: int = option(2000, "MDN-RNN updates per round.")
+    generations: int = option(50, "CMA-ES generations per round.")
+    in_dream: bool = option(
+        True, "Search C in the MDN-RNN's dream, or in the real env.", flags=("--in-dream/--in-env",)
+    )
+    popsize: int = option(32, "Candidates per generation.")
+    temperature: float = option(1.15, "Dream temperature; above 1 makes the dream harder than reality.")
+    controller_hidden: int = option(0, "Units of a tanh hidden layer in C; 0 is the paper's linear C.")
+    z_dim: int | None = option(None, "Latent size (model default 32).")
+    hidden_size: int | None = option(None, "LSTM units (model default 256).")
+    carracing_backend: str = carracing_backend_option()
+    action_repeat: int = action_repeat_option()
+    seed: int = seed_option()
+
+    def validate(self) -> None:
+        _one_of(self, "env")
+        _at_least(self, 0, "iterations", "seed", "controller_hidden")
+        _at_least(self, 1, "episodes", "iteration_episodes", "max_steps", "num_envs", "num_tracks")
+        _at_least(self, 1, "vae_steps", "rnn_steps", "generations", "z_dim", "hidden_size")
+        _at_least(self, 2, "popsize")
+        _positive(self, "temperature")
+        _check(
+            self,
+            "action_noise",
+            math.isfinite(self.action_noise) and self.action_noise >= 0,
+            "must be zero or a positive number",
+        )
+        check_carracing_options(self, self.env)

@@ -33,6 +33,7 @@ from rlcar_core.worldmodels.config import (
     TrainControllerConfig,
     TrainRNNConfig,
     TrainVAEConfig,
+    TrainWorldModelsConfig,
 )
 from rlcar_core.worldmodels.storage import run_dir_of
 from rlcar_core.worldmodels.train_controller import train_controller
@@ -224,3 +225,37 @@ def _run_stage(run, config, round_index, stage, record, progress, policies, forw
     if stage == "rnn":
         return train_rnn(config.round_rnn(round_index), forward)
     return train_controller(config.round_controller(round_index), forward)
+
+
+def pipeline_from_options(options: TrainWorldModelsConfig) -> PipelineConfig:
+    """`rlcar train-worldmodels`'s options as the four stage configs; the rest keep their defaults."""
+    options.validate()
+    shared = {"run_dir": options.run_dir, "seed": options.seed}
+    carracing = {"carracing_backend": options.carracing_backend, "action_repeat": options.action_repeat}
+    return PipelineConfig(
+        collect=CollectConfig(
+            env=options.env,
+            episodes=options.episodes,
+            max_steps=options.max_steps,
+            num_envs=options.num_envs,
+            num_tracks=options.num_tracks,
+            **carracing,
+            **shared,
+        ),
+        vae=TrainVAEConfig(steps=options.vae_steps, z_dim=options.z_dim, **shared),
+        rnn=TrainRNNConfig(steps=options.rnn_steps, hidden_size=options.hidden_size, **shared),
+        controller=TrainControllerConfig(
+            in_dream=options.in_dream,
+            generations=options.generations,
+            popsize=options.popsize,
+            temperature=options.temperature,
+            max_steps=options.max_steps,
+            num_tracks=options.num_tracks,
+            controller_hidden=options.controller_hidden,
+            **carracing,
+            **shared,
+        ),
+        iterations=options.iterations,
+        iteration_episodes=options.iteration_episodes,
+        action_noise=options.action_noise,
+    )
