@@ -37,6 +37,7 @@ from rlcar_cli.output import (
 )
 from rlcar_cli.runs_cli import register as register_runs
 from rlcar_cli.serve_cli import register as register_serve
+from rlcar_cli.ship_cli import register as register_ship
 from rlcar_cli.worldmodels_cli import register as register_worldmodels
 
 app = typer.Typer(
@@ -55,6 +56,7 @@ register_worldmodels(app)
 register_dreamer(app)
 register_serve(app)
 register_runs(app)
+register_ship(app)
 
 
 AgentsOption = Annotated[

@@ -39,6 +39,23 @@ def _checkpoint_cell(run) -> str:
     return "\n".join(parts) or "-"
 
 
+def _kind_cell(run) -> str:
+    return f"{run.kind}\n[dim]shipped[/]" if run.shipped else run.kind
+
+
+def _best_cell(run) -> str:
+    best = "-" if run.best_progress is None else f"{run.best_progress:.3f}"
+    if run.best_progress_checkpoint:
+        best += f" ({run.best_progress_checkpoint})"
+    score = (run.shipped or {}).get("score")
+    if isinstance(score, dict) and isinstance(score.get("return_mean"), int | float):
+        # A shipped agent's score row: the return beside the progress, as `rlcar eval` measured it.
+        best += f"\nreturn {score['return_mean']:.1f}"
+        if isinstance(score.get("episodes"), int):
+            best += f" ({score['episodes']} ep.)"
+    return best
+
+
 def print_runs_table(runs, root: Path) -> None:
     from rich.table import Table
 
@@ -59,16 +76,13 @@ def print_runs_table(runs, root: Path) -> None:
     ):
         table.add_column(column, justify=justify, overflow="fold")
     for run in runs:
-        best = "-" if run.best_progress is None else f"{run.best_progress:.3f}"
-        if run.best_progress_checkpoint:
-            best += f" ({run.best_progress_checkpoint})"
         table.add_row(
             run.path + (f"\n[yellow]in use: {run.in_use_by}[/]" if run.in_use_by else ""),
-            run.kind,
+            _kind_cell(run),
             " / ".join(part for part in (run.env, run.obs) if part) or "-",
             "-" if run.episodes is None else f"{run.episodes:,}",
             "-" if run.env_steps is None else f"{run.env_steps:,}",
-            best,
+            _best_cell(run),
             _checkpoint_cell(run),
             run.modified.replace("T", " "),
         )

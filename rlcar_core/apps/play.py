@@ -21,6 +21,7 @@ import numpy as np
 from rlcar_core.agents import Agent, agent_run_dir, make_agent
 from rlcar_core.apps.drive import DrivingSession
 from rlcar_core.apps.human import HumanRun, save_human_run
+from rlcar_core.apps.pretrained import is_shipped
 from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import require_at_least
 from rlcar_core.io.runs import default_run_dir
@@ -51,7 +52,10 @@ class PlayConfig:
 
     @property
     def human_dir(self) -> Path:
-        return self.run_dir if self.run_dir is not None else default_run_dir("play")
+        # A shipped agent's folder (pretrained/...) stays as git has it: a person's runs go to runs/play.
+        if self.run_dir is None or is_shipped(self.run_dir):
+            return default_run_dir("play")
+        return self.run_dir
 
 
 @dataclasses.dataclass

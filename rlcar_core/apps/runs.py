@@ -2,6 +2,9 @@
 
 Everything is read as plain files (config.json, metrics.jsonl, the data manifest, orbax's JSON metadata
 in each checkpoint step), never through JAX or orbax, so listing a hundred runs takes a moment.
+
+Shipped agents (`pretrained/<agent>-<env>-<obs>/`, see `rlcar_core.apps.pretrained`) are runs too: their
+agent.json card stands in for the metrics they do not carry (training frames, the score row).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from rlcar_core.apps.pretrained import CARD_FILE, read_card
 from rlcar_core.errors import RlcarError
 from rlcar_core.io.checkpoint_files import damage_of, read_step_metrics, step_folders
 from rlcar_core.io.runs import CONFIG_FILE, LOCK_FILE, METRICS_FILE, RUNS_ROOT, RunDir
@@ -57,6 +61,7 @@ class RunSummary:
     modified: str  # ISO time of the newest file
     modified_timestamp: float
     in_use_by: str | None  # "pid 1234 (train-dreamer)" while a writer holds the run
+    shipped: dict[str, Any] | None = None  # a shipped agent's card (agent.json), else None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -180,9 +185,32 @@ def is_run_dir(path: Path) -> bool:
         (path / CONFIG_FILE).is_file()
         or (path / METRICS_FILE).is_file()
         or (path / "checkpoints").is_dir()
+        or (path / CARD_FILE).is_file()
         or (path / "data" / "manifest.json").is_file()
         or bool(_human_runs(path))
     )
+
+
+def _section(document: Any, *keys: str) -> dict[str, Any]:
+    for key in keys:
+        document = document.get(key) if isinstance(document, dict) else None
+    return document if isinstance(document, dict) else {}
+
+
+def _card_summary(card: dict[str, Any], kind: str) -> tuple[Any, Any, float | None, str | None]:
+    """(episodes, env steps, best progress, its checkpoint) of a shipped agent, from its card: the
+    score row's progress when one was given, else the held-out progress the training run measured."""
+    episodes = _section(card, "checkpoint_metrics", "dreamer", "metrics").get("episode")
+    progress = _section(card, "score").get("progress_mean")
+    if progress is None and kind == "dreamer":
+        progress = card.get("best_metric")
+    if progress is None and kind == "worldmodels":
+        progress = _section(card, "checkpoint_metrics", "controller", "metrics").get("eval_progress")
+    progress = float(progress) if isinstance(progress, int | float) and math.isfinite(progress) else None
+    checkpoint = (
+        card.get("checkpoint") if isinstance(card.get("checkpoint"), str) and progress is not None else None
+    )
+    return episodes, card.get("env_frames"), progress, checkpoint
 
 
 def summarize_run(path: str | os.PathLike) -> RunSummary:
@@ -214,12 +242,16 @@ def summarize_run(path: str | os.PathLike) -> RunSummary:
         best_checkpoint = models["dreamer"].best
         if best_progress is None:
             best_progress = models["dreamer"].best_metric
+    card = read_card(path)
+    if card is not None:
+        # A shipped agent carries no metrics.jsonl: its card says how it was trained and how it scores.
+        episodes, env_steps, best_progress, best_checkpoint = _card_summary(card, kind)
     modified = _newest_mtime(path)
     return RunSummary(
         path=str(path),
         kind=kind,
-        env=_find(config, "env"),
-        obs=_find(config, "obs"),
+        env=_find(card or {}, "env", depth=1) or _find(config, "env"),
+        obs=_find(card or {}, "obs", depth=1) or _find(config, "obs"),
         episodes=episodes if isinstance(episodes, int) else None,
         env_steps=env_steps if isinstance(env_steps, int) else None,
         best_progress=best_progress,
@@ -228,6 +260,7 @@ def summarize_run(path: str | os.PathLike) -> RunSummary:
         modified=datetime.fromtimestamp(modified).isoformat(timespec="seconds"),
         modified_timestamp=modified,
         in_use_by=_holder(run),
+        shipped=card,
     )
 
 
