@@ -7,7 +7,7 @@ export JAX_PLATFORMS ?= cpu
 export SDL_VIDEODRIVER ?= dummy
 export PYGAME_HIDE_SUPPORT_PROMPT := 1
 
-.PHONY: setup demo test test-fast lint bench bench-worldmodels bench-dreamer bench-dreamer-speed bench-worldmodels-speed bench-serve clean
+.PHONY: setup demo test test-fast lint bench bench-worldmodels bench-dreamer bench-carracing bench-dreamer-speed bench-worldmodels-speed bench-serve clean
 
 setup: $(STAMP)
 
@@ -46,8 +46,19 @@ bench: $(STAMP)
 bench-worldmodels: $(STAMP)
 	$(BIN)/python bench/worldmodels.py
 
+# DreamerV3 learning curves on RLCar: the sensor row, then the pixel row, each over SEEDS one after
+# another (resumable: rerun to continue), then runs/bench-dreamer/rlcar-<obs>-summary.json and .png.
+SEEDS ?= 0 1 2
 bench-dreamer: $(STAMP)
-	$(BIN)/python bench/dreamer.py
+	$(BIN)/python bench/dreamer.py --obs sensors --seeds $(SEEDS)
+	$(BIN)/python bench/dreamer.py --obs pixels --seeds $(SEEDS)
+
+# DreamerV3 and World Models on Gymnasium's CarRacing-v3 from pixels, CARRACING_HOURS of collection and
+# training each per seed (resumable), scored on 20 held-out tracks; runs/bench-carracing/<agent>.png.
+CARRACING_SEEDS ?= 0
+CARRACING_HOURS ?= 3
+bench-carracing: $(STAMP)
+	$(BIN)/python bench/carracing.py --agent dreamer --agent worldmodels --seeds $(CARRACING_SEEDS) --hours $(CARRACING_HOURS)
 
 # DreamerV3 update FLOPs (XLA cost analysis), matmul peak, MFU and replayed steps/s per preset.
 bench-dreamer-speed: $(STAMP)

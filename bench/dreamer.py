@@ -1,16 +1,22 @@
-"""`make bench-dreamer`: DreamerV3 on RLCar (sensor observations) with the CPU defaults of train-dreamer.
+"""`make bench-dreamer`: DreamerV3 on RLCar (sensor or pixel observations) with the CPU defaults of train-dreamer.
 
 Trains for a budget of env steps (default 100k) and evaluates on held-out tracks every few thousand
 env steps, giving a learning curve of mean lap progress and lap rate against env steps and wall-clock
-time (training only: evaluations are not counted). The heuristic driver and a random one are
-evaluated on the same held-out tracks for reference. The curve is rewritten to
-runs/bench-dreamer/results.json after every evaluation, so a long run can be watched while it goes.
+time (collection and training: evaluations are not counted). The heuristic driver and a random one
+are evaluated on the same held-out tracks for reference. Each seed's curve is rewritten to
+runs/bench-dreamer/rlcar-<obs>-seed<seed>/results.json after every evaluation, so a long run can be
+watched while it goes; once the seeds are done (or with --plot-only, from whatever seeds exist)
+runs/bench-dreamer/rlcar-<obs>-summary.json holds the final and best held-out progress as mean ± std
+across seeds and rlcar-<obs>.png the curves, one line per seed (see bench/curves.py).
 
     python bench/dreamer.py                          # defaults: 100k env steps, eval every 5k
     python bench/dreamer.py --set model_lr=3e-4      # any train-dreamer hyperparameter
     python bench/dreamer.py --obs pixels --seed 1    # the 64x64 camera instead of the ray sensors
+    python bench/dreamer.py --obs pixels --seeds 0 1 2   # three seeds one after another, then the summary
+    python bench/dreamer.py --obs pixels --seeds 0 1 2 --plot-only   # summary and PNG of what exists
 
-Rerunning the same command after it was cut off continues the run (--fresh starts over).
+Rerunning the same command after it was cut off continues the run (--fresh starts over); the curve's
+clock keeps counting from where the resumed checkpoint left it.
 """
 
 from __future__ import annotations
@@ -18,22 +24,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
+import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/curves.py, however this is started
 
+import curves  # noqa: E402
 import jax  # noqa: E402
 
 from rlcar_core.apps.evaluate import EvalConfig, evaluate  # noqa: E402
+from rlcar_core.dreamer.checkpoints import checkpoint_dir  # noqa: E402
 from rlcar_core.dreamer.train import train_dreamer  # noqa: E402
-from rlcar_core.io.runs import write_json_atomic  # noqa: E402
+from rlcar_core.io.checkpoint_files import read_step_metrics  # noqa: E402
+from rlcar_core.io.runs import RunDir, write_json_atomic  # noqa: E402
 
 EVAL_MAX_STEPS = 1000
 TARGET_PROGRESS = 0.9
+SCORE_KEY = "progress_mean"
 SUMMARY_KEYS = ("return_mean", "return_std", "progress_mean", "progress_std", "lap_rate", "crash_rate")
+DEFAULT_ROOT = Path("runs/bench-dreamer")
 
 
 def parse_args() -> argparse.Namespace:
@@ -48,14 +62,38 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value")
     parser.add_argument("--obs", choices=("sensors", "pixels"), default="sensors")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="default: runs/bench-dreamer/rlcar-<obs>-seed<seed>")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="several seeds, one after another (default: --seed)",
+    )
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="where the seeds' folders go")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="one seed's folder (default: <root>/rlcar-<obs>-seed<seed>)"
+    )
     parser.add_argument(
         "--fresh", action="store_true", help="start over instead of continuing an earlier, cut-off run"
     )
+    parser.add_argument(
+        "--plot-only",
+        action="store_true",
+        help="only rewrite the summary and the PNG from the seeds' results so far (finished or not)",
+    )
     args = parser.parse_args()
-    if args.out is None:
-        args.out = Path("runs/bench-dreamer") / f"rlcar-{args.obs}-seed{args.seed}"
+    args.seeds = args.seeds if args.seeds is not None else [args.seed]
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"each seed once, please: got {args.seeds}")
+    if args.out is not None:
+        if len(args.seeds) > 1:
+            parser.error("--out names one seed's folder; with several --seeds use --root")
+        args.root = args.out.parent
     return args
+
+
+def seed_folder(args: argparse.Namespace, seed: int) -> Path:
+    return args.out if args.out is not None else args.root / f"rlcar-{args.obs}-seed{seed}"
 
 
 def evaluate_driver(agent: str, episodes: int, run_dir: Path | None = None, checkpoint: str = "best") -> dict:
@@ -73,33 +111,70 @@ def evaluate_driver(agent: str, episodes: int, run_dir: Path | None = None, chec
     return row
 
 
-def main() -> None:
-    args = parse_args()
-    run_dir = args.out / "run"
-    results_path = args.out / "results.json"
-    if args.fresh and args.out.exists():
-        shutil.rmtree(args.out)
-    args.out.mkdir(parents=True, exist_ok=True)
+def baselines(args: argparse.Namespace) -> dict:
+    """The heuristic and random rows on the held-out tracks: the same tracks and driver seeds for every
+    training seed, so a sibling seed's rows are reused when they were measured with as many episodes."""
+    for path in sorted(args.root.glob(f"rlcar-{args.obs}-seed*/results.json")):
+        try:
+            earlier = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if earlier.get("baseline_episodes", args.final_episodes) == args.final_episodes and earlier.get(
+            "baselines"
+        ):
+            return earlier["baselines"]
+    return {
+        "heuristic": evaluate_driver("heuristic", args.final_episodes),
+        "random": evaluate_driver("random", args.final_episodes),
+    }
+
+
+def saved_counters(run_dir: Path, checkpoint: int) -> dict | None:
+    """The counters (env steps, session-relative clocks) train-dreamer saved with a checkpoint."""
+    metrics = read_step_metrics(checkpoint_dir(RunDir(run_dir)) / str(checkpoint))["metrics"]
+    return metrics if "env_steps" in metrics else None
+
+
+def train_seed(args: argparse.Namespace, seed: int) -> dict:
+    out = seed_folder(args, seed)
+    run_dir = out / "run"
+    results_path = out / "results.json"
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
     # A cut-off run resumes: train-dreamer continues from its newest checkpoint, and the curve points
-    # already measured are kept (those past that checkpoint are measured again).
+    # measured up to that checkpoint are kept (those past it are measured again).
     earlier = json.loads(results_path.read_text()) if results_path.exists() and run_dir.exists() else None
     results: dict = earlier or {
         "device": str(jax.devices()[0]),
         "env": "rlcar",
         "obs": args.obs,
-        "seed": args.seed,
+        "seed": seed,
         "budget_env_steps": args.env_steps,
         "target_progress": TARGET_PROGRESS,
-        "baselines": {
-            "heuristic": evaluate_driver("heuristic", args.final_episodes),
-            "random": evaluate_driver("random", args.final_episodes),
-        },
+        "baselines": baselines(args),
+        "baseline_episodes": args.final_episodes,
         "curve": [],
     }
     results["budget_env_steps"] = args.env_steps
-    started = time.perf_counter()
+    offset = curves.zero_clock()
 
     def on_progress(record: dict) -> None:
+        nonlocal offset
+        if record["kind"] == "start":
+            resumed = record["resumed_from_episode"]
+            offset = curves.begin_session(
+                results,
+                None
+                if resumed is None
+                else {
+                    "checkpoint": resumed,
+                    "env_steps": record["env_steps"],
+                    "counters": saved_counters(run_dir, resumed),
+                },
+            )
+            write_json_atomic(results_path, results)
+            return
         if record["kind"] == "train" and record["updates"] % 500 == 0:
             print(
                 f"  {record['env_steps']:>7} steps {record['updates']:>6} updates | wm {record['wm/loss']:.2f} "
@@ -110,10 +185,8 @@ def main() -> None:
         if record["kind"] != "eval":
             return
         results["curve"] = [p for p in results["curve"] if p["env_steps"] < record["env_steps"]]
-        point = {
-            key: record[key]
-            for key in ("env_steps", "episode", "updates", "train_seconds", "wall_seconds", "progress_mean")
-        }
+        point = {key: record[key] for key in ("env_steps", "episode", "updates", "progress_mean")}
+        point.update(curves.cumulative_clock(record, offset), env_frames=record["env_steps"])
         point.update(
             lap_rate=record["lap_rate"], return_mean=record["return_mean"], crash_rate=record["crash_rate"]
         )
@@ -135,7 +208,7 @@ def main() -> None:
         train_ratio=args.train_ratio,
         num_envs=args.num_envs,
         max_steps=EVAL_MAX_STEPS,
-        seed=args.seed,
+        seed=seed,
         overrides=tuple(args.overrides),
         eval_every_steps=args.eval_every_steps,
         eval_episodes=args.eval_episodes,
@@ -147,7 +220,9 @@ def main() -> None:
     results["training"] = {
         key: summary[key] for key in ("size", "train_ratio", "num_envs", "episodes", "env_steps", "updates")
     }
-    results["training"]["wall_seconds"] = time.perf_counter() - started
+    # Cumulative over the sessions, as the curve's clock (a rerun of a finished run adds nothing).
+    results["training"]["wall_seconds"] = offset["wall_seconds"] + summary["wall_seconds"]
+    results["training"]["sessions"] = len(results.get("sessions", []))
     results["settings"] = json.loads((run_dir / "config.json").read_text())["dreamer"]
     results["dreamer_latest"] = evaluate_driver("dreamer", args.final_episodes, run_dir, "latest")
     results["dreamer_best"] = evaluate_driver("dreamer", args.final_episodes, run_dir, "best")
@@ -155,6 +230,74 @@ def main() -> None:
     results["first_target_point"] = reached[0] if reached else None
     write_json_atomic(results_path, results)
     print(f"wrote {results_path}")
+    return results
+
+
+def existing_seeds(args: argparse.Namespace) -> list[int]:
+    pattern = re.compile(rf"rlcar-{args.obs}-seed(\d+)$")
+    found = (
+        pattern.match(path.parent.name) for path in args.root.glob(f"rlcar-{args.obs}-seed*/results.json")
+    )
+    return sorted(int(match.group(1)) for match in found if match)
+
+
+def summary_seeds(args: argparse.Namespace) -> list[int]:
+    """The seeds asked for and any other seed of this observation kind found under the root: two
+    single-seed runs going side by side then each write the same summary of both."""
+    if args.out is not None:
+        return args.seeds
+    return sorted(set(args.seeds) | set(existing_seeds(args)))
+
+
+def write_summary(args: argparse.Namespace, seeds: list[int]) -> None:
+    """rlcar-<obs>-summary.json and rlcar-<obs>.png from the seeds' results.json (those that exist)."""
+    views, references = [], {}
+    for seed in seeds:
+        path = seed_folder(args, seed) / "results.json"
+        if not path.is_file():
+            print(f"seed {seed}: no {path} yet")
+            continue
+        results = json.loads(path.read_text())
+        views.append(
+            curves.seed_view(
+                seed, results["curve"], SCORE_KEY, results.get("dreamer_latest"), results.get("dreamer_best")
+            )
+        )
+        references = {name: row[SCORE_KEY] for name, row in results.get("baselines", {}).items()}
+    if not views:
+        print(f"nothing to plot under {args.root}")
+        return
+    summary = curves.summarize(
+        views, TARGET_PROGRESS, references, agent="dreamer", env="rlcar", obs=args.obs, score=SCORE_KEY
+    )
+    summary_path = args.root / f"rlcar-{args.obs}-summary.json"
+    write_json_atomic(summary_path, summary)
+    png = curves.plot_curves(
+        views,
+        args.root / f"rlcar-{args.obs}.png",
+        title=f"DreamerV3 on RLCar ({args.obs}): held-out lap progress, {len(views)} seed(s)",
+        score_label="held-out lap progress",
+        references=references,
+        target=TARGET_PROGRESS,
+    )
+    for name in ("final", "best"):
+        row = summary[name]
+        if row is not None:
+            print(f"{name:>5}: progress {row['mean']:.3f} ± {row['std']:.3f} over {row['seeds']} seed(s)")
+    print(f"wrote {summary_path} and {png}")
+
+
+def main() -> None:
+    args = parse_args()
+    if args.plot_only:
+        write_summary(args, summary_seeds(args))
+        return
+    started = time.perf_counter()
+    for seed in args.seeds:
+        print(f"== DreamerV3, RLCar {args.obs}, seed {seed}", flush=True)
+        train_seed(args, seed)
+    write_summary(args, summary_seeds(args))
+    print(f"bench-dreamer: {len(args.seeds)} seed(s) in {(time.perf_counter() - started) / 60:.1f} min")
 
 
 if __name__ == "__main__":

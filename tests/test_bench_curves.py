@@ -1,0 +1,148 @@
+"""bench/curves.py: the cumulative clock across resumed sessions, the summary over seeds, the PNG."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import curves  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def point(env_steps: int, train_seconds: float, progress: float) -> dict:
+    return {
+        "env_steps": env_steps,
+        "train_seconds": train_seconds,
+        "wall_seconds": train_seconds + 10.0,
+        "progress_mean": progress,
+    }
+
+
+def counters(env_steps: int, train_seconds: float) -> dict:
+    """What train-dreamer saves with a checkpoint: session-relative clocks."""
+    return {"env_steps": env_steps, "train_seconds": train_seconds, "wall_seconds": train_seconds + 5.0}
+
+
+def test_a_fresh_session_starts_the_clock_and_the_curve_from_zero():
+    results = {"curve": [point(1000, 60.0, 0.1)], "sessions": [{"start_env_steps": 0}]}
+    offset = curves.begin_session(results, None)
+    assert offset == curves.zero_clock()
+    assert results["curve"] == []
+    assert len(results["sessions"]) == 1 and results["sessions"][0]["resumed_from"] is None
+
+
+def test_resumed_sessions_continue_the_clock_of_the_checkpoint_they_resume_from():
+    results = {"curve": []}
+    first = curves.begin_session(results, None)
+    for steps, seconds in ((10_000, 600.0), (20_000, 1200.0), (30_000, 1800.0)):
+        results["curve"].append(
+            {**point(steps, seconds, 0.2), **curves.cumulative_clock(point(steps, seconds, 0), first)}
+        )
+    # Killed at 35k steps; the newest checkpoint was saved at 25k steps, 1500 s into the first session.
+    second = curves.begin_session(
+        results, {"checkpoint": 50, "env_steps": 25_000, "counters": counters(25_000, 1500.0)}
+    )
+    assert second == {"train_seconds": 1500.0, "wall_seconds": 1505.0}
+    assert [p["env_steps"] for p in results["curve"]] == [
+        10_000,
+        20_000,
+    ]  # past the checkpoint: measured again
+    assert (
+        curves.cumulative_clock({"train_seconds": 100.0, "wall_seconds": 100.0}, second)["train_seconds"]
+        == 1600.0
+    )
+    # The second session saves a checkpoint at 40k steps, 700 s into it, and is killed again.
+    third = curves.begin_session(
+        results, {"checkpoint": 80, "env_steps": 40_000, "counters": counters(40_000, 700.0)}
+    )
+    assert third["train_seconds"] == pytest.approx(2200.0)
+    assert [s["start_env_steps"] for s in results["sessions"]] == [0, 25_000, 40_000]
+
+
+def test_a_fallback_to_an_older_checkpoint_uses_the_session_that_wrote_it():
+    results = {"curve": []}
+    curves.begin_session(results, None)
+    curves.begin_session(
+        results, {"checkpoint": 50, "env_steps": 25_000, "counters": counters(25_000, 1500.0)}
+    )
+    # The second session's checkpoints are damaged: the run resumes from 25k again (written by the first).
+    again = curves.begin_session(
+        results, {"checkpoint": 50, "env_steps": 25_000, "counters": counters(25_000, 1500.0)}
+    )
+    assert again["train_seconds"] == 1500.0
+
+
+def test_results_from_before_sessions_existed_resume_with_the_checkpoints_own_clock():
+    legacy = {"curve": [point(10_000, 600.0, 0.3), point(20_000, 1200.0, 0.5)]}  # no "sessions" key
+    offset = curves.begin_session(
+        legacy, {"checkpoint": 50, "env_steps": 20_000, "counters": counters(20_000, 1210.0)}
+    )
+    assert offset["train_seconds"] == 1210.0
+    assert len(legacy["curve"]) == 2 and len(legacy["sessions"]) == 1
+
+
+def test_unreadable_checkpoint_counters_fall_back_to_the_last_curve_point_before_it():
+    results = {"curve": [point(10_000, 600.0, 0.3), point(20_000, 1200.0, 0.5)], "sessions": []}
+    offset = curves.begin_session(results, {"checkpoint": 60, "env_steps": 15_000, "counters": None})
+    assert offset == {"train_seconds": 600.0, "wall_seconds": 610.0}
+    assert [p["env_steps"] for p in results["curve"]] == [10_000]
+
+
+def three_seeds() -> list[dict]:
+    curves_by_seed = {
+        0: [point(10_000, 3600.0, 0.5), point(20_000, 7200.0, 0.92)],
+        1: [point(10_000, 3000.0, 0.95), point(20_000, 6000.0, 0.97)],
+        2: [point(10_000, 3300.0, 0.4)],  # still running: no final rows yet
+    }
+    finals = {0: {"progress_mean": 0.9}, 1: {"progress_mean": 0.8}, 2: None}
+    bests = {0: {"progress_mean": 0.95}, 1: {"progress_mean": 0.85}, 2: None}
+    return [
+        curves.seed_view(seed, curve, "progress_mean", finals[seed], bests[seed])
+        for seed, curve in curves_by_seed.items()
+    ]
+
+
+def test_summary_gives_mean_and_std_across_finished_seeds_and_when_each_reached_the_target():
+    views = three_seeds()
+    assert views[0]["curve"][1] == {"env_frames": 20_000, "hours": 2.0, "score": 0.92}
+    summary = curves.summarize(views, 0.9, {"heuristic": 1.0}, agent="dreamer", env="rlcar")
+    assert summary["agent"] == "dreamer" and summary["seeds"] == [0, 1, 2]
+    assert summary["finished_seeds"] == [0, 1]
+    assert summary["final"] == {"mean": pytest.approx(0.85), "std": pytest.approx(0.05), "seeds": 2}
+    assert summary["best"]["mean"] == pytest.approx(0.9)
+    assert summary["target_reached_env_frames"] == {"0": 20_000, "1": 10_000, "2": None}
+    assert summary["per_seed"]["2"]["final"] is None and len(summary["per_seed"]["2"]["curve"]) == 1
+    assert summary["references"] == {"heuristic": 1.0}
+
+
+def test_summary_of_seeds_without_final_rows_has_no_final_score():
+    summary = curves.summarize([curves.seed_view(3, [], "return_mean")], None)
+    assert summary["final"] is None and summary["best"] is None
+    assert summary["target_reached_env_frames"] == {"3": None}
+
+
+def test_plot_writes_a_png_with_references_and_target(tmp_path):
+    from PIL import Image
+
+    path = curves.plot_curves(
+        three_seeds(),
+        tmp_path / "plots" / "rlcar-pixels.png",
+        title="DreamerV3 on RLCar (pixels)",
+        score_label="held-out lap progress",
+        references={"heuristic": 1.0, "random": 0.03},
+        target=0.9,
+    )
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size[0] > image.size[1] > 100
+    assert [p.name for p in path.parent.iterdir()] == ["rlcar-pixels.png"]  # no temp file left
+
+
+def test_plot_of_an_empty_curve_still_writes_a_png(tmp_path):
+    path = curves.plot_curves([curves.seed_view(0, [], "return_mean")], tmp_path / "empty.png", "t", "return")
+    assert path.read_bytes()[:8] == PNG_MAGIC
