@@ -700,5 +700,5 @@ if __name__ == "__main__":
     try:
         main()
     except KeyboardInterrupt as error:  # a real Ctrl-C: the trainer saved; rerunning resumes
-        print(f"stopped: {error or 'Ctrl-C'}", file=sys.stderr)
+        print(f"stopped: {str(error) or 'Ctrl-C'}", file=sys.stderr)
         sys.exit(130)
