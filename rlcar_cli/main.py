@@ -18,7 +18,6 @@ from rlcar_cli.dreamer_cli import register as register_dreamer
 from rlcar_cli.options import (
     AgentName,
     Checkpoint,
-    Env,
     EnvName,
     Json,
     MaxSteps,
@@ -49,7 +48,21 @@ app = typer.Typer(
 )
 
 AgentOption = Annotated[
-    AgentName, typer.Option("--agent", help="Who drives: heuristic, random, worldmodel or dreamer.")
+    AgentName | None,
+    typer.Option(
+        "--agent",
+        help="Who drives: heuristic, random, worldmodel or dreamer (default: the --run-dir's own agent, "
+        "else heuristic).",
+    ),
+]
+# None until resolved: a --run-dir alone brings its own env (rlcar_core.apps.run_identity), else rlcar.
+RunEnv = Annotated[
+    EnvName | None,
+    typer.Option(
+        "--env",
+        help="Environment: rlcar (the JAX simulator) or carracing (CarRacing-v3); default: the env "
+        "--run-dir was trained on, else rlcar.",
+    ),
 ]
 
 register_worldmodels(app)
@@ -63,8 +76,9 @@ AgentsOption = Annotated[
     list[AgentName] | None,
     typer.Option(
         "--agent",
-        help="Who drives: heuristic (default), random, worldmodel or dreamer. Repeat it to compare "
-        "agents on the same tracks; learned agents without --run-dir use runs/dreamer or runs/worldmodels.",
+        help="Who drives: heuristic, random, worldmodel or dreamer (default: the --run-dir's own agent, "
+        "else heuristic). Repeat it to compare agents on the same tracks; learned agents without "
+        "--run-dir use runs/dreamer or runs/worldmodels.",
     ),
 ]
 
@@ -81,7 +95,7 @@ def announce_default_run(agent: str, run_dir: Path | None) -> None:
 
 @app.command("eval")
 def eval_command(
-    env: Env = EnvName.RLCAR,
+    env: RunEnv = None,
     agent: AgentsOption = None,
     episodes: Annotated[
         int, typer.Option("--episodes", min=1, help="Episodes, one per held-out track.")
@@ -99,20 +113,19 @@ def eval_command(
     progress: Progress = None,
 ) -> None:
     """Evaluate agents on held-out tracks: mean ± std return, progress, laps, crashes."""
-    names = [a.value for a in agent] if agent else [AgentName.heuristic.value]
     with user_errors():
-        from rlcar_core.apps.evaluate import EvalConfig, check_agent_list, evaluate_agents
+        from rlcar_core.apps.evaluate import EvalConfig, evaluate_agents, resolve_agents
         from rlcar_core.apps.human import load_human_run
 
-        check_agent_list(names, run_dir)
+        config = app_config(EvalConfig, locals(), agent=None)  # evaluate_agents sets each agent
+        config, names = resolve_agents(config, [a.value for a in agent or ()])
         recorded = load_human_run(human) if human is not None else None
-        config = app_config(EvalConfig, locals(), agent=names[0])  # evaluate_agents sets each agent
         for name in names:
             announce_default_run(name, run_dir)
         from rlcar_core.loop.stop import graceful_stop
 
         with graceful_stop() as stop, make_progress(show_progress(progress)) as bar:
-            task = bar.add_task(f"eval on {env.value}", total=episodes * len(names), status=names[0])
+            task = bar.add_task(f"eval on {config.env}", total=episodes * len(names), status=names[0])
 
             def advance(name: str, record) -> None:
                 bar.update(task, advance=1, status=name)
@@ -205,12 +218,16 @@ def play_command(
         ),
     ] = False,
     agent: Annotated[
-        AgentName | None, typer.Option("--agent", help="Agent that drives; T takes the wheel from it.")
+        AgentName | None,
+        typer.Option(
+            "--agent",
+            help="Agent that drives; T takes the wheel from it (default: a trained --run-dir's own agent).",
+        ),
     ] = None,
     headless: Annotated[
         bool, typer.Option("--headless", help="No window (for CI): the agent, or nobody, drives.")
     ] = False,
-    env: Env = EnvName.RLCAR,
+    env: RunEnv = None,
     max_steps: MaxSteps = 1000,
     episodes: Annotated[int, typer.Option("--episodes", min=1, help="Episodes to run when --headless.")] = 1,
     track: Track = 0,
@@ -232,10 +249,11 @@ def play_command(
 
         if headless:
             os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-        from rlcar_core.apps.play import PlayConfig, partner_for, play
+        from rlcar_core.apps.play import PlayConfig, partner_for, play, resolve_play
 
         config = app_config(PlayConfig, locals())
         config.validate()
+        config = resolve_play(config)
         partner = partner_for(config)
         if partner is not None:
             announce_default_run(partner, run_dir)
@@ -261,8 +279,8 @@ def play_command(
 @app.command("export-video")
 def export_video_command(
     output: Annotated[Path, typer.Option("-o", "--output", help="Video file to write: .mp4 or .gif.")],
-    env: Env = EnvName.RLCAR,
-    agent: AgentOption = AgentName.heuristic,
+    env: RunEnv = None,
+    agent: AgentOption = None,
     max_steps: MaxSteps = 1000,
     track: Track = 0,
     seed: Seed = 0,
@@ -274,15 +292,16 @@ def export_video_command(
 ) -> None:
     """Render one episode of an agent on a held-out track, with a HUD and its camera, to mp4 or gif."""
     with user_errors():
-        from rlcar_core.apps.export import ExportConfig, export_video
+        from rlcar_core.apps.export import ExportConfig, export_video, resolve_export
 
         config = app_config(ExportConfig, locals())
         config.validate()  # the output path too: fail before the episode is rendered
-        announce_default_run(agent.value, run_dir)
+        config = resolve_export(config)
+        announce_default_run(config.agent, run_dir)
         from rlcar_core.loop.stop import graceful_stop
 
         with graceful_stop() as stop, make_progress(show_progress(progress)) as bar:
-            task = bar.add_task(f"export {agent.value}", total=max_steps, status=output.name)
+            task = bar.add_task(f"export {config.agent}", total=max_steps, status=output.name)
 
             def advance(step: int) -> None:
                 bar.update(task, completed=step)

@@ -8,7 +8,7 @@ import pytest
 
 import rlcar_core.render.window as window_module
 from rlcar_core.apps.drive import DrivingSession
-from rlcar_core.apps.evaluate import EvalConfig, compare_with_human, evaluate_agents
+from rlcar_core.apps.evaluate import EvalConfig, check_agent_list, compare_with_human, evaluate_agents
 from rlcar_core.apps.human import HumanRun
 from rlcar_core.apps.play import PlayConfig, play
 from rlcar_core.errors import RlcarError
@@ -114,7 +114,6 @@ def test_several_agents_run_the_same_tracks_and_report_each_episode():
 @pytest.mark.parametrize(
     ("names", "run_dir", "message"),
     [
-        ([], None, "at least one"),
         (["random", "random"], None, "once"),
         (["dreamer", "worldmodel"], "some/run", "--run-dir"),
     ],
@@ -122,6 +121,14 @@ def test_several_agents_run_the_same_tracks_and_report_each_episode():
 def test_ambiguous_agent_lists_are_refused(names, run_dir, message):
     with pytest.raises(RlcarError, match=message):
         evaluate_agents(dataclasses.replace(EvalConfig(), run_dir=run_dir), names)
+
+
+def test_no_agent_named_means_the_run_dirs_own_or_the_heuristic(tmp_path):
+    with pytest.raises(RlcarError, match="at least one"):
+        check_agent_list([], None)
+    # No --agent: the --run-dir's agent (see tests/test_run_identity.py); a folder that is no run says so.
+    with pytest.raises(RlcarError, match="is not a trained run"):
+        evaluate_agents(EvalConfig(run_dir=tmp_path), [])
 
 
 def test_compare_with_human_drives_the_recorded_track():

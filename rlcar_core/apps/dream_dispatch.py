@@ -15,17 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from rlcar_core.apps.run_identity import identify_run
 from rlcar_core.envs.names import frames_per_second
 from rlcar_core.errors import RlcarError
 from rlcar_core.io.runs import RUNS_ROOT
 from rlcar_core.io.video import write_video
 from rlcar_core.worldmodels.config import DreamConfig
-
-
-def is_dreamer_run(run_dir: str | Path) -> bool:
-    from rlcar_core.dreamer.checkpoints import is_dreamer_run as check
-
-    return check(run_dir)
 
 
 def latest_trained_run(root: str | Path = RUNS_ROOT) -> Path:
@@ -52,7 +47,7 @@ def run_dream(config: DreamConfig, on_step: Callable[[int], None] | None = None)
     """Dream with the run's world model, whichever algorithm trained it."""
     config.validate()
     config = resolve_run(config)
-    if is_dreamer_run(config.run_dir):
+    if identify_run(config.run_dir, for_dream=True).kind == "dreamer":
         result = run_dreamer_dream(config, on_step)
     else:
         from rlcar_core.worldmodels.dream import run_dream as run_worldmodels_dream

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rlcar_core.agents import Agent, agent_run_dir, is_learned, make_agent
 from rlcar_core.apps.human import HumanRun
+from rlcar_core.apps.run_identity import resolve_driver
 from rlcar_core.envs.factory import check_env_request
 from rlcar_core.envs.heldout import EpisodeRecord, evaluate_policy, run_episodes
 from rlcar_core.envs.names import EnvName
@@ -18,8 +19,8 @@ from rlcar_core.errors import RlcarError, require_at_least
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    env: str = EnvName.RLCAR
-    agent: str = "heuristic"
+    env: str | None = None  # None: the env --run-dir was trained on, else RLCar
+    agent: str | None = None  # None: the agent --run-dir trained, else the heuristic
     episodes: int = 10
     seed: int = 0
     max_steps: int = 1000
@@ -31,7 +32,8 @@ class EvalConfig:
         require_at_least("--episodes", self.episodes, 1)
         require_at_least("--max-steps", self.max_steps, 1)
         require_at_least("--num-envs", self.num_envs, 1)
-        check_env_request(self.env, EnvName.parse(self.env).default_obs)
+        env = EnvName.parse(self.env or EnvName.RLCAR)
+        check_env_request(env, env.default_obs)
 
 
 def evaluate(
@@ -40,6 +42,12 @@ def evaluate(
     on_episode: Callable[[EpisodeRecord], None] | None = None,
 ) -> dict:
     """Evaluate ``config.agent`` (or a given ``agent``) on held-out tracks; returns a JSON-ready summary."""
+    if agent is None:
+        config, _ = resolve_agents(config)
+    else:  # the caller chose (and resolved) what drives: only fill in what was left out
+        config = dataclasses.replace(
+            config, env=config.env or EnvName.RLCAR, agent=config.agent or agent.name
+        )
     config.validate()
     run_dir = agent_run_dir(config.agent, config.run_dir) if agent is None else config.run_dir
     agent = agent or make_agent(config.agent, config.env, config.seed, run_dir, config.checkpoint)
@@ -72,15 +80,30 @@ def check_agent_list(names: Sequence[str], run_dir: Path | None) -> None:
         )
 
 
+def resolve_agents(config: EvalConfig, names: Sequence[str] = ()) -> tuple[EvalConfig, list[str]]:
+    """The agents to evaluate (``names``, else ``config.agent``, else the one ``config.run_dir`` trained,
+    else the heuristic) and ``config`` with its env filled in (given, else the run's, else RLCar).
+    An --agent or --env that contradicts --run-dir is refused before anything is loaded."""
+    names = list(names) or ([config.agent] if config.agent else [])
+    if names:
+        check_agent_list(names, config.run_dir)
+    # With --run-dir there is at most one learned agent (check_agent_list): the run is checked against it.
+    learned = [name for name in names if is_learned(name)]
+    driver = resolve_driver(next(iter(learned + names), None), config.env, config.run_dir)
+    names = names or [driver.agent]
+    return dataclasses.replace(config, agent=names[0], env=driver.env), names
+
+
 def evaluate_agents(
     config: EvalConfig,
     names: Sequence[str],
     recorded: HumanRun | None = None,
     on_episode: Callable[[str, EpisodeRecord], None] | None = None,
 ) -> list[dict]:
-    """Each of ``names`` on the SAME held-out tracks with the same seed (``config.agent`` is ignored);
-    with ``recorded``, each also drives the human's track. One summary per agent, in order."""
-    check_agent_list(names, config.run_dir)
+    """Each of ``names`` on the SAME held-out tracks with the same seed (``config.agent`` is not used);
+    with ``recorded``, each also drives the human's track. One summary per agent, in order.
+    No ``names``: see `resolve_agents`."""
+    config, names = resolve_agents(config, names)
     configs = [dataclasses.replace(config, agent=name) for name in names]
     for each in configs:  # every input error before the first (slow) evaluation
         each.validate()
@@ -111,7 +134,9 @@ def check_human_env(env: str, recorded: HumanRun) -> None:
 
 def compare_with_human(config: EvalConfig, recorded: HumanRun, agent: Agent | None = None) -> dict:
     """The agent on the recorded human's own track and reset seed, next to the human's summary."""
-    check_human_env(config.env, recorded)
+    if agent is None:
+        config, _ = resolve_agents(config)
+    check_human_env(config.env or EnvName.RLCAR, recorded)
     if agent is None:
         run_dir = agent_run_dir(config.agent, config.run_dir)
         agent = make_agent(config.agent, config.env, config.seed, run_dir, config.checkpoint)

@@ -16,6 +16,7 @@ import numpy as np
 from rlcar_core.agents import agent_run_dir, make_agent
 from rlcar_core.agents.base import Agent
 from rlcar_core.apps.drive import DrivingSession
+from rlcar_core.apps.run_identity import resolve_driver
 from rlcar_core.envs.names import EnvName, frames_per_second
 from rlcar_core.errors import require_at_least
 from rlcar_core.io.video import check_video_path, write_video
@@ -26,8 +27,8 @@ LAP_HOLD_SECONDS = 1.0  # a finished lap's last frame, with its banner, stays th
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
     output: Path
-    env: str = EnvName.RLCAR
-    agent: str = "heuristic"
+    env: str | None = None  # None: the env run_dir was trained on, else RLCar
+    agent: str | None = None  # None: the agent run_dir trained, else the heuristic
     max_steps: int = 1000
     track: int = 0
     seed: int = 0
@@ -42,11 +43,23 @@ class ExportConfig:
         check_video_path(self.output)
 
 
+def resolve_export(config: ExportConfig) -> ExportConfig:
+    """``config`` with its agent and env filled in (from ``run_dir`` when given: see `resolve_driver`)."""
+    driver = resolve_driver(config.agent, config.env, config.run_dir)
+    return dataclasses.replace(config, agent=driver.agent, env=driver.env)
+
+
 def export_video(
     config: ExportConfig, agent: Agent | None = None, on_frame: Callable[[int], None] | None = None
 ) -> dict:
     """Render one episode to ``config.output``; ``on_frame(step)`` after each simulator step."""
     config.validate()
+    if agent is None:
+        config = resolve_export(config)
+    else:  # the caller chose what drives: only fill in what was left out
+        config = dataclasses.replace(
+            config, env=config.env or EnvName.RLCAR, agent=config.agent or agent.name
+        )
     run_dir = agent_run_dir(config.agent, config.run_dir) if agent is None else config.run_dir
     agent = agent or make_agent(config.agent, config.env, config.seed, run_dir, config.checkpoint)
     session = DrivingSession(config.env, agent.obs_kind, config.track, config.max_steps, config.seed)

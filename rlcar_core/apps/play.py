@@ -22,6 +22,7 @@ from rlcar_core.agents import Agent, agent_run_dir, make_agent
 from rlcar_core.apps.drive import DrivingSession
 from rlcar_core.apps.human import HumanRun, save_human_run
 from rlcar_core.apps.pretrained import is_shipped
+from rlcar_core.apps.run_identity import resolve_driver
 from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import require_at_least
 from rlcar_core.io.runs import default_run_dir
@@ -34,9 +35,10 @@ SPLASH_REFRESH_SECONDS = 0.1
 
 @dataclasses.dataclass(frozen=True)
 class PlayConfig:
-    env: str = EnvName.RLCAR
+    env: str | None = None  # None: the env of the run in run_dir, else RLCar
     manual: bool = False
-    agent: str | None = None  # None: the heuristic takes the wheel on T (RLCar), or nobody (CarRacing)
+    # None: the agent of the run in run_dir, else the heuristic takes the wheel on T (RLCar), or nobody
+    agent: str | None = None
     headless: bool = False
     max_steps: int = 1000
     episodes: int = 1  # in a window, play goes on until Esc; headless it stops after this many
@@ -71,11 +73,18 @@ class Attempt:
         return self.manual_steps > 0 and self.human_input and moved
 
 
+def resolve_play(config: PlayConfig) -> PlayConfig:
+    """``config`` with its agent and env filled in from ``run_dir`` when that holds a trained run (see
+    `resolve_driver`); a folder of human runs, or a new one, leaves them as they were given."""
+    driver = resolve_driver(config.agent, config.env, config.run_dir, default_agent=None, run_required=False)
+    return dataclasses.replace(config, agent=driver.agent, env=driver.env)
+
+
 def partner_for(config: PlayConfig) -> str | None:
     """Who drives when the person does not: --agent, else the heuristic where it can (RLCar)."""
     if config.agent is not None:
         return config.agent
-    return "heuristic" if EnvName.parse(config.env).has_sensors else None
+    return "heuristic" if EnvName.parse(config.env or EnvName.RLCAR).has_sensors else None
 
 
 def keys_help(manual: bool, partner: Agent | None) -> tuple[str, ...]:
@@ -96,6 +105,7 @@ def play(
     ``should_stop`` is polled once per step (a Ctrl-C flag): the attempt is kept as on Esc, then
     KeyboardInterrupt is raised outside JAX."""
     config.validate()
+    config = resolve_play(config)
     partner_name = partner_for(config)
     run_dir = agent_run_dir(partner_name, config.run_dir) if partner_name else None
     window = None if config.headless else _open_window(config)
