@@ -181,8 +181,10 @@ def train_dreamer(
                     f"{config.env} gives observations of shape {env.single_observation_space.shape}, "
                     f"but the model in {run.path} reads {model.obs_shape}; use a new --run-dir"
                 )
-            log = MetricsLogger(run, TRAINER, writes=main)
-            with Checkpointer(checkpoint_dir(run), "DreamerV3", metrics=log, warn=warn) as checkpointer:
+            with (
+                MetricsLogger(run, TRAINER, writes=main) as log,
+                Checkpointer(checkpoint_dir(run), "DreamerV3", metrics=log, warn=warn) as checkpointer,
+            ):
                 loop = _TrainingLoop(run, checkpointer, log, config, model, env, emit, warn, learner)
                 loop.watchdog = distributed.Watchdog(cluster.heartbeat_timeout)
                 return loop.run(stop)

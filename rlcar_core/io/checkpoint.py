@@ -115,7 +115,9 @@ def _quiet_failed_reads() -> Iterator[None]:
     """Hide the side noise of a failed TensorStore read: asyncio's 'Future exception was never
     retrieved' records (2,000-character lines) and 'Event loop is closed' errors that reads still in
     flight raise from other threads once orbax has closed its event loop. The failure itself becomes
-    one line; the leftover futures are collected here, inside the quiet window."""
+    one line. After a failed read the caller runs `gc.collect()` inside this window, so the leftover
+    futures are collected (and their noise dropped) here; a read that succeeds leaves none, and skips
+    the collection (a full collection per restore costs about a third of a second)."""
 
     def drop(record: logging.LogRecord) -> bool:
         return "never retrieved" not in record.getMessage()
@@ -134,7 +136,6 @@ def _quiet_failed_reads() -> Iterator[None]:
                 "ignore", message="coroutine .* was never awaited", category=RuntimeWarning
             )
             yield
-            gc.collect()
     finally:
         sys.unraisablehook = previous_hook
         asyncio_log.removeFilter(drop)
@@ -446,6 +447,7 @@ class CheckpointStore:
                 )
             # Out of the except block the traceback (which holds the failed reads' futures) is freed,
             # so the quiet window collects them.
+            gc.collect()
         kind, text, maybe_mismatch = failure
         if (
             (reason := damage_of(self.directory / str(step))) is None

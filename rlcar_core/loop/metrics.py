@@ -33,7 +33,10 @@ from rlcar_core.io.tensorboard import TensorBoardWriter
 
 
 class MetricsLogger:
-    """Appends one trainer's records to a run's metrics.jsonl (through `RunDir.append_metrics`)."""
+    """Appends one trainer's records to a run's metrics.jsonl (through `RunDir.append_metrics`).
+
+    Use it as a context manager (or call `close`) for the trainer's lifetime: the TensorBoard event
+    file has a writer thread of its own that keeps the file open, and flushing, until it is closed."""
 
     def __init__(
         self, run: RunDir, trainer: str, clock: Callable[[], float] = time.time, writes: bool = True
@@ -47,6 +50,18 @@ class MetricsLogger:
         self.count = sum(1 for record in run.iter_metrics() if self._is_mine(record))
         # The same records as TensorBoard scalars.
         self.tensorboard = TensorBoardWriter(run.path) if writes else None
+
+    def close(self) -> None:
+        """Close the TensorBoard event file; metrics.jsonl is never held open. A later `log` opens a
+        new event file."""
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+    def __enter__(self) -> MetricsLogger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _is_mine(self, record: dict[str, Any]) -> bool:
         return record.get("trainer") == self.trainer

@@ -122,14 +122,16 @@ def training_session(
     with writer_session(run, TRAIN_COMMANDS[model]) as stop:
         if before_checkpoints is not None:
             before_checkpoints()
-        log = MetricsLogger(run, TRAINERS[model])
-        with Checkpointer(
-            run.checkpoint_dir(model),
-            MODEL_LABELS[model],
-            metrics=log,
-            warn=warn,
-            best_mode=BEST_MODES[model],
-        ) as ckpt:
+        with (
+            MetricsLogger(run, TRAINERS[model]) as log,
+            Checkpointer(
+                run.checkpoint_dir(model),
+                MODEL_LABELS[model],
+                metrics=log,
+                warn=warn,
+                best_mode=BEST_MODES[model],
+            ) as ckpt,
+        ):
             if on_event is not None:
                 on_event({"kind": "start", "run_dir": str(run.path)})
             yield stop, log, ckpt
