@@ -43,8 +43,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/simulator.py
 
+# World Models on RLCar pixels over SEEDS (resumable): per-seed results.json, summary.json and curves.png
+# under runs/bench-worldmodels/. WM_ITERATIONS rounds of the paper's procedure after the first.
+WM_ITERATIONS ?= 2
 bench-worldmodels: $(STAMP)
-	$(BIN)/python bench/worldmodels.py
+	$(BIN)/python bench/worldmodels.py --seeds $(SEEDS) --iterations $(WM_ITERATIONS)
 
 # DreamerV3 learning curves on RLCar: the sensor row, then the pixel row, each over SEEDS one after
 # another (resumable: rerun to continue), then runs/bench-dreamer/rlcar-<obs>-summary.json and .png.

@@ -51,8 +51,7 @@ def ship_command(
     else:
         stderr_console().print(
             f"shipped {card['agent']} {card['checkpoint']} of {run_dir} to {card['path']} "
-            f"({card['size_bytes'] / 2**20:.1f} MB); try `rlcar eval --agent {card['agent']} --env {card['env']} "
-            f"--run-dir {card['path']}`",
+            f"({card['size_bytes'] / 2**20:.1f} MB); try `rlcar eval --run-dir {card['path']}`",
             soft_wrap=True,
             highlight=False,
         )
