@@ -103,6 +103,14 @@ def eval_command(
     seed: Seed = 0,
     max_steps: MaxSteps = 1000,
     num_envs: Annotated[int, typer.Option("--num-envs", min=1, help="Episodes run side by side.")] = 16,
+    first_track: Annotated[
+        int,
+        typer.Option(
+            "--first-track",
+            min=0,
+            help="Start at this held-out track (scores an agent on tracks its training evaluations never drove).",
+        ),
+    ] = 0,
     human: Annotated[
         Path | None,
         typer.Option("--human", help="A recorded `play --manual` run (file or run dir) to compare with."),

@@ -150,3 +150,44 @@ def test_the_panel_fits_a_short_view():
     assert frame.shape == (350, 600 + PANEL_WIDTH, 3)
     assert (frame[-MARGIN // 2 :, 600:] == PANEL_COLOUR).all(), "nothing is cut off at the bottom"
     assert (frame[:, 600:] == 200).any(), "the camera is still there"
+
+
+def test_first_track_moves_evaluation_to_later_held_out_tracks():
+    from rlcar_core.envs.heldout import evaluation_tracks
+    from rlcar_core.errors import RlcarError
+    from rlcar_core.sim.track import EVAL_SEED_OFFSET, training_seeds
+
+    assert evaluation_tracks("rlcar", 3) == [EVAL_SEED_OFFSET + i for i in range(3)]
+    later = evaluation_tracks("rlcar", 3, first_track=20)
+    assert later == [EVAL_SEED_OFFSET + 20 + i for i in range(3)]
+    assert not set(later) & set(training_seeds(10_000))  # still tracks training never saw
+    assert evaluation_tracks("carracing", 2, first_track=5) == [EVAL_SEED_OFFSET + 5, EVAL_SEED_OFFSET + 6]
+    with pytest.raises(RlcarError, match="--first-track"):
+        evaluation_tracks("rlcar", 3, first_track=-1)
+
+
+def test_eval_cli_reports_the_first_track(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from rlcar_cli.main import app
+
+    args = [
+        "eval",
+        "--agent",
+        "heuristic",
+        "--episodes",
+        "1",
+        "--max-steps",
+        "5",
+        "--first-track",
+        "7",
+        "--json",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["first_track"] == 7 and summary["per_episode"][0]["track"] == 1_000_007
+    bad = CliRunner().invoke(app, ["eval", "--agent", "heuristic", "--first-track", "-1"])
+    assert bad.exit_code == 2

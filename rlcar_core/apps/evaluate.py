@@ -27,9 +27,11 @@ class EvalConfig:
     num_envs: int = 16
     run_dir: Path | None = None  # learned agents: the run whose checkpoint drives (None: its default run)
     checkpoint: str = "best"
+    first_track: int = 0  # held-out tracks first_track, first_track + 1, ...
 
     def validate(self) -> None:
         require_at_least("--episodes", self.episodes, 1)
+        require_at_least("--first-track", self.first_track, 0)
         require_at_least("--max-steps", self.max_steps, 1)
         require_at_least("--num-envs", self.num_envs, 1)
         env = EnvName.parse(self.env or EnvName.RLCAR)
@@ -53,12 +55,20 @@ def evaluate(
     agent = agent or make_agent(config.agent, config.env, config.seed, run_dir, config.checkpoint)
     start = time.perf_counter()
     results = evaluate_policy(
-        config.env, agent, config.episodes, config.seed, config.max_steps, config.num_envs, on_episode
+        config.env,
+        agent,
+        config.episodes,
+        config.seed,
+        config.max_steps,
+        config.num_envs,
+        on_episode,
+        first_track=config.first_track,
     )
     return {
         "env": config.env,
         "agent": config.agent,
         "seed": config.seed,
+        "first_track": config.first_track,
         "run_dir": str(run_dir) if run_dir is not None else None,
         "checkpoint": config.checkpoint if run_dir is not None else None,
         **results,

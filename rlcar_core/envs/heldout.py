@@ -137,10 +137,17 @@ def run_episodes(
     return sorted(records, key=lambda r: (tracks.index(r.track), order[id(r)]))
 
 
-def evaluation_tracks(name: str, episodes: int) -> list[int]:
+def evaluation_tracks(name: str, episodes: int, first_track: int = 0) -> list[int]:
+    """Held-out tracks `first_track`, `first_track + 1`, ... for `episodes` episodes (more than
+    MAX_EVAL_TRACKS cycle). A later `first_track` scores an agent on held-out tracks its earlier
+    evaluations (the ones that picked its best checkpoint) never drove."""
+    require_at_least("--first-track", first_track, 0)
     count = min(episodes, MAX_EVAL_TRACKS)
     banked = EnvName.parse(name).has_track_bank
-    seeds = evaluation_seeds(count) if banked else [EVAL_SEED_OFFSET + i for i in range(count)]
+    if banked:
+        seeds = evaluation_seeds(count, start=first_track)
+    else:
+        seeds = [EVAL_SEED_OFFSET + first_track + i for i in range(count)]
     return [seeds[i % count] for i in range(episodes)]
 
 
@@ -152,8 +159,9 @@ def evaluate_policy(
     max_steps: int,
     num_envs: int,
     on_episode: Callable[[EpisodeRecord], None] | None = None,
+    first_track: int = 0,
 ) -> dict[str, Any]:
     """`episodes` held-out episodes of `policy`: the summary `rlcar eval` prints, plus each episode."""
-    tracks = evaluation_tracks(env_name, episodes)
+    tracks = evaluation_tracks(env_name, episodes, first_track)
     records = run_episodes(env_name, policy, tracks, seed, max_steps, num_envs, on_episode)
     return {**summarise(records, env_name), "per_episode": [dataclasses.asdict(r) for r in records]}
