@@ -116,3 +116,35 @@ def test_env_action_mapping():
     np.testing.assert_allclose(from_env_action(env_action[:2]), actor_action[:2])
     traced = jax.jit(to_env_action)(jnp.asarray(actor_action))
     np.testing.assert_allclose(np.asarray(traced), env_action)
+
+
+@pytest.mark.parametrize("output_channels, with_bias", [(8, False), (3, True)])  # four convolutions; one
+def test_upsample_equals_haikus_transposed_convolution(output_channels, with_bias):
+    """Same parameters (names, shapes, initial values) and the same outputs and gradients as
+    hk.Conv2DTranspose(kernel 4, stride 2, SAME), so checkpoints are interchangeable."""
+    import haiku as hk
+
+    from rlcar_core.dreamer.upsample import Upsample2x
+
+    def transposed(x):
+        return hk.Conv2DTranspose(output_channels, 4, stride=2, with_bias=with_bias, name="deconv_0")(x)
+
+    def upsample(x):
+        return Upsample2x(output_channels, with_bias=with_bias, name="deconv_0")(x)
+
+    reference = hk.without_apply_rng(hk.transform(transposed))
+    ours = hk.without_apply_rng(hk.transform(upsample))
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((3, 8, 8, 16)), jnp.float32)
+    params = reference.init(jax.random.key(1), x)
+    assert jax.tree.all(
+        jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), params, ours.init(jax.random.key(1), x))
+    )
+    params = jax.tree.map(lambda leaf: leaf + 0.1, params)  # a non-zero bias too
+    out = ours.apply(params, x)
+    assert out.shape == (3, 16, 16, output_channels)
+    np.testing.assert_allclose(out, reference.apply(params, x), atol=1e-5)
+    loss = lambda f: lambda p, x: jnp.sum(jnp.sin(f.apply(p, x)))  # noqa: E731
+    ours_grads = jax.grad(loss(ours), argnums=(0, 1))(params, x)
+    reference_grads = jax.grad(loss(reference), argnums=(0, 1))(params, x)
+    for a, b in zip(jax.tree.leaves(ours_grads), jax.tree.leaves(reference_grads), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)

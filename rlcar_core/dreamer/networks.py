@@ -19,6 +19,7 @@ from rlcar_core.dreamer.distributions import (
     sample_onehot_straight_through,
 )
 from rlcar_core.dreamer.math import symlog, unimix_logits
+from rlcar_core.dreamer.upsample import Upsample2x
 
 
 class LatentState(NamedTuple):
@@ -132,7 +133,7 @@ class Decoder(_ConfigModule):
         targets = list(reversed(channels[:-1])) + [config.obs_shape[-1]]
         for index, out_channels in enumerate(targets):
             last = index == len(targets) - 1
-            x = hk.Conv2DTranspose(out_channels, 4, stride=2, with_bias=last, name=f"deconv_{index}")(x)
+            x = Upsample2x(out_channels, with_bias=last, name=f"deconv_{index}")(x)
             if not last:
                 x = jax.nn.silu(_layer_norm(config.layer_norm_eps, name=f"norm_{index}")(x))
         return x.reshape(batch_shape + tuple(config.obs_shape))
