@@ -697,8 +697,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt as error:  # a real Ctrl-C: the trainer saved; rerunning resumes
-        print(f"stopped: {str(error) or 'Ctrl-C'}", file=sys.stderr)
-        sys.exit(130)
+    curves.run_resumable(main)

@@ -21,8 +21,9 @@ the target; `plot_curves` draws score against env frames and against hours, one 
 from __future__ import annotations
 
 import math
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -219,3 +220,13 @@ def plot_curves(
         figure.savefig(temp, dpi=110, format="png")
     plt.close(figure)
     return path
+
+
+def run_resumable(main: Callable[[], None]) -> None:
+    """Runs a benchmark's `main`; Ctrl-C (the trainer saved first) is one line and exit 130, since
+    rerunning the same command resumes."""
+    try:
+        main()
+    except KeyboardInterrupt as error:
+        print(f"stopped: {str(error) or 'Ctrl-C'}; rerun the same command to continue", file=sys.stderr)
+        sys.exit(130)

@@ -301,4 +301,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    curves.run_resumable(main)

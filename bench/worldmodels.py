@@ -295,4 +295,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import curves  # bench/ is on the path when run as a script
+
+    curves.run_resumable(main)

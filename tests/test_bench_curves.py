@@ -146,3 +146,16 @@ def test_plot_writes_a_png_with_references_and_target(tmp_path):
 def test_plot_of_an_empty_curve_still_writes_a_png(tmp_path):
     path = curves.plot_curves([curves.seed_view(0, [], "return_mean")], tmp_path / "empty.png", "t", "return")
     assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_a_stopped_benchmark_is_one_line_and_exit_130(capsys):
+    from rlcar_core.loop.outcomes import TrainingInterrupted
+
+    def main():
+        raise TrainingInterrupted("interrupted at episode 3 (900 env steps, SIGINT)")
+
+    with pytest.raises(SystemExit) as stopped:
+        curves.run_resumable(main)
+    assert stopped.value.code == 130
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and "episode 3" in message and "rerun the same command" in message
