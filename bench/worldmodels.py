@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/curves.py, run
 
 import jax  # noqa: E402
 
-from rlcar_core.agents.exploration import exploration_factory  # noqa: E402
+from rlcar_core.agents.exploration import collect_policy_factory  # noqa: E402
 from rlcar_core.apps.evaluate import EvalConfig, evaluate  # noqa: E402
 from rlcar_core.io.atomic import write_json_atomic  # noqa: E402
 from rlcar_core.io.runs import RunDir  # noqa: E402
@@ -43,7 +43,6 @@ from rlcar_core.worldmodels.config import (  # noqa: E402
     TrainVAEConfig,
 )
 from rlcar_core.worldmodels.iterate import PipelineConfig, read_progress, run_iterations  # noqa: E402
-from rlcar_core.worldmodels.storage import run_dir_of  # noqa: E402
 
 SIZES = {"z_dim": 32, "base_channels": 16, "hidden_size": 128}
 EVAL_EPISODES = 20
@@ -172,19 +171,12 @@ def run_seed(base: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         RunDir(run_dir).create()
         write_json_atomic(results_path, results)
 
-    def policies(collect_config: CollectConfig):
-        return exploration_factory(
-            collect_config.policy,
-            collect_config.env,
-            run_dir_of(collect_config),
-            collect_config.checkpoint,
-            collect_config.action_noise,
-        )
-
     print(f"seed {seed}: {run_dir}", flush=True)
     for round_index in range(args.iterations + 1):
         # run_iterations up to this round: finished stages of earlier rounds are skipped.
-        run_iterations(dataclasses.replace(config, iterations=round_index), policies, _printer())
+        run_iterations(
+            dataclasses.replace(config, iterations=round_index), collect_policy_factory, _printer()
+        )
         if any(point["round"] == round_index for point in curve):
             continue
         rounds = read_progress(run_dir)["rounds"]

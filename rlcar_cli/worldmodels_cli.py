@@ -147,14 +147,11 @@ def _eta(seconds: float | None) -> str:
 
 def _collect(config: CollectConfig, json_out: bool, progress: bool | None) -> None:
     with training_outcomes():
-        from rlcar_core.agents.exploration import exploration_factory
+        from rlcar_core.agents.exploration import collect_policy_factory
         from rlcar_core.worldmodels.collect import collect
-        from rlcar_core.worldmodels.storage import run_dir_of
 
         config.validate()
-        make_policy = exploration_factory(
-            config.policy, config.env, run_dir_of(config), config.checkpoint, config.action_noise
-        )
+        make_policy = collect_policy_factory(config)
         announce = _run_line(config)
         with make_progress(show_progress(progress)) as bar:
             task = bar.add_task(
@@ -238,21 +235,11 @@ def _train_controller(config: TrainControllerConfig, json_out: bool, progress: b
 
 def _train_worldmodels(config: TrainWorldModelsConfig, json_out: bool, progress: bool | None) -> None:
     with training_outcomes():
-        from rlcar_core.agents.exploration import exploration_factory
+        from rlcar_core.agents.exploration import collect_policy_factory
         from rlcar_core.worldmodels.iterate import STAGES, pipeline_from_options, run_iterations
-        from rlcar_core.worldmodels.storage import run_dir_of
 
         pipeline = pipeline_from_options(config)
         announce = _run_line(config)
-
-        def policies(collect_config: CollectConfig):
-            return exploration_factory(
-                collect_config.policy,
-                collect_config.env,
-                run_dir_of(collect_config),
-                collect_config.checkpoint,
-                collect_config.action_noise,
-            )
 
         enabled = show_progress(progress)
         with make_progress(enabled) as bar:
@@ -285,7 +272,7 @@ def _train_worldmodels(config: TrainWorldModelsConfig, json_out: bool, progress:
                 elif kind == "progress":
                     bar.update(task, status=f"{where}: {record['episodes']} episodes")
 
-            result = run_iterations(pipeline, policies, on_event)
+            result = run_iterations(pipeline, collect_policy_factory, on_event)
     if json_out:
         emit_json(result)
     else:

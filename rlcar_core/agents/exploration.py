@@ -16,7 +16,7 @@ from pathlib import Path
 from rlcar_core.envs.drivers import BrownianPolicy, ExplorationPolicy, Memoryless, RandomAgent
 from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import RlcarError
-from rlcar_core.worldmodels.config import COLLECT_POLICIES
+from rlcar_core.worldmodels.config import COLLECT_POLICIES, CollectConfig
 
 
 def make_exploration_policy(
@@ -57,4 +57,13 @@ def exploration_factory(
         run_dir=run_dir,
         checkpoint=checkpoint,
         action_noise=action_noise,
+    )
+
+
+def collect_policy_factory(config: CollectConfig) -> Callable[[int], ExplorationPolicy]:
+    """`exploration_factory` for what a `CollectConfig` asks: its policy, env, run, checkpoint and noise."""
+    from rlcar_core.worldmodels.storage import run_dir_of
+
+    return exploration_factory(
+        config.policy, config.env, run_dir_of(config), config.checkpoint, config.action_noise
     )
