@@ -19,6 +19,7 @@ from rlcar_core.dreamer.math import (
     symlog_bins,
     twohot_decode,
     twohot_encode,
+    twohot_expectation,
     unimix_logits,
     update_return_norm,
 )
@@ -170,3 +171,18 @@ def test_kl_balancing_routes_gradients_through_stop_gradient():
     losses = kl_balance_loss(posterior, prior, 1.0, 0.5, 0.1)
     np.testing.assert_allclose(np.asarray(losses.dyn), np.asarray(losses.rep), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(losses.total), 0.6 * np.asarray(losses.kl), rtol=1e-5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(arrays(np.float32, (3, 255), elements=st.floats(-30.0, 30.0, width=32)))
+def test_twohot_expectation_is_the_softmax_expectation_with_the_same_gradient(logits):
+    bins = symlog_bins(255, -20.0, 20.0)
+
+    def reference(x):
+        return twohot_decode(jax.nn.softmax(x, axis=-1), bins)
+
+    np.testing.assert_allclose(twohot_expectation(logits, bins), reference(logits), rtol=1e-5, atol=1e-5)
+    weights = jnp.array([1.0, -2.0, 0.5])
+    got = jax.grad(lambda x: jnp.sum(weights * twohot_expectation(x, bins)))(logits)
+    want = jax.grad(lambda x: jnp.sum(weights * reference(x)))(logits)
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)

@@ -148,3 +148,17 @@ def test_upsample_equals_haikus_transposed_convolution(output_channels, with_bia
     reference_grads = jax.grad(loss(reference), argnums=(0, 1))(params, x)
     for a, b in zip(jax.tree.leaves(ours_grads), jax.tree.leaves(reference_grads), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_latent_noise_bits_give_exactly_jax_random_gumbel():
+    # The RSSM samples from bits (so XLA cannot fuse the float maths into the generator); the noise
+    # must stay the very values jax.random.gumbel draws for the same key.
+    from rlcar_core.dreamer.networks import gumbel_from_bits, latent_noise
+    from rlcar_core.dreamer.prng import fast_key
+
+    config = DreamerConfig.preset("tiny")
+    for key in (jax.random.key(0), fast_key(jax.random.key(1))):
+        bits = latent_noise(key, (5, 3), config)
+        assert bits.dtype == jnp.uint32 and bits.shape == (5, 3, config.stoch_size, config.stoch_classes)
+        expected = jax.random.gumbel(key, bits.shape)
+        np.testing.assert_array_equal(np.asarray(jax.jit(gumbel_from_bits)(bits)), np.asarray(expected))

@@ -148,3 +148,39 @@ def test_config_presets_and_json_round_trip():
         DreamerConfig(obs_kind="lidar")
     with pytest.raises(RlcarError, match="square"):
         DreamerConfig(obs_kind="pixels", obs_shape=(60, 60, 3))
+
+
+def _nonzero_heads(params, key):
+    """The zero-initialised reward and critic outputs would make every return 0 and hide gradient bugs."""
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree.unflatten(
+        treedef, [leaf + 0.1 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys, strict=True)]
+    )
+
+
+def test_the_batched_dynamics_gradient_equals_backprop_through_every_imagined_step():
+    # actor_loss_and_grads takes the actor's weight gradient in one batched pass after the backward
+    # loop; plain autodiff takes it inside the loop at every step. The chain rule makes them equal.
+    from rlcar_core.dreamer.behavior import actor_loss_and_grads
+
+    config = dataclasses.replace(CONFIG, horizon=5)
+    params = init_training_state(CONFIG, jax.random.key(0)).params
+    world_model = _nonzero_heads(params.world_model, jax.random.key(7))
+    critic = _nonzero_heads(params.critic, jax.random.key(8))
+    num_starts = 8
+    start = LatentState(
+        deter=jnp.tanh(jax.random.normal(jax.random.key(1), (num_starts, config.deter_size))),
+        stoch=jax.nn.one_hot(jnp.arange(num_starts * config.stoch_size).reshape(num_starts, -1) % 8, 8),
+    )
+    args = (world_model, critic, init_return_norm(), start, jnp.ones(num_starts), jax.random.key(2), config)
+    (loss, output), grads = jax.jit(lambda a: actor_loss_and_grads(a, *args))(params.actor)
+    (expected_loss, expected_output), expected = jax.jit(
+        lambda a: jax.value_and_grad(actor_loss, has_aux=True)(a, *args)
+    )(params.actor)
+
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-6)
+    np.testing.assert_allclose(output.returns, expected_output.returns, rtol=1e-5, atol=1e-6)
+    for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(expected), strict=True):
+        assert float(jnp.abs(want).max()) > 0.0
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6 * float(jnp.abs(want).max()))

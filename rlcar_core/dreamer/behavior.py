@@ -40,6 +40,27 @@ class ImaginedTrajectory(NamedTuple):
     weights: jax.Array  # (H + 1, N): discounted probability that state t is reached at all.
 
 
+class ImaginationNoise(NamedTuple):
+    """Everything random in one imagined rollout, drawn up front (outside the loop)."""
+
+    action: jax.Array  # (H, N, A) standard normal, the actor's reparameterised samples.
+    latent: jax.Array  # (H, N, stoch_size, stoch_classes) Gumbel noise, the prior's samples.
+
+
+def imagination_noise(key: jax.Array, num_starts: int, config: DreamerConfig) -> ImaginationNoise:
+    action_key, latent_key = jax.random.split(key)
+    return ImaginationNoise(
+        action=jax.random.normal(action_key, (config.horizon, num_starts, config.action_dim), jnp.float32),
+        latent=latent_noise(latent_key, (config.horizon, num_starts), config),
+    )
+
+
+def actor_samples(actor_params, features_: jax.Array, standard_normal: jax.Array, config: DreamerConfig):
+    """The actor's reparameterised samples in the given (frozen) states."""
+    dist = actor_network(config).apply(actor_params, jax.lax.stop_gradient(features_))
+    return dist.sample_from_noise(standard_normal)
+
+
 def imagine(
     world_model_params,
     actor_params,
@@ -47,30 +68,41 @@ def imagine(
     start_continue: jax.Array,
     key: jax.Array,
     config: DreamerConfig,
+    *,
+    noise: ImaginationNoise | None = None,
+    action_offsets: jax.Array | None = None,
 ) -> ImaginedTrajectory:
-    """Rolls the actor through the world model's prior for `config.horizon` steps from `start` (N,)."""
-    world_model = world_model_network(config)
-    actor = actor_network(config)
+    """Rolls the actor through the world model's prior for `config.horizon` steps from `start` (N,).
 
-    def step(state, noise):
-        action_noise, latent_noise_t = noise
+    With `action_offsets` (zeros, (H, N, A)) the loop reads the actor's parameters frozen and adds
+    the offsets to its actions: the gradient with respect to the offsets is then the gradient with
+    respect to the actions, and `actor_loss_and_grads` turns it into the actor's "dynamics" gradient
+    with one batched pass over all imagined states instead of one small pass per step inside the
+    backward loop (same gradient, a fraction of the loop's work).
+    """
+    world_model = world_model_network(config)
+    num_starts = start.deter.shape[0]
+    if noise is None:
+        noise = imagination_noise(key, num_starts, config)
+    loop_actor_params = actor_params if action_offsets is None else jax.lax.stop_gradient(actor_params)
+    offsets = jnp.zeros_like(noise.action) if action_offsets is None else action_offsets
+
+    def step(state, inputs):
+        action_noise, latent_noise_t, offset = inputs
         # The actor reads a frozen state: gradients reach it through its action only, as in the paper.
-        dist = actor.apply(actor_params, jax.lax.stop_gradient(features(state)))
-        action = dist.sample_from_noise(action_noise)
+        action = actor_samples(loop_actor_params, features(state), action_noise, config)
         if config.actor_grad == "reinforce":
             action = jax.lax.stop_gradient(action)
+        elif action_offsets is not None:
+            action = jax.lax.stop_gradient(action) + offset
         next_state = world_model.apply.img_step(
             world_model_params, state, bound_action(action), latent_noise_t
         )
         return next_state.prior, (next_state.prior, action)
 
-    action_key, latent_key = jax.random.split(key)
-    num_starts = start.deter.shape[0]
-    noise = (
-        jax.random.normal(action_key, (config.horizon, num_starts, config.action_dim), jnp.float32),
-        latent_noise(latent_key, (config.horizon, num_starts), config),
+    _, (states, actions) = jax.lax.scan(
+        step, start, (noise.action, noise.latent, offsets), unroll=config.unroll
     )
-    _, (states, actions) = jax.lax.scan(step, start, noise, unroll=config.unroll)
     all_states = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest], axis=0), start, states)
     feat = features(all_states)
 
@@ -104,10 +136,22 @@ def actor_loss(
     start_continue: jax.Array,
     key: jax.Array,
     config: DreamerConfig,
+    *,
+    noise: ImaginationNoise | None = None,
+    action_offsets: jax.Array | None = None,
 ) -> tuple[jax.Array, ActorOutput]:
     """Maximises normalised lambda-returns plus a small entropy bonus over imagined trajectories."""
     sg = jax.lax.stop_gradient
-    trajectory = imagine(world_model_params, actor_params, start, start_continue, key, config)
+    trajectory = imagine(
+        world_model_params,
+        actor_params,
+        start,
+        start_continue,
+        key,
+        config,
+        noise=noise,
+        action_offsets=action_offsets,
+    )
     bins = symlog_bins(config.num_bins, config.bins_low, config.bins_high)
     critic = critic_network(config)
     values = symexp_twohot_mean(critic.apply(critic_params, trajectory.features), bins)
@@ -156,6 +200,41 @@ def actor_loss(
         trajectory=sg(trajectory), returns=sg(returns), return_norm=new_return_norm, metrics=metrics
     )
     return loss, output
+
+
+def actor_loss_and_grads(
+    actor_params,
+    world_model_params,
+    critic_params,
+    return_norm: ReturnNormState,
+    start: LatentState,
+    start_continue: jax.Array,
+    key: jax.Array,
+    config: DreamerConfig,
+) -> tuple[tuple[jax.Array, ActorOutput], object]:
+    """`jax.value_and_grad(actor_loss, has_aux=True)` with the "dynamics" gradient taken the cheap way.
+
+    Differentiating `actor_loss` directly backpropagates into the actor's weights at every imagined
+    step, inside the backward loop. Here the loop only carries the gradient with respect to each
+    action (through zero offsets, see `imagine`); the weights' part is then one batched pass of the
+    actor over all H x N imagined states. By the chain rule the two are the same gradient.
+    """
+    args = (world_model_params, critic_params, return_norm, start, start_continue, key, config)
+    if config.actor_grad != "dynamics":
+        return jax.value_and_grad(actor_loss, has_aux=True)(actor_params, *args)
+    noise = imagination_noise(key, start.deter.shape[0], config)
+
+    def loss(params, offsets):
+        return actor_loss(params, *args, noise=noise, action_offsets=offsets)
+
+    value, pullback, output = jax.vjp(loss, actor_params, jnp.zeros_like(noise.action), has_aux=True)
+    direct_grads, action_grads = pullback(jnp.ones_like(value))
+    states = output.trajectory.features[:-1]
+    _, sample_pullback = jax.vjp(
+        lambda params: actor_samples(params, states, noise.action, config), actor_params
+    )
+    (dynamics_grads,) = sample_pullback(action_grads)
+    return (value, output), jax.tree.map(jnp.add, direct_grads, dynamics_grads)
 
 
 def critic_loss(

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rlcar_core.dreamer.behavior import actor_loss, critic_loss
+from rlcar_core.dreamer.behavior import actor_loss_and_grads, critic_loss
 from rlcar_core.dreamer.config import DreamerConfig
 from rlcar_core.dreamer.optim import actor_optimizer, critic_optimizer, world_model_optimizer
 from rlcar_core.dreamer.prng import fast_key
@@ -50,7 +50,7 @@ def update(
     start = jax.tree.map(flatten, world_model_out.observed.posterior)
     start_continue = flatten(1.0 - jnp.asarray(batch["is_terminal"], jnp.float32))
 
-    (_, actor_out), actor_grads = jax.value_and_grad(actor_loss, has_aux=True)(
+    (_, actor_out), actor_grads = actor_loss_and_grads(
         params.actor,
         params.world_model,
         params.critic,
