@@ -650,24 +650,17 @@ def write_summary(root: Path, agent: str, seeds: list[int]) -> None:
     if not views:
         print(f"{agent}: nothing to plot under {root}")
         return
-    summary = curves.summarize(
-        views, TARGET_RETURN, references, agent=agent, env=ENV, obs="pixels", score=SCORE_KEY
-    )
-    summary_path = root / f"{agent}-summary.json"
-    write_json_atomic(summary_path, summary)
-    png = curves.plot_curves(
+    curves.write_summary(
         views,
+        root / f"{agent}-summary.json",
         root / f"{agent}.png",
+        target=TARGET_RETURN,
+        references=references,
         title=f"{TITLES[agent]} on CarRacing-v3 (pixels): held-out return, {len(views)} seed(s)",
         score_label="CarRacing-v3 return (held-out tracks)",
-        references=references,
-        target=TARGET_RETURN,
+        about={"agent": agent, "env": ENV, "obs": "pixels", "score": SCORE_KEY},
+        score_format=".1f",
     )
-    for name in ("final", "best"):
-        row = summary[name]
-        if row is not None:
-            print(f"{agent} {name}: return {row['mean']:.1f} ± {row['std']:.1f} over {row['seeds']} seed(s)")
-    print(f"wrote {summary_path} and {png}")
 
 
 def main() -> None:

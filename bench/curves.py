@@ -112,7 +112,7 @@ def seed_view(
     the final and best evaluations (dicts holding `score_key`, or None while the seed is running)."""
     points = [
         {
-            "env_frames": int(point.get("env_frames", point["env_steps"])),
+            "env_frames": int(point["env_frames"] if "env_frames" in point else point["env_steps"]),
             "hours": float(point.get(TIME_KEY, 0.0)) / 3600.0,
             "score": float(point[score_key]),
         }
@@ -172,6 +172,36 @@ def summarize(
 
 
 # -- the picture -----------------------------------------------------------------------------------
+
+
+def write_summary(
+    views: Sequence[dict[str, Any]],
+    summary_path: Path,
+    png_path: Path,
+    *,
+    target: float | None,
+    references: dict[str, float],
+    title: str,
+    score_label: str,
+    about: dict[str, Any],
+    score_format: str = ".3f",
+) -> dict[str, Any]:
+    """`summarize` written to `summary_path` (atomically), `plot_curves` to `png_path`, and the final
+    and best rows printed; returns the summary."""
+    from rlcar_core.io.atomic import write_json_atomic
+
+    summary = summarize(views, target, references, **about)
+    write_json_atomic(summary_path, summary)
+    plot_curves(views, png_path, title=title, score_label=score_label, references=references, target=target)
+    for name in ("final", "best"):
+        row = summary[name]
+        if row is not None:
+            print(
+                f"{name:>5}: {about.get('score', 'score')} {row['mean']:{score_format}} ± "
+                f"{row['std']:{score_format}} over {row['seeds']} seed(s)"
+            )
+    print(f"wrote {summary_path} and {png_path}")
+    return summary
 
 
 def plot_curves(

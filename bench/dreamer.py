@@ -267,24 +267,16 @@ def write_summary(args: argparse.Namespace, seeds: list[int]) -> None:
     if not views:
         print(f"nothing to plot under {args.root}")
         return
-    summary = curves.summarize(
-        views, TARGET_PROGRESS, references, agent="dreamer", env="rlcar", obs=args.obs, score=SCORE_KEY
-    )
-    summary_path = args.root / f"rlcar-{args.obs}-summary.json"
-    write_json_atomic(summary_path, summary)
-    png = curves.plot_curves(
+    curves.write_summary(
         views,
+        args.root / f"rlcar-{args.obs}-summary.json",
         args.root / f"rlcar-{args.obs}.png",
+        target=TARGET_PROGRESS,
+        references=references,
         title=f"DreamerV3 on RLCar ({args.obs}): held-out lap progress, {len(views)} seed(s)",
         score_label="held-out lap progress",
-        references=references,
-        target=TARGET_PROGRESS,
+        about={"agent": "dreamer", "env": "rlcar", "obs": args.obs, "score": SCORE_KEY},
     )
-    for name in ("final", "best"):
-        row = summary[name]
-        if row is not None:
-            print(f"{name:>5}: progress {row['mean']:.3f} ± {row['std']:.3f} over {row['seeds']} seed(s)")
-    print(f"wrote {summary_path} and {png}")
 
 
 def main() -> None:

@@ -231,28 +231,15 @@ def summarize_seeds(base: Path, seeds: list[int], per_seed: list[dict[str, Any]]
     references = {
         f"{name} driver": per_seed[0]["references"][name]["progress_mean"] for name in ("heuristic", "random")
     }
-    summary = curves.summarize(
+    curves.write_summary(
         views,
-        TARGET_PROGRESS,
-        references,
-        agent="worldmodel",
-        env="rlcar",
-        obs="pixels",
-        score="progress_mean",
-    )
-    write_json_atomic(base / "summary.json", summary)
-    curves.plot_curves(
-        views,
+        base / "summary.json",
         base / "curves.png",
-        "World Models on RLCar pixels",
-        "held-out progress",
-        references,
-        TARGET_PROGRESS,
-    )
-    final = summary["final"]
-    print(
-        f"\nWorld Models on RLCar, {len(seeds)} seed(s): held-out progress {final['mean']:.3f} ± {final['std']:.3f}; "
-        f"wrote {base / 'summary.json'} and {base / 'curves.png'}"
+        target=TARGET_PROGRESS,
+        references=references,
+        title=f"World Models on RLCar pixels: held-out progress, {len(seeds)} seed(s)",
+        score_label="held-out progress",
+        about={"agent": "worldmodel", "env": "rlcar", "obs": "pixels", "score": "progress_mean"},
     )
 
 
