@@ -14,9 +14,9 @@ _LOG_2PI = math.log(2.0 * math.pi)
 def sample_onehot_straight_through(logits: jax.Array, gumbel_noise: jax.Array) -> jax.Array:
     """One-hot samples over the last axis whose gradient is that of the probabilities.
 
-    Sampling is the Gumbel-max trick on noise drawn by the caller (`jax.random.gumbel`/`gumbel_from_bits`, same shape as
-    `logits`): drawing a whole sequence's noise in one call outside `lax.scan` keeps the PRNG out of
-    the loop body, which is much cheaper to compile and run. The forward value is the discrete sample;
+    Sampling is the Gumbel-max trick on noise of the same shape as `logits` (`jax.random.gumbel`; the
+    RSSM passes `networks.gumbel_from_bits` of bits drawn for a whole sequence in one call outside
+    `lax.scan`, which keeps the PRNG out of the loop body, much cheaper to compile and run). The forward value is the discrete sample;
     the backward pass pretends it was `probs`, the straight-through estimator that lets the world
     model and actor train through discrete latents.
     """
