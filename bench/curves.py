@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from rlcar_core.io.atomic import atomic_path
+from rlcar_core.io.atomic import atomic_path, write_json_atomic
 
 CLOCK_KEYS = ("train_seconds", "wall_seconds")
 # The curve's time axis: collection and training together; evaluations are not counted.
@@ -188,8 +188,6 @@ def write_summary(
 ) -> dict[str, Any]:
     """`summarize` written to `summary_path` (atomically), `plot_curves` to `png_path`, and the final
     and best rows printed; returns the summary."""
-    from rlcar_core.io.atomic import write_json_atomic
-
     summary = summarize(views, target, references, **about)
     write_json_atomic(summary_path, summary)
     plot_curves(views, png_path, title=title, score_label=score_label, references=references, target=target)

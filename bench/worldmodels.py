@@ -30,6 +30,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/curves.py, run as a script
 
+import curves  # noqa: E402
 import jax  # noqa: E402
 
 from rlcar_core.agents.exploration import collect_policy_factory  # noqa: E402
@@ -222,8 +223,6 @@ def run_seed(base: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
 
 def summarize_seeds(base: Path, seeds: list[int], per_seed: list[dict[str, Any]]) -> None:
     """summary.json and curves.png over the seeds, with bench/curves.py (held-out progress per round)."""
-    import curves
-
     views = [
         curves.seed_view(seed, results["curve"], "progress_mean", results["final"], results["best"])
         for seed, results in zip(seeds, per_seed, strict=True)
@@ -274,6 +273,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    import curves  # bench/ is on the path when run as a script
-
     curves.run_resumable(main)
