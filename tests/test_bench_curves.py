@@ -159,3 +159,32 @@ def test_a_stopped_benchmark_is_one_line_and_exit_130(capsys):
     assert stopped.value.code == 130
     message = capsys.readouterr().err.strip()
     assert message.count("\n") == 0 and "episode 3" in message and "rerun the same command" in message
+
+
+def test_compare_curves_marks_a_shift_beyond_two_standard_errors_and_keeps_shared_points_only(tmp_path):
+    import compare_curves
+
+    def view(seed, scores, frames=(5000, 10000)):
+        curve = [{"env_steps": f, "progress_mean": s} for f, s in zip(frames, scores, strict=True)]
+        return curves.seed_view(seed, curve, "progress_mean")
+
+    same = {
+        "before": [view(0, [0.1, 0.5]), view(1, [0.2, 0.6])],
+        "after": [view(0, [0.15, 0.55]), view(1, [0.1, 0.6])],
+    }
+    rows = compare_curves.compare(same)
+    assert [row["env_frames"] for row in rows] == [5000, 10000]
+    assert all(row["within_noise"] for row in rows)
+    assert rows[1]["difference"] == pytest.approx(0.025)
+
+    shifted = {
+        "before": same["before"],
+        "after": [view(0, [0.9, 0.9], frames=(5000, 15000)), view(1, [0.95, 0.9])],
+    }
+    rows = compare_curves.compare(shifted)
+    assert [row["env_frames"] for row in rows] == [5000]  # 10000 is missing from one seed
+    assert not rows[0]["within_noise"]
+
+    png = tmp_path / "cmp.png"
+    compare_curves.plot(same, compare_curves.compare(same), png, "t", "progress")
+    assert png.read_bytes()[:8] == PNG_MAGIC
