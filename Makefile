@@ -49,12 +49,14 @@ WM_ITERATIONS ?= 2
 bench-worldmodels: $(STAMP)
 	$(BIN)/python bench/worldmodels.py --seeds $(SEEDS) --iterations $(WM_ITERATIONS)
 
-# DreamerV3 learning curves on RLCar: the sensor row, then the pixel row, each over SEEDS one after
-# another (resumable: rerun to continue), then runs/bench-dreamer/rlcar-<obs>-summary.json and .png.
+# DreamerV3 learning curves on RLCar: the sensor row, then the pixel row, each over SEEDS, JOBS seeds
+# at a time in their own processes (resumable: rerun to continue), then
+# runs/bench-dreamer/rlcar-<obs>-summary.json and .png.
 SEEDS ?= 0 1 2
+JOBS ?= 2
 bench-dreamer: $(STAMP)
-	$(BIN)/python bench/dreamer.py --obs sensors --seeds $(SEEDS)
-	$(BIN)/python bench/dreamer.py --obs pixels --seeds $(SEEDS)
+	$(BIN)/python bench/dreamer.py --obs sensors --seeds $(SEEDS) --jobs $(JOBS)
+	$(BIN)/python bench/dreamer.py --obs pixels --seeds $(SEEDS) --jobs $(JOBS)
 
 # DreamerV3 and World Models on Gymnasium's CarRacing-v3 from pixels, CARRACING_HOURS of collection and
 # training each per seed (resumable), scored on 20 held-out tracks; runs/bench-carracing/<agent>.png.

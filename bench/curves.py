@@ -34,6 +34,7 @@ from rlcar_core.io.atomic import atomic_path, write_json_atomic
 CLOCK_KEYS = ("train_seconds", "wall_seconds")
 # The curve's time axis: collection and training together; evaluations are not counted.
 TIME_KEY = "train_seconds"
+STOPPED_EXIT_CODE = 130  # a benchmark stopped by Ctrl-C, saved and ready to resume
 
 
 def zero_clock() -> dict[str, float]:
@@ -257,4 +258,4 @@ def run_resumable(main: Callable[[], None]) -> None:
         main()
     except KeyboardInterrupt as error:
         print(f"stopped: {str(error) or 'Ctrl-C'}; rerun the same command to continue", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(STOPPED_EXIT_CODE)
