@@ -237,6 +237,29 @@ def test_agent_keeps_a_carry_per_car_and_acts_deterministically(trained):
         make_agent("dreamer", "carracing", 0, trained[0], "best")
 
 
+def test_an_agent_trained_with_action_repeat_decides_every_k_frames(trained, monkeypatch):
+    """eval, play and export-video step every frame; a CarRacing-v3 agent (action repeat 2) must hold
+    each decision for 2 frames there, as in training."""
+    import rlcar_core.agents.dreamer as dreamer_agents
+    from rlcar_core.agents import make_agent
+    from rlcar_core.dreamer.checkpoints import load_saved_agent
+
+    saved = load_saved_agent(trained[0], "best")
+    assert saved.action_repeat == 1  # RLCar decides every step
+    assert make_agent("dreamer", "rlcar", 0, trained[0], "best").name == "dreamer"
+    monkeypatch.setattr(dreamer_agents, "load_saved_agent", lambda *_: saved._replace(action_repeat=2))
+    agent = make_agent("dreamer", "rlcar", 0, trained[0], "best")
+    assert agent.repeat == 2 and agent.name == "dreamer" and agent.obs_kind == "sensors"
+    decisions = []
+    inner_act = agent.policy.act
+    agent.policy.act = lambda obs: decisions.append(len(decisions)) or inner_act(obs)
+    obs = np.random.default_rng(0).uniform(0.0, 1.0, (2, 31)).astype(np.float32)
+    agent.reset(2)
+    actions = [agent.act(obs) for _ in range(5)]
+    assert len(decisions) == 3  # frames 0, 2 and 4
+    np.testing.assert_array_equal(actions[0], actions[1])
+
+
 def test_dream_frames_show_reality_and_the_dream(trained):
     from rlcar_core.dreamer.dream_view import dream_frames
 

@@ -86,6 +86,7 @@ class SavedAgent(NamedTuple):
     params: AgentParams
     env: str
     step: int  # the checkpoint's episode number
+    action_repeat: int  # env frames each decision was held for in training (1: every frame)
 
 
 def load_saved_agent(run_dir: str | Path, checkpoint: str) -> SavedAgent:
@@ -104,4 +105,7 @@ def load_saved_agent(run_dir: str | Path, checkpoint: str) -> SavedAgent:
             raise RlcarError(f"checkpoint ep{step} in {store.directory} holds no DreamerV3 model")
         config = DreamerConfig.from_dict(saved["dreamer"])
         state = store.restore(step, abstract_trainer_state(config))
-    return SavedAgent(config=config, params=state.agent.params, env=saved["env"], step=step)
+    action_repeat = int(saved.get("training", {}).get("action_repeat") or 1)  # older runs: every frame
+    return SavedAgent(
+        config=config, params=state.agent.params, env=saved["env"], step=step, action_repeat=action_repeat
+    )

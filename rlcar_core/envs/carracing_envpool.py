@@ -7,8 +7,9 @@ rules both implementations share: each frame costs 0.1, each new tile pays 1000 
 the playfield ends the episode with a reward of exactly -100 (which replaces that frame's reward).
 Hence progress = (tile rewards so far) / 1000, a crash is an end with reward -100, and a lap is a
 termination without it. The same seed draws a different track than Gymnasium's (EnvPool generates
-tracks with std::mt19937, Gymnasium with NumPy), so training data differs in tracks, not in kind;
-evaluation always runs Gymnasium's own env.
+tracks with std::mt19937, Gymnasium with NumPy); evaluation always runs Gymnasium's own env. The cars
+themselves differ more than the tests' statistics show: a DreamerV3 agent trained here drives
+EnvPool's tracks (238-277) but not Gymnasium's (-30 to 0), so rlcar's benchmarks train on Gymnasium's.
 
 `envpool` is optional (`pip install "rlcar[envpool]"`) and imported only when a pool is built.
 """
