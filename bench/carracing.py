@@ -173,6 +173,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--fresh", action="store_true", help="start over instead of continuing")
     parser.add_argument("--plot-only", action="store_true", help="only rewrite the summaries and PNGs")
     args = parser.parse_args()
+    if args.backend == "envpool" and not importlib.util.find_spec("envpool"):
+        parser.error('--backend envpool needs the envpool package: pip install "rlcar[envpool]"')
     args.agent = args.agent or list(AGENTS)
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"each seed once, please: got {args.seeds}")
@@ -295,8 +297,6 @@ def backend_option(config_class: type, backend: str) -> dict[str, str]:
     drive like Gymnasium's closely enough to train on for a Gymnasium score."""
     if "carracing_backend" not in config_class.__dataclass_fields__:
         return {}
-    if backend == "envpool" and not importlib.util.find_spec("envpool"):
-        raise SystemExit('--backend envpool needs the envpool package: pip install "rlcar[envpool]"')
     return {"carracing_backend": backend}
 
 

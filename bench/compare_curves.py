@@ -47,31 +47,27 @@ def scores_at(views: list[dict[str, Any]], frames: int) -> list[float]:
     return [point["score"] for view in views for point in view["curve"] if point["env_frames"] == frames]
 
 
+def group_stats(scores: np.ndarray) -> dict[str, Any]:
+    """Mean, sample std (0 for one seed) and the scores of one group at one point."""
+    std = float(scores.std(ddof=1)) if len(scores) > 1 else 0.0
+    return {"mean": float(scores.mean()), "std": std, "scores": scores.tolist()}
+
+
 def compare(groups: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """A row per env-step point that every seed of both groups reached."""
     (name_a, views_a), (name_b, views_b) = groups.items()
     shared = set.intersection(*({p["env_frames"] for p in view["curve"]} for view in views_a + views_b))
     rows = []
     for frames in sorted(shared):
-        a, b = np.asarray(scores_at(views_a, frames)), np.asarray(scores_at(views_b, frames))
-        variance = (a.var(ddof=1) / len(a) if len(a) > 1 else 0.0) + (
-            b.var(ddof=1) / len(b) if len(b) > 1 else 0.0
-        )
-        standard_error = math.sqrt(variance)
-        difference = float(b.mean() - a.mean())
+        a = group_stats(np.asarray(scores_at(views_a, frames)))
+        b = group_stats(np.asarray(scores_at(views_b, frames)))
+        standard_error = math.sqrt(sum(g["std"] ** 2 / len(g["scores"]) for g in (a, b)))
+        difference = b["mean"] - a["mean"]
         rows.append(
             {
                 "env_frames": frames,
-                name_a: {
-                    "mean": float(a.mean()),
-                    "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
-                    "scores": a.tolist(),
-                },
-                name_b: {
-                    "mean": float(b.mean()),
-                    "std": float(b.std(ddof=1)) if len(b) > 1 else 0.0,
-                    "scores": b.tolist(),
-                },
+                name_a: a,
+                name_b: b,
                 "difference": difference,
                 "standard_error": standard_error,
                 "within_noise": abs(difference) <= NOISE_STANDARD_ERRORS * standard_error,

@@ -362,9 +362,10 @@ def main() -> None:
     started = time.perf_counter()
     if args.jobs > 1 and len(args.seeds) > 1:
         train_seeds_side_by_side(args)
-    for seed in args.seeds if args.jobs == 1 or len(args.seeds) == 1 else ():
-        print(f"== DreamerV3, RLCar {args.obs}, seed {seed}", flush=True)
-        train_seed(args, seed)
+    else:
+        for seed in args.seeds:
+            print(f"== DreamerV3, RLCar {args.obs}, seed {seed}", flush=True)
+            train_seed(args, seed)
     write_summary(args, summary_seeds(args))
     print(f"bench-dreamer: {len(args.seeds)} seed(s) in {(time.perf_counter() - started) / 60:.1f} min")
 

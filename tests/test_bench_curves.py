@@ -188,3 +188,33 @@ def test_compare_curves_marks_a_shift_beyond_two_standard_errors_and_keeps_share
     png = tmp_path / "cmp.png"
     compare_curves.plot(same, compare_curves.compare(same), png, "t", "progress")
     assert png.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_compare_curves_refuses_anything_but_two_groups_with_exit_2(monkeypatch, tmp_path, capsys):
+    import compare_curves
+
+    monkeypatch.setattr(
+        sys, "argv", ["compare_curves.py", "--group", "only", "x.json", "--out", str(tmp_path / "o")]
+    )
+    with pytest.raises(SystemExit) as stopped:
+        compare_curves.main()
+    assert stopped.value.code == 2
+    assert "exactly two --group" in capsys.readouterr().err
+
+
+def test_a_jobs_child_gets_the_parents_settings_for_its_one_seed(monkeypatch, tmp_path):
+    import dreamer as bench_dreamer
+
+    parent = ["dreamer.py", "--seeds", "0", "1", "--jobs", "2", "--obs", "pixels", "--env-steps", "900"]
+    parent += ["--train-ratio", "32", "--set", "model_lr=3e-4", "--root", str(tmp_path), "--fresh"]
+    monkeypatch.setattr(sys, "argv", parent)
+    args = bench_dreamer.parse_args()
+    monkeypatch.setattr(sys, "argv", ["dreamer.py", *bench_dreamer.seed_command(args, 1)[2:]])
+    child = bench_dreamer.parse_args()
+    assert child.seeds == [1] and child.jobs == 1
+    for name in ("obs", "env_steps", "train_ratio", "overrides", "root", "fresh", "eval_every_steps", "size"):
+        assert getattr(child, name) == getattr(args, name), name
+    monkeypatch.setattr(sys, "argv", ["dreamer.py", "--jobs", "0"])
+    with pytest.raises(SystemExit) as stopped:
+        bench_dreamer.parse_args()
+    assert stopped.value.code == 2

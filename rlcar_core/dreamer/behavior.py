@@ -44,9 +44,8 @@ class ImaginationNoise(NamedTuple):
     """Everything random in one imagined rollout, drawn up front (outside the loop)."""
 
     action: jax.Array  # (H, N, A) standard normal, the actor's reparameterised samples.
-    latent: (
-        jax.Array
-    )  # (H, N, stoch_size, stoch_classes) uint32 bits for the prior's samples (`latent_noise`).
+    # (H, N, stoch_size, stoch_classes) uint32 bits for the prior's samples (`latent_noise`).
+    latent: jax.Array
 
 
 def imagination_noise(key: jax.Array, num_starts: int, config: DreamerConfig) -> ImaginationNoise:
