@@ -13,6 +13,12 @@ os.environ.setdefault(
 )
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# CI draws the same examples on every run, so a red build means the change broke something rather
+# than that the search was unlucky; local runs keep searching afresh (HYPOTHESIS_PROFILE unset).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")
