@@ -257,5 +257,6 @@ def run_resumable(main: Callable[[], None]) -> None:
     try:
         main()
     except KeyboardInterrupt as error:
-        print(f"stopped: {str(error) or 'Ctrl-C'}; rerun the same command to continue", file=sys.stderr)
+        # A trainer's interruption already says how to resume; a bare Ctrl-C says nothing.
+        print(f"stopped: {str(error) or 'Ctrl-C; rerun the same command to continue'}", file=sys.stderr)
         sys.exit(STOPPED_EXIT_CODE)

@@ -151,14 +151,22 @@ def test_plot_of_an_empty_curve_still_writes_a_png(tmp_path):
 def test_a_stopped_benchmark_is_one_line_and_exit_130(capsys):
     from rlcar_core.loop.outcomes import TrainingInterrupted
 
-    def main():
-        raise TrainingInterrupted("interrupted at episode 3 (900 env steps, SIGINT)")
+    def trainer_stopped():
+        raise TrainingInterrupted(
+            "interrupted at episode 3 (900 env steps); run the same command again to resume"
+        )
 
-    with pytest.raises(SystemExit) as stopped:
-        curves.run_resumable(main)
-    assert stopped.value.code == 130
-    message = capsys.readouterr().err.strip()
-    assert message.count("\n") == 0 and "episode 3" in message and "rerun the same command" in message
+    def bare_ctrl_c():
+        raise KeyboardInterrupt
+
+    for main in (trainer_stopped, bare_ctrl_c):
+        with pytest.raises(SystemExit) as stopped:
+            curves.run_resumable(main)
+        assert stopped.value.code == 130
+        message = capsys.readouterr().err.strip()
+        # One line that says once how to go on, whether or not the trainer already said it.
+        assert message.count("\n") == 0 and message.count("same command") == 1, message
+    assert "episode 3" not in message and "Ctrl-C" in message
 
 
 def test_compare_curves_marks_a_shift_beyond_two_standard_errors_and_keeps_shared_points_only(tmp_path):
