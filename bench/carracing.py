@@ -376,8 +376,8 @@ def bench_dreamer(args: argparse.Namespace, seed: int, settings: Settings, refer
             )
         if kind == "eval":
             point = {
-                key: record[key]
-                for key in ("env_steps", "episode", "updates", "return_mean", "progress_mean")
+                key: record.get(key)
+                for key in ("env_steps", "eval_mark", "episode", "updates", "return_mean", "progress_mean")
             }
             point.update(curves.cumulative_clock(record, offset))
             point["env_frames"] = record["env_steps"]  # train-dreamer counts frames, action repeat or not

@@ -43,8 +43,8 @@ def load_group(paths: list[Path], score_key: str) -> list[dict[str, Any]]:
     return views
 
 
-def scores_at(views: list[dict[str, Any]], frames: int) -> list[float]:
-    return [point["score"] for view in views for point in view["curve"] if point["env_frames"] == frames]
+def scores_at(views: list[dict[str, Any]], mark: int) -> list[float]:
+    return [point["score"] for view in views for point in view["curve"] if point["mark"] == mark]
 
 
 def group_stats(scores: np.ndarray) -> dict[str, Any]:
@@ -54,9 +54,9 @@ def group_stats(scores: np.ndarray) -> dict[str, Any]:
 
 
 def compare(groups: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """A row per env-step point that every seed of both groups reached."""
+    """A row per scheduled evaluation (env-step mark) that every seed of both groups reached."""
     (name_a, views_a), (name_b, views_b) = groups.items()
-    shared = set.intersection(*({p["env_frames"] for p in view["curve"]} for view in views_a + views_b))
+    shared = set.intersection(*({p["mark"] for p in view["curve"]} for view in views_a + views_b))
     rows = []
     for frames in sorted(shared):
         a = group_stats(np.asarray(scores_at(views_a, frames)))

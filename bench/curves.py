@@ -109,16 +109,20 @@ def seed_view(
     final: dict[str, Any] | None = None,
     best: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What the summary and the plot read of one seed: its curve as (env frames, hours, score), and
+    """What the summary and the plot read of one seed: its curve as (env frames, mark, hours, score), and
     the final and best evaluations (dicts holding `score_key`, or None while the seed is running)."""
     points = [
         {
-            "env_frames": int(point["env_frames"] if "env_frames" in point else point["env_steps"]),
+            "env_frames": frames,
+            # The scheduled mark a step-scheduled evaluation stands for (train-dreamer evaluates at the
+            # first episode end past it, a little later in every seed): seeds line up on it.
+            "mark": int(point.get("eval_mark") or frames),
             "hours": float(point.get(TIME_KEY, 0.0)) / 3600.0,
             "score": float(point[score_key]),
         }
         for point in curve
         if point.get(score_key) is not None
+        for frames in [int(point["env_frames"] if "env_frames" in point else point["env_steps"])]
     ]
     return {
         "seed": seed,

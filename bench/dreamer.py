@@ -198,7 +198,9 @@ def train_seed(args: argparse.Namespace, seed: int) -> dict:
         if record["kind"] != "eval":
             return
         results["curve"] = [p for p in results["curve"] if p["env_steps"] < record["env_steps"]]
-        point = {key: record[key] for key in ("env_steps", "episode", "updates", "progress_mean")}
+        point = {
+            key: record.get(key) for key in ("env_steps", "eval_mark", "episode", "updates", "progress_mean")
+        }
         point.update(curves.cumulative_clock(record, offset), env_frames=record["env_steps"])
         point.update(
             lap_rate=record["lap_rate"], return_mean=record["return_mean"], crash_rate=record["crash_rate"]

@@ -16,6 +16,7 @@ import typer
 
 from rlcar_cli.dreamer_cli import register as register_dreamer
 from rlcar_cli.options import (
+    Actions,
     AgentName,
     Checkpoint,
     EnvName,
@@ -117,6 +118,7 @@ def eval_command(
     ] = None,
     run_dir: RunDir = None,
     checkpoint: Checkpoint = "best",
+    actions: Actions = None,
     json_out: Json = False,
     progress: Progress = None,
 ) -> None:
@@ -249,6 +251,7 @@ def play_command(
         ),
     ] = None,
     checkpoint: Checkpoint = "best",
+    actions: Actions = None,
     json_out: Json = False,
 ) -> None:
     """Drive a held-out track in a pygame window, or watch an agent drive. Every attempt you drive is saved for eval --human."""
@@ -295,6 +298,7 @@ def export_video_command(
     fps: Annotated[int, typer.Option("--fps", min=0, help="Frames per second (0: the env's own rate).")] = 0,
     run_dir: RunDir = None,
     checkpoint: Checkpoint = "best",
+    actions: Actions = None,
     json_out: Json = False,
     progress: Progress = None,
 ) -> None:

@@ -11,6 +11,11 @@ import typer
 from rlcar_core.envs.names import EnvName  # the core's own enum: --env's choices are its values
 
 
+class ActionChoice(str, Enum):  # rlcar_core.dreamer.config.ACTION_CHOICES
+    sample = "sample"
+    mode = "mode"
+
+
 class AgentName(str, Enum):
     heuristic = "heuristic"
     random = "random"
@@ -40,5 +45,13 @@ Checkpoint = Annotated[
     str,
     typer.Option(
         "--checkpoint", help="Learned agents: checkpoint in --run-dir: best, latest, epN, or a path."
+    ),
+]
+Actions = Annotated[
+    ActionChoice | None,
+    typer.Option(
+        "--actions",
+        help="DreamerV3 agents: sample the actor, as DreamerV3 evaluates (default; repeatable under "
+        "--seed), or take its mode.",
     ),
 ]

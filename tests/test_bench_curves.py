@@ -109,7 +109,7 @@ def three_seeds() -> list[dict]:
 
 def test_summary_gives_mean_and_std_across_finished_seeds_and_when_each_reached_the_target():
     views = three_seeds()
-    assert views[0]["curve"][1] == {"env_frames": 20_000, "hours": 2.0, "score": 0.92}
+    assert views[0]["curve"][1] == {"env_frames": 20_000, "mark": 20_000, "hours": 2.0, "score": 0.92}
     summary = curves.summarize(views, 0.9, {"heuristic": 1.0}, agent="dreamer", env="rlcar")
     assert summary["agent"] == "dreamer" and summary["seeds"] == [0, 1, 2]
     assert summary["finished_seeds"] == [0, 1]
@@ -192,6 +192,14 @@ def test_compare_curves_marks_a_shift_beyond_two_standard_errors_and_keeps_share
     rows = compare_curves.compare(shifted)
     assert [row["env_frames"] for row in rows] == [5000]  # 10000 is missing from one seed
     assert not rows[0]["within_noise"]
+
+    # train-dreamer evaluates at the first episode end past each mark: seeds line up on the mark.
+    def late(seed):
+        curve = [{"env_steps": f + 8 * seed, "eval_mark": f, "progress_mean": 0.5} for f in (5000, 10000)]
+        return curves.seed_view(seed, curve, "progress_mean")
+
+    rows = compare_curves.compare({"before": [late(0), late(1)], "after": [late(2), late(3)]})
+    assert [row["env_frames"] for row in rows] == [5000, 10000]
 
     png = tmp_path / "cmp.png"
     compare_curves.plot(same, compare_curves.compare(same), png, "t", "progress")

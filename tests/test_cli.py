@@ -174,7 +174,7 @@ class FakeLearnedAgent:
         return self.inner.act(obs)
 
 
-def load_fake_dreamer(run_dir, checkpoint, env_name, seed):
+def load_fake_dreamer(run_dir, checkpoint, env_name, seed, actions="sample"):
     return FakeLearnedAgent(run_dir, checkpoint)
 
 

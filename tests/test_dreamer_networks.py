@@ -65,8 +65,8 @@ SENSOR_CONFIG = DreamerConfig.preset("tiny", obs_shape=(17,), model_lr=1e-3)
 
 
 @functools.cache
-def _jitted_policy(explore: bool):
-    return jax.jit(functools.partial(policy_step, config=SENSOR_CONFIG, explore=explore))
+def _jitted_policy(sample: bool):
+    return jax.jit(functools.partial(policy_step, config=SENSOR_CONFIG, sample=sample))
 
 
 def test_policy_step_shapes_bounds_and_determinism():
@@ -98,7 +98,7 @@ def test_policy_step_vmaps_over_single_envs():
     carries = jax.tree.map(lambda x: jnp.stack([x] * num_envs), single_carry)
     vmapped = jax.jit(
         jax.vmap(
-            functools.partial(policy_step, config=SENSOR_CONFIG, explore=True),
+            functools.partial(policy_step, config=SENSOR_CONFIG, sample=True),
             in_axes=(None, 0, 0, 0, 0),
         )
     )

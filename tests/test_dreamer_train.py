@@ -314,3 +314,23 @@ def test_more_cars_than_episodes_stop_at_exactly_the_budget(trained, tmp_path):
     assert summary["episodes"] == 1 and summary["env_steps"] == 20
     with open_store(RunDir(tmp_path / "run"), read_only=True) as store:
         assert store.steps() == [1]
+
+
+def test_a_step_scheduled_evaluation_runs_at_an_episode_end_with_its_checkpoint(trained, tmp_path):
+    # Both cars end their 20-step episodes together about every 40 env steps. The mark at 48 env steps falls
+    # in the middle of episode count 2, already saved at 40: evaluated there, a best result could not
+    # be saved (checkpoints are named by episode count). It waits for the episode end at episode 4 instead.
+    del trained  # compiled by the shared run already
+    records = []
+    options = tiny_options(episodes=6, checkpoint_every=1, eval_every_steps=48)
+    train_dreamer(tmp_path / "run", options, records.append)
+    kinds = [(r["kind"], r["episode"]) for r in records if r["kind"] in ("eval", "checkpoint")]
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert [r["eval_mark"] for r in evals] == [48, 96]
+    assert [r["episode"] for r in evals] == [4, 6] and all(r["env_steps"] > r["eval_mark"] for r in evals)
+    for record in evals:
+        # The checkpoint of the evaluation's own episode count follows it, with its best mark.
+        position = kinds.index(("eval", record["episode"]))
+        assert kinds[position + 1] == ("checkpoint", record["episode"])
+    checkpoints = {r["checkpoint"]: r for r in records if r["kind"] == "checkpoint"}
+    assert [checkpoints[r["episode"]]["best"] for r in evals] == [r["best"] for r in evals]

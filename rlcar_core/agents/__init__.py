@@ -23,6 +23,9 @@ TRAIN_HINTS = {
     "dreamer": "rlcar train-dreamer",
 }
 AGENT_NAMES = BUILTIN_AGENTS + tuple(LEARNED_AGENT_LOADERS)
+# Agents whose actor is a distribution, so a user chooses how it acts (--actions sample|mode; see
+# rlcar_core.dreamer.config.ACTION_CHOICES). The others act as they always do.
+AGENTS_WITH_ACTION_CHOICE = ("dreamer",)
 
 
 def is_learned(name: str) -> bool:
@@ -45,15 +48,42 @@ def agent_run_dir(name: str, run_dir: str | Path | None) -> Path | None:
     return default
 
 
+def check_action_choice(names: list[str] | tuple[str, ...], actions: str | None) -> None:
+    """A given --actions must be a choice and must concern at least one of the agents that drive."""
+    if actions is None:
+        return
+    from rlcar_core.dreamer.config import ACTION_CHOICES  # no JAX: the config module is plain Python
+
+    if actions not in ACTION_CHOICES:
+        raise RlcarError(f"--actions must be one of {', '.join(ACTION_CHOICES)}, got {actions!r}")
+    if not any(name in AGENTS_WITH_ACTION_CHOICE for name in names):
+        raise RlcarError(
+            f"--actions chooses how a DreamerV3 actor acts; {', '.join(names)} "
+            f"{'has' if len(names) == 1 else 'have'} no such choice"
+        )
+
+
+def action_choice(name: str, actions: str | None) -> str | None:
+    """How agent `name` picks its actions: the choice given or its default; None when it has no choice."""
+    if name not in AGENTS_WITH_ACTION_CHOICE:
+        return None
+    from rlcar_core.dreamer.config import DEFAULT_ACTIONS
+
+    return actions or DEFAULT_ACTIONS
+
+
 def make_agent(
     name: str,
     env_name: str = EnvName.RLCAR,
     seed: int = 0,
     run_dir: str | Path | None = None,
     checkpoint: str = "best",
+    actions: str | None = None,
 ) -> Agent:
     """An agent by name; learned agents come from ``run_dir``'s ``checkpoint`` (latest, best, epN), or
-    from their default run when ``run_dir`` is None."""
+    from their default run when ``run_dir`` is None. ``actions`` (sample or mode, default sample) is
+    how a DreamerV3 actor acts; other agents ignore it (commands refuse it for them with
+    `check_action_choice`, unless another agent they drive takes it)."""
     if name not in AGENT_NAMES:
         raise RlcarError(f"unknown agent {name!r}; choose one of {', '.join(AGENT_NAMES)}")
     if is_learned(name):
@@ -67,7 +97,8 @@ def make_agent(
             raise RlcarError(
                 f"the {name!r} agent is not available yet: it arrives with its training command"
             ) from None
-        return getattr(module, loader_name)(run, checkpoint, env_name, seed)
+        choice = {"actions": action_choice(name, actions)} if name in AGENTS_WITH_ACTION_CHOICE else {}
+        return getattr(module, loader_name)(run, checkpoint, env_name, seed, **choice)
     env = EnvName.parse(env_name)
     if name == "heuristic":
         if not env.has_sensors:
@@ -82,4 +113,14 @@ def make_agent(
     return RandomAgent(seed, obs_kind=env.default_obs)
 
 
-__all__ = ["AGENT_NAMES", "Agent", "agent_run_dir", "is_learned", "make_agent", "select_obs"]
+__all__ = [
+    "AGENTS_WITH_ACTION_CHOICE",
+    "AGENT_NAMES",
+    "Agent",
+    "action_choice",
+    "agent_run_dir",
+    "check_action_choice",
+    "is_learned",
+    "make_agent",
+    "select_obs",
+]

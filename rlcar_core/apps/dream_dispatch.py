@@ -49,6 +49,11 @@ def run_dream(config: DreamConfig, on_step: Callable[[int], None] | None = None)
     config = resolve_run(config)
     if identify_run(config.run_dir, for_dream=True).kind == "dreamer":
         result = run_dreamer_dream(config, on_step)
+    elif config.actions is not None:
+        raise RlcarError(
+            f"--actions chooses how a DreamerV3 actor acts; {config.run_dir} is a World Models run "
+            "(its controller has no such choice)"
+        )
     else:
         from rlcar_core.worldmodels.dream import run_dream as run_worldmodels_dream
 
@@ -58,6 +63,7 @@ def run_dream(config: DreamConfig, on_step: Callable[[int], None] | None = None)
 
 def run_dreamer_dream(config: DreamConfig, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Dream with a DreamerV3 run (temperature unused)."""
+    from rlcar_core.dreamer.config import DEFAULT_ACTIONS
     from rlcar_core.dreamer.dream_view import dream_frames
 
     window = None
@@ -76,6 +82,7 @@ def run_dreamer_dream(config: DreamConfig, on_step: Callable[[int], None] | None
         config.seed,
         keyboard if config.manual else None,
         track=config.track,
+        actions=config.actions or DEFAULT_ACTIONS,
     )
     fps = config.fps or frames_per_second(summary["env"])
 

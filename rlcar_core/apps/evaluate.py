@@ -8,7 +8,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rlcar_core.agents import Agent, agent_run_dir, is_learned, make_agent
+from rlcar_core.agents import (
+    AGENTS_WITH_ACTION_CHOICE,
+    Agent,
+    agent_run_dir,
+    check_action_choice,
+    is_learned,
+    make_agent,
+)
 from rlcar_core.apps.human import HumanRun
 from rlcar_core.apps.run_identity import resolve_driver
 from rlcar_core.envs.factory import check_env_request
@@ -28,6 +35,7 @@ class EvalConfig:
     run_dir: Path | None = None  # learned agents: the run whose checkpoint drives (None: its default run)
     checkpoint: str = "best"
     first_track: int = 0  # held-out tracks first_track, first_track + 1, ...
+    actions: str | None = None  # DreamerV3: sample (None: the default) or mode; see dreamer.config
 
     def validate(self) -> None:
         require_at_least("--episodes", self.episodes, 1)
@@ -36,6 +44,11 @@ class EvalConfig:
         require_at_least("--num-envs", self.num_envs, 1)
         env = EnvName.parse(self.env or EnvName.RLCAR)
         check_env_request(env, env.default_obs)
+        if self.agent is not None:
+            check_action_choice([self.agent], self.actions)
+
+    def make_agent(self, run_dir: Path | None) -> Agent:
+        return make_agent(self.agent, self.env, self.seed, run_dir, self.checkpoint, self.actions)
 
 
 def evaluate(
@@ -52,7 +65,7 @@ def evaluate(
         )
     config.validate()
     run_dir = agent_run_dir(config.agent, config.run_dir) if agent is None else config.run_dir
-    agent = agent or make_agent(config.agent, config.env, config.seed, run_dir, config.checkpoint)
+    agent = agent or config.make_agent(run_dir)
     start = time.perf_counter()
     results = evaluate_policy(
         config.env,
@@ -71,6 +84,7 @@ def evaluate(
         "first_track": config.first_track,
         "run_dir": str(run_dir) if run_dir is not None else None,
         "checkpoint": config.checkpoint if run_dir is not None else None,
+        "actions": getattr(agent, "actions", None),  # how a DreamerV3 actor acted; None for the others
         **results,
         "wall_seconds": time.perf_counter() - start,
     }
@@ -114,7 +128,14 @@ def evaluate_agents(
     with ``recorded``, each also drives the human's track. One summary per agent, in order.
     No ``names``: see `resolve_agents`."""
     config, names = resolve_agents(config, names)
-    configs = [dataclasses.replace(config, agent=name) for name in names]
+    check_action_choice(names, config.actions)
+    # --actions concerns the agents that have the choice; the others drive as they always do.
+    configs = [
+        dataclasses.replace(
+            config, agent=name, actions=config.actions if name in AGENTS_WITH_ACTION_CHOICE else None
+        )
+        for name in names
+    ]
     for each in configs:  # every input error before the first (slow) evaluation
         each.validate()
         agent_run_dir(each.agent, each.run_dir)
@@ -123,7 +144,7 @@ def evaluate_agents(
     results = []
     for each in configs:
         run_dir = agent_run_dir(each.agent, each.run_dir)
-        agent = make_agent(each.agent, each.env, each.seed, run_dir, each.checkpoint)
+        agent = each.make_agent(run_dir)
         result = evaluate(
             dataclasses.replace(each, run_dir=run_dir),
             agent,
@@ -148,8 +169,7 @@ def compare_with_human(config: EvalConfig, recorded: HumanRun, agent: Agent | No
         config, _ = resolve_agents(config)
     check_human_env(config.env or EnvName.RLCAR, recorded)
     if agent is None:
-        run_dir = agent_run_dir(config.agent, config.run_dir)
-        agent = make_agent(config.agent, config.env, config.seed, run_dir, config.checkpoint)
+        agent = config.make_agent(agent_run_dir(config.agent, config.run_dir))
     (record,) = run_episodes(
         config.env, agent, [recorded.track_seed], recorded.reset_seed, config.max_steps, 1
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlcar_core.agents import agent_run_dir, make_agent
+from rlcar_core.agents import agent_run_dir, check_action_choice, make_agent
 from rlcar_core.agents.base import Agent
 from rlcar_core.apps.drive import DrivingSession
 from rlcar_core.apps.run_identity import resolve_driver
@@ -35,6 +35,7 @@ class ExportConfig:
     fps: int = 0  # 0: the env's own rate (one frame per simulator step)
     run_dir: Path | None = None  # learned agents: the run whose checkpoint drives (None: its default run)
     checkpoint: str = "best"
+    actions: str | None = None  # DreamerV3: sample (None: the default) or mode; see dreamer.config
 
     def validate(self) -> None:
         """Every input checked before any episode runs, the output path included."""
@@ -46,6 +47,7 @@ class ExportConfig:
 def resolve_export(config: ExportConfig) -> ExportConfig:
     """``config`` with its agent and env filled in (from ``run_dir`` when given: see `resolve_driver`)."""
     driver = resolve_driver(config.agent, config.env, config.run_dir)
+    check_action_choice([driver.agent], config.actions)
     return dataclasses.replace(config, agent=driver.agent, env=driver.env)
 
 
@@ -61,7 +63,8 @@ def export_video(
             config, env=config.env or EnvName.RLCAR, agent=config.agent or agent.name
         )
     run_dir = agent_run_dir(config.agent, config.run_dir) if agent is None else config.run_dir
-    agent = agent or make_agent(config.agent, config.env, config.seed, run_dir, config.checkpoint)
+    if agent is None:
+        agent = make_agent(config.agent, config.env, config.seed, run_dir, config.checkpoint, config.actions)
     session = DrivingSession(config.env, agent.obs_kind, config.track, config.max_steps, config.seed)
     fps = config.fps or frames_per_second(config.env)
     result: dict = {}
@@ -105,6 +108,7 @@ def export_video(
         "fps": fps,
         "env": config.env,
         "agent": agent.name,
+        "actions": getattr(agent, "actions", None),  # how a DreamerV3 actor acted; None for the others
         "run_dir": str(run_dir) if run_dir is not None else None,
         "track_seed": session.track_seed,
         **result,

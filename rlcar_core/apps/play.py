@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlcar_core.agents import Agent, agent_run_dir, make_agent
+from rlcar_core.agents import Agent, agent_run_dir, check_action_choice, make_agent
 from rlcar_core.apps.drive import DrivingSession
 from rlcar_core.apps.human import HumanRun, save_human_run
 from rlcar_core.apps.pretrained import is_shipped
@@ -47,6 +47,7 @@ class PlayConfig:
     run_dir: Path | None = None  # human runs are saved here (default runs/play); learned agents load
     # from here too, else from their own default run
     checkpoint: str = "best"
+    actions: str | None = None  # DreamerV3: sample (None: the default) or mode; see dreamer.config
 
     def validate(self) -> None:
         require_at_least("--max-steps", self.max_steps, 1)
@@ -77,7 +78,10 @@ def resolve_play(config: PlayConfig) -> PlayConfig:
     """``config`` with its agent and env filled in from ``run_dir`` when that holds a trained run (see
     `resolve_driver`); a folder of human runs, or a new one, leaves them as they were given."""
     driver = resolve_driver(config.agent, config.env, config.run_dir, default_agent=None, run_required=False)
-    return dataclasses.replace(config, agent=driver.agent, env=driver.env)
+    config = dataclasses.replace(config, agent=driver.agent, env=driver.env)
+    partner = partner_for(config)
+    check_action_choice([partner] if partner else ["nobody (no agent drives)"], config.actions)
+    return config
 
 
 def partner_for(config: PlayConfig) -> str | None:
@@ -122,6 +126,7 @@ def play(
         "env": config.env,
         "track_seed": session.track_seed,
         "agent": partner.name if partner is not None else None,
+        "actions": getattr(partner, "actions", None),  # how a DreamerV3 actor acted; None otherwise
         "run_dir": str(run_dir) if run_dir is not None else None,
         "episodes": episodes,
     }
@@ -147,7 +152,7 @@ def _prepare(config: PlayConfig, partner_name, run_dir, window, should_stop):
     def work() -> None:
         try:
             partner = (
-                make_agent(partner_name, config.env, config.seed, run_dir, config.checkpoint)
+                make_agent(partner_name, config.env, config.seed, run_dir, config.checkpoint, config.actions)
                 if partner_name
                 else None
             )

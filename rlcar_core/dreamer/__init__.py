@@ -5,7 +5,7 @@ Typical use::
     config = DreamerConfig.preset("small", obs_kind="sensors", obs_shape=(17,))
     state = init_training_state(config, jax.random.key(0))
     train = jax.jit(make_update(config))
-    act = jax.jit(functools.partial(policy_step, config=config, explore=True))
+    act = jax.jit(functools.partial(policy_step, config=config, sample=True))
     state, metrics = train(state, replay.sample(16, 64, rng), key)
     action, carry = act(state.params, carry, obs, is_first, key)
     env.step(to_env_action(np.asarray(action)))

@@ -24,11 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlcar_core.dreamer.checkpoints import is_dreamer_run, load_saved_agent
-from rlcar_core.dreamer.config import DreamerConfig
+from rlcar_core.dreamer.config import DEFAULT_ACTIONS, DreamerConfig
 from rlcar_core.dreamer.dream_panels import observation_panel, side_by_side
 from rlcar_core.dreamer.math import symexp_twohot_mean, symlog_bins
 from rlcar_core.dreamer.networks import actor_network, features, latent_noise, world_model_network
 from rlcar_core.dreamer.policy import (
+    check_actions,
     from_env_action,
     initial_carry,
     jitted_policy,
@@ -49,9 +50,10 @@ __all__ = ["DEFAULT_CONTEXT", "ManualActions", "dream_frames", "is_dreamer_run"]
 
 
 @functools.cache
-def _dream_functions(config: DreamerConfig) -> tuple[Callable, Callable]:
+def _dream_functions(config: DreamerConfig, sample: bool) -> tuple[Callable, Callable]:
     """Jitted `reconstruct(params, latent)` and `imagine(params, latent, action, key) -> (latent,
-    decoded obs, predicted reward, continue probability, actor's action)`, once per config."""
+    decoded obs, predicted reward, continue probability, actor's action)`, once per config and choice
+    (the actor's sample or its mode)."""
     world_model = world_model_network(config)
     actor = actor_network(config)
     bins = symlog_bins(config.num_bins, config.bins_low, config.bins_high)
@@ -60,13 +62,15 @@ def _dream_functions(config: DreamerConfig) -> tuple[Callable, Callable]:
         return decode_observation(params.world_model, features(latent), config)
 
     def imagine(params, latent, action, key):
-        noise = latent_noise(key, action.shape[:-1], config)
+        latent_key, action_key = jax.random.split(key)
+        noise = latent_noise(latent_key, action.shape[:-1], config)
         prior = world_model.apply.img_step(params.world_model, latent, action, noise).prior
         feat = features(prior)
         decoded = decode_observation(params.world_model, feat, config)
         reward = symexp_twohot_mean(world_model.apply.reward_logits(params.world_model, feat), bins)
         continues = jax.nn.sigmoid(world_model.apply.continue_logit(params.world_model, feat))
-        next_action = jnp.clip(actor.apply(params.actor, feat).mode(), -1.0, 1.0)
+        dist = actor.apply(params.actor, feat)
+        next_action = jnp.clip(dist.sample(action_key) if sample else dist.mode(), -1.0, 1.0)
         return prior, decoded, reward, continues, next_action
 
     return jax.jit(reconstruct), jax.jit(imagine)
@@ -94,6 +98,7 @@ def dream_frames(
     *,
     track: int = 0,
     context: int = DEFAULT_CONTEXT,
+    actions: str = DEFAULT_ACTIONS,
 ) -> tuple[Iterator[np.ndarray], dict[str, Any]]:
     """Frames (H, W, 3 uint8, real left and dream right, with a HUD) and a summary dict.
 
@@ -102,8 +107,10 @@ def dream_frames(
     and is complete when the iterator is exhausted: steps, the real and the predicted return of the
     dreamed steps, the mean squared error between dreamed and real observations (sensor units, or
     pixels in [0, 1]), and why the dream ended. `manual_actions` (env
-    actions) replace the actor, in the observed steps and in the dream alike.
+    actions) replace the actor, in the observed steps and in the dream alike; otherwise the actor
+    acts by `actions` (sample or mode).
     """
+    check_actions(actions)
     require_at_least("--max-steps", max_steps, 1)
     require_at_least("--context", context, 1)
     if context >= max_steps:
@@ -116,6 +123,7 @@ def dream_frames(
         "checkpoint": f"ep{saved.step}",
         "track_seed": track_seed,
         "driver": "manual" if manual_actions is not None else "actor",
+        "actions": None if manual_actions is not None else actions,
         "context_steps": 0,
         "steps": 0,
         "real_return": 0.0,
@@ -124,15 +132,15 @@ def dream_frames(
         "ended_by": "max_steps",
     }
     return _frames(
-        saved, track_seed, max_steps, seed, _manual_source(manual_actions), context, summary
+        saved, track_seed, max_steps, seed, _manual_source(manual_actions), context, summary, actions
     ), summary
 
 
-def _frames(saved, track_seed, max_steps, seed, manual, context, summary) -> Iterator[np.ndarray]:
+def _frames(saved, track_seed, max_steps, seed, manual, context, summary, actions) -> Iterator[np.ndarray]:
     config, params = saved.config, on_default_device(saved.params)
     obs_kind = config.obs_kind
-    policy = jitted_policy(config, False)
-    reconstruct, imagine = _dream_functions(config)
+    policy = jitted_policy(config, actions == "sample")
+    reconstruct, imagine = _dream_functions(config, actions == "sample")
     env = one_track_env(saved.env, obs_kind, track_seed, max_steps)
     obs, _ = reset_on_track(env, saved.env, track_seed, seed)
     key = jax.random.key(seed)

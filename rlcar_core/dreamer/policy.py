@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlcar_core.dreamer.config import DreamerConfig
+from rlcar_core.dreamer.config import ACTION_CHOICES, DEFAULT_ACTIONS, DreamerConfig
 from rlcar_core.dreamer.networks import (
     LatentState,
     actor_network,
@@ -57,13 +57,13 @@ def policy_step(
     is_first: jax.Array,
     key: jax.Array,
     config: DreamerConfig,
-    explore: bool,
+    sample: bool,
 ) -> tuple[jax.Array, PolicyCarry]:
     """Filters `obs` into the latent state and picks an action in [-1, 1]^A.
 
-    Works on a batch (leading axis) or, under `jax.vmap`, on single envs. `explore=True` samples the
-    actor (training data collection); `explore=False` takes its mean (evaluation). `config` and
-    `explore` are static under jit. Store the returned action with the *next* observation in replay.
+    Works on a batch (leading axis) or, under `jax.vmap`, on single envs. `sample=True` draws from the
+    actor (collection, and evaluation by default); `sample=False` takes its mode. `config` and `sample`
+    are static under jit. Store the returned action with the *next* observation in replay.
     """
     world_model = world_model_network(config)
     latent_key, action_key = jax.random.split(fast_key(key))
@@ -73,7 +73,7 @@ def policy_step(
         params.world_model, carry.latent, carry.prev_action, embed, is_first, noise
     )
     dist = actor_network(config).apply(params.actor, features(step.posterior))
-    action = dist.sample(action_key) if explore else dist.mode()
+    action = dist.sample(action_key) if sample else dist.mode()
     action = jnp.clip(action, -1.0, 1.0)
     return action, PolicyCarry(latent=step.posterior, prev_action=action)
 
@@ -98,10 +98,16 @@ def from_env_action(env_action):
 
 
 @functools.cache
-def jitted_policy(config: DreamerConfig, explore: bool) -> Callable:
+def jitted_policy(config: DreamerConfig, sample: bool) -> Callable:
     """`(params, carry, obs, is_first, key) -> (actor action, carry)`, compiled once per config and
-    mode so training, its evaluations and every agent of the process share the compilation."""
-    return jax.jit(functools.partial(policy_step, config=config, explore=explore))
+    choice so training, its evaluations and every agent of the process share the compilation."""
+    return jax.jit(functools.partial(policy_step, config=config, sample=sample))
+
+
+def check_actions(actions: str) -> str:
+    if actions not in ACTION_CHOICES:
+        raise RlcarError(f"--actions must be one of {', '.join(ACTION_CHOICES)}, got {actions!r}")
+    return actions
 
 
 def on_default_device(tree):
@@ -118,17 +124,21 @@ class DreamerPolicy:
     """Filters each car's observations through the RSSM and acts on the latent state.
 
     The RSSM carry is kept per car between `act` calls; the first `act` after `reset` (or after
-    `reset_where` for the cars it names) tells the model that a new episode starts. Acting uses the
-    actor's mode unless `explore`, so evaluation is repeatable.
+    `reset_where` for the cars it names) tells the model that a new episode starts. `actions` is how
+    the actor picks (`ACTION_CHOICES`); samples come from a key stream that `reset` restarts, so a
+    batch of episodes is repeatable under `seed` either way.
     """
 
     name = "dreamer"
 
-    def __init__(self, config: DreamerConfig, params: AgentParams, seed: int = 0, explore: bool = False):
+    def __init__(
+        self, config: DreamerConfig, params: AgentParams, seed: int = 0, actions: str = DEFAULT_ACTIONS
+    ):
         self.config = config
         self.obs_kind = config.obs_kind
+        self.actions = check_actions(actions)
         self.params = on_default_device(params)
-        self._policy = jitted_policy(config, explore)
+        self._policy = jitted_policy(config, actions == "sample")
         self._base_key = jax.random.key(seed)
         self._calls = 0
         self._carry: PolicyCarry | None = None

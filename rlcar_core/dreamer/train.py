@@ -284,6 +284,7 @@ class _TrainingLoop:
         self.best_progress = -math.inf if best is None else best
         self.last_eval: dict[str, Any] | None = None
         self.last_eval_episode: int | None = None
+        self.eval_mark: int | None = None  # the env-step mark of a step-scheduled evaluation owed
         self.recent: list[FinishedEpisode] = []
         self.metric_sums: dict[str, float] = {}
         self.metric_count = 0
@@ -422,10 +423,18 @@ class _TrainingLoop:
                 self.log_training()
 
     def after_step(self, episodes_before: int, steps_before: int) -> None:
-        """Evaluate and checkpoint when the episode (or step) count crossed a multiple of the schedules."""
+        """Evaluate and checkpoint when the episode (or step) count crossed a multiple of the schedules.
+
+        A step-scheduled evaluation waits for the next episode end after its mark, where it runs with
+        that episode count's checkpoint: checkpoints are named by episode count, so an evaluation in
+        the middle of an episode count already saved could never mark its parameters best (the saved
+        ones are older), and a best result would be lost. Its record keeps the mark it stands for."""
         checkpoint_due = Every(self.config.checkpoint_every).crossed(episodes_before, self.episodes)
         if self.config.eval_every_steps is not None:
-            eval_due = Every(self.config.eval_every_steps).crossed(steps_before, self.env_steps)
+            every = Every(self.config.eval_every_steps)
+            if every.crossed(steps_before, self.env_steps):
+                self.eval_mark = every.last_mark(self.env_steps)
+            eval_due = self.eval_mark is not None and self.episodes > episodes_before
         else:
             eval_due = Every(self.config.eval_every).crossed(episodes_before, self.episodes)
         if eval_due:
@@ -475,7 +484,9 @@ class _TrainingLoop:
 
     def evaluate(self) -> dict[str, Any]:
         started = time.perf_counter()
-        policy = DreamerPolicy(self.model, self.policy_params(), seed=self.config.seed)
+        policy = DreamerPolicy(
+            self.model, self.policy_params(), seed=self.config.seed, actions=self.config.eval_actions
+        )
         if run_action_repeat(self.config) > 1:  # Gymnasium's env steps frames: hold each decision
             policy = HeldActionPolicy(policy, run_action_repeat(self.config))
         summary = evaluate_policy(
@@ -499,7 +510,8 @@ class _TrainingLoop:
             self.best_progress = progress
         self.last_eval, self.last_eval_episode = summary, self.episodes
         keys = ("progress_mean", "progress_std", "return_mean", "lap_rate", "crash_rate", "lap_time_mean")
-        self.emit("eval", {**{key: summary[key] for key in keys}, "best": improved})
+        mark, self.eval_mark = self.eval_mark, None
+        self.emit("eval", {**{key: summary[key] for key in keys}, "best": improved, "eval_mark": mark})
         if improved or periodic:
             self.save(evaluation=summary, best=improved)
 

@@ -15,7 +15,13 @@ import math
 import typing
 from typing import Any
 
-from rlcar_core.dreamer.config import LEGACY_LOOP_FIELDS, PRESETS, DreamerConfig
+from rlcar_core.dreamer.config import (
+    ACTION_CHOICES,
+    DEFAULT_ACTIONS,
+    LEGACY_LOOP_FIELDS,
+    PRESETS,
+    DreamerConfig,
+)
 from rlcar_core.dreamer.overrides import architecture_changes, parse_overrides
 from rlcar_core.envs.backends import CARRACING_BACKENDS, default_action_repeat
 from rlcar_core.envs.names import ENV_NAMES, EnvName
@@ -88,6 +94,11 @@ class TrainDreamerConfig:
         None, "Evaluate every N env steps instead (learning curves).", low=1
     )
     eval_episodes: int = option(10, "Held-out tracks per evaluation.", low=1)
+    eval_actions: str = option(
+        DEFAULT_ACTIONS,
+        "How evaluations pick the actor's actions: sample it (as DreamerV3 evaluates) or take its mode.",
+        choices=ACTION_CHOICES,
+    )
     log_every: int = option(10, "Updates per logged record of averaged losses.", low=1)
     seed: int = option(0, "Seed for every random choice; same seed, same result.", low=0)
     overrides: tuple[str, ...] = option(

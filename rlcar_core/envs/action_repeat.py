@@ -122,6 +122,7 @@ class HeldActionPolicy:
         self.repeat = repeat
         self.name = policy.name
         self.obs_kind = policy.obs_kind
+        self.actions = getattr(policy, "actions", None)  # a DreamerV3 actor's sample or mode
         self._frame = 0
         self._action: np.ndarray | None = None
 

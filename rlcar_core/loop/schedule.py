@@ -33,6 +33,10 @@ class Every:
     def crossed(self, before: int, after: int) -> bool:
         return after // self.n > before // self.n
 
+    def last_mark(self, count: int) -> int:
+        """The largest multiple of `n` at or below `count`: the mark a crossing passed."""
+        return count // self.n * self.n
+
     def due(self, count: int) -> bool:
         """For counters that advance one at a time: True on every multiple of `n`."""
         return count > 0 and count % self.n == 0

@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Any, TypeVar
 
+from rlcar_core.dreamer.config import ACTION_CHOICES  # plain Python, no JAX
 from rlcar_core.envs.names import ENV_NAMES, EnvName
 from rlcar_core.errors import RlcarError
 from rlcar_core.loop.options import cli_flag, field_named, option
@@ -388,6 +389,11 @@ class DreamConfig:
     )
     manual: bool = option(False, "Drive the dream with arrows/WASD.", flags=("--manual",))
     temperature: float = option(1.0, "Dream temperature (World Models).")
+    actions: str | None = option(
+        None,
+        "DreamerV3 runs: sample the actor (default, as DreamerV3 evaluates) or take its mode.",
+        choices=ACTION_CHOICES,
+    )
     max_steps: int = option(300, "Steps per episode at most.")
     headless: bool = option(False, "No window; only the numbers (for CI).", flags=("--headless",))
     track: int = option(0, "Held-out evaluation track number to drive on.")
