@@ -54,6 +54,8 @@ SCORE_FIELDS = (
     "agent",
     "checkpoint",
     "seed",
+    "first_track",
+    "actions",
     "episodes",
     "return_mean",
     "return_std",
