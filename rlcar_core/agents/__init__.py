@@ -52,24 +52,14 @@ def check_action_choice(names: list[str] | tuple[str, ...], actions: str | None)
     """A given --actions must be a choice and must concern at least one of the agents that drive."""
     if actions is None:
         return
-    from rlcar_core.dreamer.config import ACTION_CHOICES  # no JAX: the config module is plain Python
+    from rlcar_core.dreamer.config import check_actions  # no JAX: the config module is plain Python
 
-    if actions not in ACTION_CHOICES:
-        raise RlcarError(f"--actions must be one of {', '.join(ACTION_CHOICES)}, got {actions!r}")
+    check_actions(actions)
     if not any(name in AGENTS_WITH_ACTION_CHOICE for name in names):
         raise RlcarError(
             f"--actions chooses how a DreamerV3 actor acts; {', '.join(names)} "
             f"{'has' if len(names) == 1 else 'have'} no such choice"
         )
-
-
-def action_choice(name: str, actions: str | None) -> str | None:
-    """How agent `name` picks its actions: the choice given or its default; None when it has no choice."""
-    if name not in AGENTS_WITH_ACTION_CHOICE:
-        return None
-    from rlcar_core.dreamer.config import DEFAULT_ACTIONS
-
-    return actions or DEFAULT_ACTIONS
 
 
 def make_agent(
@@ -97,7 +87,8 @@ def make_agent(
             raise RlcarError(
                 f"the {name!r} agent is not available yet: it arrives with its training command"
             ) from None
-        choice = {"actions": action_choice(name, actions)} if name in AGENTS_WITH_ACTION_CHOICE else {}
+        # A DreamerV3 loader takes the choice (its own default when None is given); the others have none.
+        choice = {"actions": actions} if actions is not None and name in AGENTS_WITH_ACTION_CHOICE else {}
         return getattr(module, loader_name)(run, checkpoint, env_name, seed, **choice)
     env = EnvName.parse(env_name)
     if name == "heuristic":
@@ -117,7 +108,6 @@ __all__ = [
     "AGENTS_WITH_ACTION_CHOICE",
     "AGENT_NAMES",
     "Agent",
-    "action_choice",
     "agent_run_dir",
     "check_action_choice",
     "is_learned",

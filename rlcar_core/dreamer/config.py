@@ -27,6 +27,12 @@ ACTION_CHOICES = ("sample", "mode")
 DEFAULT_ACTIONS = "sample"
 
 
+def check_actions(actions: str) -> str:
+    if actions not in ACTION_CHOICES:
+        raise RlcarError(f"--actions must be one of {', '.join(ACTION_CHOICES)}, got {actions!r}")
+    return actions
+
+
 @dataclasses.dataclass(frozen=True)
 class DreamerConfig:
     """Every DreamerV3 hyperparameter. Defaults follow Hafner et al. (2023, arXiv v1) unless noted."""

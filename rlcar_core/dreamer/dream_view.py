@@ -24,12 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlcar_core.dreamer.checkpoints import is_dreamer_run, load_saved_agent
-from rlcar_core.dreamer.config import DEFAULT_ACTIONS, DreamerConfig
+from rlcar_core.dreamer.config import DEFAULT_ACTIONS, DreamerConfig, check_actions
 from rlcar_core.dreamer.dream_panels import observation_panel, side_by_side
 from rlcar_core.dreamer.math import symexp_twohot_mean, symlog_bins
 from rlcar_core.dreamer.networks import actor_network, features, latent_noise, world_model_network
 from rlcar_core.dreamer.policy import (
-    check_actions,
     from_env_action,
     initial_carry,
     jitted_policy,

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlcar_core.dreamer.config import ACTION_CHOICES, DEFAULT_ACTIONS, DreamerConfig
+from rlcar_core.dreamer.config import DEFAULT_ACTIONS, DreamerConfig, check_actions
 from rlcar_core.dreamer.networks import (
     LatentState,
     actor_network,
@@ -102,12 +102,6 @@ def jitted_policy(config: DreamerConfig, sample: bool) -> Callable:
     """`(params, carry, obs, is_first, key) -> (actor action, carry)`, compiled once per config and
     choice so training, its evaluations and every agent of the process share the compilation."""
     return jax.jit(functools.partial(policy_step, config=config, sample=sample))
-
-
-def check_actions(actions: str) -> str:
-    if actions not in ACTION_CHOICES:
-        raise RlcarError(f"--actions must be one of {', '.join(ACTION_CHOICES)}, got {actions!r}")
-    return actions
 
 
 def on_default_device(tree):
