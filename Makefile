@@ -45,9 +45,11 @@ bench: $(STAMP)
 
 # World Models on RLCar pixels over SEEDS (resumable): per-seed results.json, summary.json and curves.png
 # under runs/bench-worldmodels/. WM_ITERATIONS rounds of the paper's procedure after the first.
+# Then the same V and M with a controller searched in the real env (runs/bench-worldmodels-in-env/).
 WM_ITERATIONS ?= 2
 bench-worldmodels: $(STAMP)
 	$(BIN)/python bench/worldmodels.py --seeds $(SEEDS) --iterations $(WM_ITERATIONS)
+	$(BIN)/python bench/worldmodels_in_env.py --seeds $(SEEDS)
 
 # DreamerV3 learning curves on RLCar: the sensor row, then the pixel row, each over SEEDS, JOBS seeds
 # at a time in their own processes (resumable: rerun to continue), then

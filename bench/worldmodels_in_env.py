@@ -1,0 +1,133 @@
+"""`python bench/worldmodels_in_env.py`: is the dream what limits World Models on RLCar pixels?
+
+For each finished `make bench-worldmodels` seed, take its final V and M and search a fresh controller
+in the real env instead of the dream (CMA-ES, the paper's setting for CarRacing), then drive the same
+20 held-out tracks. If this controller drives much further than the dream-trained one on the same V and
+M, the representation is good enough and the dream is what fails to transfer.
+
+Each seed works in a copy, <run-dir>/seed<N>, so the benchmark's own run is never touched. Resumable:
+the controller search continues from its last checkpoint up to --generations, and seeds already
+evaluated at that many generations are kept. Writes <run-dir>/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/worldmodels.py, run as a script
+
+import json  # noqa: E402
+
+import worldmodels  # noqa: E402
+
+from rlcar_core.io.atomic import write_json_atomic  # noqa: E402
+from rlcar_core.worldmodels.config import TrainControllerConfig  # noqa: E402
+from rlcar_core.worldmodels.train_controller import train_controller  # noqa: E402
+
+# The old bench's in-env search (popsize 16, 2 rollouts per candidate), run longer.
+SEARCH = {
+    "in_dream": False,
+    "popsize": 16,
+    "rollouts": 2,
+    "max_steps": 300,
+    "eval_every": 10,
+    "eval_episodes": 8,
+}
+
+
+def prepare_copy(source: Path, target: Path) -> None:
+    """The seed's run with its data, V and M, but no controller: built aside, then renamed."""
+    if target.exists():
+        return
+    if not (source / "results.json").is_file():
+        raise SystemExit(
+            f"{source} is not a finished bench-worldmodels seed: run make bench-worldmodels first"
+        )
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(
+        source,
+        partial,
+        ignore=shutil.ignore_patterns("controller*", "results.json", "metrics.jsonl", "events.*"),
+    )
+    partial.rename(target)
+
+
+def search_seconds(run_dir: Path) -> float:
+    """Seconds of the controller search, summed over its generations (across resumed calls)."""
+    seconds: dict[int, float] = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record.get("kind") == "generation":
+            seconds[record["controller/generation"]] = record["controller/seconds"]
+    return sum(seconds.values())
+
+
+def run_seed(source_base: Path, base: Path, seed: int, generations: int, episodes: int) -> dict:
+    """The seed's search continued to `generations`, then its held-out evaluation."""
+    run_dir = base / f"seed{seed}"
+    prepare_copy(source_base / f"seed{seed}", run_dir)
+    summary = train_controller(
+        TrainControllerConfig(run_dir=run_dir, generations=generations, seed=seed, **SEARCH),
+        worldmodels._printer(),
+    )
+    dream = json.loads((source_base / f"seed{seed}" / "results.json").read_text())["final"]
+    return {
+        "seed": seed,
+        "generations": generations,
+        "search": SEARCH,
+        "search_seconds": search_seconds(run_dir),
+        "controller": {key: summary.get(key) for key in ("best_fitness", "eval_progress", "eval_return")},
+        "in_env": worldmodels._evaluate("worldmodel", run_dir, seed, episodes),
+        "dream": {key: dream[key] for key in worldmodels.ROW_KEYS},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", type=Path, default=Path("runs/bench-worldmodels"))
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/bench-worldmodels-in-env"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--generations", type=int, default=200, help="total CMA-ES generations per seed")
+    parser.add_argument("--eval-episodes", type=int, default=worldmodels.EVAL_EPISODES)
+    args = parser.parse_args()
+
+    results_path = args.run_dir / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {"seeds": {}}
+    for seed in args.seeds:
+        if results["seeds"].get(str(seed), {}).get("generations") == args.generations:
+            continue
+        results["seeds"][str(seed)] = run_seed(
+            args.source, args.run_dir, seed, args.generations, args.eval_episodes
+        )
+        write_json_atomic(results_path, results)
+
+    rows = [results["seeds"][str(seed)] for seed in args.seeds]
+    for name in ("in_env", "dream"):
+        progress = [row[name]["progress_mean"] for row in rows]
+        laps = [row[name]["lap_rate"] for row in rows]
+        spread = statistics.pstdev(progress)  # population std, as bench/curves.py reports
+        results[name] = {
+            "progress_mean": statistics.mean(progress),
+            "progress_std": spread,
+            "lap_rate_mean": statistics.mean(laps),
+            "seeds": len(rows),
+        }
+        print(
+            f"C in the {name.replace('_', '-')}: held-out progress {statistics.mean(progress):.3f} ± {spread:.3f}, "
+            f"laps {statistics.mean(laps):.0%} over {len(rows)} seed(s)",
+            flush=True,
+        )
+    write_json_atomic(results_path, results)
+    print(f"wrote {results_path}", flush=True)
+
+
+if __name__ == "__main__":
+    worldmodels.curves.run_resumable(main)
