@@ -132,7 +132,7 @@ def seed_view(
     }
 
 
-def _mean_std(values: list[float]) -> dict[str, Any] | None:
+def mean_std(values: list[float]) -> dict[str, Any] | None:
     if not values:
         return None
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "seeds": len(values)}
@@ -161,8 +161,8 @@ def summarize(
         **about,
         "seeds": [view["seed"] for view in views],
         "finished_seeds": [view["seed"] for view in views if view["final"] is not None],
-        "final": _mean_std(finals),
-        "best": _mean_std(bests),
+        "final": mean_std(finals),
+        "best": mean_std(bests),
         "target": target,
         "target_reached_env_frames": {
             str(view["seed"]): None if target is None else first_reaching(view["curve"], target)

@@ -13,9 +13,9 @@ evaluated at that many generations are kept. Writes <run-dir>/results.json.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
-import statistics
 import sys
 from pathlib import Path
 
@@ -23,11 +23,10 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/worldmodels.py, run as a script
 
-import json  # noqa: E402
-
 import worldmodels  # noqa: E402
 
 from rlcar_core.io.atomic import write_json_atomic  # noqa: E402
+from rlcar_core.io.runs import RunDir  # noqa: E402
 from rlcar_core.worldmodels.config import TrainControllerConfig  # noqa: E402
 from rlcar_core.worldmodels.train_controller import train_controller  # noqa: E402
 
@@ -63,8 +62,7 @@ def prepare_copy(source: Path, target: Path) -> None:
 def search_seconds(run_dir: Path) -> float:
     """Seconds of the controller search, summed over its generations (across resumed calls)."""
     seconds: dict[int, float] = {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
+    for record in RunDir(run_dir).iter_metrics():
         if record.get("kind") == "generation":
             seconds[record["controller/generation"]] = record["controller/seconds"]
     return sum(seconds.values())
@@ -111,18 +109,17 @@ def main() -> None:
 
     rows = [results["seeds"][str(seed)] for seed in args.seeds]
     for name in ("in_env", "dream"):
-        progress = [row[name]["progress_mean"] for row in rows]
-        laps = [row[name]["lap_rate"] for row in rows]
-        spread = statistics.pstdev(progress)  # population std, as bench/curves.py reports
+        progress = worldmodels.curves.mean_std([row[name]["progress_mean"] for row in rows])
+        laps = worldmodels.curves.mean_std([row[name]["lap_rate"] for row in rows])
         results[name] = {
-            "progress_mean": statistics.mean(progress),
-            "progress_std": spread,
-            "lap_rate_mean": statistics.mean(laps),
-            "seeds": len(rows),
+            "progress_mean": progress["mean"],
+            "progress_std": progress["std"],
+            "lap_rate_mean": laps["mean"],
+            "seeds": progress["seeds"],
         }
         print(
-            f"C in the {name.replace('_', '-')}: held-out progress {statistics.mean(progress):.3f} ± {spread:.3f}, "
-            f"laps {statistics.mean(laps):.0%} over {len(rows)} seed(s)",
+            f"C in the {name.replace('_', '-')}: held-out progress {progress['mean']:.3f} ± {progress['std']:.3f}, "
+            f"laps {laps['mean']:.0%} over {progress['seeds']} seed(s)",
             flush=True,
         )
     write_json_atomic(results_path, results)
