@@ -1,0 +1,252 @@
+"""Do the pixel world models see RLCar's obstacles? Reconstructions scored on the obstacles' pixels.
+
+The pixel agents of `make bench-dreamer` drive the road but end nearly every held-out episode on the
+first obstacle, and `rlcar dream` shows why: the posterior's reconstruction of the camera holds the
+road and none of the obstacles (a 2.6 m cone is about 4 x 4 of the 4,096 pixels). This script measures
+that directly and cheaply, without reinforcement learning: it trains only the world model (the same
+loss and optimiser as train-dreamer) of each configuration for the same number of updates on the same
+heuristic-driven episodes, then filters held-out episodes through the posterior and compares the
+reconstruction with the camera on all pixels and on the obstacles' pixels alone. `--vae RUN_DIR` scores
+a World Models run's VAE (each frame decoded from its code's mean) on the same held-out episodes.
+
+    rlcar collect --run-dir runs/probe --policy heuristic --episodes 16            # the data: 48
+    rlcar collect --run-dir runs/probe --policy heuristic --episodes 32 --seed 1   # laps, 17k frames
+    python bench/pixel_probe.py --data runs/probe/data --updates 3000 \\
+        --variant tiny --variant tiny:cnn_depth=16 --variant tiny:deter_size=128,hidden_size=128
+    python bench/pixel_probe.py --vae pretrained/worldmodel-rlcar-pixels --variant none
+
+Obstacles of another radius (collect with bench/collect_obstacle_radius.py, then --data on that run):
+
+    python bench/pixel_probe.py --data runs/probe-4m/data --variant tiny --out runs/bench-dreamer/probe-4m.json
+
+A variant is `preset[:field=value,...]` (`none`: no DreamerV3 training). Obstacle recall is the share
+of obstacle pixels whose reconstruction is nearer the obstacle colour than the road's. Results go to
+--out as JSON; the last 8 episodes are held out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from rlcar_core.dreamer.config import DreamerConfig  # noqa: E402
+from rlcar_core.dreamer.optim import world_model_optimizer  # noqa: E402
+from rlcar_core.dreamer.overrides import parse_overrides  # noqa: E402
+from rlcar_core.dreamer.train_config import CPU_MODEL_DEFAULTS  # noqa: E402
+from rlcar_core.dreamer.train_state import init_agent_params  # noqa: E402
+from rlcar_core.dreamer.world_model import decode_observation, observe, world_model_loss  # noqa: E402
+from rlcar_core.io.atomic import write_json_atomic  # noqa: E402
+from rlcar_core.sim.bank import PALETTE  # noqa: E402
+
+
+def palette_rgb(name: str) -> np.ndarray:
+    word = int(PALETTE[name])
+    return np.asarray([word & 255, (word >> 8) & 255, (word >> 16) & 255], np.float32)
+
+
+OBSTACLE_RGB = palette_rgb("obstacle")
+ROAD_RGB = palette_rgb("road")
+OBSTACLE_TOLERANCE = 40.0  # RGB units (L-infinity) around the obstacle colour that count as obstacle
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("runs/probe/data"), help="rlcar collect's episodes")
+    parser.add_argument("--variant", action="append", default=[], help="preset[:field=value,...]")
+    parser.add_argument("--vae", type=Path, action="append", default=[], help="a World Models run to score")
+    parser.add_argument("--updates", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-length", type=int, default=16)
+    parser.add_argument("--heldout-episodes", type=int, default=8, help="the last N episodes are held out")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-dreamer/pixel-probe.json"))
+    args = parser.parse_args()
+    args.variant = [v for v in args.variant or ["tiny"] if v != "none"]
+    return args
+
+
+def load_episodes(folder: Path) -> list[dict[str, np.ndarray]]:
+    """Episodes in the world model's alignment: obs_t with the action a_{t-1} and reward r_t."""
+    episodes = []
+    for path in sorted(folder.glob("episode_*.npz")):
+        with np.load(path) as data:
+            obs = data["obs"]
+            steps = len(obs)
+            action = np.zeros((steps, data["action"].shape[1]), np.float32)
+            action[1:] = data["action"]
+            reward = np.zeros(steps, np.float32)
+            reward[1:] = data["reward"]
+            terminal = np.zeros(steps, bool)
+            terminal[1:] = data["terminated"]
+            first = np.zeros(steps, bool)
+            first[0] = True
+            episodes.append(dict(obs=obs, action=action, reward=reward, is_first=first, is_terminal=terminal))
+    if not episodes:
+        raise SystemExit(f"no episodes under {folder}: run rlcar collect first (see --help)")
+    return episodes
+
+
+def sample_batch(episodes, rng: np.random.Generator, batch_size: int, length: int) -> dict[str, np.ndarray]:
+    picks = []
+    for _ in range(batch_size):
+        episode = episodes[rng.integers(len(episodes))]
+        start = rng.integers(0, len(episode["obs"]) - length + 1)
+        picks.append({key: value[start : start + length] for key, value in episode.items()})
+    return {key: np.stack([pick[key] for pick in picks]) for key in picks[0]}
+
+
+def variant_config(variant: str) -> DreamerConfig:
+    preset, _, fields = variant.partition(":")
+    overrides = parse_overrides([item for item in fields.split(",") if item])
+    return DreamerConfig.preset(
+        preset,
+        obs_kind="pixels",
+        obs_shape=(64, 64, 3),
+        action_dim=3,
+        **{**CPU_MODEL_DEFAULTS, **overrides},
+    )
+
+
+def train_world_model(config: DreamerConfig, episodes, args: argparse.Namespace):
+    optimizer = world_model_optimizer(config)
+    params = init_agent_params(config, jax.random.key(args.seed)).world_model
+    opt_state = optimizer.init(params)
+
+    @jax.jit
+    def step(params, opt_state, batch, key):
+        (_, out), grads = jax.value_and_grad(world_model_loss, has_aux=True)(params, batch, key, config)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return jax.tree.map(lambda p, u: p + u, params, updates), opt_state, out.metrics
+
+    rng = np.random.default_rng(args.seed)
+    key = jax.random.key(args.seed)
+    losses = []
+    for index in range(args.updates):
+        key, step_key = jax.random.split(key)
+        batch = sample_batch(episodes, rng, args.batch_size, args.batch_length)
+        params, opt_state, metrics = step(params, opt_state, batch, step_key)
+        if index % 250 == 0 or index == args.updates - 1:
+            losses.append({key: float(value) for key, value in metrics.items() if key.startswith("wm/")})
+            print(f"  {index:>5} wm/loss {losses[-1]['wm/loss']:.2f} recon {losses[-1]['wm/recon_loss']:.2f}")
+    return params, losses
+
+
+def frame_sums(real: np.ndarray, decoded: np.ndarray) -> dict[str, float]:
+    """Sums over frames (N, 64, 64, 3 uint8 or float in 0-255) for `summarise`."""
+    real, decoded = real.astype(np.float32), decoded.astype(np.float32)
+    squared = np.square((decoded - real) / 255.0).sum(-1)
+    obstacle = np.max(np.abs(real - OBSTACLE_RGB), axis=-1) < OBSTACLE_TOLERANCE
+    nearer_obstacle = np.linalg.norm(decoded - OBSTACLE_RGB, axis=-1) < np.linalg.norm(
+        decoded - ROAD_RGB, axis=-1
+    )
+    return {
+        "frames": len(real),
+        "squared": float(squared.sum()),
+        "obstacle_squared": float(squared[obstacle].sum()),
+        "obstacle_pixels": int(obstacle.sum()),
+        "recalled": int((nearer_obstacle & obstacle).sum()),
+    }
+
+
+def summarise(parts: list[dict[str, float]]) -> dict[str, float]:
+    total = {key: sum(part[key] for part in parts) for key in parts[0]}
+    pixels = max(total["obstacle_pixels"], 1)
+    return {
+        "frames": total["frames"],
+        "recon_mse_per_pixel": total["squared"] / (total["frames"] * 64 * 64),
+        "obstacle_pixels_per_frame": total["obstacle_pixels"] / total["frames"],
+        "obstacle_mse_per_pixel": total["obstacle_squared"] / pixels,
+        "obstacle_recall": total["recalled"] / pixels,
+    }
+
+
+def dreamer_scores(config: DreamerConfig, params, episodes, seed: int) -> dict[str, float]:
+    """Posterior reconstructions of whole held-out episodes against the camera."""
+
+    @jax.jit
+    def reconstruct(obs, action, is_first, key):
+        observed = observe(params, obs[None], action[None], is_first[None], key, config)
+        return decode_observation(params, observed.features, config)[0]
+
+    return summarise(
+        [
+            frame_sums(
+                episode["obs"],
+                np.asarray(
+                    reconstruct(
+                        episode["obs"], episode["action"], episode["is_first"], jax.random.key(seed + index)
+                    )
+                ),
+            )
+            for index, episode in enumerate(episodes)
+        ]
+    )
+
+
+def vae_scores(run_dir: Path, episodes) -> dict[str, float]:
+    """A World Models run's VAE: each frame decoded from the mean of its code."""
+    from rlcar_core.io.runs import RunDir
+    from rlcar_core.worldmodels.storage import load_vae
+    from rlcar_core.worldmodels.vae import make_vae
+
+    config, params, _ = load_vae(RunDir(run_dir), "latest")
+    vae = make_vae(config)
+    reconstruct = jax.jit(lambda frames: vae.apply.decode(params, vae.apply.encode(params, frames)[0]))
+    return summarise(
+        [frame_sums(episode["obs"], np.asarray(reconstruct(episode["obs"])) * 255.0) for episode in episodes]
+    )
+
+
+def describe(scores: dict[str, float]) -> str:
+    return (
+        f"recon MSE/pixel {scores['recon_mse_per_pixel']:.5f}, "
+        f"obstacle MSE/pixel {scores['obstacle_mse_per_pixel']:.4f}, "
+        f"obstacle recall {100 * scores['obstacle_recall']:.1f} %"
+    )
+
+
+def main() -> None:
+    args = parse_args()
+    episodes = load_episodes(args.data)
+    train, heldout = episodes[: -args.heldout_episodes], episodes[-args.heldout_episodes :]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    results.setdefault("variants", {})
+    results.setdefault("vae", {})
+    results["heldout_frames"] = int(sum(len(e["obs"]) for e in heldout))
+    for run_dir in args.vae:
+        scores = vae_scores(run_dir, heldout)
+        results["vae"][str(run_dir)] = scores
+        print(f"VAE of {run_dir}: {describe(scores)}", flush=True)
+        write_json_atomic(args.out, results)
+    results.update(
+        data=str(args.data),
+        train_frames=int(sum(len(e["obs"]) for e in train)),
+        batch=[args.batch_size, args.batch_length],
+    )
+    for variant in args.variant:
+        config = variant_config(variant)
+        print(f"{variant}: training the world model for {args.updates} updates", flush=True)
+        started = time.perf_counter()
+        params, losses = train_world_model(config, train, args)
+        seconds = time.perf_counter() - started
+        scores = dreamer_scores(config, params, heldout, args.seed)
+        results["variants"][f"{variant}@{args.updates}"] = {
+            "updates": args.updates,
+            "train_seconds": seconds,
+            "losses": losses,
+            **scores,
+        }
+        print(f"{variant}: {seconds / 60:.1f} min, {describe(scores)}", flush=True)
+        write_json_atomic(args.out, results)
+
+
+if __name__ == "__main__":
+    main()
