@@ -35,6 +35,7 @@ from pathlib import Path
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+import optax  # noqa: E402
 
 from rlcar_core.dreamer.config import DreamerConfig  # noqa: E402
 from rlcar_core.dreamer.optim import world_model_optimizer  # noqa: E402
@@ -123,7 +124,7 @@ def train_world_model(config: DreamerConfig, episodes, args: argparse.Namespace)
     def step(params, opt_state, batch, key):
         (_, out), grads = jax.value_and_grad(world_model_loss, has_aux=True)(params, batch, key, config)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return jax.tree.map(lambda p, u: p + u, params, updates), opt_state, out.metrics
+        return optax.apply_updates(params, updates), opt_state, out.metrics
 
     rng = np.random.default_rng(args.seed)
     key = jax.random.key(args.seed)
@@ -133,7 +134,7 @@ def train_world_model(config: DreamerConfig, episodes, args: argparse.Namespace)
         batch = sample_batch(episodes, rng, args.batch_size, args.batch_length)
         params, opt_state, metrics = step(params, opt_state, batch, step_key)
         if index % 250 == 0 or index == args.updates - 1:
-            losses.append({key: float(value) for key, value in metrics.items() if key.startswith("wm/")})
+            losses.append({name: float(value) for name, value in metrics.items() if name.startswith("wm/")})
             print(f"  {index:>5} wm/loss {losses[-1]['wm/loss']:.2f} recon {losses[-1]['wm/recon_loss']:.2f}")
     return params, losses
 
