@@ -24,9 +24,15 @@ from rlcar_core.sim.track import TrackSpec  # noqa: E402
 
 
 def main() -> None:
-    if len(sys.argv) < 2:
-        raise SystemExit(__doc__)
-    radius = float(sys.argv[1])
+    try:
+        radius = float(sys.argv[1])
+    except (IndexError, ValueError):
+        radius = float("nan")
+    if not radius > 0:
+        print(
+            "error: the first argument is the obstacle radius in metres, a positive number", file=sys.stderr
+        )
+        raise SystemExit(2)
     names = list(inspect.signature(tracks.make_track_bank).parameters)
     assert names[-1] == "spec", f"make_track_bank's last parameter is no longer the spec: {names}"
     defaults = list(tracks.make_track_bank.__defaults__)

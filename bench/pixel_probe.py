@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -40,20 +41,17 @@ import optax  # noqa: E402
 from rlcar_core.dreamer.config import DreamerConfig  # noqa: E402
 from rlcar_core.dreamer.optim import world_model_optimizer  # noqa: E402
 from rlcar_core.dreamer.overrides import parse_overrides  # noqa: E402
+from rlcar_core.dreamer.policy import from_env_action  # noqa: E402
+from rlcar_core.dreamer.replay import align_episode  # noqa: E402
 from rlcar_core.dreamer.train_config import CPU_MODEL_DEFAULTS  # noqa: E402
 from rlcar_core.dreamer.train_state import init_agent_params  # noqa: E402
 from rlcar_core.dreamer.world_model import decode_observation, observe, world_model_loss  # noqa: E402
 from rlcar_core.io.atomic import write_json_atomic  # noqa: E402
-from rlcar_core.sim.bank import PALETTE  # noqa: E402
+from rlcar_core.io.data.episodes import DatasetError, load_episode  # noqa: E402
+from rlcar_core.sim.bank import PALETTE, unpack_colour  # noqa: E402
 
-
-def palette_rgb(name: str) -> np.ndarray:
-    word = int(PALETTE[name])
-    return np.asarray([word & 255, (word >> 8) & 255, (word >> 16) & 255], np.float32)
-
-
-OBSTACLE_RGB = palette_rgb("obstacle")
-ROAD_RGB = palette_rgb("road")
+OBSTACLE_RGB = np.asarray(unpack_colour(PALETTE["obstacle"]), np.float32)
+ROAD_RGB = np.asarray(unpack_colour(PALETTE["road"]), np.float32)
 OBSTACLE_TOLERANCE = 40.0  # RGB units (L-infinity) around the obstacle colour that count as obstacle
 
 
@@ -74,23 +72,18 @@ def parse_args() -> argparse.Namespace:
 
 
 def load_episodes(folder: Path) -> list[dict[str, np.ndarray]]:
-    """Episodes in the world model's alignment: obs_t with the action a_{t-1} and reward r_t."""
+    """rlcar collect's episodes as train-dreamer replays them: actions in actor space, and obs_t with
+    the action a_{t-1} and reward r_t (`align_episode`)."""
     episodes = []
     for path in sorted(folder.glob("episode_*.npz")):
-        with np.load(path) as data:
-            obs = data["obs"]
-            steps = len(obs)
-            action = np.zeros((steps, data["action"].shape[1]), np.float32)
-            action[1:] = data["action"]
-            reward = np.zeros(steps, np.float32)
-            reward[1:] = data["reward"]
-            terminal = np.zeros(steps, bool)
-            terminal[1:] = data["terminated"]
-            first = np.zeros(steps, bool)
-            first[0] = True
-            episodes.append(dict(obs=obs, action=action, reward=reward, is_first=first, is_terminal=terminal))
+        episode = load_episode(path)
+        episodes.append(
+            align_episode(
+                episode["obs"], from_env_action(episode["action"]), episode["reward"], episode["terminated"]
+            )
+        )
     if not episodes:
-        raise SystemExit(f"no episodes under {folder}: run rlcar collect first (see --help)")
+        raise DatasetError(f"no episodes under {folder}: run rlcar collect first (see --help)")
     return episodes
 
 
@@ -215,7 +208,11 @@ def describe(scores: dict[str, float]) -> str:
 
 def main() -> None:
     args = parse_args()
-    episodes = load_episodes(args.data)
+    try:
+        episodes = load_episodes(args.data)
+    except DatasetError as error:  # one line and exit code 2, as rlcar's commands answer bad data
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     train, heldout = episodes[: -args.heldout_episodes], episodes[-args.heldout_episodes :]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+from rlcar_core.io.data.episodes import DatasetError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
@@ -43,15 +48,46 @@ def test_episodes_are_aligned_as_the_world_model_reads_them(tmp_path):
     np.savez(
         tmp_path / "episode_000000.npz",
         obs=np.zeros((steps, 64, 64, 3), np.uint8),
-        action=np.arange(3 * (steps - 1), dtype=np.float32).reshape(steps - 1, 3),
+        action=np.array([[0.5, 0.0, 1.0], [-0.5, 1.0, 0.0], [0.0, 0.5, 0.5], [1.0, 0.0, 0.0]], np.float32),
         reward=np.arange(1, steps, dtype=np.float32),
         terminated=np.array([False, False, False, True]),
         truncated=np.zeros(steps - 1, bool),
     )
     (episode,) = pixel_probe.load_episodes(tmp_path)
-    # obs_t comes with the action that led to it and the reward received on arriving there.
+    # obs_t comes with the action that led to it (in the actor's space: pedals from [0, 1] to [-1, 1])
+    # and the reward received on arriving there, as train-dreamer replays it.
     assert np.array_equal(episode["action"][0], np.zeros(3))
-    assert np.array_equal(episode["action"][1], [0.0, 1.0, 2.0])
+    assert np.array_equal(episode["action"][1], [0.5, -1.0, 1.0])
+    assert np.array_equal(episode["action"][2], [-0.5, 1.0, -1.0])
     assert np.array_equal(episode["reward"], [0.0, 1.0, 2.0, 3.0, 4.0])
     assert np.array_equal(episode["is_first"], [True, False, False, False, False])
     assert np.array_equal(episode["is_terminal"], [False, False, False, False, True])
+
+
+def test_a_missing_or_damaged_dataset_is_one_line_and_exit_code_2(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "bench" / "pixel_probe.py"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    empty = subprocess.run(
+        [sys.executable, str(script), "--data", str(tmp_path), "--out", str(tmp_path / "out.json")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert empty.returncode == 2
+    assert (
+        empty.stderr.strip() == f"error: no episodes under {tmp_path}: run rlcar collect first (see --help)"
+    )
+    (tmp_path / "episode_000000.npz").write_bytes(b"not a zip file")
+    with pytest.raises(DatasetError, match="damaged"):
+        pixel_probe.load_episodes(tmp_path)
+
+
+@pytest.mark.parametrize("radius", [[], ["abc"], ["-1"]])
+def test_collect_obstacle_radius_refuses_a_missing_or_bad_radius(radius):
+    script = Path(__file__).resolve().parents[1] / "bench" / "collect_obstacle_radius.py"
+    result = subprocess.run([sys.executable, str(script), *radius], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == "error: the first argument is the obstacle radius in metres, a positive number"
+    )
