@@ -169,19 +169,12 @@ def dreamer_scores(config: DreamerConfig, params, episodes, seed: int) -> dict[s
         observed = observe(params, obs[None], action[None], is_first[None], key, config)
         return decode_observation(params, observed.features, config)[0]
 
-    return summarise(
-        [
-            frame_sums(
-                episode["obs"],
-                np.asarray(
-                    reconstruct(
-                        episode["obs"], episode["action"], episode["is_first"], jax.random.key(seed + index)
-                    )
-                ),
-            )
-            for index, episode in enumerate(episodes)
-        ]
-    )
+    parts = []
+    for index, episode in enumerate(episodes):
+        key = jax.random.key(seed + index)
+        decoded = reconstruct(episode["obs"], episode["action"], episode["is_first"], key)
+        parts.append(frame_sums(episode["obs"], np.asarray(decoded)))
+    return summarise(parts)
 
 
 def vae_scores(run_dir: Path, episodes) -> dict[str, float]:
@@ -218,17 +211,17 @@ def main() -> None:
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     results.setdefault("variants", {})
     results.setdefault("vae", {})
-    results["heldout_frames"] = int(sum(len(e["obs"]) for e in heldout))
+    results.update(
+        data=str(args.data),
+        train_frames=int(sum(len(e["obs"]) for e in train)),
+        heldout_frames=int(sum(len(e["obs"]) for e in heldout)),
+        batch=[args.batch_size, args.batch_length],
+    )
     for run_dir in args.vae:
         scores = vae_scores(run_dir, heldout)
         results["vae"][str(run_dir)] = scores
         print(f"VAE of {run_dir}: {describe(scores)}", flush=True)
         write_json_atomic(args.out, results)
-    results.update(
-        data=str(args.data),
-        train_frames=int(sum(len(e["obs"]) for e in train)),
-        batch=[args.batch_size, args.batch_length],
-    )
     for variant in args.variant:
         config = variant_config(variant)
         print(f"{variant}: training the world model for {args.updates} updates", flush=True)
