@@ -19,6 +19,12 @@ Obstacles of another radius (collect with bench/collect_obstacle_radius.py, then
 
     python bench/pixel_probe.py --data runs/probe-4m/data --variant tiny --out runs/bench-dreamer/probe-4m.json
 
+Controls: error-weighted reconstruction, and the tiny preset's CNN encoder and decoder as a plain
+autoencoder on frames (no RSSM, latents or KL), with pictures of held-out frames and their rebuilds:
+
+    python bench/pixel_probe.py --variant tiny:recon_focus=1 --autoencoder 0 --autoencoder 0:recon_focus=1 \
+        --pictures runs/bench-dreamer/probe-pictures
+
 A variant is `preset[:field=value,...]` (`none`: no DreamerV3 training). Obstacle recall is the share
 of obstacle pixels whose reconstruction is nearer the obstacle colour than the road's. Results go to
 --out as JSON; the last 8 episodes are held out.
@@ -35,6 +41,7 @@ from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
@@ -45,7 +52,12 @@ from rlcar_core.dreamer.policy import from_env_action  # noqa: E402
 from rlcar_core.dreamer.replay import align_episode  # noqa: E402
 from rlcar_core.dreamer.train_config import CPU_MODEL_DEFAULTS  # noqa: E402
 from rlcar_core.dreamer.train_state import init_agent_params  # noqa: E402
-from rlcar_core.dreamer.world_model import decode_observation, observe, world_model_loss  # noqa: E402
+from rlcar_core.dreamer.world_model import (  # noqa: E402
+    decode_observation,
+    observe,
+    reconstruction_loss,
+    world_model_loss,
+)  # noqa: E402
 from rlcar_core.io.atomic import write_json_atomic  # noqa: E402
 from rlcar_core.io.data.episodes import DatasetError, load_episode  # noqa: E402
 from rlcar_core.sim.bank import PALETTE, unpack_colour  # noqa: E402
@@ -60,12 +72,26 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=Path("runs/probe/data"), help="rlcar collect's episodes")
     parser.add_argument("--variant", action="append", default=[], help="preset[:field=value,...]")
     parser.add_argument("--vae", type=Path, action="append", default=[], help="a World Models run to score")
+    parser.add_argument(
+        "--autoencoder",
+        action="append",
+        default=[],
+        help="WIDTH[:field=value,...]: also train the tiny preset's CNN encoder and decoder (with those "
+        "fields changed) as a plain autoencoder on frames, through a layer of WIDTH units (0: the encoder's "
+        "whole output), as a control without the RSSM",
+    )
     parser.add_argument("--updates", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--batch-length", type=int, default=16)
     parser.add_argument("--heldout-episodes", type=int, default=8, help="the last N episodes are held out")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-dreamer/pixel-probe.json"))
+    parser.add_argument(
+        "--pictures",
+        type=Path,
+        default=None,
+        help="save each variant's obstacle frames, real over rebuilt, here",
+    )
     args = parser.parse_args()
     args.variant = [v for v in args.variant or ["tiny"] if v != "none"]
     return args
@@ -132,11 +158,66 @@ def train_world_model(config: DreamerConfig, episodes, args: argparse.Namespace)
     return params, losses
 
 
+def obstacle_mask(real: np.ndarray) -> np.ndarray:
+    return np.max(np.abs(real.astype(np.float32) - OBSTACLE_RGB), axis=-1) < OBSTACLE_TOLERANCE
+
+
+def showcase(real: np.ndarray, decoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The frame of an episode with the most obstacle pixels, and its reconstruction."""
+    index = int(np.argmax(obstacle_mask(real).sum(axis=(1, 2))))
+    return real[index], decoded[index]
+
+
+def train_autoencoder(spec: str, episodes, args: argparse.Namespace):
+    """The world model's own CNN encoder and decoder (the tiny preset's, `spec`'s fields changed), trained
+    on single frames with the world model's reconstruction loss, from the whole embedding or through a
+    layer of `spec`'s width: what the convolutions can draw without the RSSM, its latents and its KL."""
+    import haiku as hk
+
+    from rlcar_core.dreamer.networks import Decoder, Encoder, NormedMLP, preprocess_pixels
+
+    width_text, _, fields = spec.partition(":")
+    width = int(width_text)
+    config = variant_config(f"tiny:{fields}")
+
+    def forward(obs):
+        embed = Encoder(config, name="encoder")(obs)
+        if width:
+            embed = NormedMLP(1, width, config.layer_norm_eps, name="bottleneck")(embed)
+        return Decoder(config, name="decoder")(embed)
+
+    network = hk.without_apply_rng(hk.transform(forward))
+    optimizer = world_model_optimizer(config)
+    frames = np.concatenate([episode["obs"] for episode in episodes])
+    params = network.init(jax.random.key(args.seed), frames[:1])
+    opt_state = optimizer.init(params)
+
+    def loss_fn(params, obs):
+        # One-step "sequences", so the world model's reconstruction loss (and its recon_focus) applies.
+        prediction = network.apply(params, obs)[:, None]
+        return jnp.mean(reconstruction_loss(prediction, preprocess_pixels(obs)[:, None], config))
+
+    @jax.jit
+    def step(params, opt_state, obs):
+        loss, grads = jax.value_and_grad(loss_fn)(params, obs)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    rng = np.random.default_rng(args.seed)
+    batch = args.batch_size * args.batch_length  # the frames of one world-model batch
+    for index in range(args.updates):
+        params, opt_state, loss = step(params, opt_state, frames[rng.integers(len(frames), size=batch)])
+        if index % 250 == 0 or index == args.updates - 1:
+            print(f"  {index:>5} recon {float(loss):.2f}", flush=True)
+    decode = jax.jit(lambda obs: jnp.clip(jnp.round((network.apply(params, obs) + 0.5) * 255.0), 0, 255))
+    return decode
+
+
 def frame_sums(real: np.ndarray, decoded: np.ndarray) -> dict[str, float]:
     """Sums over frames (N, 64, 64, 3 uint8 or float in 0-255) for `summarise`."""
     real, decoded = real.astype(np.float32), decoded.astype(np.float32)
     squared = np.square((decoded - real) / 255.0).sum(-1)
-    obstacle = np.max(np.abs(real - OBSTACLE_RGB), axis=-1) < OBSTACLE_TOLERANCE
+    obstacle = obstacle_mask(real)
     nearer_obstacle = np.linalg.norm(decoded - OBSTACLE_RGB, axis=-1) < np.linalg.norm(
         decoded - ROAD_RGB, axis=-1
     )
@@ -161,20 +242,32 @@ def summarise(parts: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
-def dreamer_scores(config: DreamerConfig, params, episodes, seed: int) -> dict[str, float]:
-    """Posterior reconstructions of whole held-out episodes against the camera."""
+def dreamer_scores(config: DreamerConfig, params, episodes, seed: int) -> tuple[dict[str, float], list]:
+    """Posterior reconstructions of whole held-out episodes against the camera, and each episode's
+    `showcase` frame."""
 
     @jax.jit
     def reconstruct(obs, action, is_first, key):
         observed = observe(params, obs[None], action[None], is_first[None], key, config)
         return decode_observation(params, observed.features, config)[0]
 
-    parts = []
+    parts, shown = [], []
     for index, episode in enumerate(episodes):
         key = jax.random.key(seed + index)
-        decoded = reconstruct(episode["obs"], episode["action"], episode["is_first"], key)
-        parts.append(frame_sums(episode["obs"], np.asarray(decoded)))
-    return summarise(parts)
+        decoded = np.asarray(reconstruct(episode["obs"], episode["action"], episode["is_first"], key))
+        parts.append(frame_sums(episode["obs"], decoded))
+        shown.append(showcase(episode["obs"], decoded))
+    return summarise(parts), shown
+
+
+def save_pictures(path: Path, shown: list, zoom: int = 3) -> None:
+    """Held-out frames (top row) over their reconstructions, `zoom` times enlarged."""
+    from rlcar_core.worldmodels.train_vae import reconstruction_grid, save_png
+
+    real = np.stack([frame for frame, _ in shown]).repeat(zoom, axis=1).repeat(zoom, axis=2)
+    decoded = np.stack([frame for _, frame in shown]).repeat(zoom, axis=1).repeat(zoom, axis=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_png(path, reconstruction_grid(real, decoded.astype(np.float32) / 255.0))
 
 
 def vae_scores(run_dir: Path, episodes) -> dict[str, float]:
@@ -222,13 +315,35 @@ def main() -> None:
         results["vae"][str(run_dir)] = scores
         print(f"VAE of {run_dir}: {describe(scores)}", flush=True)
         write_json_atomic(args.out, results)
+    results.setdefault("autoencoders", {})
+    for spec in args.autoencoder:
+        started = time.perf_counter()
+        decode = train_autoencoder(spec, train, args)
+        seconds = time.perf_counter() - started
+        parts, shown = [], []
+        for episode in heldout:
+            decoded = np.asarray(decode(episode["obs"])).astype(np.uint8)
+            parts.append(frame_sums(episode["obs"], decoded))
+            shown.append(showcase(episode["obs"], decoded))
+        name = f"autoencoder {spec}@{args.updates}"
+        results["autoencoders"][name] = {
+            "updates": args.updates,
+            "train_seconds": seconds,
+            **summarise(parts),
+        }
+        if args.pictures is not None:
+            save_pictures(args.pictures / f"autoencoder_{spec.replace(':', '_')}@{args.updates}.png", shown)
+        print(f"{name}: {seconds / 60:.1f} min, {describe(summarise(parts))}", flush=True)
+        write_json_atomic(args.out, results)
     for variant in args.variant:
         config = variant_config(variant)
         print(f"{variant}: training the world model for {args.updates} updates", flush=True)
         started = time.perf_counter()
         params, losses = train_world_model(config, train, args)
         seconds = time.perf_counter() - started
-        scores = dreamer_scores(config, params, heldout, args.seed)
+        scores, shown = dreamer_scores(config, params, heldout, args.seed)
+        if args.pictures is not None:
+            save_pictures(args.pictures / f"{variant.replace(':', '_')}@{args.updates}.png", shown)
         results["variants"][f"{variant}@{args.updates}"] = {
             "updates": args.updates,
             "train_seconds": seconds,

@@ -43,6 +43,33 @@ def test_a_reconstruction_that_paints_road_over_the_obstacle_recalls_none():
     assert np.isclose(scores["recon_mse_per_pixel"], expected * mask.sum() / 4096)
 
 
+def test_pictures_show_each_episode_at_its_most_obstacles(tmp_path):
+    frame, _ = road_frame_with_obstacle()
+    road = np.broadcast_to(pixel_probe.ROAD_RGB, frame.shape).astype(np.uint8)
+    episode = np.concatenate([road, frame, road])
+    real, decoded = pixel_probe.showcase(episode, episode[::-1])
+    assert np.array_equal(real, frame[0]) and np.array_equal(decoded, frame[0])
+    picture = tmp_path / "pictures" / "tiny@3000.png"
+    pixel_probe.save_pictures(picture, [(real, decoded), (real, road[0])], zoom=2)
+    import imageio.v2 as imageio
+
+    image = imageio.imread(picture)
+    # Two rows (real, rebuilt) of 128-pixel frames, with a label strip on their left.
+    assert image.shape[0] == 2 * 128 and image.shape[1] > 8 * 128
+
+
+@pytest.mark.parametrize("spec", ["0", "16:recon_focus=1"])
+def test_the_autoencoder_control_rebuilds_frames_as_pixels(spec):
+    import argparse
+
+    frames = np.random.default_rng(0).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
+    args = argparse.Namespace(seed=0, batch_size=2, batch_length=2, updates=2)
+    decode = pixel_probe.train_autoencoder(spec, [{"obs": frames}], args)
+    rebuilt = np.asarray(decode(frames[:3]))
+    assert rebuilt.shape == (3, 64, 64, 3)
+    assert rebuilt.min() >= 0 and rebuilt.max() <= 255 and np.array_equal(rebuilt, np.round(rebuilt))
+
+
 def test_episodes_are_aligned_as_the_world_model_reads_them(tmp_path):
     steps = 5
     np.savez(

@@ -8,6 +8,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from rlcar_core.dreamer.config import DreamerConfig
 from rlcar_core.dreamer.math import (
     init_return_norm,
     lambda_returns,
@@ -23,7 +24,8 @@ from rlcar_core.dreamer.math import (
     unimix_logits,
     update_return_norm,
 )
-from rlcar_core.dreamer.world_model import kl_balance_loss
+from rlcar_core.dreamer.world_model import kl_balance_loss, reconstruction_loss
+from rlcar_core.errors import RlcarError
 
 BINS = symlog_bins(255, -20.0, 20.0)
 # Eager JAX compiles every primitive on first use; jitting the helpers once keeps the tests fast.
@@ -171,6 +173,40 @@ def test_kl_balancing_routes_gradients_through_stop_gradient():
     losses = kl_balance_loss(posterior, prior, 1.0, 0.5, 0.1)
     np.testing.assert_allclose(np.asarray(losses.dyn), np.asarray(losses.rep), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(losses.total), 0.6 * np.asarray(losses.kl), rtol=1e-5)
+
+
+def _pixel_config(recon_focus):
+    return DreamerConfig.preset("tiny", obs_kind="pixels", obs_shape=(8, 8, 3), recon_focus=recon_focus)
+
+
+def test_unfocused_reconstruction_loss_is_the_plain_squared_error():
+    prediction = jax.random.normal(jax.random.key(4), (2, 3, 8, 8, 3))
+    target = jax.random.normal(jax.random.key(5), (2, 3, 8, 8, 3))
+    got = reconstruction_loss(prediction, target, _pixel_config(0.0))
+    np.testing.assert_allclose(got, jnp.sum(jnp.square(prediction - target), axis=(2, 3, 4)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("recon_focus", [0.5, 1.0])
+def test_focused_reconstruction_loss_weights_pixels_by_their_error(recon_focus):
+    # One badly reconstructed pixel (a small object the decoder missed) among well-drawn ones.
+    target = jnp.zeros((1, 1, 8, 8, 3))
+    prediction = jnp.full_like(target, 0.01).at[0, 0, 2, 5].set(0.6)
+    config = _pixel_config(recon_focus)
+    grads = jax.grad(lambda p: reconstruction_loss(p, target, config).sum())(prediction)
+    plain = jax.grad(lambda p: reconstruction_loss(p, target, _pixel_config(0.0)).sum())(prediction)
+    # The weights average 1 over a frame: the missed pixel pulls harder than under plain MSE, the
+    # rest less, and the weights themselves carry no gradient.
+    per_pixel = jnp.sum(jnp.square(prediction - target), axis=-1)
+    relative = per_pixel / per_pixel.mean()
+    weights = (1.0 - recon_focus) + recon_focus * relative
+    np.testing.assert_allclose(float(weights.mean()), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(grads, plain * weights[..., None], rtol=1e-5)
+    assert float(grads[0, 0, 2, 5, 0]) > 10 * float(plain[0, 0, 2, 5, 0])
+
+
+def test_recon_focus_outside_zero_to_one_is_refused():
+    with pytest.raises(RlcarError, match="recon_focus"):
+        _pixel_config(1.5)
 
 
 @settings(max_examples=30, deadline=None)
