@@ -57,7 +57,7 @@ from rlcar_core.dreamer.world_model import (  # noqa: E402
     observe,
     reconstruction_loss,
     world_model_loss,
-)  # noqa: E402
+)
 from rlcar_core.io.atomic import write_json_atomic  # noqa: E402
 from rlcar_core.io.data.episodes import DatasetError, load_episode  # noqa: E402
 from rlcar_core.sim.bank import PALETTE, unpack_colour  # noqa: E402
@@ -134,16 +134,29 @@ def variant_config(variant: str) -> DreamerConfig:
     )
 
 
+def jitted_update(loss_fn, optimizer: optax.GradientTransformation):
+    """`step(params, opt_state, *inputs) -> (params, opt_state, aux)` for `loss_fn(params, *inputs) ->
+    (loss, aux)`: one optimiser step of either model the probe trains."""
+
+    @jax.jit
+    def step(params, opt_state, *inputs):
+        (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, *inputs)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, aux
+
+    return step
+
+
 def train_world_model(config: DreamerConfig, episodes, args: argparse.Namespace):
     optimizer = world_model_optimizer(config)
     params = init_agent_params(config, jax.random.key(args.seed)).world_model
     opt_state = optimizer.init(params)
 
-    @jax.jit
-    def step(params, opt_state, batch, key):
-        (_, out), grads = jax.value_and_grad(world_model_loss, has_aux=True)(params, batch, key, config)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, out.metrics
+    def loss_fn(params, batch, key):
+        loss, out = world_model_loss(params, batch, key, config)
+        return loss, out.metrics
+
+    step = jitted_update(loss_fn, optimizer)
 
     rng = np.random.default_rng(args.seed)
     key = jax.random.key(args.seed)
@@ -195,20 +208,17 @@ def train_autoencoder(spec: str, episodes, args: argparse.Namespace):
     def loss_fn(params, obs):
         # One-step "sequences", so the world model's reconstruction loss (and its recon_focus) applies.
         prediction = network.apply(params, obs)[:, None]
-        return jnp.mean(reconstruction_loss(prediction, preprocess_pixels(obs)[:, None], config))
+        recon = reconstruction_loss(prediction, preprocess_pixels(obs)[:, None], config)
+        return jnp.mean(recon.weighted), jnp.mean(recon.plain)
 
-    @jax.jit
-    def step(params, opt_state, obs):
-        loss, grads = jax.value_and_grad(loss_fn)(params, obs)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+    step = jitted_update(loss_fn, optimizer)
 
     rng = np.random.default_rng(args.seed)
     batch = args.batch_size * args.batch_length  # the frames of one world-model batch
     for index in range(args.updates):
-        params, opt_state, loss = step(params, opt_state, frames[rng.integers(len(frames), size=batch)])
+        params, opt_state, recon = step(params, opt_state, frames[rng.integers(len(frames), size=batch)])
         if index % 250 == 0 or index == args.updates - 1:
-            print(f"  {index:>5} recon {float(loss):.2f}", flush=True)
+            print(f"  {index:>5} recon {float(recon):.2f}", flush=True)
     decode = jax.jit(lambda obs: jnp.clip(jnp.round((network.apply(params, obs) + 0.5) * 255.0), 0, 255))
     return decode
 

@@ -183,7 +183,10 @@ def test_unfocused_reconstruction_loss_is_the_plain_squared_error():
     prediction = jax.random.normal(jax.random.key(4), (2, 3, 8, 8, 3))
     target = jax.random.normal(jax.random.key(5), (2, 3, 8, 8, 3))
     got = reconstruction_loss(prediction, target, _pixel_config(0.0))
-    np.testing.assert_allclose(got, jnp.sum(jnp.square(prediction - target), axis=(2, 3, 4)), rtol=1e-6)
+    np.testing.assert_allclose(
+        got.weighted, jnp.sum(jnp.square(prediction - target), axis=(2, 3, 4)), rtol=1e-6
+    )
+    np.testing.assert_array_equal(got.weighted, got.plain)
 
 
 @pytest.mark.parametrize("recon_focus", [0.5, 1.0])
@@ -192,8 +195,8 @@ def test_focused_reconstruction_loss_weights_pixels_by_their_error(recon_focus):
     target = jnp.zeros((1, 1, 8, 8, 3))
     prediction = jnp.full_like(target, 0.01).at[0, 0, 2, 5].set(0.6)
     config = _pixel_config(recon_focus)
-    grads = jax.grad(lambda p: reconstruction_loss(p, target, config).sum())(prediction)
-    plain = jax.grad(lambda p: reconstruction_loss(p, target, _pixel_config(0.0)).sum())(prediction)
+    grads = jax.grad(lambda p: reconstruction_loss(p, target, config).weighted.sum())(prediction)
+    plain = jax.grad(lambda p: reconstruction_loss(p, target, config).plain.sum())(prediction)
     # The weights average 1 over a frame: the missed pixel pulls harder than under plain MSE, the
     # rest less, and the weights themselves carry no gradient.
     per_pixel = jnp.sum(jnp.square(prediction - target), axis=-1)

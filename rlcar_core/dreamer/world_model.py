@@ -123,9 +123,18 @@ def reconstruction_target(obs: jax.Array, config: DreamerConfig) -> jax.Array:
     return preprocess_pixels(obs)
 
 
-def reconstruction_loss(prediction: jax.Array, target: jax.Array, config: DreamerConfig) -> jax.Array:
-    """Per-step squared error summed over the observation, (B, T), weighted as `config.recon_focus` says:
-    (1 - f) + f * e^p / mean(e^p) over the frame, for a pixel's squared error e.
+class ReconstructionLoss(NamedTuple):
+    """Per-step (B, T) squared error summed over the observation: what the model minimises, and plain."""
+
+    weighted: jax.Array
+    plain: jax.Array
+
+
+def reconstruction_loss(
+    prediction: jax.Array, target: jax.Array, config: DreamerConfig
+) -> ReconstructionLoss:
+    """The error weighted as `config.recon_focus` says: (1 - f) + f * e^p / mean(e^p) over the frame, for
+    a pixel's squared error e (`weighted` is `plain` when f = 0).
 
     A pixel's channels share one weight. The weights come from the stopped-gradient error, so they
     only say where the decoder should look, and they fall back to uniform as the errors even out.
@@ -134,11 +143,13 @@ def reconstruction_loss(prediction: jax.Array, target: jax.Array, config: Dreame
     if config.obs_kind == "pixels":
         squared = jnp.sum(squared, axis=-1)
     unit_axes = tuple(range(2, squared.ndim))
-    if config.recon_focus > 0.0:
-        error = jax.lax.stop_gradient(squared) ** config.recon_focus_power
-        relative = error / (jnp.mean(error, axis=unit_axes, keepdims=True) + 1e-12)
-        squared = ((1.0 - config.recon_focus) + config.recon_focus * relative) * squared
-    return jnp.sum(squared, axis=unit_axes)
+    plain = jnp.sum(squared, axis=unit_axes)
+    if config.recon_focus == 0.0:
+        return ReconstructionLoss(weighted=plain, plain=plain)
+    error = jax.lax.stop_gradient(squared) ** config.recon_focus_power
+    relative = error / (jnp.mean(error, axis=unit_axes, keepdims=True) + 1e-12)
+    weights = (1.0 - config.recon_focus) + config.recon_focus * relative
+    return ReconstructionLoss(weighted=jnp.sum(weights * squared, axis=unit_axes), plain=plain)
 
 
 def decode_observation(params, feat: jax.Array, config: DreamerConfig) -> jax.Array:
@@ -162,8 +173,6 @@ def world_model_loss(
     target = reconstruction_target(batch["obs"], config)
     prediction = network.apply.decode(params, feat)
     recon = reconstruction_loss(prediction, target, config)
-    # Reported unweighted, so runs with and without recon_focus compare on the same scale.
-    recon_error = jnp.sum(jnp.square(prediction - target), axis=tuple(range(2, target.ndim)))
 
     bins = symlog_bins(config.num_bins, config.bins_low, config.bins_high)
     reward = jnp.asarray(batch["reward"], jnp.float32)
@@ -185,7 +194,7 @@ def world_model_loss(
         config.rep_scale,
     )
     per_step = (
-        config.recon_scale * recon
+        config.recon_scale * recon.weighted
         + config.reward_scale * reward_loss
         + config.continue_scale * continue_loss
         + kl.total
@@ -195,7 +204,8 @@ def world_model_loss(
     reward_prediction = symexp_twohot_mean(reward_logits, bins)
     metrics = {
         "wm/loss": loss,
-        "wm/recon_loss": jnp.mean(recon_error),
+        # Unweighted, so runs with and without recon_focus compare on the same scale.
+        "wm/recon_loss": jnp.mean(recon.plain),
         "wm/reward_loss": jnp.mean(reward_loss),
         "wm/continue_loss": jnp.mean(continue_loss),
         "wm/dyn_loss": jnp.mean(kl.dyn),
