@@ -67,7 +67,8 @@ ENV = "carracing"
 SCORE_KEY = "return_mean"
 ROW_KEYS = ("return_mean", "return_std", "progress_mean", "progress_std", "lap_rate", "episodes")
 AGENTS = {"dreamer": "dreamer", "worldmodels": "worldmodel"}  # benchmark name -> rlcar agent name
-TITLES = {"dreamer": "DreamerV3", "worldmodels": "World Models (controller in the dream)"}
+TITLES = {"dreamer": "DreamerV3", "worldmodels": "World Models"}
+CONTROLLER_WHERE = {"env": "controller in the real env", "dream": "controller in the dream"}
 TARGET_RETURN = 700.0  # DESIGN.md: >= 700 on CarRacing-v3 within 3 CPU-hours
 EPISODE_STEPS = 1000  # CarRacing-v3's standard episode
 # DreamerV3 env steps (frames) per second of budget on 2 idle cores, estimated: the tiny pixel model at
@@ -76,7 +77,7 @@ EPISODE_STEPS = 1000  # CarRacing-v3's standard episode
 # idle machine yet: the smoke runs shared the cores with two other benchmarks).
 DREAMER_STEPS_PER_SECOND = 20.0
 # World Models: the cumulative fraction of the budget at which each stage ends.
-STAGE_SPLIT = {"collect": 0.10, "vae": 0.30, "rnn": 0.50, "controller": 1.0}
+STAGE_SPLIT = {"collect": 0.08, "vae": 0.30, "rnn": 0.40, "controller": 1.0}
 # The paper's CarRacing sizes (Ha & Schmidhuber 2018): z 32, VAE widths 32..256, LSTM 256, 5 Gaussians.
 WM_SIZES = {"z_dim": 32, "base_channels": 32, "hidden_size": 256, "num_mixtures": 5}
 UNBOUNDED = 10**7  # step counts the budget, not the count, ends
@@ -102,8 +103,18 @@ class Settings:
     rnn_batch: int = 32
     rnn_sequence: int = 100
     rnn_eval_every: int = 250
-    controller_popsize: int = 32
-    controller_rollouts: int = 16
+    # C in the real env (the paper's CarRacing procedure, scaled to 2 cores): a generation is
+    # popsize x rollouts episodes on 16 worker-process cars, each ended after `controller_patience`
+    # unrewarded frames; the search mean drives 16 training tracks every `controller_eval_every`
+    # generations, which ranks `best`.
+    controller_popsize: int = 16
+    controller_rollouts: int = 2
+    controller_patience: int = 100
+    controller_eval_every: int = 5
+    controller_eval_episodes: int = 16
+    # C in the dream (--controller-in dream): the paper's VizDoom procedure.
+    dream_popsize: int = 32
+    dream_rollouts: int = 16
     dream_horizon: int = EPISODE_STEPS
 
 
@@ -125,8 +136,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
             rnn_batch=4,
             rnn_sequence=20,
             rnn_eval_every=20,
-            controller_popsize=8,
-            controller_rollouts=2,
+            controller_popsize=4,
+            controller_rollouts=1,
+            controller_patience=50,
+            controller_eval_every=2,
+            controller_eval_episodes=2,
+            dream_popsize=8,
+            dream_rollouts=2,
             dream_horizon=50,
         )
     eval_every_steps = args.dreamer_eval_every_steps or int(
@@ -165,6 +181,12 @@ def parse_args() -> argparse.Namespace:
         default="gymnasium",
         help="who simulates CarRacing-v3 for training (evaluation is always Gymnasium's); EnvPool's port "
         "is faster but an agent trained on it does not drive Gymnasium's cars",
+    )
+    parser.add_argument(
+        "--controller-in",
+        choices=tuple(CONTROLLER_WHERE),
+        default="env",
+        help="World Models: search C in the real env (the paper's CarRacing procedure) or in the dream",
     )
     parser.add_argument("--root", type=Path, default=None, help="default: runs/bench-carracing(-smoke)")
     parser.add_argument(
@@ -277,7 +299,7 @@ def finish(results: dict, results_path: Path, agent_name: str, run_dir: Path, se
     print("final evaluation:", flush=True)
     episodes, steps = settings.final_episodes, settings.max_steps
     results["final"] = evaluate_row(agent_name, episodes, steps, run_dir, "latest")
-    if agent_name == "dreamer":  # ranked by its own held-out evaluations; World Models' C keeps no rank here
+    if agent_name == "dreamer" or results.get("controller_in") == "env":  # ranked by in-run evaluations
         try:
             results["best"] = evaluate_row(agent_name, episodes, steps, run_dir, "best")
         except RlcarError as error:  # no evaluation ranked a checkpoint yet (a tiny budget)
@@ -481,6 +503,11 @@ def bench_worldmodels(args: argparse.Namespace, seed: int, settings: Settings, r
     results["budget_seconds"] = settings.budget_seconds
     results.setdefault("stages", {})
     results["sizes"] = WM_SIZES
+    if results.setdefault("controller_in", args.controller_in) != args.controller_in:
+        sys.exit(
+            f"error: {out} searched its controller in the {results['controller_in']}; "
+            f"pass --controller-in {results['controller_in']}, --fresh, or another --root"
+        )
     out.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:
@@ -581,8 +608,11 @@ def bench_worldmodels(args: argparse.Namespace, seed: int, settings: Settings, r
         ),
     )
 
-    # The controller in segments: a held-out evaluation of its newest checkpoint after each.
+    # The controller in segments: a held-out evaluation of its newest checkpoint after each. A segment
+    # resumes the search from its saved mean and step size (train-controller's resume).
+    in_env = args.controller_in == "env"
     controller = results["stages"].setdefault("controller", {"seconds": 0.0, "done": False})
+    controller.setdefault("env_frames", 0)
     while spent_seconds(results) < settings.budget_seconds:
         segment_end = min(settings.budget_seconds, spent_seconds(results) + settings.eval_every_seconds)
         clock = StageClock(results, "controller", save)
@@ -593,26 +623,45 @@ def bench_worldmodels(args: argparse.Namespace, seed: int, settings: Settings, r
             clock.tick()
             if record.get("kind") == "generation":
                 generation["done"] = record["generation"]
-                if record["generation"] % 10 == 0:
+                controller["env_frames"] += int(record.get("env_frames", 0))
+                if "frames_per_second" in record:
+                    controller["frames_per_second"] = record["frames_per_second"]
+                if in_env or record["generation"] % 10 == 0:
                     print(
-                        f"  [controller] generation {record['generation']}: dream return mean "
-                        f"{record['mean_fitness']:.1f}, best {record['best_fitness']:.1f}",
+                        f"  [controller] generation {record['generation']}: {args.controller_in} return "
+                        f"mean {record['mean_fitness']:.1f}, max {record['max_fitness']:.1f}, "
+                        f"best {record['best_fitness']:.1f}"
+                        + (
+                            f", {record['frames_per_second']:.0f} frames/s"
+                            if "frames_per_second" in record
+                            else ""
+                        )
+                        + (f"; mean's return {record['eval_return']:.1f}" if "eval_return" in record else ""),
                         flush=True,
                     )
             budget.check()
 
+        if in_env:
+            search = dict(
+                in_dream=False,
+                popsize=settings.controller_popsize,
+                rollouts=settings.controller_rollouts,
+                patience=settings.controller_patience,
+                eval_every=settings.controller_eval_every,
+                eval_episodes=settings.controller_eval_episodes,
+            )
+        else:
+            search = dict(
+                in_dream=True,
+                popsize=settings.dream_popsize,
+                rollouts=settings.dream_rollouts,
+                temperature=1.15,
+                dream_horizon=settings.dream_horizon,
+                eval_every=UNBOUNDED,  # the held-out evaluations below are the curve
+                eval_episodes=1,  # (never used: eval_every is never reached) one car instead of eight
+            )
         config = TrainControllerConfig(
-            run_dir=run_dir,
-            in_dream=True,
-            generations=UNBOUNDED,
-            popsize=settings.controller_popsize,
-            rollouts=settings.controller_rollouts,
-            temperature=1.15,
-            dream_horizon=settings.dream_horizon,
-            max_steps=settings.max_steps,
-            eval_every=UNBOUNDED,  # the held-out evaluations below are the curve
-            eval_episodes=1,  # (never used: eval_every is never reached) one car instead of eight
-            seed=seed,
+            run_dir=run_dir, generations=UNBOUNDED, max_steps=settings.max_steps, seed=seed, **search
         )
         run_until_budget(lambda config=config, on=on_generation: train_controller(config, on), budget)
         clock.close(done=False)
@@ -620,9 +669,10 @@ def bench_worldmodels(args: argparse.Namespace, seed: int, settings: Settings, r
         print(f"held-out evaluation at {spent_seconds(results) / 60:.1f} min:", flush=True)
         row = evaluate_row("worldmodel", settings.eval_episodes, settings.max_steps, run_dir, "latest")
         spent = spent_seconds(results)
+        env_frames = frames + controller["env_frames"]  # the controller's own episodes are env frames too
         point = {
-            "env_steps": frames,
-            "env_frames": frames,
+            "env_steps": env_frames,
+            "env_frames": env_frames,
             "generation": generation["done"],
             "train_seconds": spent,
             "wall_seconds": spent,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import gymnasium as gym
+from gymnasium.vector import AutoresetMode
 
 from rlcar_core.envs.backends import CARRACING_BACKENDS
 from rlcar_core.envs.names import EnvName
@@ -53,8 +55,15 @@ def make_env(
     render_mode: str | None = None,
     backend: str = "gymnasium",
     action_repeat: int = 1,
+    processes: bool = False,
+    autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP,
 ) -> gym.Env | gym.vector.VectorEnv:
     """A single env (``num_envs=None``) or a vector env with next-step autoreset.
+
+    ``processes`` (CarRacing-v3, Gymnasium backend) steps each car in its own worker process
+    (Gymnasium's ``AsyncVectorEnv``): Box2D and the frame's rendering are single-threaded Python, so
+    this is what spreads a vector of cars over the cores. ``autoreset_mode`` DISABLED (CarRacing-v3
+    only) leaves finished cars for the caller to reset with ``options={"reset_mask": ...}``.
 
     For CarRacing-v3 the track comes from the reset seed, so ``tracks``/``num_tracks``/``track_seeds``
     only apply to RLCar. ``backend`` picks who simulates CarRacing-v3's vector envs (Gymnasium, or
@@ -65,7 +74,11 @@ def make_env(
     require_at_least("max_steps", max_steps, 1)
     check_backend_request(env, backend, action_repeat)
     if env is EnvName.CARRACING:
-        return _make_carracing(num_envs, max_steps, render_mode, backend, action_repeat)
+        return _make_carracing(
+            num_envs, max_steps, render_mode, backend, action_repeat, processes, AutoresetMode(autoreset_mode)
+        )
+    if processes or autoreset_mode != AutoresetMode.NEXT_STEP:
+        raise RlcarError("worker processes and other autoreset modes apply to --env carracing only")
 
     from rlcar_core.envs.registration import ENV_ID
 
@@ -75,12 +88,30 @@ def make_env(
     return gym.make_vec(ENV_ID, num_envs=num_envs, **kwargs)
 
 
-def _make_carracing(
-    num_envs: int | None, max_steps: int, render_mode: str | None, backend: str, action_repeat: int
-) -> gym.Env | gym.vector.VectorEnv:
-    from rlcar_core.envs.action_repeat import ActionRepeat, VectorActionRepeat
+def _carracing_car(render_mode: str | None, max_steps: int, action_repeat: int) -> gym.Env:
+    """One CarRacing-v3 car; module-level so a worker process can unpickle its maker."""
+    from rlcar_core.envs.action_repeat import ActionRepeat
     from rlcar_core.envs.carracing import make_carracing
 
+    env = make_carracing(render_mode, max_steps)
+    return env if action_repeat == 1 else ActionRepeat(env, action_repeat)
+
+
+def _make_carracing(
+    num_envs: int | None,
+    max_steps: int,
+    render_mode: str | None,
+    backend: str,
+    action_repeat: int,
+    processes: bool = False,
+    autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP,
+) -> gym.Env | gym.vector.VectorEnv:
+    from rlcar_core.envs.action_repeat import VectorActionRepeat
+
+    if backend == "envpool" and (processes or autoreset_mode != AutoresetMode.NEXT_STEP):
+        raise RlcarError(
+            "EnvPool runs its own threads with next-step autoreset; it takes no worker processes"
+        )
     if backend == "envpool":
         if num_envs is None or render_mode is not None:
             raise RlcarError(
@@ -92,10 +123,12 @@ def _make_carracing(
         pool = make_carracing_envpool(num_envs, max_steps)
         return pool if action_repeat == 1 else VectorActionRepeat(pool, action_repeat)
 
-    def one_car() -> gym.Env:
-        env = make_carracing(render_mode, max_steps)
-        return env if action_repeat == 1 else ActionRepeat(env, action_repeat)
-
+    one_car = functools.partial(_carracing_car, render_mode, max_steps, action_repeat)
     if num_envs is None:
         return one_car()
-    return gym.vector.SyncVectorEnv([one_car for _ in range(num_envs)])
+    if processes:
+        # forkserver, not fork: the parent has JAX's threads running, which a fork would copy mid-lock.
+        return gym.vector.AsyncVectorEnv(
+            [one_car] * num_envs, context="forkserver", autoreset_mode=autoreset_mode
+        )
+    return gym.vector.SyncVectorEnv([one_car] * num_envs, autoreset_mode=autoreset_mode)

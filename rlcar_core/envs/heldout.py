@@ -90,7 +90,8 @@ def run_episodes(
     if banked:
         env = make_env(name, obs=agent.obs_kind, num_envs=num_envs, track_seeds=unique, max_steps=max_steps)
     else:
-        env = make_env(name, obs="pixels", num_envs=num_envs, max_steps=max_steps)
+        # CarRacing-v3's Box2D cars are single-threaded Python: one worker process each.
+        env = make_env(name, obs="pixels", num_envs=num_envs, max_steps=max_steps, processes=num_envs > 1)
     records: list[EpisodeRecord] = []
     try:
         for wave, first in enumerate(range(0, len(tracks), num_envs)):

@@ -145,7 +145,7 @@ def collect(
             num_envs=num_envs,
             num_tracks=config.num_tracks,
             max_steps=config.max_steps,
-            **carracing_env_options(config, config.env),
+            **carracing_env_options(config, config.env, num_envs),
         )
         run.update_config(
             {"env": config.env, "collect": {**dataclasses.asdict(config), "run_dir": str(run.path)}}

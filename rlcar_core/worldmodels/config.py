@@ -183,11 +183,15 @@ def check_carracing_options(config: Any, env: str) -> None:
         raise RlcarError("--carracing-backend and --action-repeat apply to CarRacing-v3 only")
 
 
-def carracing_env_options(config: Any, env: str) -> dict[str, Any]:
-    """The `make_env` keywords of the CarRacing-only options; none on RLCar."""
+def carracing_env_options(config: Any, env: str, num_envs: int | None = None) -> dict[str, Any]:
+    """The `make_env` keywords of the CarRacing-only options; none on RLCar. Several Gymnasium cars
+    (`num_envs` > 1) each get a worker process: Box2D and rendering are single-threaded Python."""
     if EnvName.parse(env).has_track_bank:
         return {}
-    return {"backend": config.carracing_backend, "action_repeat": config.action_repeat}
+    options = {"backend": config.carracing_backend, "action_repeat": config.action_repeat}
+    if config.carracing_backend == "gymnasium" and num_envs is not None and num_envs > 1:
+        options["processes"] = True
+    return options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -338,6 +342,12 @@ class TrainControllerConfig:
     temperature: float = option(1.15, "Dream temperature; above 1 makes the dream harder than reality.")
     dream_horizon: int = option(300, "Steps of each dream.")
     max_steps: int = option(1000, "Real-env steps per episode (--in-env and evaluation).")
+    patience: int = option(
+        0, "--in-env: end a candidate's episode after this many frames without reward (0: never)."
+    )
+    num_envs: int | None = option(
+        None, "--in-env: cars driven side by side (default: every rollout of a generation, at most 16)."
+    )
     initial_sigma: float = option(0.1, "CMA-ES initial step size.")
     eval_every: int = option(5, "Generations between real-env evaluations of the search mean.")
     eval_episodes: int = option(8, "Real episodes per evaluation.")
@@ -362,7 +372,8 @@ class TrainControllerConfig:
         _at_least(self, 1, "generations", "rollouts", "dream_horizon", "max_steps", "eval_every")
         _at_least(self, 1, "eval_episodes", "num_tracks", "devices")
         _at_least(self, 2, "popsize")
-        _at_least(self, 0, "seed", "controller_hidden")
+        _at_least(self, 0, "seed", "controller_hidden", "patience")
+        _at_least(self, 1, "num_envs")
         _positive(self, "temperature", "initial_sigma")
         _one_of(self, "carracing_backend")
         _at_least(self, 1, "action_repeat")

@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 from rlcar_core.envs import make_env
+from rlcar_core.envs.backends import default_action_repeat
 from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import RlcarError
 from rlcar_core.io.data import split_episodes
@@ -73,17 +74,29 @@ from rlcar_core.worldmodels.storage import (
 from rlcar_core.worldmodels.supervised import StepCallback
 
 
+# CarRacing-v3 cars each take a worker process (about 270 MB); 16 keep 2 cores busy while the
+# main process runs V, M and C for all of them.
+MAX_CARRACING_CARS = 16
+
+
 class RolloutScores(NamedTuple):
     episode_return: np.ndarray  # (K,) one per (controller, track) pair
     progress: np.ndarray  # (K,) lap fraction reached
 
 
 class EnvRollouts:
-    """`run(vectors (K, n), tracks (K,), seed)` plays one episode per row, in waves of `num_envs` cars.
+    """`run(vectors (K, n), tracks (K,), seed)` plays one episode per row on `num_envs` cars.
 
     `tracks` are indices into the RLCar training-track bank, or CarRacing-v3 reset seeds (which pick
-    the track). Cars share `seed` for their start jitter, so candidates on the same track face the
-    same start: common random numbers make CMA-ES's comparisons less noisy.
+    the track). RLCar's JAX vector env plays rows in waves; cars share `seed` for their start jitter,
+    so candidates on the same track face the same start (common random numbers make CMA-ES's
+    comparisons less noisy). CarRacing-v3's cars each run in a worker process and work through the
+    rows as a queue: a car whose episode ends takes the next row at once, so short episodes (early
+    stops, crashes) free their core for the rest instead of waiting for the slowest car of a wave.
+
+    `patience` (frames, training only) ends an episode after that many frames in a row without a
+    reward: a car parked or lost on the grass earns only CarRacing's -0.1 a frame from there on, and
+    the rest of its 1000 frames would say nothing more about the candidate. Evaluations pass 0.
     """
 
     def __init__(
@@ -98,24 +111,36 @@ class EnvRollouts:
         self.env_name = env_name
         self.num_envs = num_envs
         self.banked = EnvName.parse(env_name).has_track_bank
+        env_options = dict(env_options or {})
+        if not self.banked:
+            from gymnasium.vector import AutoresetMode
+
+            # Worker processes spread Box2D over the cores; EnvPool has its own threads.
+            env_options.setdefault("action_repeat", default_action_repeat(env_name))
+            if env_options.get("backend", "gymnasium") == "gymnasium":
+                env_options.update(processes=num_envs > 1, autoreset_mode=AutoresetMode.DISABLED)
+        self.frames_per_step = int(env_options.get("action_repeat", 1))
         self.env = make_env(
             env_name,
             obs="pixels",
             num_envs=num_envs,
             num_tracks=num_tracks,
             max_steps=max_steps,
-            **(env_options or {}),
+            **env_options,
         )
         # CarRacing-v3: every reset seed is a new track.
         self.num_tracks = int(self.env.unwrapped.params.bank.num_tracks) if self.banked else None
         self._rnn_config = configs[1]
         self._policy_step = jitted_policy_step(*configs)
+        self.frames = 0  # env frames stepped so far (a generation's frames/s is read from it)
 
     def run(
-        self, params: WorldModelParams, vectors: np.ndarray, tracks: np.ndarray, seed: int
+        self, params: WorldModelParams, vectors: np.ndarray, tracks: np.ndarray, seed: int, patience: int = 0
     ) -> RolloutScores:
         vectors = np.asarray(vectors, np.float32)
         tracks = np.asarray(tracks, np.int64)
+        if not self.banked:
+            return self._run_queue(params, vectors, tracks, patience)
         returns, progress = [], []
         for first in range(0, len(vectors), self.num_envs):
             wave_vectors = vectors[first : first + self.num_envs]
@@ -130,10 +155,7 @@ class EnvRollouts:
         return RolloutScores(np.concatenate(returns), np.concatenate(progress))
 
     def _run_wave(self, params: WorldModelParams, vectors, tracks, seed: int) -> RolloutScores:
-        if self.banked:
-            obs, _ = self.env.reset(seed=seed, options={"track_id": tracks})
-        else:
-            obs, _ = self.env.reset(seed=[int(track) for track in tracks])
+        obs, _ = self.env.reset(seed=seed, options={"track_id": tracks})
         rnn_state = initial_rnn_state(self._rnn_config, self.num_envs)
         running = np.ones(self.num_envs, bool)
         episode_return = np.zeros(self.num_envs)
@@ -141,10 +163,53 @@ class EnvRollouts:
         while running.any():
             actions, rnn_state = self._policy_step(params, vectors, obs, rnn_state)
             obs, reward, terminated, truncated, info = self.env.step(np.asarray(actions))
+            self.frames += int(running.sum()) * self.frames_per_step
             episode_return += np.where(running, reward, 0.0)
             progress = np.where(running, info["progress"], progress)
             running &= ~(terminated | truncated)
         return RolloutScores(episode_return, progress)
+
+    def _run_queue(self, params: WorldModelParams, vectors, tracks, patience: int) -> RolloutScores:
+        rows, cars = len(vectors), self.num_envs
+        returns, progress = np.zeros(rows), np.zeros(rows)
+        row_of_car = np.full(cars, -1)  # -1: the car has no row left to play (it idles till the end)
+        started = min(cars, rows)
+        row_of_car[:started] = np.arange(started)
+        next_row = started
+        obs, _ = self.env.reset(seed=[int(tracks[max(row, 0)]) for row in row_of_car])
+        rnn_state = initial_rnn_state(self._rnn_config, cars)
+        episode_return = np.zeros(cars)
+        unrewarded = np.zeros(cars, np.int64)  # frames since the car last earned a reward
+        while (row_of_car >= 0).any():
+            playing = row_of_car >= 0
+            car_vectors = vectors[np.maximum(row_of_car, 0)]
+            actions, rnn_state = self._policy_step(params, car_vectors, obs, rnn_state)
+            obs, reward, terminated, truncated, info = self.env.step(np.asarray(actions))
+            self.frames += int(playing.sum()) * self.frames_per_step
+            episode_return += reward
+            unrewarded = np.where(reward > 0, 0, unrewarded + self.frames_per_step)
+            ended = terminated | truncated
+            if patience > 0:
+                ended |= unrewarded >= patience
+            ended &= playing
+            if not ended.any():
+                continue
+            for car in np.flatnonzero(ended):
+                returns[row_of_car[car]] = episode_return[car]
+                progress[row_of_car[car]] = info["progress"][car]
+                row_of_car[car] = next_row if next_row < rows else -1
+                next_row += 1
+            episode_return[ended] = 0.0
+            unrewarded[ended] = 0
+            restart = ended & (row_of_car >= 0)
+            if restart.any():
+                seeds = [
+                    int(tracks[row]) if go else None for row, go in zip(row_of_car, restart, strict=True)
+                ]
+                fresh_obs, _ = self.env.reset(seed=seeds, options={"reset_mask": restart})
+                obs = np.where(restart[:, None, None, None], fresh_obs, obs)
+                rnn_state = _zero_rows(rnn_state, restart)  # a new episode starts from M's zero state
+        return RolloutScores(returns, progress)
 
     def close(self) -> None:
         self.env.close()
@@ -155,6 +220,16 @@ def dream_fitness_fn(rnn_config: MDNRNNConfig, controller_config: ControllerConf
     """Jitted population fitness in the dream (see dream.make_dream_fitness), the population split over
     `mesh`'s devices; cached per shape and mesh."""
     return spread_population(make_dream_fitness(rnn_config, controller_config, horizon), mesh)
+
+
+def _zero_rows(state, rows: np.ndarray):
+    """`state` (a pytree of (N, ...) arrays) with the rows where `rows` is True set to zero."""
+    keep = ~rows
+
+    def zero(part):
+        return np.where(keep.reshape((-1,) + (1,) * (np.ndim(part) - 1)), part, 0.0).astype(part.dtype)
+
+    return jax.tree.map(zero, state)
 
 
 def _dream_fitness(
@@ -184,7 +259,8 @@ def _dream_fitness(
 
 def _env_fitness(rollouts: EnvRollouts, params: WorldModelParams, config: TrainControllerConfig):
     """`fitness(candidates (P, n), generation) -> (P,)`: mean real return over the generation's tracks,
-    the same tracks and starts for every candidate."""
+    the same tracks and starts for every candidate; episodes end early after `config.patience`
+    unrewarded frames."""
     repeats = config.rollouts_per_candidate
 
     def evaluate(candidates: np.ndarray, generation: int) -> np.ndarray:
@@ -194,7 +270,13 @@ def _env_fitness(rollouts: EnvRollouts, params: WorldModelParams, config: TrainC
         else:
             tracks = rng.integers(0, EVAL_SEED_OFFSET, repeats)  # CarRacing training seeds
         vectors = np.repeat(candidates, repeats, axis=0)
-        scores = rollouts.run(params, vectors, np.tile(tracks, len(candidates)), int(rng.integers(0, 2**31)))
+        scores = rollouts.run(
+            params,
+            vectors,
+            np.tile(tracks, len(candidates)),
+            int(rng.integers(0, 2**31)),
+            patience=config.patience,
+        )
         return scores.episode_return.reshape(len(candidates), repeats).mean(axis=1)
 
     return evaluate
@@ -205,11 +287,15 @@ class _GenerationRecorder:
     Every `eval_every` generations (and at the last) the search mean drives real episodes first; that
     return is what ranks the checkpoint as `best`."""
 
-    def __init__(self, *, ckpt, log, saved_config, config, state, evaluate_policy, on_generation):
+    def __init__(
+        self, *, ckpt, log, saved_config, config, state, evaluate_policy, on_generation, frames_stepped
+    ):
         self.ckpt, self.log, self.saved_config, self.config = ckpt, log, saved_config, config
         self.state: ControllerSearchState = state
         self.evaluate_policy = evaluate_policy
         self.on_generation = on_generation
+        self.frames_stepped = frames_stepped  # () -> real-env frames stepped so far by this search
+        self._frames = frames_stepped()
         self.last: dict[str, Any] = {}
         self.evaluation: dict[str, Any] = {}
         self._clock = time.perf_counter()
@@ -235,18 +321,22 @@ class _GenerationRecorder:
             "min_fitness": stats.min_fitness,
             "best_fitness": float(state.best_fitness),
             "sigma": stats.sigma,
-            "seconds": time.perf_counter() - self._clock,
         }
+        if self.config.mode == "env":
+            frames = self.frames_stepped() - self._frames
+            seconds = time.perf_counter() - self._clock
+            record.update(env_frames=frames, frames_per_second=frames / max(seconds, 1e-9))
         best_metric = None
         if done % self.config.eval_every == 0 or done == self.config.generations:
             self.evaluation = self.evaluate_policy(state.policy)
             record.update(self.evaluation)
             best_metric = self.evaluation["eval_return"]
+        record["seconds"] = time.perf_counter() - self._clock
         values = {f"{self.log.trainer}/{name}": value for name, value in record.items() if name != "kind"}
         self.log.log("generation", done, values)  # logged before the save, as the checkpointer asks
         self.ckpt.save(done, state, self.saved_config, metrics=record, best_metric=best_metric)
         self.state, self.last = state, record
-        self._clock = time.perf_counter()
+        self._clock, self._frames = time.perf_counter(), self.frames_stepped()
         if self.on_generation is not None:
             self.on_generation(record)
 
@@ -343,9 +433,13 @@ def train_controller(
         first_generation = int(state.generation)
 
         params = WorldModelParams(vae_params, rnn_params)
-        num_envs = (
-            config.popsize * config.rollouts_per_candidate if config.mode == "env" else config.eval_episodes
-        )
+        num_envs = config.num_envs
+        if num_envs is None and config.mode == "env":
+            num_envs = config.popsize * config.rollouts_per_candidate
+            if not EnvName.parse(env_name).has_track_bank:  # one worker process per CarRacing car
+                num_envs = min(num_envs, MAX_CARRACING_CARS)
+        elif num_envs is None:
+            num_envs = config.eval_episodes
         rollouts = EnvRollouts(
             env_name,
             num_envs,
@@ -400,6 +494,7 @@ def train_controller(
                 state=state,
                 evaluate_policy=evaluate_policy,
                 on_generation=on_generation,
+                frames_stepped=lambda: rollouts.frames,
             )
             remaining = config.generations - first_generation
             if remaining <= 0 and restored is not None:
