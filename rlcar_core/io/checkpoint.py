@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import gc
 import logging
 import math
@@ -36,7 +37,7 @@ import re
 import sys
 import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -164,6 +165,23 @@ def _describe_read_failure(kind: str, text: str) -> str:
     return _one_line(f"{kind}: {text}")
 
 
+@dataclasses.dataclass
+class _KeepProtected:
+    """An orbax preservation policy: keep the steps `protected()` names at the time of each cleanup (the
+    checkpoints other stages were built on). When that cannot be read, keep everything: a checkpoint
+    too many costs disk space, one too few costs a trained agent."""
+
+    protected: Callable[[], Iterable[int]]
+
+    def should_preserve(self, checkpoints: Sequence[Any], *, context: Any) -> list[bool]:
+        del context
+        try:
+            keep = {int(step) for step in self.protected()}
+        except Exception:  # noqa: BLE001 - unknown pins: delete nothing
+            return [True] * len(checkpoints)
+        return [int(checkpoint.step) in keep for checkpoint in checkpoints]
+
+
 def _labels(steps: list[int]) -> str:
     return ", ".join(f"ep{step}" for step in steps) if steps else "none"
 
@@ -172,9 +190,10 @@ class CheckpointStore:
     """Save and restore one model's training state.
 
     Saves are asynchronous; leave through `close()` or a `with` block so they finish on disk.
-    Keeps the newest `keep_last` checkpoints plus the best one by `best_metric` (higher is better
-    unless `best_mode="min"`). Opening a store creates nothing on disk; the folder appears with the
-    first save.
+    Keeps the newest `keep_last` checkpoints, the best one by `best_metric` (higher is better
+    unless `best_mode="min"`), and every step `protect()` names when a save prunes the older ones
+    (e.g. the steps a later World Models stage was trained on). Opening a store creates nothing on
+    disk; the folder appears with the first save.
     """
 
     def __init__(
@@ -184,6 +203,7 @@ class CheckpointStore:
         keep_last: int = 3,
         best_mode: str = "max",
         read_only: bool = False,
+        protect: Callable[[], Iterable[int]] | None = None,
     ):
         if best_mode not in ("max", "min"):
             raise ValueError(f"best_mode must be 'max' or 'min', got {best_mode!r}")
@@ -204,12 +224,13 @@ class CheckpointStore:
             return -math.inf if value is None else sign * value
 
         self._rank = rank
-        preservation = checkpoint_managers.AnyPreservationPolicy(
-            [
-                checkpoint_managers.LatestN(n=keep_last),
-                checkpoint_managers.BestN(get_metric_fn=rank, n=1, keep_checkpoints_without_metrics=False),
-            ]
-        )
+        policies: list[Any] = [
+            checkpoint_managers.LatestN(n=keep_last),
+            checkpoint_managers.BestN(get_metric_fn=rank, n=1, keep_checkpoints_without_metrics=False),
+        ]
+        if protect is not None:
+            policies.append(_KeepProtected(protect))
+        preservation = checkpoint_managers.AnyPreservationPolicy(policies)
         options = ocp.CheckpointManagerOptions(
             preservation_policy=preservation,
             best_fn=rank,

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -98,12 +98,14 @@ class Checkpointer:
         warn: Warn | None = None,
         keep_last: int = 3,
         best_mode: str = "max",
+        protect: Callable[[], Iterable[int]] | None = None,
     ):
         self.directory = Path(directory)
         self.what = what  # the model's name in messages, e.g. "DreamerV3", "VAE"
         self.metrics = metrics
         self.warn = warn or _ignore
-        self._store_options = {"keep_last": keep_last, "best_mode": best_mode}
+        # `protect()`: steps never pruned (see CheckpointStore), e.g. those later stages were built on.
+        self._store_options = {"keep_last": keep_last, "best_mode": best_mode, "protect": protect}
         self.store = CheckpointStore(self.directory, **self._store_options)
         self.last_saved: int | None = self.store.latest_step()
 
