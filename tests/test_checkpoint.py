@@ -112,6 +112,28 @@ def test_best_mode_min_and_missing_best(tmp_path):
         assert store.resolve("best") == 3
 
 
+def test_protected_steps_survive_pruning_and_an_unreadable_pin_list_prunes_nothing(tmp_path):
+    """Steps another stage was built on (`protect()`, read at each cleanup) are never pruned, even
+    when a newer run of the same store keeps only its newest steps and a new best."""
+    state = _init_state(0)
+    pins = {2}
+    with CheckpointStore(tmp_path / "vae", keep_last=2, best_mode="min", protect=lambda: pins) as store:
+        for step in range(1, 5):
+            store.save(step, state, CONFIG, best_metric=10.0 - step)
+        assert store.steps() == [2, 3, 4]
+        pins.add(4)
+        for step in range(5, 8):
+            store.save(step, state, CONFIG, best_metric=10.0 - step)
+        assert store.steps() == [2, 4, 6, 7]
+
+    def unreadable():
+        raise OSError("cannot read the pins")
+
+    with CheckpointStore(tmp_path / "vae", keep_last=2, best_mode="min", protect=unreadable) as store:
+        store.save(8, state, CONFIG, best_metric=1.0)
+        assert store.steps() == [2, 4, 6, 7, 8]
+
+
 def test_open_checkpoint_by_name_or_path_and_errors(filled_store, tmp_path):
     directory, _ = filled_store
     store, step = open_checkpoint("best", directory)

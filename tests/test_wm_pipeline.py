@@ -154,6 +154,42 @@ def test_training_resumes_after_an_interruption(pipeline, tmp_path, monkeypatch)
     assert resumed["resumed_from"] == 6 and resumed["step"] == 8
 
 
+def _kept_steps(run, model):
+    return {int(p.name) for p in (run / "checkpoints" / model).iterdir() if p.name.isdigit()}
+
+
+def _saved_config(run, model, step):
+    return json.loads((run / "checkpoints" / model / str(step) / "config" / "metadata").read_text())
+
+
+def test_continuing_a_stage_keeps_the_checkpoints_its_downstream_stages_use(pipeline, tmp_path):
+    """Continuing train-vae (then train-rnn) on a finished run prunes to the newest three and the best,
+    but never the VAE step the MDN-RNN and the controller were trained on, nor the MDN-RNN step the
+    controller uses: eval, dream and train-rnn still work afterwards."""
+    run = copy_run(pipeline[0], tmp_path)
+    controller = _saved_config(run, "controller", 2)
+    vae_step, rnn_step = controller["vae_step"], controller["rnn_step"]
+    assert vae_step == 4 and {
+        _saved_config(run, "mdnrnn", s)["vae_step"] for s in _kept_steps(run, "mdnrnn")
+    } == {4}
+
+    invoke("train-vae", "--run-dir", run, "--steps", "12", *VAE, "--json")
+    vae_kept = _kept_steps(run, "vae")
+    assert {vae_step, 8, 10, 12} <= vae_kept and len(vae_kept) <= 5  # the newest three, best, pinned
+    assert not {2, 6} <= vae_kept  # pruning still runs
+
+    rnn = invoke("train-rnn", "--run-dir", run, *RNN[:1], "12", *RNN[2:], "--json")
+    assert rnn["vae_step"] == vae_step and rnn["step"] == 12
+    rnn_kept = _kept_steps(run, "mdnrnn")
+    assert {rnn_step, 8, 10, 12} <= rnn_kept and len(rnn_kept) <= 5 and not {2, 4, 6} <= rnn_kept
+
+    evaluation = invoke("eval", "--agent", "worldmodel", "--run-dir", run, "--checkpoint", "latest",
+                        "--episodes", "4", "--num-envs", "4", "--max-steps", "6", "--json")  # fmt: skip
+    assert evaluation["episodes"] == 4
+    dream = invoke("dream", "--run-dir", run, "--max-steps", "2", "--json")
+    assert 1 <= dream["steps"] <= 2
+
+
 def test_diverging_loss_exits_1_and_keeps_the_last_good_checkpoint(pipeline, tmp_path):
     run = copy_run(pipeline[0], tmp_path)
     result = runner.invoke(

@@ -21,6 +21,10 @@ latest state in a fresh folder. A fresh folder because a checkpoint's ranking (M
 V's latents, C's dream fitness) only compares within one upstream model, and because `best` must
 never name a checkpoint whose V or M has since been pruned. The move is one rename inside the writer
 lock, and a fresh folder warm-starts from the newest set-aside one, so a kill at any point resumes.
+
+Pruning: each folder keeps its newest checkpoints and its best, and never prunes a step that a later
+stage's checkpoints record (`downstream_pins`), so continuing `train-vae` or `train-rnn` on a finished
+run leaves the MDN-RNN and the controller working.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import numpy as np
 
 from rlcar_core.errors import RlcarError
 from rlcar_core.io.checkpoint import CheckpointNotFound, CheckpointStore, parse_checkpoint_reference
+from rlcar_core.io.checkpoint_files import read_step_config, step_folders
 from rlcar_core.io.data import DatasetError, load_manifest
 from rlcar_core.io.runs import RunDir, default_run_dir
 from rlcar_core.loop.checkpointer import METRICS_RECORDS, Checkpointer
@@ -63,6 +68,11 @@ MODEL_LABELS = {VAE_MODEL: "VAE", RNN_MODEL: "MDN-RNN", CONTROLLER_MODEL: "contr
 # The trainer names of metrics.jsonl records, which also prefix their values (`rnn/loss`).
 TRAINERS = {VAE_MODEL: "vae", RNN_MODEL: "rnn", CONTROLLER_MODEL: "controller"}
 RUN_KIND = "worldmodels"
+# The later stages whose checkpoints record a step of each model, and under which key.
+DOWNSTREAM = {
+    VAE_MODEL: ((RNN_MODEL, "vae_step"), (CONTROLLER_MODEL, "vae_step")),
+    RNN_MODEL: ((CONTROLLER_MODEL, "rnn_step"),),
+}
 
 
 def run_dir_of(config: Any) -> Path:
@@ -102,6 +112,19 @@ def newest_saved_config(ckpt: Checkpointer) -> dict[str, Any] | None:
     return None
 
 
+def downstream_pins(run: RunDir, model: str) -> set[int]:
+    """The steps of `model` that the checkpoints of later stages in `run` were trained on (read from
+    their saved configs, without JAX): pruning must keep them, or those stages would have to start over.
+    A step folder whose config does not read is damaged and pins nothing."""
+    pins: set[int] = set()
+    for user, key in DOWNSTREAM.get(model, ()):
+        for folder in step_folders(run.checkpoint_dir(user)).values():
+            value = (read_step_config(folder) or {}).get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                pins.add(value)
+    return pins
+
+
 @contextlib.contextmanager
 def training_session(
     run: RunDir,
@@ -112,6 +135,7 @@ def training_session(
     """The run's writer lock and stop flag, the trainer's metrics logger and the model's checkpointer.
     Open it only after checking the inputs, so a refused command leaves no checkpoint folder behind.
     Warnings (a damaged checkpoint set aside) reach `on_event` as `{"kind": "warning", "message": ...}`.
+    The checkpointer never prunes a step a later stage was trained on (`downstream_pins`).
     `before_checkpoints()` runs once the lock is held and before the checkpoint folder is opened (e.g.
     `move_on`, which may rename that folder)."""
 
@@ -130,6 +154,7 @@ def training_session(
                 metrics=log,
                 warn=warn,
                 best_mode=BEST_MODES[model],
+                protect=functools.partial(downstream_pins, run, model) if model in DOWNSTREAM else None,
             ) as ckpt,
         ):
             if on_event is not None:
