@@ -6,6 +6,13 @@ answers without loading them.
 
 from __future__ import annotations
 
+# First, before anything heavy loads: a Ctrl-C while the CLI imports is recorded, never raised. The
+# imports below come after this call on purpose:
+# ruff: noqa: E402
+from rlcar_cli import interrupts
+
+interrupts.arm_for_import()
+
 import dataclasses
 import sys
 from enum import Enum
@@ -330,7 +337,10 @@ def export_video_command(
 
 
 def main() -> None:
-    """Console entry point: usage errors become one line and exit code 2, like every other bad input."""
+    """Console entry point: usage errors become one line and exit code 2, like every other bad input.
+    Ctrl-C or SIGTERM before a command's graceful stop is armed ends it with one line and exit 130
+    (rlcar_cli.interrupts)."""
+    interrupts.take_over()
     from typer.exceptions import Abort, TyperException
 
     from rlcar_cli.output import finish_cleanly, quiet_library_logs
@@ -347,8 +357,11 @@ def main() -> None:
             print_error("aborted")
             code = 130
         outcome.code = code if isinstance(code, int) else 0
+    interrupts.finished(outcome.code)
     sys.exit(outcome.code)
 
+
+interrupts.imported()  # the last line of the import: importing the CLI leaves signal handlers as they were
 
 if __name__ == "__main__":
     main()

@@ -42,6 +42,8 @@ from typing import Any
 
 import typer
 
+from rlcar_cli import interrupts
+
 EXIT_RUNTIME_FAILURE = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -286,7 +288,9 @@ def finish_cleanly() -> Iterator[Outcome]:
             try:
                 yield outcome
             finally:
-                close_checkpoint_stores()
+                # Waits for background checkpoint saves: a Ctrl-C here is acted on after them.
+                with interrupts.deferred():
+                    close_checkpoint_stores()
     except (typer.Exit, SystemExit) as done:
         code = getattr(done, "exit_code", None)
         outcome.code = code if isinstance(code, int) else getattr(done, "code", EXIT_RUNTIME_FAILURE)

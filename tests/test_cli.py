@@ -308,3 +308,13 @@ def test_json_is_the_only_thing_on_stdout_in_a_real_process():
     result = rlcar("eval", "--episodes", "1", "--max-steps", "30", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["episodes"] == 1
+
+
+def test_importing_the_cli_leaves_signal_handlers_as_they_were():
+    # rlcar_cli.main records Ctrl-C while it imports (rlcar_cli.interrupts) and hands the handlers back
+    # at the end of the import: a test run or the web server importing it keeps its own Ctrl-C.
+    import signal
+
+    import rlcar_cli.main  # noqa: F401 - the import is the test
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

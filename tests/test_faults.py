@@ -320,6 +320,45 @@ def assert_interrupted(code: int, stderr: str, signalled: bool, finished_line: s
         assert code == 0, stderr[-3000:]
 
 
+# Issue 26: a signal while the CLI imports JAX or compiles, before any graceful stop is armed. Today's
+# fix arms a handler from the first line of main() (rlcar_cli.interrupts); before it, such a signal
+# segfaulted (-11), aborted in jaxlib (-6), printed a KeyboardInterrupt traceback (-2), or was swallowed.
+EARLY_DELAYS = ((0.2, signal.SIGINT), (0.5, signal.SIGTERM), (1.0, signal.SIGINT))
+
+
+@pytest.fixture(scope="module")
+def collected_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("collected") / "run"
+    result = rlcar("collect", *COLLECT, "--run-dir", run, cwd=run.parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["train-dreamer", "collect", "train-vae", "eval"])
+def test_a_signal_in_the_first_second_is_exit_130_and_one_line(tmp_path, collected_run, command):
+    arguments = {
+        "train-dreamer": [*TRAIN_DREAMER, "--run-dir", tmp_path / "dreamer"],
+        "collect": [*COLLECT, "--run-dir", tmp_path / "collect"],
+        "train-vae": [*TRAIN_VAE, "--run-dir", tmp_path / "vae"],
+        "eval": EVAL,
+    }[command]
+    if command == "train-vae":
+        shutil.copytree(collected_run, tmp_path / "vae")
+    for delay, signal_number in EARLY_DELAYS:
+        log = tmp_path / f"{command}-{delay}.log"
+        process = start([command, *arguments], tmp_path, log)
+        time.sleep(delay)
+        signalled = process.poll() is None
+        if signalled:
+            process.send_signal(signal_number)
+        code, stderr = finish(process, log, timeout=120)
+        assert code not in (-signal.SIGINT, -signal.SIGABRT, -signal.SIGSEGV), (delay, code, stderr[-3000:])
+        assert_interrupted(code, stderr, signalled)
+        if signalled:
+            assert single_error_line(stderr).startswith("error: interrupted"), stderr[-3000:]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_collect_survives_sigint_and_sigkill_and_resumes_without_duplicates(tmp_path, seed):
