@@ -200,10 +200,12 @@ def test_a_world_model_ships_the_controller_with_the_vae_and_mdnrnn_it_was_train
 def test_ship_command_prints_the_card_and_bad_input_is_one_line(shipped_dreamer, tmp_path):
     run_dir = shipped_dreamer[0]
     score = tmp_path / "score.json"
-    score.write_text(json.dumps({"env": "rlcar", "episodes": 2, "return_mean": 3.5, "progress_mean": 0.25,
+    score.write_text(json.dumps({"env": "rlcar", "agent": "dreamer", "run_dir": str(run_dir), "checkpoint": "best",
+                                 "episodes": 2, "return_mean": 3.5, "progress_mean": 0.25,
                                  "per_episode": [{"progress": 0.25}]}))  # fmt: skip
     card = invoke("ship", run_dir, tmp_path / "out", "--score", score, "--notes", "n", "--json")
-    assert card["score"] == {"env": "rlcar", "episodes": 2, "return_mean": 3.5, "progress_mean": 0.25}
+    assert card["score"] == {"env": "rlcar", "agent": "dreamer", "checkpoint": "best", "episodes": 2,
+                             "return_mean": 3.5, "progress_mean": 0.25}  # fmt: skip
     assert card["path"] == str(tmp_path / "out") and read_card(tmp_path / "out")["notes"] == "n"
     for args, message in (
         ([run_dir, tmp_path / "out"], "already exists"),
@@ -214,6 +216,52 @@ def test_ship_command_prints_the_card_and_bad_input_is_one_line(shipped_dreamer,
         result = runner.invoke(app, ["ship", *map(str, args)])
         assert result.exit_code == 2 and message in single_error_line(result.stderr), result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_a_score_of_another_agent_run_or_checkpoint_is_refused(
+    shipped_dreamer, worldmodel_run, shipped_worldmodel, tmp_path
+):
+    """`--score` must be `rlcar eval --json` of the shipped agent: the same agent, run and checkpoint
+    (named any way that resolves to the shipped step), or a shipped copy of that very checkpoint."""
+    summary = {"env": "rlcar", "episodes": 2, "return_mean": 3.5, "progress_mean": 0.25}
+
+    def ship_with(score: dict, checkpoint: str = "latest"):
+        path = tmp_path / "score.json"
+        path.write_text(json.dumps({**summary, **score}))
+        return runner.invoke(app, ["ship", str(worldmodel_run), str(tmp_path / "out"), "--checkpoint",
+                                   checkpoint, "--score", str(path), "--json", "--force"])  # fmt: skip
+
+    own = {"agent": "worldmodel", "run_dir": str(worldmodel_run)}
+    step_folder = worldmodel_run / "checkpoints" / "controller" / "2"
+    for score in (
+        {**own, "checkpoint": "latest"},
+        {**own, "checkpoint": "ep2"},
+        {**own, "checkpoint": str(step_folder)},
+        {"agent": "worldmodel", "run_dir": shipped_worldmodel["path"], "checkpoint": "best"},
+    ):
+        result = ship_with(score)
+        assert result.exit_code == 0, (score, result.output)
+        assert json.loads(result.stdout)["score"]["agent"] == "worldmodel"
+    for score, message in (
+        ({"agent": "heuristic", "run_dir": None, "checkpoint": None}, "the score is of agent heuristic"),
+        ({"checkpoint": "latest"}, "the score is of no named agent"),
+        ({"agent": "worldmodel", "checkpoint": "latest"}, "the score names no run"),
+        ({**own, "run_dir": str(tmp_path)}, f"measured on the run {tmp_path}, not"),
+        ({"agent": "worldmodel", "run_dir": str(shipped_dreamer[2]), "checkpoint": "best"},
+         "measured on the shipped agent"),
+        ({**own}, "the score names no checkpoint"),
+        ({**own, "checkpoint": "ep1"}, "measured on checkpoint ep1, not the worldmodel agent at ep2"),
+        ({**own, "checkpoint": "ep9"}, "checkpoint ep9, which"),
+        ({**own, "checkpoint": "latest", "env": "carracing"}, "measured on carracing"),
+    ):  # fmt: skip
+        result = ship_with(score)
+        assert result.exit_code == 2, (score, result.output)
+        line = single_error_line(result.stderr)
+        assert message in line and "rlcar eval --run-dir" in line or "carracing" in message, line
+    # The agent's own score of another step is refused when shipping that other step, too.
+    result = ship_with({**own, "checkpoint": "latest"}, checkpoint="ep1")
+    assert result.exit_code == 2 and "latest (now ep2), not the worldmodel agent at ep1" in result.stderr
+    assert read_card(tmp_path / "out")["score"]["checkpoint"] == "best"  # the last accepted score stays
 
 
 def test_runs_lists_shipped_agents_with_their_card(shipped_dreamer, shipped_worldmodel):

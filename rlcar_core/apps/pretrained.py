@@ -128,7 +128,8 @@ def score_row(document: Any) -> dict[str, Any]:
 
 
 def load_score(path: str | os.PathLike) -> dict[str, Any]:
-    """The score row from a file holding `rlcar eval --json` output."""
+    """The `rlcar eval --json` document in a file, checked to hold a score row (see `score_row`). It is
+    returned whole: `ship_agent` checks its `agent`, `run_dir` and `checkpoint` against what it ships."""
     try:
         text = Path(path).read_text()
     except FileNotFoundError:
@@ -139,7 +140,68 @@ def load_score(path: str | os.PathLike) -> dict[str, Any]:
         document = json.loads(text)
     except json.JSONDecodeError as error:
         raise RlcarError(f"{path} is not valid JSON: {error}") from None
-    return score_row(document)
+    score_row(document)
+    return document
+
+
+def _same_folder(first: str | os.PathLike, second: str | os.PathLike) -> bool:
+    try:
+        return Path(first).resolve() == Path(second).resolve()
+    except (OSError, RuntimeError):  # a symlink loop: compare the paths as written
+        return Path(first).absolute() == Path(second).absolute()
+
+
+def check_score_matches(document: dict[str, Any], trained: TrainedAgent, source: Path) -> None:
+    """Refuse a score that was not measured on the agent being shipped: `rlcar eval --json` output of
+    another agent (e.g. the heuristic), another run, or another checkpoint of this run. The score may
+    also come from a shipped copy of this very checkpoint (e.g. to score its float16 weights)."""
+    shipped = f"the {trained.agent} agent at ep{trained.step} of {source}"
+    hint = f"score it with `rlcar eval --run-dir {source} --checkpoint ep{trained.step} --json`"
+    agent, run_dir, checkpoint = document.get("agent"), document.get("run_dir"), document.get("checkpoint")
+    if agent != trained.agent:
+        measured = f"of agent {agent}" if isinstance(agent, str) else "of no named agent"
+        raise RlcarError(f"the score is {measured}, not {shipped}; {hint}")
+    if not isinstance(run_dir, str) or not run_dir:
+        raise RlcarError(f"the score names no run, so it may not be {shipped}; {hint}")
+    card = read_card(run_dir)
+    if card is not None and not _same_folder(run_dir, source):
+        # A shipped copy: it must be this run's checkpoint, whatever name the evaluation used.
+        if not (
+            card.get("agent") == trained.agent
+            and isinstance(card.get("source_run"), str)
+            and _same_folder(card["source_run"], source)
+            and card.get("checkpoint") == f"ep{trained.step}"
+        ):
+            raise RlcarError(f"the score was measured on the shipped agent {run_dir}, not {shipped}; {hint}")
+        return
+    if not _same_folder(run_dir, source):
+        raise RlcarError(f"the score was measured on the run {run_dir}, not {shipped}; {hint}")
+    if not isinstance(checkpoint, str | int) or isinstance(checkpoint, bool) or checkpoint == "":
+        raise RlcarError(f"the score names no checkpoint, so it may not be {shipped}; {hint}")
+    step = _score_step(checkpoint, trained, source)
+    if step is None:
+        raise RlcarError(
+            f"the score was measured on checkpoint {checkpoint}, which {source} no longer holds, "
+            f"not on {shipped}; {hint}"
+        )
+    if step != trained.step:
+        measured = f"ep{step}" if str(checkpoint) == f"ep{step}" else f"{checkpoint} (now ep{step})"
+        raise RlcarError(f"the score was measured on checkpoint {measured}, not {shipped}; {hint}")
+
+
+def _score_step(checkpoint: str | int, trained: TrainedAgent, source: Path) -> int | None:
+    """The step the score's `checkpoint` names in the shipped model's folder of `source` now; None when it
+    names none there (another folder, or a step since pruned)."""
+    from rlcar_core.io.checkpoint import CheckpointError, open_checkpoint
+
+    own = trained.parts[-1]
+    folder = RunDir(source).checkpoint_dir(own.model)
+    try:
+        store, step = open_checkpoint(str(checkpoint), folder, best_mode=own.best_mode)
+    except CheckpointError:
+        return None
+    with store:
+        return step if _same_folder(store.directory, folder) else None
 
 
 # -- restoring the one checkpoint of each model ---------------------------------------------------
@@ -363,16 +425,20 @@ def ship_agent(
 
     The directory is built in a hidden temp folder beside `dest` and renamed into place, so a killed
     ship leaves `dest` as it was. An existing `dest` is replaced only with `force` (and only when it is
-    a shipped agent itself). RlcarError when the result would exceed `max_bytes`; `score` (a dict of
-    `rlcar eval --json` fields, see `score_row`) goes on the card as it is given."""
+    a shipped agent itself). RlcarError when the result would exceed `max_bytes`. `score` is an
+    `rlcar eval --json` document (see `load_score`); it must have been measured on this agent, run and
+    checkpoint (`check_score_matches`), and its summary fields (`score_row`) go on the card."""
     source = Path(run_dir)
     if dest is not None:
         _check_destination(source, Path(dest), force)  # before the slow restore
+    document = score
     if score is not None:
         score = score_row(score)
     trained = trained_agent(source, checkpoint)
-    if score is not None and score.get("env") not in (None, trained.env):
-        raise RlcarError(f"the score was measured on {score['env']} but the agent drives {trained.env}")
+    if document is not None:
+        if score.get("env") not in (None, trained.env):
+            raise RlcarError(f"the score was measured on {score['env']} but the agent drives {trained.env}")
+        check_score_matches(document, trained, source)
     dest = Path(dest) if dest is not None else default_destination(trained.agent, trained.env, trained.obs)
     _check_destination(source, dest, force)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -470,6 +536,7 @@ __all__ = [
     "load_score",
     "read_card",
     "score_row",
+    "check_score_matches",
     "ship_agent",
     "trained_agent",
 ]
