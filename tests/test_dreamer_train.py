@@ -316,21 +316,34 @@ def test_more_cars_than_episodes_stop_at_exactly_the_budget(trained, tmp_path):
         assert store.steps() == [1]
 
 
-def test_a_step_scheduled_evaluation_runs_at_an_episode_end_with_its_checkpoint(trained, tmp_path):
-    # Both cars end their 20-step episodes together about every 40 env steps. The mark at 48 env steps falls
-    # in the middle of episode count 2, already saved at 40: evaluated there, a best result could not
-    # be saved (checkpoints are named by episode count). It waits for the episode end at episode 4 instead.
+def test_a_step_scheduled_evaluation_runs_at_its_mark_between_episode_ends(trained, tmp_path):
+    # Both cars end their 20-step episodes together (at 40, 82 and 124 env steps: the step after an
+    # episode end starts the next one), so the marks at 48 and 96 env steps fall between episode ends
+    # (episode counts 2 and 4, already saved). They run there; a best result replaces that count's
+    # checkpoint with the newer parameters. The end of the run evaluates the newest state once more.
     del trained  # compiled by the shared run already
     records = []
     options = tiny_options(episodes=6, checkpoint_every=1, eval_every_steps=48)
-    train_dreamer(tmp_path / "run", options, records.append)
-    kinds = [(r["kind"], r["episode"]) for r in records if r["kind"] in ("eval", "checkpoint")]
+    summary = train_dreamer(tmp_path / "run", options, records.append)
     evals = [r for r in records if r["kind"] == "eval"]
-    assert [r["eval_mark"] for r in evals] == [48, 96]
-    assert [r["episode"] for r in evals] == [4, 6] and all(r["env_steps"] > r["eval_mark"] for r in evals)
+    assert [r["eval_mark"] for r in evals] == [48, 96, None]
+    assert [(r["env_steps"], r["episode"]) for r in evals] == [(48, 2), (96, 4), (summary["env_steps"], 6)]
+    assert evals[0]["best"]  # the first evaluation is always the best so far
+    shown = [r for r in records if r["kind"] in ("eval", "checkpoint")]
     for record in evals:
-        # The checkpoint of the evaluation's own episode count follows it, with its best mark.
-        position = kinds.index(("eval", record["episode"]))
-        assert kinds[position + 1] == ("checkpoint", record["episode"])
-    checkpoints = {r["checkpoint"]: r for r in records if r["kind"] == "checkpoint"}
-    assert [checkpoints[r["episode"]]["best"] for r in evals] == [r["best"] for r in evals]
+        following = shown[shown.index(record) + 1 :]
+        if record["best"]:
+            # The checkpoint of the evaluation's own state follows it, marked best.
+            checkpoint = following[0]
+            assert checkpoint["kind"] == "checkpoint" and checkpoint["best"]
+            assert (checkpoint["checkpoint"], checkpoint["env_steps"]) == (
+                record["episode"],
+                record["env_steps"],
+            )
+            assert checkpoint["replaced"] == (record["eval_mark"] is not None)
+    with open_store(RunDir(tmp_path / "run"), read_only=True) as store:
+        best = store.best_step()
+        saved = store.metrics(best)["metrics"]
+        best_eval = max((r for r in evals if r["best"]), key=lambda r: r["env_steps"])
+        assert (best, saved["env_steps"]) == (best_eval["episode"], best_eval["env_steps"])
+        assert saved["eval"]["progress_mean"] == best_eval["progress_mean"]

@@ -6,9 +6,13 @@ actor (with an exploration driver instead while the replay is prefilled), then r
 updates as the train ratio owes (`loop.schedule.Ratio`). The update is one jitted pure function; this
 loop owns the I/O (metrics.jsonl, checkpoints, the replay file, evaluations on held-out tracks).
 
-Checkpoints are numbered by finished episodes: every `checkpoint_every` episodes, whenever the
-evaluation progress on held-out tracks improves (ranked `best`), at the end (`latest`) and on Ctrl-C.
-The replay is rewritten atomically before each checkpoint, so rerunning the command resumes both. A
+Checkpoints are numbered by finished episodes (`epN`: after N finished episodes): every
+`checkpoint_every` episodes, whenever the evaluation progress on held-out tracks improves (ranked
+`best`), and always with the newest state at the end of the run (a budget of episodes or env steps)
+and on a stop (Ctrl-C, SIGTERM, the web page's stop). Training goes on between episode ends, so a
+newer state of an episode count already saved replaces that count's checkpoint (`Checkpointer.save(...,
+replace=True)`): `latest` is always the newest state, and a resume never goes back in time. The
+replay is rewritten atomically before each checkpoint, so rerunning the command resumes both. A
 damaged newest checkpoint falls back to the previous one, a damaged replay to an empty one that
 refills by collecting (both with a one-line warning). Random keys are folded from the seed and the
 counters (`loop.keys`), never stored.
@@ -252,7 +256,8 @@ class _TrainingLoop:
             abstract = jax.tree.map(
                 lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding), abstract
             )
-        restored = checkpointer.resume(abstract)
+        # The metrics are trimmed to the checkpoint once it is clear the run goes on (below).
+        restored = checkpointer.resume(abstract, trim_metrics=False)
         if restored is None:
             state = initial_trainer_state(model, jax.random.key(config.seed))
             self.replay = _empty_replay(config, model)
@@ -266,7 +271,15 @@ class _TrainingLoop:
         self.update_credit = float(state.update_credit)
         self.updates = int(state.agent.step)
         self.resumed_from = None if restored is None else restored.step
+        if self.budget_left():
+            # It trains on from the checkpoint and writes the later records again. A finished run
+            # only reports, and keeps every record it has.
+            checkpointer.trim_metrics()
         self.saved_env_steps = self.env_steps
+        # (env steps, updates, records) of the newest checkpoint: anything newer is saved on stopping.
+        self.saved_at: tuple[int, int, int] | None = (
+            None if restored is None else (self.env_steps, self.updates, log.count)
+        )
         self.start_env_steps, self.start_updates = self.env_steps, self.updates
         self.collector = Collector(env, model)
         self.explorer = _prefill_explorer(
@@ -283,8 +296,8 @@ class _TrainingLoop:
         best = checkpointer.best_metric()
         self.best_progress = -math.inf if best is None else best
         self.last_eval: dict[str, Any] | None = None
-        self.last_eval_episode: int | None = None
-        self.eval_mark: int | None = None  # the env-step mark of a step-scheduled evaluation owed
+        self.evaluated_at: tuple[int, int] | None = None  # (env steps, updates) of `last_eval`
+        self.eval_mark: int | None = None  # the env-step mark of the step-scheduled evaluation due
         self.recent: list[FinishedEpisode] = []
         self.metric_sums: dict[str, float] = {}
         self.metric_count = 0
@@ -321,10 +334,12 @@ class _TrainingLoop:
                 raise self.interrupted(stop.signal_name if stop.requested else "a stop on another process")
             if self.metric_count:
                 self.log_training()  # the updates since the last full log window
-            if self.last_eval_episode != self.episodes:
+            # The newest state is evaluated (once) and saved, with every record up to here: a rerun
+            # of the finished run keeps them all.
+            if self.evaluated_at != self.position():
                 self.evaluate_and_checkpoint(periodic=True)
-            elif self.checkpointer.last_saved != self.episodes:
-                self.save(evaluation=None, best=False)
+            elif not self.newest_saved():
+                self.save(best=False)
         except KeyboardInterrupt as error:
             if isinstance(error, TrainingInterrupted):
                 raise
@@ -425,24 +440,34 @@ class _TrainingLoop:
     def after_step(self, episodes_before: int, steps_before: int) -> None:
         """Evaluate and checkpoint when the episode (or step) count crossed a multiple of the schedules.
 
-        A step-scheduled evaluation waits for the next episode end after its mark, where it runs with
-        that episode count's checkpoint: checkpoints are named by episode count, so an evaluation in
-        the middle of an episode count already saved could never mark its parameters best (the saved
-        ones are older), and a best result would be lost. Its record keeps the mark it stands for."""
+        A step-scheduled evaluation runs at its mark, between episode ends too: a best result there
+        replaces the checkpoint of the current episode count with these newer parameters. Its record
+        keeps the mark it stands for. On the run's last step both wait for the end of the run, which
+        evaluates and saves the newest state once."""
         checkpoint_due = Every(self.config.checkpoint_every).crossed(episodes_before, self.episodes)
         if self.config.eval_every_steps is not None:
             every = Every(self.config.eval_every_steps)
-            if every.crossed(steps_before, self.env_steps):
+            eval_due = every.crossed(steps_before, self.env_steps)
+            if eval_due:
                 self.eval_mark = every.last_mark(self.env_steps)
-            eval_due = self.eval_mark is not None and self.episodes > episodes_before
         else:
             eval_due = Every(self.config.eval_every).crossed(episodes_before, self.episodes)
+        if not self.budget_left():
+            return
         if eval_due:
             self.evaluate_and_checkpoint(periodic=checkpoint_due)
         elif checkpoint_due:
-            self.save(evaluation=None, best=False)
+            self.save(best=False)
 
     # -- records ------------------------------------------------------------------------------
+
+    def position(self) -> tuple[int, int]:
+        """Where training stands: the parameters change with the updates, the replay with the env steps."""
+        return self.env_steps, self.updates
+
+    def newest_saved(self) -> bool:
+        """True when the newest checkpoint holds this state and every record written so far."""
+        return self.saved_at == (*self.position(), self.log.count)
 
     def counters(self) -> dict[str, Any]:
         now = time.perf_counter()
@@ -508,12 +533,12 @@ class _TrainingLoop:
         improved = math.isfinite(progress) and progress > self.best_progress
         if improved:
             self.best_progress = progress
-        self.last_eval, self.last_eval_episode = summary, self.episodes
+        self.last_eval, self.evaluated_at = summary, self.position()
         keys = ("progress_mean", "progress_std", "return_mean", "lap_rate", "crash_rate", "lap_time_mean")
         mark, self.eval_mark = self.eval_mark, None
         self.emit("eval", {**{key: summary[key] for key in keys}, "best": improved, "eval_mark": mark})
         if improved or periodic:
-            self.save(evaluation=summary, best=improved)
+            self.save(best=improved)
 
     def saved_config(self) -> dict[str, Any]:
         training = {k: v for k, v in self.config.to_dict().items() if k != "overrides"}
@@ -532,10 +557,12 @@ class _TrainingLoop:
             update_credit=np.float32(self.update_credit),
         )
 
-    def save(self, evaluation: dict[str, Any] | None, best: bool, interrupted: bool = False) -> None:
-        if self.episodes in self.checkpointer.store.steps():
-            return  # this episode count is already saved (a resumed run stopping where it started)
+    def save(self, best: bool, interrupted: bool = False) -> None:
+        """Save the current state as the checkpoint of the current episode count, replacing an older
+        state of the same count; it carries the evaluation of this very state when there is one
+        (`best`: that evaluation improved on every earlier one)."""
         self.checkpointer.check_params(self.agent_state.params, where=self.where(), step=self.env_steps)
+        replacing = self.episodes in self.checkpointer.store.steps()
         # Replay first: a kill between the two leaves a replay newer than the checkpoint, which only
         # means a little more data, never a checkpoint pointing at missing data.
         self.replay.save(process_replay_path(self.run_dir))
@@ -545,23 +572,34 @@ class _TrainingLoop:
             ]}  # fmt: skip
             write_json_atomic(replay_path(self.run_dir).with_suffix(".index.json"), index)
         # The checkpoint record goes first: the checkpoint stamps the metrics count that includes it.
-        self.emit("checkpoint", {"checkpoint": self.episodes, "best": best, "interrupted": interrupted})
+        self.emit(
+            "checkpoint",
+            {"checkpoint": self.episodes, "best": best, "interrupted": interrupted, "replaced": replacing},
+        )
         metrics = {**self.counters(), "interrupted": interrupted}
+        evaluation = self.last_eval if self.evaluated_at == self.position() else None
         if evaluation is not None:
             metrics["eval"] = evaluation
         self.checkpointer.save(
             self.episodes,
             self.trainer_state(),
             self.saved_config(),
+            replace=True,
             metrics=metrics,
-            best_metric=evaluation["progress_mean"] if best else None,
+            best_metric=evaluation["progress_mean"] if best and evaluation is not None else None,
         )
         self.saved_env_steps = self.env_steps
+        self.saved_at = (*self.position(), self.log.count)
+        if replacing and not best:
+            # The replaced state may have been the best one: rank later evaluations against what
+            # the checkpoints still hold.
+            kept_best = self.checkpointer.best_metric()
+            self.best_progress = -math.inf if kept_best is None else kept_best
 
     def interrupted(self, how: str) -> TrainingInterrupted:
         """Save what can be saved and build the message; the partial episodes restart on resume."""
-        if self.episodes not in self.checkpointer.store.steps() and all_finite(self.agent_state.params):
-            self.save(evaluation=None, best=False, interrupted=True)
+        if not self.newest_saved() and all_finite(self.agent_state.params):
+            self.save(best=False, interrupted=True)
         self.checkpointer.wait()
         lost = self.env_steps - self.saved_env_steps
         unsaved = (

@@ -27,14 +27,21 @@ How a trainer uses it::
 - `interrupted` saves the current state (if finite and not already saved under that step), waits for
   the async save, and returns `TrainingInterrupted` for the trainer to raise (the CLI exits 130).
 - With a `MetricsLogger`, every checkpoint records the logger's count and `resume` drops the
-  trainer's records written after the checkpoint it resumes, so no record is ever repeated.
+  trainer's records written after the checkpoint it resumes, so no record is ever repeated
+  (`resume(..., trim_metrics=False)` and `trim_metrics()` let a trainer decide after seeing the state).
+- `save(..., replace=True)` replaces an existing step with a newer state of the same count (a run
+  that stops between two episode ends still saves its newest state under that episode count). The
+  old step folder is moved aside to `ep<N>.replaced` until the new one is committed, so a kill in
+  between keeps one of the two; the next `Checkpointer` on the folder finishes or undoes the swap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -45,6 +52,8 @@ from rlcar_core.loop.outcomes import TrainingDiverged, TrainingInterrupted, all_
 
 METRICS_RECORDS = "metrics_records"  # key in a checkpoint's metrics: the trainer's records so far
 DAMAGED_SUFFIX = ".damaged"
+REPLACED_SUFFIX = ".replaced"  # a step being replaced by a newer state of the same count
+_REPLACED_NAME = re.compile(r"^ep(\d+)" + re.escape(REPLACED_SUFFIX) + "$")
 Warn = Callable[[str], None]
 
 # TensorStore / absl status codes in error texts, and what they mean for a file on disk.
@@ -134,9 +143,11 @@ class Checkpointer:
 
     # -- resume ------------------------------------------------------------------------------
 
-    def resume(self, abstract_state: Any) -> Restored | None:
+    def resume(self, abstract_state: Any, *, trim_metrics: bool = True) -> Restored | None:
         """Restore the newest checkpoint that restores (see the module docstring); None when there is none.
-        Also truncates the trainer's metrics to that checkpoint (to none for a fresh start)."""
+        Also truncates the trainer's metrics to that checkpoint (to none for a fresh start), unless
+        `trim_metrics=False`: then the trainer calls `trim_metrics()` once it knows it will train on
+        (a finished run that only reports keeps every record it has)."""
         failures: list[tuple[int, Exception]] = []
         restored: Restored | None = None
         for step in reversed(self.store.steps()):
@@ -157,10 +168,18 @@ class Checkpointer:
                     f"checkpoint ep{step} is damaged ({short_reason(error)}); resuming from ep{restored.step}"
                 )
         self.last_saved = None if restored is None else restored.step
-        if self.metrics is not None:
-            kept = 0 if restored is None else restored.metrics.get("metrics", {}).get(METRICS_RECORDS)
-            self.metrics.resume(kept)
+        self._resumed_records = (
+            0 if restored is None else restored.metrics.get("metrics", {}).get(METRICS_RECORDS)
+        )
+        if trim_metrics:
+            self.trim_metrics()
         return restored
+
+    def trim_metrics(self) -> None:
+        """Drop the trainer's records written after the checkpoint `resume` restored: the run goes on
+        from that checkpoint and writes them again."""
+        if self.metrics is not None:
+            self.metrics.resume(self._resumed_records)
 
     def _set_aside(self, steps: list[int]) -> None:
         """Rename damaged steps to `ep<N>.damaged` (orbax ignores the name) and reopen the store."""
@@ -178,21 +197,53 @@ class Checkpointer:
 
     # -- save --------------------------------------------------------------------------------
 
-    def save(self, step: int, state: Any, config: dict[str, Any], **scores: Any) -> bool:
+    def save(
+        self, step: int, state: Any, config: dict[str, Any], *, replace: bool = False, **scores: Any
+    ) -> bool:
         """`CheckpointStore.save` (its `metrics=` and `best_metric=` are the `scores`) started
-        asynchronously, stamped with the logger's record count; False (nothing written) if that step
-        exists.
+        asynchronously, stamped with the logger's record count. If that step exists: False (nothing
+        written), or with `replace=True` the step is replaced by this newer state (see the module
+        docstring; that save is waited for).
 
         Log the step's metrics records *before* saving: the checkpoint stamps the logger's count, and
         records after it are dropped when a run resumes from this checkpoint."""
-        if step in self.store.steps():
-            return False
         metrics = dict(scores.pop("metrics", None) or {})
         if self.metrics is not None:
             metrics[METRICS_RECORDS] = self.metrics.count
-        self.store.save(step, state, config, metrics=metrics, **scores)
+        if step in self.store.steps():
+            if not replace:
+                return False
+            self._replace(step, state, config, metrics=metrics, **scores)
+        else:
+            self.store.save(step, state, config, metrics=metrics, **scores)
         self.last_saved = step
         return True
+
+    def _replace(self, step: int, state: Any, config: dict[str, Any], **scores: Any) -> None:
+        """Swap step `step` for a newer state: the old folder moves aside (orbax ignores the name),
+        the new one is saved and committed, then the old one is deleted. A kill at any point leaves
+        the old or the new step, never neither (`_finish_replacements` sorts it out on the next open)."""
+        was_best = self.store.best_step() == step
+        old_best_metric = self.store.metrics(step)["best_metric"] if was_best else None
+        self.store.close()
+        aside = self.directory / f"ep{step}{REPLACED_SUFFIX}"
+        if aside.exists():  # a leftover of an earlier swap (the step was committed after it)
+            shutil.rmtree(aside)
+        source = self.directory / str(step)
+        with contextlib.suppress(FileNotFoundError):  # another process of the run moved it already
+            source.rename(aside)
+        _sync_processes(f"rlcar-replace-{step}")
+        self.store = CheckpointStore(self.directory, **self._store_options)
+        self.store.save(step, state, config, **scores)
+        self.store.wait()
+        shutil.rmtree(aside, ignore_errors=True)
+        if was_best and self.store.best_step() != step:
+            best = self.store.best_step()
+            now = f"best is now ep{best}" if best is not None else "no checkpoint is ranked best now"
+            self.warn(
+                f"ep{step} held the best evaluation ({old_best_metric:.4g}); the newer {self.what} state "
+                f"of the same count replaces it, so {now}"
+            )
 
     # -- ways to stop ------------------------------------------------------------------------
 
@@ -243,3 +294,33 @@ class Checkpointer:
         return TrainingInterrupted(
             f"interrupted at {where}; {kept}{lost}; run the same command again to resume"
         )
+
+
+def _finish_replacements(directory: Path) -> None:
+    """Complete or undo a replacement a kill interrupted (`Checkpointer.save(..., replace=True)`): the
+    old step goes when its newer state was committed, and comes back when it was not."""
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        match = _REPLACED_NAME.match(entry.name)
+        if match is None or not entry.is_dir():
+            continue
+        committed = directory / match.group(1)  # orbax renames its temp folder to this when complete
+        if committed.is_dir():
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):  # another process of the run restored it
+                Path(entry.path).rename(committed)
+
+
+def _sync_processes(name: str) -> None:
+    """Wait for every process of a distributed run (a no-op with one): the store is reopened only
+    once every process sees the step moved aside."""
+    import jax
+
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
