@@ -28,7 +28,8 @@ def ship_command(
     score: Annotated[
         Path | None,
         typer.Option(
-            "--score", help="`rlcar eval --json` output of this agent, kept on its card as its score."
+            "--score",
+            help="`rlcar eval --json` output of this agent, run and checkpoint, kept on its card as its score.",
         ),
     ] = None,
     notes: Annotated[str | None, typer.Option("--notes", help="A line about the agent for its card.")] = None,
