@@ -144,6 +144,27 @@ def test_interrupted_saves_the_current_state(tmp_path):
         assert checkpointer.store.steps() == [5, 7]
 
 
+def test_a_newer_state_replaces_its_step_and_says_when_that_was_the_best(tmp_path):
+    directory = tmp_path / "ckpt"
+    warnings = []
+    with Checkpointer(directory, "test model", warn=warnings.append) as checkpointer:
+        checkpointer.save(4, _state(4.0), {}, best_metric=0.2)
+        checkpointer.save(5, _state(5.0), {}, best_metric=0.5)
+        assert not checkpointer.save(5, _state(6.0), {})  # without replace=True, nothing is written
+        # A best state replaced by a better one of the same step: best stays there, no warning.
+        assert checkpointer.save(5, _state(6.0), {}, replace=True, best_metric=0.6)
+        assert checkpointer.store.best_step() == 5 and not warnings
+        # Replaced by a state without an evaluation: best falls back to ep4, and a warning says so.
+        assert checkpointer.save(5, _state(7.0), {}, replace=True)
+        assert checkpointer.store.steps() == [4, 5] and checkpointer.store.best_step() == 4
+        assert len(warnings) == 1 and warnings[0].startswith("ep5 held the best evaluation (0.6)")
+        assert warnings[0].endswith("so best is now ep4")
+    assert sorted(os.listdir(directory)) == ["4", "5"]  # the old folder aside is gone
+    with Checkpointer(directory, "test model") as checkpointer:
+        restored = checkpointer.resume(_abstract())
+        assert restored.step == 5 and float(restored.state["w"][0]) == 7.0
+
+
 # -- metrics -----------------------------------------------------------------------------------
 
 
