@@ -49,10 +49,17 @@ def test_cli_options_are_the_config_fields(name):
 
 
 def test_the_controller_search_defaults_are_written_once():
-    # The CLI trains in the dream by default, and so does the config: there is no second default.
+    # Where C is scored depends on the env (the dataset's), settled once by for_env: the real env on
+    # CarRacing-v3 with early stops, as the paper trained it; the dream on RLCar.
     config = TrainControllerConfig()
-    assert config.mode == "dream" and config.rollouts_per_candidate == 16
+    assert config.mode == "auto"
+    carracing, rlcar = config.for_env("carracing"), config.for_env("rlcar")
+    assert (carracing.mode, carracing.rollouts_per_candidate, carracing.patience) == ("env", 2, 100)
+    assert (rlcar.mode, rlcar.rollouts_per_candidate, rlcar.patience) == ("dream", 16, 0)
     assert TrainControllerConfig(in_dream=False).rollouts_per_candidate == 2
+    # What the user said wins over the env's defaults.
+    assert TrainControllerConfig(in_dream=True).for_env("carracing").mode == "dream"
+    assert TrainControllerConfig(in_dream=False, patience=0).for_env("carracing").patience == 0
     # The model config holds the controller's shape only; the search settings are the command's.
     assert {field.name for field in dataclasses.fields(ControllerConfig)} == {
         "z_dim",

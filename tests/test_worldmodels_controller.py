@@ -163,3 +163,47 @@ def test_non_finite_fitness_ranks_last_and_wrong_shapes_fail():
         run_cmaes(
             lambda c, g: np.zeros(3), np.zeros(4), generations=1, population_size=8, initial_sigma=0.5, seed=0
         )
+
+
+# -- in-env rollouts on CarRacing-v3 (worker processes, a queue of rows, early stops) -------------
+
+
+def _tiny_world_model():
+    from rlcar_core.worldmodels.config import MDNRNNConfig, VAEConfig
+    from rlcar_core.worldmodels.controller import WorldModelParams
+    from rlcar_core.worldmodels.mdnrnn import init_mdnrnn_state
+    from rlcar_core.worldmodels.vae import init_vae_state
+
+    vae_config = VAEConfig(z_dim=4, encoder_channels=(4, 4, 8, 8), decoder_channels=(8, 4, 4))
+    rnn_config = MDNRNNConfig(z_dim=4, hidden_size=6, num_mixtures=2)
+    params = WorldModelParams(
+        init_vae_state(vae_config, jax.random.key(0)).params,
+        init_mdnrnn_state(rnn_config, jax.random.key(1)).params,
+    )
+    return (vae_config, rnn_config, SMALL), params
+
+
+@pytest.mark.slow
+def test_carracing_rollouts_score_rows_alike_on_any_number_of_cars_and_stop_hopeless_ones():
+    from rlcar_core.worldmodels.train_controller import EnvRollouts
+
+    configs, params = _tiny_world_model()
+    vectors = np.random.default_rng(0).normal(0.0, 0.5, (5, num_controller_params(SMALL)))
+    tracks = np.array([3, 3, 4, 4, 5])
+    options = {"backend": "gymnasium", "action_repeat": 1}
+    full, early = {}, {}
+    for cars in (1, 3):  # one car in-process; three in worker processes, rows queued over them
+        rollouts = EnvRollouts("carracing", cars, 60, configs, None, options)
+        try:
+            full[cars] = rollouts.run(params, vectors, tracks, seed=0)
+            full_frames = rollouts.frames
+            early[cars] = rollouts.run(params, vectors, tracks, seed=0, patience=10)
+            early_frames = rollouts.frames - full_frames
+        finally:
+            rollouts.close()
+        assert full_frames == 5 * 60  # every row drove its whole episode; idle cars are not counted
+        assert early_frames < full_frames  # random controllers earn nothing for 10 frames somewhere
+    # A row is its own episode on its own track, whichever car plays it and whenever it is queued.
+    for scores in (full, early):
+        np.testing.assert_allclose(scores[1].episode_return, scores[3].episode_return, rtol=1e-5)
+        np.testing.assert_allclose(scores[1].progress, scores[3].progress, rtol=1e-5)

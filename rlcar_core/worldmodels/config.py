@@ -331,8 +331,11 @@ class TrainControllerConfig:
     A rerun continues the search up to --generations."""
 
     run_dir: Path | None = option(None, RUN_DIR_HELP)
-    in_dream: bool = option(
-        True, "Score candidates in the MDN-RNN's dream, or in the real env.", flags=("--in-dream/--in-env",)
+    in_dream: bool | None = option(
+        None,
+        "Score candidates in the MDN-RNN's dream, or in the real env (default: the env on CarRacing-v3, "
+        "as the paper did; the dream on RLCar).",
+        flags=("--in-dream/--in-env",),
     )
     generations: int = option(50, "Total CMA-ES generations.")
     popsize: int = option(32, "Candidates per generation.")
@@ -342,8 +345,10 @@ class TrainControllerConfig:
     temperature: float = option(1.15, "Dream temperature; above 1 makes the dream harder than reality.")
     dream_horizon: int = option(300, "Steps of each dream.")
     max_steps: int = option(1000, "Real-env steps per episode (--in-env and evaluation).")
-    patience: int = option(
-        0, "--in-env: end a candidate's episode after this many frames without reward (0: never)."
+    patience: int | None = option(
+        None,
+        "--in-env: end a candidate's episode after this many frames without reward; 0: never "
+        "(default: 100 on CarRacing-v3, 0 on RLCar).",
     )
     num_envs: int | None = option(
         None, "--in-env: cars driven side by side (default: every rollout of a generation, at most 16)."
@@ -367,6 +372,18 @@ class TrainControllerConfig:
     seed: int = seed_option()
 
     DEFAULT_ROLLOUTS = {"dream": 16, "env": 2}
+    # CarRacing-v3 pays -0.1 a frame and a tile's share of 1000 when the car reaches it: 100 frames
+    # (2 s) without a tile means parked or lost on the grass.
+    CARRACING_PATIENCE = 100
+
+    def for_env(self, env: str) -> TrainControllerConfig:
+        """The env-dependent defaults filled in: where C is scored, and the in-env patience."""
+        carracing = not EnvName.parse(env).has_track_bank
+        in_dream = self.in_dream if self.in_dream is not None else not carracing
+        patience = self.patience
+        if patience is None:
+            patience = self.CARRACING_PATIENCE if carracing and not in_dream else 0
+        return dataclasses.replace(self, in_dream=in_dream, patience=patience)
 
     def validate(self) -> None:
         _at_least(self, 1, "generations", "rollouts", "dream_horizon", "max_steps", "eval_every")
@@ -380,7 +397,8 @@ class TrainControllerConfig:
 
     @property
     def mode(self) -> str:
-        return "dream" if self.in_dream else "env"
+        """Where candidates are scored; "auto" until `for_env` has settled it."""
+        return {True: "dream", False: "env", None: "auto"}[self.in_dream]
 
     @property
     def rollouts_per_candidate(self) -> int:
@@ -443,8 +461,11 @@ class TrainWorldModelsConfig:
     vae_steps: int = option(2000, "VAE updates per round (each refit continues from the last).")
     rnn_steps: int = option(2000, "MDN-RNN updates per round.")
     generations: int = option(50, "CMA-ES generations per round.")
-    in_dream: bool = option(
-        True, "Search C in the MDN-RNN's dream, or in the real env.", flags=("--in-dream/--in-env",)
+    in_dream: bool | None = option(
+        None,
+        "Search C in the MDN-RNN's dream, or in the real env (default: the env on CarRacing-v3, "
+        "the dream on RLCar).",
+        flags=("--in-dream/--in-env",),
     )
     popsize: int = option(32, "Candidates per generation.")
     temperature: float = option(1.15, "Dream temperature; above 1 makes the dream harder than reality.")

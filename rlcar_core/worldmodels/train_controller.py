@@ -375,6 +375,7 @@ def train_controller(
     if config.num_tracks is not None and not EnvName.parse(env_name).has_track_bank:
         raise RlcarError("--num-tracks applies to RLCar only")
     check_carracing_options(config, env_name)
+    config = config.for_env(env_name)
     # Checked before the session opens the controller's checkpoint folder: a refusal leaves nothing behind.
     open_existing_store(run, RNN_MODEL).close()
     mesh = data_mesh(config.devices)  # the dream population's devices
