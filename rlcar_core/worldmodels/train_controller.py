@@ -73,7 +73,6 @@ from rlcar_core.worldmodels.storage import (
 )
 from rlcar_core.worldmodels.supervised import StepCallback
 
-
 # CarRacing-v3 cars each take a worker process (about 270 MB); 16 keep 2 cores busy while the
 # main process runs V, M and C for all of them.
 MAX_CARRACING_CARS = 16
