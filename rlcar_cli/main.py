@@ -33,6 +33,7 @@ from rlcar_cli.options import (
     RunDir,
     Seed,
     Track,
+    parse_run_dir,
 )
 from rlcar_cli.output import (
     emit_json,
@@ -253,6 +254,7 @@ def play_command(
         Path | None,
         typer.Option(
             "--run-dir",
+            parser=parse_run_dir,
             help="Where human runs are saved (default runs/play); a learned --agent loads from it too "
             "(default: that agent's own run).",
         ),

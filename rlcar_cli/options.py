@@ -29,8 +29,23 @@ Env = Annotated[
 Seed = Annotated[
     int, typer.Option("--seed", min=0, help="Seed for every random choice; same seed, same result.")
 ]
+
+
+def parse_run_dir(value: str | Path) -> Path:
+    """--run-dir as a Path, refusing an empty one: Path('') is the current folder, so `--run-dir ''` (an
+    unset shell variable) would otherwise write config.json, data/ and checkpoints/ right there."""
+    if isinstance(value, Path):
+        return value
+    if not value.strip():
+        raise typer.BadParameter("an empty path; name a folder, or leave the option out")
+    return Path(value)
+
+
 RunDir = Annotated[
-    Path | None, typer.Option("--run-dir", help="Run directory (config, metrics, data, checkpoints).")
+    Path | None,
+    typer.Option(
+        "--run-dir", parser=parse_run_dir, help="Run directory (config, metrics, data, checkpoints)."
+    ),
 ]
 Json = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else there.")

@@ -55,6 +55,7 @@ _PATH_ERRNOS = {
     errno.EISDIR: "it is a directory",
     errno.ENOENT: "no such file or directory",
     errno.ENAMETOOLONG: "the name is too long",
+    errno.ELOOP: "a symbolic link loop",
 }
 _DENIED_ERRNOS = {
     errno.EROFS: "read-only file system",

@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-from rlcar_cli.options import Json, Progress
+from rlcar_cli.options import Json, Progress, parse_run_dir
 from rlcar_cli.output import (
     emit_json,
     make_progress,
@@ -47,7 +47,11 @@ def _option_parameters(config_class: type) -> list[inspect.Parameter]:
         help_text = field.metadata["help"]
         if field.metadata.get("choices"):
             help_text += f" One of: {', '.join(field.metadata['choices'])}."
-        option = typer.Option(field.default, *flags, help=help_text, show_default=field.default is not None)
+        # --run-dir '' would be the current folder: refused, as every command's --run-dir is.
+        extra = {"parser": parse_run_dir} if field.name == "run_dir" else {}
+        option = typer.Option(
+            field.default, *flags, help=help_text, show_default=field.default is not None, **extra
+        )
         parameters.append(
             inspect.Parameter(
                 field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hints[field.name]

@@ -318,3 +318,25 @@ def test_importing_the_cli_leaves_signal_handlers_as_they_were():
     import rlcar_cli.main  # noqa: F401 - the import is the test
 
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["eval", "--first-track", str(10**12)], "--first-track must be at most"),
+        (["eval", "--first-track", str(2**63 - 1)], "held-out tracks are numbered up to 1000000000"),
+        (["eval", "--max-steps", str(10**12)], "--max-steps must be at most 2147483647"),
+        (["play", "--headless", "--track", str(10**12)], "--track must be at most"),
+        (["export-video", "-o", "out.gif", "--max-steps", str(2**40)], "a 32-bit step counter"),
+        (["train-dreamer", "--run-dir", ""], "an empty path"),
+        (["collect", "--run-dir", ""], "an empty path"),
+        (["eval", "--run-dir", ""], "an empty path"),
+    ],
+)
+def test_numbers_past_their_limit_and_an_empty_run_dir_are_one_line_exit_2(args, message, tmp_path):
+    # Issue 26: numbers beyond JAX's 32-bit counters were an internal OverflowError (exit 1), and
+    # `--run-dir ''` (Path('') is '.') wrote a run into the current folder.
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "config.json").exists() and not (tmp_path / "data").exists()

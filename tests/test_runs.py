@@ -224,3 +224,21 @@ def test_runs_lists_kinds_checkpoints_best_progress_and_damage_without_jax(tmp_p
         list_runs(root, "bogus")
     assert most_recent_trained_run(root) == root / "worldmodels"
     assert most_recent_trained_run(tmp_path / "none") is None
+
+
+def test_damaged_bytes_in_metrics_skip_one_line_and_a_symlink_loop_is_a_clear_error(tmp_path):
+    # Issue 26: 0x00 and 0xff bytes made `rlcar runs` and serve's /api/runs fail (UnicodeDecodeError).
+    run = RunDir(tmp_path / "run")
+    run.append_metrics({"episode": 1, "env_steps": 10})
+    with open(run.metrics_path, "ab") as handle:
+        handle.write(b'{"episode": 2, \x00\xff\xfe}\n\xff\xff\n')
+    run.append_metrics({"episode": 3, "env_steps": 30})
+    assert [record["episode"] for record in run.read_metrics()] == [1, 3]
+    from rlcar_core.apps.runs import list_runs
+
+    assert list_runs(tmp_path)
+
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(RlcarError, match="symbolic link"):
+        RunDir(loop).create()

@@ -19,9 +19,9 @@ from rlcar_core.agents import (
 from rlcar_core.apps.human import HumanRun
 from rlcar_core.apps.run_identity import resolve_driver
 from rlcar_core.envs.factory import check_env_request
-from rlcar_core.envs.heldout import EpisodeRecord, evaluate_policy, run_episodes
+from rlcar_core.envs.heldout import MAX_EVAL_TRACKS, EpisodeRecord, evaluate_policy, run_episodes
 from rlcar_core.envs.names import EnvName
-from rlcar_core.errors import RlcarError, require_at_least
+from rlcar_core.errors import RlcarError, require_at_least, require_steps, require_track
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +39,8 @@ class EvalConfig:
 
     def validate(self) -> None:
         require_at_least("--episodes", self.episodes, 1)
-        require_at_least("--first-track", self.first_track, 0)
-        require_at_least("--max-steps", self.max_steps, 1)
+        require_track("--first-track", self.first_track, min(self.episodes, MAX_EVAL_TRACKS))
+        require_steps("--max-steps", self.max_steps)
         require_at_least("--num-envs", self.num_envs, 1)
         env = EnvName.parse(self.env or EnvName.RLCAR)
         check_env_request(env, env.default_obs)

@@ -18,7 +18,7 @@ from rlcar_core.agents.base import Agent
 from rlcar_core.apps.drive import DrivingSession
 from rlcar_core.apps.run_identity import resolve_driver
 from rlcar_core.envs.names import EnvName, frames_per_second
-from rlcar_core.errors import require_at_least
+from rlcar_core.errors import require_at_least, require_steps, require_track
 from rlcar_core.io.video import check_video_path, write_video
 
 LAP_HOLD_SECONDS = 1.0  # a finished lap's last frame, with its banner, stays this long
@@ -39,7 +39,8 @@ class ExportConfig:
 
     def validate(self) -> None:
         """Every input checked before any episode runs, the output path included."""
-        require_at_least("--max-steps", self.max_steps, 1)
+        require_steps("--max-steps", self.max_steps)
+        require_track("--track", self.track)
         require_at_least("--fps", self.fps, 0)
         check_video_path(self.output)
 

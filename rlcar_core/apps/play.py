@@ -24,7 +24,7 @@ from rlcar_core.apps.human import HumanRun, save_human_run
 from rlcar_core.apps.pretrained import is_shipped
 from rlcar_core.apps.run_identity import resolve_driver
 from rlcar_core.envs.names import EnvName
-from rlcar_core.errors import require_at_least
+from rlcar_core.errors import require_at_least, require_steps, require_track
 from rlcar_core.io.runs import default_run_dir
 from rlcar_core.render.motion import interpolate_pose
 
@@ -50,7 +50,8 @@ class PlayConfig:
     actions: str | None = None  # DreamerV3: sample (None: the default) or mode; see dreamer.config
 
     def validate(self) -> None:
-        require_at_least("--max-steps", self.max_steps, 1)
+        require_steps("--max-steps", self.max_steps)
+        require_track("--track", self.track)
         require_at_least("--episodes", self.episodes, 1)
 
     @property

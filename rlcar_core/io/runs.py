@@ -101,8 +101,17 @@ class RunDir:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
+            if self.path.is_symlink() and not self.path.exists():
+                raise RlcarError(
+                    f"cannot use {self.path} as a run directory: it is a symbolic link to nothing "
+                    "(a loop, or a missing target)"
+                ) from None
             raise RlcarError(f"cannot use {self.path} as a run directory: it or a parent is a file") from None
         except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise RlcarError(
+                    f"cannot use {self.path} as a run directory: a symbolic link loop in its path"
+                ) from None
             if error.errno in (errno.ENOENT, errno.EPERM, errno.EACCES, errno.EROFS):
                 raise RlcarError(
                     f"cannot create run directory {self.path}: {os.strerror(error.errno).lower()}"
@@ -154,14 +163,16 @@ class RunDir:
             handle.write(line.encode() + b"\n")
 
     def iter_metrics(self) -> Iterator[dict[str, Any]]:
-        """Stream metrics.jsonl, skipping lines a killed run left half-written."""
+        """Stream metrics.jsonl, skipping lines a killed run left half-written, or damaged ones."""
         if not self.metrics_path.is_file():
             return
-        with open(self.metrics_path) as handle:
+        # Bytes, decoded line by line: a damaged line (0x00 or 0xff bytes, a torn write) is one record
+        # lost, never a UnicodeDecodeError for the whole file.
+        with open(self.metrics_path, "rb") as handle:
             for line in handle:
                 try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
+                    record = json.loads(line.decode("utf-8"))
+                except ValueError:  # UnicodeDecodeError and JSONDecodeError alike
                     continue
                 if isinstance(record, dict):
                     yield record
