@@ -97,6 +97,15 @@ def _carracing_car(render_mode: str | None, max_steps: int, action_repeat: int) 
     return env if action_repeat == 1 else ActionRepeat(env, action_repeat)
 
 
+def _carracing_worker_car(render_mode: str | None, max_steps: int, action_repeat: int) -> gym.Env:
+    """One CarRacing-v3 car in a worker process, deaf to Ctrl-C: a terminal's SIGINT reaches the whole
+    process group, and the parent decides how to stop (save, then close its workers)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return _carracing_car(render_mode, max_steps, action_repeat)
+
+
 def _make_carracing(
     num_envs: int | None,
     max_steps: int,
@@ -128,7 +137,8 @@ def _make_carracing(
         return one_car()
     if processes:
         # forkserver, not fork: the parent has JAX's threads running, which a fork would copy mid-lock.
+        worker_car = functools.partial(_carracing_worker_car, render_mode, max_steps, action_repeat)
         return gym.vector.AsyncVectorEnv(
-            [one_car] * num_envs, context="forkserver", autoreset_mode=autoreset_mode
+            [worker_car] * num_envs, context="forkserver", autoreset_mode=autoreset_mode
         )
     return gym.vector.SyncVectorEnv([one_car] * num_envs, autoreset_mode=autoreset_mode)
