@@ -15,8 +15,8 @@ read-only or forbidden place (EROFS,       2     ``cannot write <path>: read-onl
   --run-dir / -o fixes it
 disk full (ENOSPC, or TensorStore's        1     ``no space left on <path> (needs about N MB);
   RESOURCE_EXHAUSTED)                                 nothing was lost``
-JAX backend missing (JAX_PLATFORMS=gpu     2     ``JAX backend 'gpu' is not available here; run
-  on a CPU machine)                                   on the CPU with JAX_PLATFORMS=cpu``
+JAX backend missing (JAX_PLATFORMS=gpu,    2     ``JAX backend 'gpu' is not available here; run
+  cuda, tpu on a CPU machine)                        on the CPU with JAX_PLATFORMS=cpu``
 training diverged                          1     the loop's message (last good checkpoint kept)
 Ctrl-C / SIGTERM                           130   ``interrupted`` or the loop's message
 anything else                              1     ``internal error: <type>: <msg> (run with
@@ -137,6 +137,26 @@ def _jax_backend_message(text: str) -> str | None:
     return f"JAX backend {requested!r} is not available here; run on the CPU with JAX_PLATFORMS=cpu"
 
 
+def _raised_in_jax(error: BaseException) -> bool:
+    """The innermost frame of the traceback is JAX's or jaxlib's own code."""
+    trace = error.__traceback__
+    while trace is not None and trace.tb_next is not None:
+        trace = trace.tb_next
+    filename = trace.tb_frame.f_code.co_filename if trace is not None else ""
+    return f"{os.sep}jax{os.sep}" in filename or f"{os.sep}jaxlib{os.sep}" in filename
+
+
+def _jax_platform_failure(error: BaseException) -> str | None:
+    """JAX_PLATFORMS naming a platform JAX knows but this machine lacks (JAX_PLATFORMS=cuda with no
+    CUDA plugin) fails inside JAX with a bare AssertionError, not the RuntimeError 'gpu' or 'tpu' gets."""
+    requested = os.environ.get("JAX_PLATFORMS", "")
+    if not requested or "jax" not in sys.modules:
+        return None
+    if isinstance(error, AssertionError) and _raised_in_jax(error):
+        return f"JAX backend {requested!r} is not available here; run on the CPU with JAX_PLATFORMS=cpu"
+    return None
+
+
 def _loaded(module: str, name: str) -> type | None:
     # An exception class from a module only if that module is already imported: importing it here
     # would load JAX just to report an error.
@@ -162,6 +182,8 @@ def describe_failure(error: BaseException) -> tuple[str, int]:
         path = _QUOTED_PATH.search(text)
         return _no_space_message(path.group(1) if path else None, None), EXIT_RUNTIME_FAILURE
     if isinstance(error, RuntimeError) and (message := _jax_backend_message(text)):
+        return message, EXIT_BAD_INPUT
+    if message := _jax_platform_failure(error):
         return message, EXIT_BAD_INPUT
     summary = " ".join(text.split())[:300] or "(no message)"
     return (

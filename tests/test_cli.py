@@ -340,3 +340,32 @@ def test_numbers_past_their_limit_and_an_empty_run_dir_are_one_line_exit_2(args,
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "config.json").exists() and not (tmp_path / "data").exists()
+
+
+def test_eval_human_on_a_file_that_is_not_a_recording_says_so(tmp_path):
+    # Issue 26: these gave an internal BadZipFile or ValueError, or "it holds Python objects".
+    import json as json_module
+    import zipfile
+
+    recording = record_human_run(tmp_path / "play", lap=False)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(recording.read_bytes()[:200])
+    bad_seed = tmp_path / "bad_seed.npz"
+    with zipfile.ZipFile(recording) as source, zipfile.ZipFile(bad_seed, "w") as target:
+        for item in source.namelist():
+            data = source.read(item)
+            if item == "meta.npy":
+                with np.load(recording) as loaded:
+                    meta = json_module.loads(str(loaded["meta"]))
+                meta["track_seed"] = "abc"
+                np.save(tmp_path / "meta.npy", np.array(json_module.dumps(meta)))
+                data = (tmp_path / "meta.npy").read_bytes()
+            target.writestr(item, data)
+    (tmp_path / "run.json").write_text('{"env": "rlcar"}')
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "random.bin").write_bytes(np.random.default_rng(0).bytes(300))
+    for name in ("truncated.npz", "bad_seed.npz", "run.json", "notes.txt", "random.bin"):
+        result = runner.invoke(app, ["eval", "--episodes", "1", "--human", str(tmp_path / name)])
+        assert result.exit_code == 2, (name, result.output)
+        assert "not a recorded human run" in result.output and "Python objects" not in result.output, name
+    assert "track_seed" in runner.invoke(app, ["eval", "--human", str(bad_seed)]).output

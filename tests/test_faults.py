@@ -141,11 +141,12 @@ def test_hand_made_files_are_one_line_exit_2(tmp_path):
     assert "allow_pickle" not in result.stderr and "extra" in line
 
 
-def test_a_missing_jax_backend_says_how_to_run_on_the_cpu(tmp_path):
-    result = rlcar("eval", *EVAL, cwd=tmp_path, JAX_PLATFORMS="gpu")
+@pytest.mark.parametrize("platform", ["gpu", "cuda"])  # cuda: a bare AssertionError inside JAX
+def test_a_missing_jax_backend_says_how_to_run_on_the_cpu(tmp_path, platform):
+    result = rlcar("eval", *EVAL, cwd=tmp_path, JAX_PLATFORMS=platform)
     if result.returncode == 0:
         pytest.skip("this machine has a GPU backend")
-    assert_one_line_failure(result, 2, "JAX backend 'gpu' is not available here", "JAX_PLATFORMS=cpu")
+    assert_one_line_failure(result, 2, f"JAX backend '{platform}' is not available here", "JAX_PLATFORMS=cpu")
 
 
 def test_a_second_writer_is_refused_naming_the_first(tmp_path):

@@ -6,6 +6,8 @@ import dataclasses
 import json
 import os
 import time
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -66,19 +68,60 @@ def load_human_run(path: str | os.PathLike) -> HumanRun:
         path = recordings[-1]
     if not path.is_file():
         raise RlcarError(f"no recorded human run at {path}")
+
+    def refuse(reason: str) -> RlcarError:
+        return RlcarError(
+            f"{path} is not a recorded human run ({reason}); record one with `rlcar play --manual`"
+        )
+
+    # A recording is an .npz (a zip archive). Anything else would reach numpy's pickle branch, whose
+    # error speaks of Python objects, which a JSON or text file does not hold.
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":
+            raise refuse("not an .npz archive")
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            actions = data["actions"]
-    except (OSError, ValueError, KeyError, EOFError) as error:
-        # numpy's own text advises allow_pickle=True, which would be wrong here: say what is wrong instead.
-        reason = "it holds Python objects" if "allow_pickle" in str(error) else type(error).__name__
-        raise RlcarError(f"{path} is not a recorded human run ({reason})") from None
+            actions = np.asarray(data["actions"])
+    except KeyError as error:
+        raise refuse(f"no {error} array in it") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
+        raise refuse("a damaged or foreign archive") from None
     expected = {field.name for field in dataclasses.fields(HumanRun)} - {"actions"}
     required = expected - {"created"}
     if not isinstance(meta, dict) or not required <= set(meta) <= expected:
         keys = sorted(meta) if isinstance(meta, dict) else type(meta).__name__
-        raise RlcarError(
-            f"{path} is not a recorded human run (its meta holds {keys}, not {sorted(expected)})"
-        )
+        raise refuse(f"its meta holds {keys}, not {sorted(expected)}")
+    if problem := _meta_problem(meta, actions):
+        raise refuse(problem)
     return HumanRun(actions=actions, **meta)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _meta_problem(meta: dict, actions: np.ndarray) -> str | None:
+    """What is wrong with a recording's meta and actions, or None: a hand-edited or foreign file must
+    fail here, in one line, not deep inside the simulator."""
+    from rlcar_core.envs.names import EnvName
+
+    if meta["env"] not in {name.value for name in EnvName}:
+        return f"unknown env {meta['env']!r}"
+    for name, limit in (("track_seed", 2**31 - 1), ("reset_seed", 2**32 - 1)):
+        if not _is_int(meta[name]) or not 0 <= meta[name] <= limit:
+            return f"{name} must be a whole number from 0 to {limit}, got {meta[name]!r}"
+    for name in ("steps", "manual_steps"):
+        if not _is_int(meta[name]) or meta[name] < 0:
+            return f"{name} must be a whole number from 0, got {meta[name]!r}"
+    for name in ("episode_return", "progress"):
+        if not isinstance(meta[name], int | float) or isinstance(meta[name], bool):
+            return f"{name} must be a number, got {meta[name]!r}"
+    for name in ("lap_complete", "crashed"):
+        if not isinstance(meta[name], bool):
+            return f"{name} must be true or false, got {meta[name]!r}"
+    if actions.ndim != 2 or actions.shape[1] != 3 or not np.issubdtype(actions.dtype, np.number):
+        return f"its actions must be a (steps, 3) array of numbers, not {actions.dtype} {actions.shape}"
+    if not np.isfinite(actions).all():
+        return "its actions hold NaN or infinite values"
+    return None
