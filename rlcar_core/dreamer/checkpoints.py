@@ -3,7 +3,9 @@
 Layout inside a run directory::
 
     <run>/config.json                    {"dreamer": the train-dreamer options and DreamerConfig}
-    <run>/checkpoints/dreamer/<episode>/ orbax checkpoints of `TrainerState`, step = episodes collected
+    <run>/checkpoints/dreamer/<episode>/ orbax checkpoints of `TrainerState`, step = episodes finished
+                                         (the newest state saved at that count: a run that stops
+                                         between episode ends replaces it with its newer state)
     <run>/checkpoints/dreamer-replay.npz the replay buffer, rewritten atomically with every checkpoint
 
 The config item saved with each checkpoint is `{"dreamer": DreamerConfig.to_dict(), "env": str,

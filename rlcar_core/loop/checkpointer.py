@@ -227,9 +227,9 @@ class Checkpointer:
         old_best_metric = self.store.metrics(step)["best_metric"] if was_best else None
         self.store.close()
         aside = self.directory / f"ep{step}{REPLACED_SUFFIX}"
-        if aside.exists():  # a leftover of an earlier swap (the step was committed after it)
-            shutil.rmtree(aside)
         source = self.directory / str(step)
+        if aside.exists() and source.exists():  # stale: a swap whose newer step was committed
+            shutil.rmtree(aside, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):  # another process of the run moved it already
             source.rename(aside)
         _sync_processes(f"rlcar-replace-{step}")
