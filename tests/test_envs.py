@@ -152,6 +152,7 @@ def test_a_bad_action_is_a_clear_value_error(action, message):
         ("7", None, "seed must be a non-negative integer"),
         (0, [1, 2], "options must be a dict"),
         (0, {"track_id": 9}, "track_id must be an index"),
+        (0, {"track_id": [0, 0]}, "track_id must be one track index"),  # was a TypeError inside JAX
     ],
 )
 def test_bad_reset_arguments_are_clear_value_errors(seed, options, message):
@@ -175,3 +176,16 @@ def test_vector_env_wants_one_action_per_car():
         env.step(np.zeros(6, np.float32))
     with pytest.raises(ValueError, match="seed must be"):
         env.reset(seed=[0, 2**70])
+
+
+def test_bad_constructor_arguments_are_value_errors_and_a_vector_seed_may_be_none():
+    # Issue 26: rlcar's own error class for these, where Gymnasium's envs raise ValueError.
+    for maker in (gym.make, lambda *args, **kwargs: gym.make_vec(*args, num_envs=2, **kwargs)):
+        with pytest.raises(ValueError, match="unknown observation kind 'lidar'"):
+            maker("rlcar/RLCar-v0", obs="lidar")
+        with pytest.raises(ValueError, match="unknown track split 'test'"):
+            maker("rlcar/RLCar-v0", tracks="test")
+    env = gym.make_vec("rlcar/RLCar-v0", num_envs=3, num_tracks=2, max_steps=5)
+    first, _ = env.reset(seed=[None, 1, 2])  # Gymnasium allows None: that car is seeded at random
+    again, _ = env.reset(seed=[None, 1, 2])
+    np.testing.assert_array_equal(first[1:], again[1:])

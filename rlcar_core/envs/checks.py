@@ -56,3 +56,32 @@ def checked_max_steps(max_steps: Any) -> int:
     if isinstance(max_steps, bool) or not isinstance(max_steps, numbers.Integral) or max_steps < 1:
         raise InvalidArgument(f"max_steps must be an integer of at least 1, got {max_steps!r}")
     return int(max_steps)
+
+
+def checked_env_kind(obs: Any, tracks: Any, track_seeds: Any) -> None:
+    """An env's observation kind and track split: a ValueError, as Gymnasium's own envs raise for a bad
+    constructor argument (`InvalidArgument` is one), before anything is built."""
+    from rlcar_core.envs.tracks import TRACK_SPLITS
+    from rlcar_core.sim.env import OBS_KINDS
+
+    if obs not in OBS_KINDS:
+        raise InvalidArgument(f"unknown observation kind {obs!r}; choose one of {', '.join(OBS_KINDS)}")
+    if track_seeds is None and tracks not in TRACK_SPLITS:
+        raise InvalidArgument(f"unknown track split {tracks!r}; choose one of {', '.join(TRACK_SPLITS)}")
+
+
+def checked_single_track_id(track_id: Any) -> Any:
+    """A single env's ``options['track_id']``: one index (a list would reach JAX as a batch of tracks
+    and fail there with a shape error)."""
+    if np.ndim(track_id) != 0:
+        raise InvalidArgument(
+            f"track_id must be one track index for a single env, got {track_id!r} "
+            "(the vector env takes one per car)"
+        )
+    return track_id
+
+
+def seed_or_fresh(seed: Any) -> int:
+    """A checked seed, or fresh entropy for None (Gymnasium lets one car of a vector env be unseeded)."""
+    checked = checked_seed(seed)
+    return int(np.random.SeedSequence().generate_state(1)[0]) if checked is None else checked

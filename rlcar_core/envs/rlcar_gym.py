@@ -9,7 +9,14 @@ import gymnasium as gym
 import jax
 import numpy as np
 
-from rlcar_core.envs.checks import checked_action, checked_max_steps, checked_options, checked_seed
+from rlcar_core.envs.checks import (
+    checked_action,
+    checked_env_kind,
+    checked_max_steps,
+    checked_options,
+    checked_seed,
+    checked_single_track_id,
+)
 from rlcar_core.envs.names import EnvName
 from rlcar_core.envs.spaces import action_space, observation_space
 from rlcar_core.envs.tracks import check_track_ids, make_track_bank
@@ -52,6 +59,7 @@ class RLCarGymEnv(gym.Env):
                 f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}"
             )
         max_steps = checked_max_steps(max_steps)
+        checked_env_kind(obs, tracks, track_seeds)
         self.sim = RLCar(obs)
         self.params = self.sim.default_params(
             make_track_bank(tracks, num_tracks, track_seeds), max_steps=max_steps
@@ -70,7 +78,7 @@ class RLCarGymEnv(gym.Env):
         if seed is not None or self._key is None:
             self._key = jax.random.PRNGKey(_seed_from(self.np_random) if seed is None else seed)
         self._key, reset_key = jax.random.split(self._key)
-        track_id = options.get("track_id", -1)
+        track_id = checked_single_track_id(options.get("track_id", -1))
         check_track_ids(track_id, self.params.bank.num_tracks)
         obs, self.state = _reset(self.sim, reset_key, self.params, track_id)
         info = info_to_numpy(self.sim.info(self.state))

@@ -12,11 +12,18 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from rlcar_core.envs.checks import checked_action, checked_max_steps, checked_options, checked_seed
+from rlcar_core.envs.checks import (
+    checked_action,
+    checked_env_kind,
+    checked_max_steps,
+    checked_options,
+    checked_seed,
+    seed_or_fresh,
+)
 from rlcar_core.envs.rlcar_gym import RENDER_FPS
 from rlcar_core.envs.spaces import action_space, observation_space
 from rlcar_core.envs.tracks import check_track_ids, make_track_bank
-from rlcar_core.errors import InvalidArgument, RlcarError, require_at_least
+from rlcar_core.errors import InvalidArgument, require_at_least
 from rlcar_core.sim.env import RLCar
 
 
@@ -56,8 +63,11 @@ class RLCarVectorEnv(VectorEnv):
     ):
         require_at_least("num_envs", num_envs, 1)
         if render_mode is not None:
-            raise RlcarError("the RLCar vector env does not render; use gymnasium.make for a rendered env")
+            raise InvalidArgument(
+                "the RLCar vector env does not render; use gymnasium.make for a rendered env"
+            )
         max_steps = checked_max_steps(max_steps)
+        checked_env_kind(obs, tracks, track_seeds)
         self.num_envs = num_envs
         self.sim = RLCar(obs)
         self.params = self.sim.default_params(
@@ -77,7 +87,7 @@ class RLCarVectorEnv(VectorEnv):
         if isinstance(seed, Sequence) and not isinstance(seed, str):
             if len(seed) != self.num_envs:
                 raise InvalidArgument(f"got {len(seed)} seeds for {self.num_envs} envs")
-            keys = jnp.stack([jax.random.PRNGKey(checked_seed(s)) for s in seed])
+            keys = jnp.stack([jax.random.PRNGKey(seed_or_fresh(s)) for s in seed])
             self._key = jax.random.fold_in(keys[0], len(seed))
         else:
             seed = checked_seed(seed)
