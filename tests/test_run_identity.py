@@ -126,9 +126,10 @@ def test_a_folder_that_is_no_run_says_what_a_run_holds(tmp_path):
         with pytest.raises(RlcarError) as error:
             resolve_driver(None, None, run_dir)
         assert reason in str(error.value) and expected in str(error.value) and "\n" not in str(error.value)
-    # A World Models run that has not reached its controller says which stage to run.
+    # A World Models run that has not reached its controller says which stage to run next (the
+    # MDN-RNN, with only a VAE trained).
     partial = fake_run(tmp_path / "wm", {"collect": {"env": "rlcar"}}, models=("vae",))
-    with pytest.raises(RlcarError, match="train-controller"):
+    with pytest.raises(RlcarError, match="train-rnn"):
         identify_run(partial)
     # ... but it dreams (by keyboard), so dream takes it as a World Models run.
     assert identify_run(partial, for_dream=True).kind == "worldmodels"
@@ -179,3 +180,17 @@ def test_the_cli_refuses_contradictions_and_non_runs_in_one_line(tiny_dreamer_ru
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
         assert message in single_error_line(result.stderr), args
+
+
+def test_a_world_models_run_names_its_earliest_missing_stage(tmp_path):
+    # Issue 26: `dream` and `eval` on a run with only a VAE said "run train-controller first"; the
+    # controller needs the MDN-RNN, so the next step is train-rnn.
+    run = fake_run(tmp_path / "wm", {"vae": {"z_dim": 4}}, models=("vae",))
+    with pytest.raises(RlcarError, match="train-rnn --run-dir"):
+        identify_run(run)
+    result = runner.invoke(app, ["dream", "--run-dir", str(run), "--headless", "--max-steps", "2"])
+    assert result.exit_code == 2, result.output
+    assert "train-rnn --run-dir" in single_error_line(result.stderr)
+    (run / "checkpoints" / "mdnrnn" / "4").mkdir(parents=True)
+    with pytest.raises(RlcarError, match="train-controller --run-dir"):
+        identify_run(run)

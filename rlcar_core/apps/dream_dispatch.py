@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from rlcar_core.apps.run_identity import identify_run
+from rlcar_core.apps.run_identity import identify_run, next_world_models_stage
 from rlcar_core.envs.names import frames_per_second
 from rlcar_core.errors import RlcarError
 from rlcar_core.io.runs import RUNS_ROOT
@@ -56,6 +56,12 @@ def run_dream(config: DreamConfig, on_step: Callable[[int], None] | None = None)
         )
     else:
         from rlcar_core.worldmodels.dream import run_dream as run_worldmodels_dream
+
+        # A dream needs V and M, and C to drive unless a person does (--manual): name the earliest
+        # stage missing, not the controller a run with only a VAE cannot train yet.
+        missing = next_world_models_stage(config.run_dir, "mdnrnn" if config.manual else "controller")
+        if missing:
+            raise RlcarError(f"cannot dream with {config.run_dir}: {missing}")
 
         result = {**run_worldmodels_dream(config, on_step), "model": "worldmodels"}
     return {**result, "run_dir": str(config.run_dir)}

@@ -90,6 +90,24 @@ def _has_steps(run: Path, model: str) -> bool:
     return bool(step_folders(run / "checkpoints" / model))
 
 
+_STAGES = (("vae", "VAE", "train-vae"), ("mdnrnn", "MDN-RNN", "train-rnn"), ("controller", "controller", "train-controller"))  # fmt: skip
+
+
+def next_world_models_stage(run_dir: str | Path, upto: str = "controller") -> str:
+    """'run `rlcar <stage> --run-dir R` first' for the earliest World Models stage (up to `upto`) that has
+    no checkpoint in the run, or '' when all have one: each stage trains on the one before, so naming
+    a later one (train-controller on a run with only a VAE) would send the user to a second error."""
+    path = Path(run_dir)
+    if not (path / "data" / "manifest.json").is_file() and not _has_steps(path, "vae"):
+        return f"run `rlcar collect --run-dir {path}` first"
+    for model, label, command in _STAGES:
+        if not _has_steps(path, model):
+            return f"no {label} checkpoint yet: run `rlcar {command} --run-dir {path}` first"
+        if model == upto:
+            break
+    return ""
+
+
 def _is_worldmodels_run(run: Path, config: dict[str, Any]) -> bool:
     """A World Models run at any stage: collected data, a section of config.json, a checkpoint folder."""
     return (
@@ -125,7 +143,7 @@ def identify_run(run_dir: str | os.PathLike, *, for_dream: bool = False) -> RunI
     if _is_worldmodels_run(path, config):
         raise RlcarError(
             f"{path} is a World Models run without a trained controller (checkpoints/controller/<step>): "
-            f"run `rlcar train-controller --run-dir {path}` first"
+            f"{next_world_models_stage(path)}"
         )
     raise RlcarError(f"{path} is not a trained run: it has no checkpoints; expected {_EXPECTED}")
 
