@@ -242,3 +242,11 @@ def test_damaged_bytes_in_metrics_skip_one_line_and_a_symlink_loop_is_a_clear_er
     loop.symlink_to(loop)
     with pytest.raises(RlcarError, match="symbolic link"):
         RunDir(loop).create()
+
+
+def test_a_config_json_that_is_a_folder_is_named(tmp_path):
+    # Issue 26: the error named the temp file the atomic write renames, not config.json.
+    run = RunDir(tmp_path / "run")
+    run.config_path.mkdir(parents=True)
+    with pytest.raises(RlcarError, match=r"config\.json is a folder"):
+        run.write_config({"a": 1})

@@ -141,6 +141,8 @@ class RunDir:
         return config
 
     def write_config(self, config: dict[str, Any]) -> None:
+        if self.config_path.is_dir():  # else the rename fails naming the temp file, not config.json
+            raise RlcarError(f"{self.config_path} is a folder; remove it or use another --run-dir")
         write_json_atomic(self.config_path, config)
 
     def update_config(self, updates: dict[str, Any]) -> dict[str, Any]:
