@@ -15,6 +15,9 @@ from rlcar_core.apps.serve.app import ServeConfig, create_app  # noqa: E402
 from rlcar_core.apps.serve.leaderboard import Leaderboard  # noqa: E402
 from rlcar_core.apps.serve.paths import OutsideRoot, resolve_under  # noqa: E402
 
+LOCAL = "http://127.0.0.1"  # the Host a loopback server without a token accepts
+WS = "ws://127.0.0.1"
+
 
 def write_run(root, name="run1", records=5):
     run = root / name
@@ -40,7 +43,7 @@ def root(tmp_path):
 
 @pytest.fixture()
 def client(root):
-    return TestClient(create_app(ServeConfig(root=root)))
+    return TestClient(create_app(ServeConfig(root=root)), base_url=LOCAL)
 
 
 def test_resolve_under_refuses_climbing_absolute_and_links(tmp_path):
@@ -80,7 +83,7 @@ def test_files_under_the_root_are_served(client):
 
 
 def test_token_guards_data_but_not_the_page(root):
-    client = TestClient(create_app(ServeConfig(root=root, token="secret")))
+    client = TestClient(create_app(ServeConfig(root=root, token="secret")), base_url=LOCAL)
     assert client.get("/").status_code == 200
     assert client.get("/api/runs").status_code == 403
     assert client.get("/api/runs", params={"token": "wrong"}).status_code == 403
@@ -224,7 +227,7 @@ def test_race_has_a_ghost_and_needs_an_ai(tmp_path):
 
 
 def test_drive_websocket_streams_status_and_jpeg_frames(client):
-    with client.websocket_connect("/ws/drive?agent=heuristic&fps=30") as socket:
+    with client.websocket_connect(WS + "/ws/drive?agent=heuristic&fps=30") as socket:
         meta = json.loads(socket.receive_text())
         frame = socket.receive_bytes()
         assert frame[:2] == b"\xff\xd8" and meta["driver"] == "AI: heuristic"
@@ -237,9 +240,9 @@ def test_drive_websocket_streams_status_and_jpeg_frames(client):
 
 
 def test_drive_websocket_reports_a_bad_driver(client):
-    with client.websocket_connect("/ws/drive?agent=dreamer&run=missing") as socket:
+    with client.websocket_connect(WS + "/ws/drive?agent=dreamer&run=missing") as socket:
         assert "no run" in json.loads(socket.receive_text())["error"]
-    with client.websocket_connect("/ws/drive?agent=pilot") as socket:
+    with client.websocket_connect(WS + "/ws/drive?agent=pilot") as socket:
         assert "unknown driver" in json.loads(socket.receive_text())["error"]
 
 
@@ -268,3 +271,141 @@ def test_tensorboard_event_files_beside_metrics(tmp_path):
         writer.write({"kind": "checkpoint", "step": 30})
     (event_file,) = tmp_path.glob("events.out.tfevents.*")
     assert _event_scalars(event_file) == [("wm/loss", 10, 2.5), ("eval/progress_mean", 20, 0.75)]
+
+
+# --- issue 30, part 3: bad input gets one line and a 4xx, never a 500 ----------------------------------
+
+
+def _one_line_4xx(response, *words):
+    assert 400 <= response.status_code < 500, (response.status_code, response.text[:200])
+    message = response.json()["error"]
+    assert "\n" not in message and len(message) < 400, message
+    for word in words:
+        assert word in message, message
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/metrics?run=run1&since=%C2%B2", "/api/metrics?run=run1&since=-1", "/api/metrics?run=" + "a" * 300,
+     "/files/" + "a" * 300, "/files/" + "a/" * 3000 + "a", "/files/" + "é" * 200],
+)  # fmt: skip
+def test_bad_paths_and_numbers_get_one_line_4xx(client, path):
+    _one_line_4xx(client.get(path))
+
+
+def test_long_run_names_in_job_forms_get_one_line_4xx(client):
+    _one_line_4xx(client.post("/api/video", json={"agent": "dreamer", "run": "a" * 300}), "no run")
+    _one_line_4xx(client.post("/api/dream", json={"run": "a" * 300}), "no run")
+    _one_line_4xx(client.post("/api/dream", json={"run": "a/" * 3000}), "no run")
+
+
+def test_live_view_fps_with_a_unicode_digit_falls_back_to_the_default(client):
+    with client.websocket_connect(WS + "/ws/drive?agent=heuristic&fps=%C2%B2") as socket:
+        assert "driver" in json.loads(socket.receive_text())
+        assert socket.receive_bytes()[:2] == b"\xff\xd8"
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [("agent=heuristic&track=3000000000", "--track must be at most"), ("track=-1", "--track must be at least"),
+     ("track=%C2%B2", "--track must be a whole number"), ("agent=dreamer&run=" + "a" * 300, "no run"),
+     ("agent=dreamer&run=" + "a/" * 3000, "no run")],
+)  # fmt: skip
+def test_live_view_refuses_bad_values_with_a_message(client, query, words):
+    """Checked before any JAX call; the page shows the message (the socket then closes 4400)."""
+    from starlette.websockets import WebSocketDisconnect
+
+    with client.websocket_connect(WS + "/ws/drive?" + query) as socket:
+        message = json.loads(socket.receive_text())["error"]
+        assert words in message and "\n" not in message
+        with pytest.raises(WebSocketDisconnect) as closed:
+            socket.receive_text()
+        assert closed.value.code == 4400
+
+
+def write_kind(root, name, kind):
+    """An empty run that `rlcar runs` lists as a dreamer run, or a `play` folder of human drives."""
+    run = root / name
+    if kind == "dreamer":
+        (run / "checkpoints" / "dreamer").mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"dreamer": {}}))
+    else:
+        (run / "human").mkdir(parents=True)
+        (run / "human" / "actions.npy").write_bytes(b"")
+    return run
+
+
+@pytest.mark.parametrize(
+    ("path", "form", "words"),
+    [("/api/train", {"run": "leaderboard.json", "episodes": 1}, "kept for the server"),
+     ("/api/train", {"run": "play", "episodes": 1}, "kept for the server"),
+     ("/api/train", {"run": "x", "episodes": 10**30}, "--episodes"),
+     ("/api/train", {"run": "x", "episodes": "9999999999999"}, "--episodes"),
+     ("/api/video", {"agent": "heuristic", "max_steps": 0}, "--max-steps must be at least 1"),
+     ("/api/video", {"agent": "heuristic", "max_steps": "0"}, "--max-steps must be at least 1"),
+     ("/api/video", {"agent": "heuristic", "track": 3000000000}, "--track must be at most"),
+     ("/api/dream", {"run": "play"}, "only a dreamer or World Models run"),
+     ("/api/dream", {"run": "run1"}, "only a dreamer or World Models run"),
+     ("/api/video", {"agent": "worldmodel", "run": "dreamer-run"}, "the dreamer driver reads it"),
+     ("/api/video", {"agent": "dreamer", "run": "play"}, "not a trained agent's run")],
+)  # fmt: skip
+def test_jobs_are_checked_before_they_start(client, root, path, form, words):
+    write_kind(root, "dreamer-run", "dreamer")
+    write_kind(root, "play", "play")
+    _one_line_4xx(client.post(path, json=form), *words.split("|"))
+    assert client.get("/api/jobs").json()["jobs"] == []
+
+
+def test_stop_wants_json_or_nothing(client):
+    response = client.post("/api/jobs/1/stop", content="{oops", headers={"content-type": "application/json"})
+    _one_line_4xx(response, "JSON")
+    assert client.post("/api/jobs/1/stop", headers={"content-type": "application/json"}).status_code == 404
+
+
+def test_concurrent_jobs_are_limited(root, monkeypatch):
+    """A third job while two run is refused (429) with the reason; a finished one frees its place."""
+    import sys
+
+    from rlcar_core.apps.serve import jobs
+
+    monkeypatch.setattr(
+        jobs, "rlcar_argv", lambda *args: [sys.executable, "-c", "import time; time.sleep(60)"]
+    )
+    app = create_app(ServeConfig(root=root, max_jobs=2))
+    client = TestClient(app, base_url=LOCAL)
+    manager = app.app.state.server.jobs
+    try:
+        for _ in range(2):
+            assert client.post("/api/video", json={"agent": "heuristic"}).status_code == 202
+        response = client.post("/api/video", json={"agent": "heuristic"})
+        assert response.status_code == 429 and "wait for one to end" in response.json()["error"]
+        first = next(iter(manager.jobs.values()))
+        first.process.kill()
+        first.process.wait()
+        assert client.post("/api/video", json={"agent": "heuristic"}).status_code == 202
+    finally:
+        for job in manager.jobs.values():
+            job.process.kill()
+            job.process.wait()
+
+
+@pytest.mark.parametrize("host", ["evil.example:8765", "evil.example", "127.0.0.1.evil.example", "[::2]:80"])
+def test_dns_rebinding_names_are_refused_without_a_token(root, host):
+    client = TestClient(create_app(ServeConfig(root=root)), base_url=LOCAL)
+    headers = {"host": host, "origin": f"http://{host}"}
+    _one_line_4xx(client.get("/api/runs", headers=headers), "Host")
+    _one_line_4xx(client.post("/api/train", json={"run": "x", "episodes": 1}, headers=headers), "Host")
+    assert client.get("/", headers=headers).status_code == 403
+
+
+@pytest.mark.parametrize("host", ["localhost:8765", "127.0.0.1:8765", "[::1]:8765", "LOCALHOST"])
+def test_loopback_names_are_accepted(root, host):
+    client = TestClient(create_app(ServeConfig(root=root)), base_url=LOCAL)
+    assert client.get("/api/runs", headers={"host": host}).status_code == 200
+
+
+def test_with_a_token_any_host_name_may_reach_the_server(root):
+    """Bound beyond loopback (a token is then required), the token is the check, not the name."""
+    client = TestClient(create_app(ServeConfig(root=root, token="secret")), base_url=LOCAL)
+    headers = {"host": "box.lan:8765", "x-rlcar-token": "secret"}
+    assert client.get("/api/runs", headers=headers).status_code == 200

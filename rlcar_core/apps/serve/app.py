@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rlcar_core.apps.serve import forms, runs_view
-from rlcar_core.apps.serve.jobs import DREAM, TRAIN, VIDEO, JobConflict, JobManager
+from rlcar_core.apps.serve.jobs import DREAM, TRAIN, VIDEO, JobConflict, JobManager, TooManyJobs
 from rlcar_core.apps.serve.leaderboard import Leaderboard
 from rlcar_core.apps.serve.paths import OutsideRoot, resolve_under
 from rlcar_core.apps.serve.security import AccessGuard
@@ -44,6 +45,7 @@ class ServeConfig:
     token: str | None = None  # required on every /api, /files and /ws request when set
     fps: int = DEFAULT_FPS  # frames per second of the live view (physics stays at the env's rate)
     stop_grace_seconds: float = 60.0  # how long Ctrl-C waits for each child trainer to save
+    max_jobs: int | None = None  # child jobs at once (None: half the cores, at least 2)
 
     def validate(self) -> None:
         if not 1 <= self.port <= 65535:
@@ -65,7 +67,7 @@ class Server:
         config.validate()
         self.config = config
         self.root = config.root.resolve()
-        self.jobs = JobManager(self.root / ".serve")
+        self.jobs = JobManager(self.root / ".serve", config.max_jobs)
         self.leaderboard = Leaderboard(self.root)
         self.closing = asyncio.Event()
 
@@ -79,16 +81,17 @@ class Server:
         from rlcar_core.io.runs import RunDir
 
         name = request.query_params.get("run", "")
-        since = request.query_params.get("since", "0")
-        if not since.isdigit():
-            return error("since must be a whole number")
+        since = _whole_number(request.query_params.get("since", "0"))
+        if since is None:
+            return error("since must be a whole number (0-9, at most 12 digits)")
+        shown = name if len(name) <= 80 else name[:80] + "..."
         try:
             path = resolve_under(self.root, name)
         except OutsideRoot:
-            return error(f"no run {name!r}", 404)
+            return error(f"no run {shown!r}", 404)
         if not path.is_dir():
-            return error(f"no run {name!r}", 404)
-        return JSONResponse(runs_view.metric_series(RunDir(path), int(since)))
+            return error(f"no run {shown!r}", 404)
+        return JSONResponse(runs_view.metric_series(RunDir(path), since))
 
     def leaderboard_view(self, request: Request) -> JSONResponse:
         return JSONResponse(self.leaderboard.read())
@@ -143,7 +146,9 @@ class Server:
     def job_list(self, request: Request) -> JSONResponse:
         return JSONResponse({"jobs": self.jobs.listing()})
 
-    def stop_job(self, request: Request) -> JSONResponse:
+    async def stop_job(self, request: Request) -> JSONResponse:
+        if await request.body():  # an empty body is fine; anything else must be a JSON object
+            await self.form(request)
         try:
             job = self.jobs.stop(request.path_params["job_id"])
         except KeyError:
@@ -167,7 +172,7 @@ class Server:
                 run, run_dir = forms.existing_run(self.root, dict(params))
                 checkpoint = forms.checkpoint_name(dict(params))
                 label = f"{agent} {run}:{checkpoint}"
-        track = forms._integer(dict(params), "track", "--track") or 0
+        track = forms.track_number(dict(params))
         return LiveConfig(
             agent=agent,
             run_dir=run_dir,
@@ -191,9 +196,11 @@ class Server:
                 live = await loop.run_in_executor(
                     worker, LiveDrive, config, self.root / PLAY_DIR, self.leaderboard
                 )
-            except RlcarError as problem:
-                await websocket.send_text(json.dumps({"error": str(problem)}))
-                await websocket.close(code=4400)
+            except (RlcarError, OSError, ValueError) as problem:
+                # One line the page shows where the frame would be, then a close it also reads.
+                message = str(problem).splitlines()[0][:300] if str(problem) else type(problem).__name__
+                await websocket.send_text(json.dumps({"error": message}))
+                await websocket.close(code=4400, reason=message.encode()[:120].decode(errors="ignore"))
                 return
             fps = _int_param(websocket.query_params.get("fps"), self.config.fps, 1, MAX_FPS)
             await self.stream(websocket, live, worker, fps)
@@ -252,10 +259,16 @@ class Server:
         return error("not found", 404)
 
 
+def _whole_number(value: str | None) -> int | None:
+    """``value`` as an int when it is 1-12 ASCII digits (``'²'.isdigit()`` is true, ``int('²')`` fails)."""
+    if value is None or not re.fullmatch(r"[0-9]{1,12}", value):
+        return None
+    return int(value)
+
+
 def _int_param(value: str | None, default: int, low: int, high: int) -> int:
-    if value is None or not value.isdigit():
-        return default
-    return min(max(int(value), low), high)
+    number = _whole_number(value)
+    return default if number is None else min(max(number, low), high)
 
 
 def _stamp() -> str:
@@ -275,7 +288,13 @@ def create_app(config: ServeConfig) -> Any:
     async def bad_input(request: Request, problem: RlcarError) -> Response:
         from rlcar_core.io.runs import RunInUse
 
+        if isinstance(problem, TooManyJobs):
+            return error(str(problem), 429)
         return error(str(problem), 409 if isinstance(problem, RunInUse | JobConflict) else 400)
+
+    async def refused_by_os(request: Request, problem: OSError) -> Response:
+        # The file system's own refusal (a name too long, a permission): one line, never a 500.
+        return error(f"the file system refused: {problem.strerror or type(problem).__name__}", 400)
 
     async def outside_root(request: Request, problem: OutsideRoot) -> Response:
         return error("not found", 404)
@@ -297,7 +316,12 @@ def create_app(config: ServeConfig) -> Any:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={RlcarError: bad_input, OutsideRoot: outside_root, 404: server.not_found},
+        exception_handlers={
+            RlcarError: bad_input,
+            OutsideRoot: outside_root,
+            OSError: refused_by_os,
+            404: server.not_found,
+        },
     )
     app.state.server = server
     return AccessGuard(app, config.token)

@@ -17,6 +17,11 @@ from rlcar_core.errors import RlcarError
 
 CHECKPOINT = re.compile(r"best|latest|ep\d{1,9}")
 MAX_VIDEO_STEPS = 5000
+MAX_DIGITS = 12  # a form's whole numbers: typed as text or sent as JSON numbers, the same bound
+# Held-out track n is drawn from seed EVAL_SEED_OFFSET + n, an int32 inside the simulator.
+MAX_TRACK = 2**31 - 1 - 1_000_000
+# The driver that reads each kind of run (``rlcar runs``' kinds) and the kinds ``dream`` can show.
+AGENT_FOR_KIND = {"dreamer": "dreamer", "worldmodels": "worldmodel"}
 # The train-dreamer options the page's form offers; each is a TrainDreamerConfig field, so the form
 # is parsed, checked and turned into argv by that config's own types, `validate` and option names.
 TRAIN_FORM_FIELDS = (
@@ -45,9 +50,13 @@ def _integer(form: dict[str, Any], field: str, option: str) -> int | None:
     if isinstance(value, bool):
         raise RlcarError(f"{option} must be a whole number, got {value!r}")
     if isinstance(value, int):
+        if abs(value) >= 10**MAX_DIGITS:
+            raise RlcarError(f"{option} must be a whole number of at most {MAX_DIGITS} digits, got {value!r}")
         return value
-    text = str(value).strip()
-    if not re.fullmatch(r"[+-]?\d{1,12}", text):
+    if isinstance(value, float) and value.is_integer() and abs(value) < 10**MAX_DIGITS:
+        return int(value)
+    text = str(value).strip()[:40]
+    if not re.fullmatch(r"[+-]?[0-9]{1,12}", text):
         raise RlcarError(f"{option} must be a whole number, got {value!r}")
     return int(text)
 
@@ -93,6 +102,8 @@ def training_argv(root: Path, form: dict[str, Any]) -> tuple[str, list[str]]:
 
     name = check_run_name(form.get("run", ""))
     run_path = resolve_under(root, name)
+    if run_path.exists() and not run_path.is_dir():
+        raise RlcarError(f"{name} is a file under the root, not a run: choose another name")
     fields = {field.name: field for field in dataclasses.fields(TrainDreamerConfig)}
     types = field_types()
     values: dict[str, Any] = {}
@@ -119,25 +130,63 @@ def existing_run(root: Path, form: dict[str, Any]) -> tuple[str, Path]:
     name = form.get("run")
     if not isinstance(name, str) or not name:
         raise RlcarError("choose a run")
+    shown = name if len(name) <= 80 else name[:80] + "..."
     try:
         path = resolve_under(root, name)
     except OutsideRoot:
-        raise RlcarError(f"no run {name!r} under the server's root") from None
+        raise RlcarError(f"no run {shown!r} under the server's root") from None
     if not path.is_dir():
-        raise RlcarError(f"no run {name!r} under the server's root")
+        raise RlcarError(f"no run {shown!r} under the server's root")
     return relative_name(root, path), path
+
+
+def run_kind(path: Path) -> str:
+    """``dreamer``, ``worldmodels``, ``play`` or ``unknown``, as ``rlcar runs`` lists the run."""
+    from rlcar_core.apps.runs import summarize_run
+
+    try:
+        return summarize_run(path).kind
+    except (OSError, ValueError, RlcarError):
+        return "unknown"
+
+
+def check_agent_fits(run: str, path: Path, agent: str) -> None:
+    """A learned driver only reads its own kind of run: refuse ``worldmodel`` on a dreamer run, etc."""
+    kind = run_kind(path)
+    wanted = AGENT_FOR_KIND.get(kind)
+    if wanted is None:
+        raise RlcarError(
+            f"{run} is not a trained agent's run ({_kind_words(kind)}): choose a dreamer or World Models run"
+        )
+    if wanted != agent:
+        raise RlcarError(f"{run} is a {kind} run: the {wanted} driver reads it, not {agent}")
+
+
+def _kind_words(kind: str) -> str:
+    return {"play": "human drives from `play`", "unknown": "no checkpoints rlcar knows"}.get(kind, kind)
 
 
 def steps_and_track(form: dict[str, Any]) -> tuple[int, int]:
     from rlcar_core.errors import require_at_least
 
-    max_steps = _integer(form, "max_steps", "--max-steps") or 300
-    track = _integer(form, "track", "--track") or 0
+    max_steps = _integer(form, "max_steps", "--max-steps")
+    max_steps = 300 if max_steps is None else max_steps
     require_at_least("--max-steps", max_steps, 1)
-    require_at_least("--track", track, 0)
     if max_steps > MAX_VIDEO_STEPS:
         raise RlcarError(f"--max-steps must be at most {MAX_VIDEO_STEPS} for a video from the page")
-    return max_steps, track
+    return max_steps, track_number(form)
+
+
+def track_number(form: dict[str, Any]) -> int:
+    """The held-out track asked for (0 when none): 0 .. MAX_TRACK, checked before any JAX call."""
+    from rlcar_core.errors import require_at_least
+
+    track = _integer(form, "track", "--track")
+    track = 0 if track is None else track
+    require_at_least("--track", track, 0)
+    if track > MAX_TRACK:
+        raise RlcarError(f"--track must be at most {MAX_TRACK}, got {track}")
+    return track
 
 
 def video_argv(root: Path, form: dict[str, Any], stamp: str) -> tuple[str, str, list[str]]:
@@ -149,6 +198,7 @@ def video_argv(root: Path, form: dict[str, Any], stamp: str) -> tuple[str, str, 
     argv = ["export-video", "--agent", agent, "--max-steps", str(max_steps), "--track", str(track)]
     if agent in LEARNED_AGENT_LOADERS:
         run, path = existing_run(root, form)
+        check_agent_fits(run, path, agent)
         checkpoint = checkpoint_name(form)
         argv += ["--run-dir", str(path), "--checkpoint", checkpoint]
         output = f"{run}/videos/{agent}-{checkpoint}-track{track}-{stamp}.mp4"
@@ -164,6 +214,11 @@ def dream_argv(root: Path, form: dict[str, Any], stamp: str) -> tuple[str, str, 
     """(run name, output below root, dream argv): real | dreamed side by side, as `rlcar dream -o`."""
     run, path = existing_run(root, form)
     checkpoint = checkpoint_name(form)
+    kind = run_kind(path)
+    if kind not in AGENT_FOR_KIND:
+        raise RlcarError(
+            f"{run} is not a trained agent's run ({_kind_words(kind)}): only a dreamer or World Models run dreams"
+        )
     max_steps, track = steps_and_track(form)
     output = f"{run}/videos/dream-{checkpoint}-track{track}-{stamp}.mp4"
     target = resolve_under(root, output)

@@ -30,6 +30,15 @@ class JobConflict(RlcarError):
     """The page already runs a trainer on this run."""
 
 
+class TooManyJobs(RlcarError):
+    """As many jobs run as the machine's cores allow: the page answers 429 until one ends."""
+
+
+def default_job_limit() -> int:
+    """Jobs at once: each trainer or renderer keeps about a core busy (2 on a 2-core machine)."""
+    return max(2, (os.cpu_count() or 2) // 2)
+
+
 @dataclasses.dataclass
 class Job:
     id: str
@@ -90,8 +99,9 @@ def rlcar_argv(*args: str) -> list[str]:
 class JobManager:
     """Starts, lists and stops the server's child processes; ``shutdown`` stops them all cleanly."""
 
-    def __init__(self, log_dir: Path):
+    def __init__(self, log_dir: Path, max_running: int | None = None):
         self.log_dir = log_dir
+        self.max_running = max_running or default_job_limit()
         self.jobs: dict[str, Job] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -104,6 +114,12 @@ class JobManager:
                 j.kind == TRAIN and j.run == run and j.running for j in self.jobs.values()
             ):
                 raise JobConflict(f"{run} is already training from this page; stop it first")
+            running = sum(j.running for j in self.jobs.values())
+            if running >= self.max_running:
+                raise TooManyJobs(
+                    f"{running} jobs already run, the most this machine takes at once "
+                    f"({self.max_running}); wait for one to end or stop one"
+                )
             job_id = str(next(self._ids))
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log_path = self.log_dir / f"job-{os.getpid()}-{job_id}-{kind}.log"

@@ -30,6 +30,22 @@ def _header(scope, name: bytes) -> str | None:
     return None
 
 
+def loopback_host(scope) -> bool:
+    """The Host header names this machine (localhost, 127.0.0.1, [::1], any port), or is absent.
+
+    Without a token the server trusts whoever reaches loopback; a page on evil.example whose name was
+    re-pointed at 127.0.0.1 (DNS rebinding) reaches it too, but its requests carry ``Host:
+    evil.example``. Jupyter refuses those the same way."""
+    host = _header(scope, b"host")
+    if host is None:
+        return True  # HTTP/1.0 clients; every browser sends Host
+    try:
+        name = urlsplit("//" + host).hostname
+    except ValueError:
+        return False
+    return name in LOOPBACK_HOSTS
+
+
 def same_origin(scope) -> bool:
     """Browsers send Origin on cross-site requests and on every WebSocket; it must name this server."""
     origin = _header(scope, b"origin")
@@ -64,6 +80,10 @@ class AccessGuard:
             given = presented_token(scope) or ""
             if not hmac.compare_digest(given.encode(), self.token.encode()):
                 return await _refuse(scope, receive, send, 403, "missing or wrong access token")
+        if self.token is None and not loopback_host(scope):
+            return await _refuse(
+                scope, receive, send, 403, "Host is not this machine (localhost, 127.0.0.1 or [::1])"
+            )
         if changes_state and not same_origin(scope):
             return await _refuse(scope, receive, send, 403, "cross-origin request refused")
         if scope["type"] == "http" and changes_state:
