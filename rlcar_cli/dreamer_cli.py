@@ -20,7 +20,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from rlcar_cli.options import Json, Progress, RunDir
-from rlcar_cli.output import emit_json, show_progress, stderr_console, training_outcomes
+from rlcar_cli.output import emit_json, show_progress, stderr_console, stdout_console, training_outcomes
 
 NARROW_COLUMNS = 100  # below this, the progress line shows only episodes, speed, held-out and ETA
 
@@ -175,7 +175,7 @@ def train_dreamer_command(
     if json_out:
         emit_json(result)
         return
-    console = stderr_console()
+    console = stdout_console()  # the run's outcome is the result; the lines above were progress
     console.print(
         f"{result['episodes']} episodes, {result['env_steps']:,} env steps, {result['updates']:,} updates"
     )

@@ -39,8 +39,10 @@ from rlcar_cli.output import (
     emit_json,
     make_progress,
     print_error,
+    print_result,
     show_progress,
     stderr_console,
+    stdout_console,
     user_errors,
 )
 from rlcar_cli.runs_cli import register as register_runs
@@ -224,7 +226,7 @@ def print_eval_table(results: list[dict]) -> None:
                 "yes" if run["crashed"] else "no",
                 f"{run['steps'] * step_seconds:.1f} s" if lap else "-",
             )
-    stderr_console().print(table)
+    print_result(table)
 
 
 @app.command("play")
@@ -277,7 +279,7 @@ def play_command(
         partner = partner_for(config)
         if partner is not None:
             announce_default_run(partner, run_dir)
-        console = stderr_console()
+        console = stdout_console()  # each episode's summary is a result: stdout, like eval's table
 
         def report(summary: dict) -> None:
             saved = f", saved {summary['saved']}" if "saved" in summary else ""
@@ -333,7 +335,7 @@ def export_video_command(
     if json_out:
         emit_json(result)
     else:
-        stderr_console().print(
+        stdout_console().print(
             f"wrote {result['frames']} frames to {result['path']}", soft_wrap=True, highlight=False
         )
 

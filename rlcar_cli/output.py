@@ -1,4 +1,7 @@
-"""How commands talk: Rich on stderr for people, one JSON document on stdout for scripts, exit codes.
+"""How commands talk: what a command produced (its table, listing or summary) on stdout, as a table
+for people or, with --json, as one JSON document for scripts; progress, warnings and errors on stderr
+(Rich); exit codes. So `rlcar runs | wc -l` counts lines of the listing, and a progress bar never
+lands in a file the results are redirected to.
 
 The error boundary lives here: every failure leaves as ONE line on stderr and an exit code.
 
@@ -30,6 +33,7 @@ must answer instantly.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import os
@@ -77,6 +81,119 @@ def stderr_console():
     if sys.stderr.isatty():
         return Console(stderr=True)
     return Console(stderr=True, soft_wrap=True, width=max(200, shutil.get_terminal_size().columns))
+
+
+def stdout_console():
+    """Rich on stdout, for results. Its width: the terminal's; piped, $COLUMNS when set, else the width
+    of the terminal the user watches (stderr's: `rlcar runs | head` fits it), else (a file, a CI log)
+    wide enough that no row wraps, so each stays one greppable line."""
+    from rich.console import Console
+
+    if sys.stdout.isatty():
+        return Console()
+    width = os.environ.get("COLUMNS", "")
+    if width.isdigit() and int(width) > 0:
+        return Console(width=int(width))
+    if sys.stderr.isatty():
+        return Console(width=shutil.get_terminal_size().columns)
+    return Console(width=WIDE_OUTPUT)
+
+
+WIDE_OUTPUT = 240  # columns of results written to a file: wide enough for every table's full width
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """One column of a `fitted_table`. `keep`: the higher, the longer it stays when the terminal is
+    narrow (the lowest goes first); `wrap`: its cells may break between words; `least`: the narrowest
+    it may get (default: its longest word), for cells whose phrases should not break ("0.611 (ep180)")."""
+
+    header: str
+    justify: str = "left"
+    keep: int = 0
+    wrap: bool = True
+    least: int | None = None
+
+
+GAP = 2  # spaces between the columns of a fitted table
+
+
+def fitted_table(title: str, columns: list[Column], rows: list[list[str]], width: int):
+    """A Rich table (cells in Rich markup) that fits `width` columns without cutting a word letter by
+    letter: columns that cannot fit go, least kept first (the caption says which), then wrapping
+    columns narrow toward their longest word. Rich's own fitting squeezes every column alike, which
+    folds paths and numbers mid-word ("pretrai/ned")."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    cells = [[Text.from_markup(cell) for cell in row] for row in rows]
+
+    def lines(index: int) -> list[str]:
+        found = columns[index].header.splitlines()
+        for row in cells:
+            found += row[index].plain.splitlines()
+        return found or [""]
+
+    natural = [max(len(line) for line in lines(i)) for i in range(len(columns))]
+    least = [
+        natural[i]
+        if not column.wrap
+        else min(
+            natural[i], column.least or max(len(word) for line in lines(i) for word in line.split() or [""])
+        )
+        for i, column in enumerate(columns)
+    ]
+    kept = list(range(len(columns)))
+
+    def needed(widths: list[int]) -> int:
+        return sum(widths[i] for i in kept) + GAP * (len(kept) - 1)
+
+    while len(kept) > 1 and needed(least) > width:
+        # the least kept goes; of equals, the rightmost
+        kept.remove(min(reversed(kept), key=lambda i: columns[i].keep))
+    # Then the least kept columns narrow first, each straight to its least width, so one column wraps
+    # at its phrase boundaries instead of every column wrapping a little, mid-phrase.
+    widths = list(natural)
+    for i in sorted(kept, key=lambda i: columns[i].keep):
+        widths[i] = max(least[i], widths[i] - max(0, needed(widths) - width))
+    dropped = [columns[i].header.split(" (")[0] for i in range(len(columns)) if i not in kept]
+    table = Table(
+        title=title,
+        title_justify="left",
+        caption=f"hidden at this width: {', '.join(dropped)}; --json has all" if dropped else None,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, GAP - 1, 0, 0),
+    )
+    for i in kept:
+        column = columns[i]
+        table.add_column(
+            column.header,
+            justify=column.justify,
+            width=widths[i],
+            no_wrap=not column.wrap,
+            overflow="ellipsis" if not column.wrap else "fold",
+        )
+    for row in cells:
+        table.add_row(*(row[i] for i in kept))
+    return table
+
+
+def print_result(renderable, console=None) -> None:
+    """A result (table, listing, summary line) on stdout. Off a terminal each line loses Rich's padding
+    to the table's width: trailing spaces in a file or a pipe only get in the way of diff and grep."""
+    console = console or stdout_console()
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    with console.capture() as captured:
+        console.print(renderable)
+    lines = captured.get().splitlines()
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in lines))
+    sys.stdout.flush()
 
 
 def print_error(message: str) -> None:

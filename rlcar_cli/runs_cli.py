@@ -6,9 +6,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from rlcar_cli.options import Json
-from rlcar_cli.output import emit_json, stderr_console, user_errors
+from rlcar_cli.output import (
+    Column,
+    emit_json,
+    fitted_table,
+    print_result,
+    stderr_console,
+    stdout_console,
+    user_errors,
+)
 
 
 def runs_command(
@@ -56,37 +65,39 @@ def _best_cell(run) -> str:
     return best
 
 
-def print_runs_table(runs, root: Path) -> None:
-    from rich.table import Table
+# What a narrow terminal keeps longest (highest `keep`): which run, what it is, how good it is.
+RUN_COLUMNS = [
+    Column("run", keep=9, wrap=False),  # a path to copy into --run-dir: never broken
+    Column("kind", keep=8),
+    Column("env / obs", keep=7, least=len("carracing /")),
+    Column("best progress", justify="right", keep=6, least=len("0.000 (ep000)")),  # breaks only at "(20 ep.)"
+    Column("env steps", justify="right", keep=5, wrap=False),
+    Column("episodes", justify="right", keep=3, wrap=False),
+    Column("checkpoints (newest first)", keep=2, wrap=False),  # one line per model
+    Column("modified", keep=1, wrap=False),
+]
 
-    console = stderr_console()
+
+def print_runs_table(runs, root: Path) -> None:
+    """The listing, on stdout (a result, like `ls` or `docker ps`), fitted to the terminal's width."""
+    console = stdout_console()
     if not runs:
-        console.print(f"no runs under {root}")
+        stderr_console().print(f"no runs under {root}", soft_wrap=True, highlight=False)
         return
-    table = Table(title=f"runs under {root}")
-    for column, justify in (
-        ("run", "left"),
-        ("kind", "left"),
-        ("env / obs", "left"),
-        ("episodes", "right"),
-        ("env steps", "right"),
-        ("best progress", "right"),
-        ("checkpoints (newest first)", "left"),
-        ("modified", "left"),
-    ):
-        table.add_column(column, justify=justify, overflow="fold")
-    for run in runs:
-        table.add_row(
-            run.path + (f"\n[yellow]in use: {run.in_use_by}[/]" if run.in_use_by else ""),
+    rows = [
+        [
+            escape(run.path) + (f"\n[yellow]in use: {escape(run.in_use_by)}[/]" if run.in_use_by else ""),
             _kind_cell(run),
-            " / ".join(part for part in (run.env, run.obs) if part) or "-",
-            "-" if run.episodes is None else f"{run.episodes:,}",
-            "-" if run.env_steps is None else f"{run.env_steps:,}",
+            escape(" / ".join(part for part in (run.env, run.obs) if part) or "-"),
             _best_cell(run),
-            _checkpoint_cell(run),
+            "-" if run.env_steps is None else f"{run.env_steps:,}",
+            "-" if run.episodes is None else f"{run.episodes:,}",
+            escape(_checkpoint_cell(run)),
             run.modified.replace("T", " "),
-        )
-    console.print(table)
+        ]
+        for run in runs
+    ]
+    print_result(fitted_table(f"runs under {root}", RUN_COLUMNS, rows, console.width), console)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from rlcar_cli.options import Json
-from rlcar_cli.output import emit_json, stderr_console, user_errors
+from rlcar_cli.output import emit_json, stdout_console, user_errors
 
 
 def ship_command(
@@ -50,7 +50,7 @@ def ship_command(
     if json_out:
         emit_json(card)
     else:
-        stderr_console().print(
+        stdout_console().print(
             f"shipped {card['agent']} {card['checkpoint']} of {run_dir} to {card['path']} "
             f"({card['size_bytes'] / 2**20:.1f} MB); try `rlcar eval --run-dir {card['path']}`",
             soft_wrap=True,

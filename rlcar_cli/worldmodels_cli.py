@@ -22,6 +22,7 @@ from rlcar_cli.output import (
     make_progress,
     show_progress,
     stderr_console,
+    stdout_console,
     training_outcomes,
     user_errors,
 )
@@ -136,7 +137,7 @@ def _training_bar(config: Any, progress_flag: bool | None, description: str, tot
 
 
 def _print_summary(result: dict[str, Any], keys: tuple[str, ...]) -> None:
-    console = stderr_console()
+    console = stdout_console()  # what the stage produced: a result, on stdout
     for key in keys:
         if result.get(key) is not None:
             console.print(f"{key}: {_format(result[key])}", soft_wrap=True)
@@ -172,7 +173,7 @@ def _collect(config: CollectConfig, json_out: bool, progress: bool | None) -> No
     if json_out:
         emit_json(result)
     else:
-        stderr_console().print(
+        stdout_console().print(
             f"wrote {result['episodes']} episodes ({result['steps']:,} steps) to {result['data_dir']}; "
             f"the dataset now holds {result['dataset_episodes']} episodes",
             soft_wrap=True,
@@ -306,7 +307,7 @@ def _dream(config: DreamConfig, json_out: bool, progress: bool | None) -> None:
         emit_json(result)
     else:
         where = f", wrote {result['path']}" if "path" in result else ""
-        stderr_console().print(
+        stdout_console().print(
             f"dreamed {result['steps']} steps ({result['ended_by']}): return real {result['real_return']:.1f}, "
             f"dream {result['dream_return']:.1f}, frame MSE {_format(result['frame_mse_mean'])}{where}",
             soft_wrap=True,

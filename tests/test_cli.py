@@ -131,11 +131,11 @@ def test_eval_human_compares_on_the_recorded_track_and_shows_a_lap_time_only_for
     assert data["human"]["agent_on_same_track"]["track"] == data["human"]["recorded"]["track_seed"]
     table = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert table.exit_code == 0, table.output
-    (human_row,) = [line for line in table.stderr.splitlines() if "human (recorded)" in line]
+    (human_row,) = [line for line in table.stdout.splitlines() if "human (recorded)" in line]
     assert " s " not in human_row + " " and human_row.rstrip("│ ").endswith("-")
     record_human_run(tmp_path / "play", lap=True)  # newest recording: a lap, so a lap time
     table = runner.invoke(app, args, env={"COLUMNS": "200"})
-    (human_row,) = [line for line in table.stderr.splitlines() if "human (recorded)" in line]
+    (human_row,) = [line for line in table.stdout.splitlines() if "human (recorded)" in line]
     assert "0.5 s" in human_row
 
 
@@ -150,8 +150,9 @@ def test_eval_compares_several_agents_on_the_same_tracks():
     assert "agents" not in single and single["agent"] == "random"
     assert single["per_episode"] == random["per_episode"]  # same tracks, same seed, same numbers
     table = runner.invoke(app, base[:-1] + ["--agent", "heuristic", "--agent", "random"])
-    assert table.exit_code == 0 and table.stdout == ""
-    rows = [line for line in table.stderr.splitlines() if line.startswith("│")]
+    # The table is the result: on stdout, like `ls`; stderr keeps only messages (none here).
+    assert table.exit_code == 0 and table.stderr == ""
+    rows = [line for line in table.stdout.splitlines() if line.startswith("│")]
     assert [row.split("│")[1].strip() for row in rows] == ["heuristic", "random"]
 
 

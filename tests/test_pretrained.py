@@ -278,7 +278,7 @@ def test_runs_lists_shipped_agents_with_their_card(shipped_dreamer, shipped_worl
     assert worldmodel.best_progress_checkpoint == "ep2"
     assert [run["path"] for run in invoke("runs", "--root", root, "--json")] == [shipped_worldmodel["path"]]
     table = runner.invoke(app, ["runs", "--root", str(root)])
-    assert table.exit_code == 0 and "shipped" in table.stderr
+    assert table.exit_code == 0 and "shipped" in table.stdout
 
 
 # -- read-only use ---------------------------------------------------------------------------------

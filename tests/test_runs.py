@@ -250,3 +250,50 @@ def test_a_config_json_that_is_a_folder_is_named(tmp_path):
     run.config_path.mkdir(parents=True)
     with pytest.raises(RlcarError, match=r"config\.json is a folder"):
         run.write_config({"a": 1})
+
+
+def _runs_listing(root, columns: int, cwd=None) -> subprocess.CompletedProcess:
+    """`rlcar runs --root ROOT | cat` at a given terminal width, through the real entry point."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "COLUMNS": str(columns)}
+    code = "from rlcar_cli.main import main; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, "runs", "--root", str(root)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+
+
+def test_runs_listing_is_on_stdout_and_fits_80_columns_without_breaking_words():
+    """Issue 29: the listing is a result (stdout, so `rlcar runs | wc -l` counts it); at 80 columns the
+    least needed columns go instead of every cell folding letter by letter ("pretrai/ned")."""
+    repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = "pretrained"  # as the README runs it, from the repository's root
+    shipped = sorted(name for name in os.listdir(os.path.join(repository, root)) if not name.startswith("."))
+    narrow = _runs_listing(root, 80, cwd=repository)
+    assert narrow.returncode == 0 and narrow.stderr == "", narrow.stderr
+    lines = narrow.stdout.splitlines()
+    assert lines and all(len(line) <= 80 for line in lines), narrow.stdout
+    for name in shipped:  # each run's path whole, on one line, to copy into --run-dir
+        assert any(f"{root}/{name}" in line for line in lines), name
+    assert "hidden at this width:" in narrow.stdout and "best progress" in lines[1]
+    wide = _runs_listing(root, 250, cwd=repository)
+    header = wide.stdout.splitlines()[1]
+    for column in (
+        "run",
+        "kind",
+        "env / obs",
+        "best progress",
+        "env steps",
+        "episodes",
+        "checkpoints",
+        "modified",
+    ):
+        assert column in header
+    assert "hidden" not in wide.stdout
+
+
+def test_runs_on_an_empty_root_lists_nothing_on_stdout(tmp_path):
+    empty = _runs_listing(tmp_path, 80)
+    assert empty.returncode == 0 and empty.stdout == "" and "no runs under" in empty.stderr
