@@ -131,6 +131,9 @@ def test_dashboard_charts_a_run_with_points(server, page):
     page.wait_for_function("Number(document.querySelector('#runs-charts').dataset.points) >= 24")
     assert page.locator("#runs-charts .chart canvas").count() >= 2
     assert "held-out progress" in page.locator("#runs-charts").inner_text()
+    # One chart per loss, so wm/loss (9 -> 0.75) does not flatten actor/loss (0 - 0.3).
+    for loss in ("wm/loss", "actor/loss", "critic/loss"):
+        assert page.locator(f"#runs-charts .chart[data-chart='loss:{loss}']").count() == 1
     screenshot(page, "serve-dashboard.png")
 
 
@@ -167,6 +170,86 @@ def test_holding_arrow_up_speeds_the_car_up(server, page):
     after = float(page.locator("#drive-speed").inner_text().split()[0])
     page.keyboard.up("ArrowUp")
     assert after > before + 5, (before, after)
+
+
+PRETRAINED_WORLD_MODEL = Path(__file__).resolve().parents[1] / "pretrained" / "worldmodel-rlcar-pixels"
+
+
+def test_latent_view_slider_changes_the_decoded_frame(server, page):
+    """A World Models agent drives; paused, moving z3 changes V's decoded frame and C's action."""
+    import shutil
+
+    from PIL import Image, ImageChops
+
+    if not (PRETRAINED_WORLD_MODEL / "checkpoints").is_dir():
+        pytest.skip(f"{PRETRAINED_WORLD_MODEL} is missing")
+    shutil.copytree(PRETRAINED_WORLD_MODEL, server["root"] / "wm-pixels", dirs_exist_ok=True)
+    page.goto(server["base"])
+    page.click("nav button[data-tab=latent]")
+    page.wait_for_selector("#latent-driver option", state="attached")
+    assert "connecting" not in page.locator("#latent-state").inner_text()
+    page.click("#latent-form button[type=submit]")
+    page.wait_for_function("Number(document.querySelector('#latent-view').dataset.step) >= 5")
+    page.click("#latent-pause")
+    page.wait_for_function("document.querySelector('#latent-view').dataset.paused === 'true'")
+    page.wait_for_timeout(300)  # the last state of the step paused on
+    reconstruction = page.locator("#latent-reconstruction")
+    before = reconstruction.screenshot()
+    steer_before = page.locator("#latent-steer").inner_text()
+    slider = page.locator("#latent-sliders input[data-index='3']")
+    assert slider.is_enabled()
+    # z3 pulls this C's steering right: move it against the steer shown, so the change can't saturate.
+    value = "-3" if float(steer_before) >= 0 else "3"
+    slider.evaluate(
+        f"s => {{ s.value = '{value}'; s.dispatchEvent(new Event('input', {{ bubbles: true }})); }}"
+    )
+    page.wait_for_function("Number(document.querySelector('#latent-view').dataset.probes) >= 1")
+    page.wait_for_function("document.querySelector('#latent-state').textContent.includes('z3')")
+    after = reconstruction.screenshot()
+    difference = ImageChops.difference(
+        Image.open(io.BytesIO(before)).convert("RGB"), Image.open(io.BytesIO(after)).convert("RGB")
+    )
+    assert difference.getbbox() is not None, "moving z3 left the decoded frame unchanged"
+    assert page.locator("#latent-steer").inner_text() != steer_before
+    assert "|h|" in page.locator("#latent-h-summary").inner_text()
+    screenshot(page, "serve-latent.png")
+    page.click("#latent-pause")  # resume: the car drives on
+    page.wait_for_function("document.querySelector('#latent-view').dataset.paused === 'false'")
+    page.click("nav button[data-tab=runs]")
+
+
+def test_a_bad_track_is_a_message_in_the_page_not_a_dead_frame(server, page):
+    page.goto(server["base"])
+    page.click("nav button[data-tab=drive]")
+    page.wait_for_selector("#drive-driver option[value='0']", state="attached")
+    page.select_option("#drive-driver", label="heuristic")
+    page.fill("#drive-form [name=track]", "3000000000")
+    page.click("#drive-form button[type=submit]")
+    page.wait_for_function(
+        "document.querySelector('#drive-state').textContent.includes('--track must be at most')"
+    )
+    assert page.locator("#drive-state.error").count() == 1 and not page.locator("#drive-frame").is_visible()
+    page.fill("#drive-form [name=track]", "0")
+    page.click("#drive-form button[type=submit]")
+    assert "connecting" in page.locator("#drive-state").inner_text()  # shown until the first frame
+    page.wait_for_function("document.querySelector('#drive-state').textContent === ''")
+    assert page.locator("#drive-frame").is_visible()
+    page.click("nav button[data-tab=runs]")
+
+
+def test_a_run_without_metrics_says_why_its_charts_are_empty(server, page):
+    import shutil
+
+    if not (PRETRAINED_WORLD_MODEL / "checkpoints").is_dir():
+        pytest.skip(f"{PRETRAINED_WORLD_MODEL} is missing")
+    shutil.copytree(PRETRAINED_WORLD_MODEL, server["root"] / "wm-pixels", dirs_exist_ok=True)
+    page.goto(server["base"])
+    page.click("#runs-table tbody tr[data-run='wm-pixels'] td:nth-child(2)")
+    page.wait_for_selector("#runs-charts .empty")
+    assert "no metrics.jsonl" in page.locator("#runs-charts .empty").inner_text()
+    page.click("#runs-table tbody tr[data-run='demo-run'] td:nth-child(2)")
+    page.wait_for_function("Number(document.querySelector('#runs-charts').dataset.points) >= 24")
+    assert page.locator("#runs-charts .empty").count() == 0
 
 
 def test_train_from_the_form_chart_then_stop_leaves_a_checkpoint(server, page):

@@ -197,10 +197,7 @@ class Server:
                     worker, LiveDrive, config, self.root / PLAY_DIR, self.leaderboard
                 )
             except (RlcarError, OSError, ValueError) as problem:
-                # One line the page shows where the frame would be, then a close it also reads.
-                message = str(problem).splitlines()[0][:300] if str(problem) else type(problem).__name__
-                await websocket.send_text(json.dumps({"error": message}))
-                await websocket.close(code=4400, reason=message.encode()[:120].decode(errors="ignore"))
+                await _refuse_socket(websocket, problem)
                 return
             fps = _int_param(websocket.query_params.get("fps"), self.config.fps, 1, MAX_FPS)
             await self.stream(websocket, live, worker, fps)
@@ -250,6 +247,82 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
                 await reader
 
+    # --- the latent space, live ------------------------------------------------------------------
+
+    def latent_config(self, params) -> Any:
+        from rlcar_core.apps.serve.latent import LatentConfig
+
+        form = dict(params)
+        run, run_dir = forms.existing_run(self.root, form)
+        if forms.run_kind(run_dir) != "worldmodels":
+            raise RlcarError(
+                f"{run} is not a World Models run: the latent view shows a VAE's z and an MDN-RNN's h"
+            )
+        return LatentConfig(
+            run_dir=run_dir, checkpoint=forms.checkpoint_name(form), track=forms.track_number(form)
+        )
+
+    async def latent(self, websocket: WebSocket) -> None:
+        """A World Models car: its state (frames, z, h, action) as JSON each step; pause and z edits in."""
+        from rlcar_core.apps.serve.latent import LatentView
+
+        await websocket.accept()
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlcar-latent")
+        loop = asyncio.get_running_loop()
+        view = None
+        try:
+            try:
+                config = self.latent_config(websocket.query_params)
+                view = await loop.run_in_executor(worker, LatentView, config)
+            except Exception as problem:  # noqa: BLE001 - a checkpoint that won't load: a message, not 1011
+                await _refuse_socket(websocket, problem)
+                return
+            await self.stream_latent(websocket, view, worker)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            if view is not None:
+                await loop.run_in_executor(worker, view.close)
+            worker.shutdown(wait=False)
+
+    async def stream_latent(self, websocket: WebSocket, view, worker) -> None:
+        """Driving: one state per physics step. Paused: one state per batch of commands (slider moves)."""
+        loop = asyncio.get_running_loop()
+        commands: asyncio.Queue = asyncio.Queue()
+
+        async def read_commands() -> None:
+            while True:
+                try:
+                    message = json.loads(await websocket.receive_text())
+                except (json.JSONDecodeError, TypeError):
+                    continue
+                if isinstance(message, dict):
+                    commands.put_nowait(message)
+
+        reader = asyncio.create_task(read_commands())
+        try:
+            next_step = time.monotonic()
+            await websocket.send_text(json.dumps(await loop.run_in_executor(worker, view.state)))
+            while not self.closing.is_set() and not reader.done():
+                timeout = None if view.paused else max(0.0, next_step - time.monotonic())
+                batch = []
+                with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                    batch.append(await asyncio.wait_for(commands.get(), timeout=timeout))
+                while not commands.empty():
+                    batch.append(commands.get_nowait())
+                for message in batch:
+                    await loop.run_in_executor(worker, view.command, message)
+                if not batch:
+                    await loop.run_in_executor(worker, view.tick)
+                    next_step = max(next_step + view.step_seconds, time.monotonic())
+                await websocket.send_text(json.dumps(await loop.run_in_executor(worker, view.state)))
+            if self.closing.is_set():
+                await websocket.close(code=1001)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
+                await reader
+
     # --- the page -----------------------------------------------------------------------------------
 
     def index(self, request: Request) -> Response:
@@ -257,6 +330,13 @@ class Server:
 
     def not_found(self, request: Request, problem: Exception) -> Response:
         return error("not found", 404)
+
+
+async def _refuse_socket(websocket: WebSocket, problem: Exception) -> None:
+    """One line the page shows where the frame would be, then a close (4400) it also reads."""
+    message = str(problem).splitlines()[0][:300] if str(problem) else type(problem).__name__
+    await websocket.send_text(json.dumps({"error": message}))
+    await websocket.close(code=4400, reason=message.encode()[:120].decode(errors="ignore"))
 
 
 def _whole_number(value: str | None) -> int | None:
@@ -311,6 +391,7 @@ def create_app(config: ServeConfig) -> Any:
         Route("/api/dream", server.dream, methods=["POST"]),
         Route("/files/{path:path}", server.file),
         WebSocketRoute("/ws/drive", server.drive),
+        WebSocketRoute("/ws/latent", server.latent),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(

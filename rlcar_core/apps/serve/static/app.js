@@ -42,6 +42,7 @@ function showTab(name) {
   for (const button of document.querySelectorAll("nav button")) button.classList.toggle("active", button.dataset.tab === name);
   for (const section of document.querySelectorAll(".tab")) section.hidden = section.id !== "tab-" + name;
   if (name !== "drive" && name !== "race") live.stop();
+  if (name !== "latent") latent.stop();
   if (name === "race") refreshLeaderboard();
 }
 for (const button of document.querySelectorAll("nav button")) button.addEventListener("click", () => showTab(button.dataset.tab));
@@ -97,18 +98,29 @@ class ChartPanel {
       try { stores.push(await fetchMetrics(run)); } catch (error) { stores.push(emptySeries()); }
     }
     const overlay = (pick) => this.runs.map((run, i) => ({ label: run, xs: pick(stores[i]).x, ys: pick(stores[i]).y }));
-    this.draw("progress", "held-out progress", overlay((s) => ({ x: s.eval.x, y: s.eval.progress })));
-    this.draw("return", "held-out return", overlay((s) => ({ x: s.eval.x, y: s.eval.return })));
-    this.draw("episodes", "episode return (training)", overlay((s) => ({ x: s.episodes.x, y: s.episodes.return })));
+    this.draw("progress", "held-out progress", overlay((s) => ({ x: s.eval.x, y: s.eval.progress })), "progress (laps)");
+    this.draw("return", "held-out return", overlay((s) => ({ x: s.eval.x, y: s.eval.return })), "return");
+    this.draw("episodes", "episode return (training)", overlay((s) => ({ x: s.episodes.x, y: s.episodes.return })), "return");
+    // One chart per loss: on one axis a reconstruction loss of ~200 would flatten every other one.
     const main = stores[0];
-    const losses = Object.entries(main.losses.series).map(([name, ys]) => ({ label: name, xs: main.losses.x, ys }));
-    this.draw("losses", `losses of ${this.runs[0]}`, losses);
+    for (const [name, ys] of Object.entries(main.losses.series)) {
+      this.draw("loss:" + name, `${name} (${this.runs[0]})`, [{ label: name, xs: main.losses.x, ys }], "loss", true);
+    }
     let points = 0;
     for (const store of stores) points += store.eval.x.length + store.episodes.x.length + store.losses.x.length;
     this.element.dataset.points = String(points);
+    this.emptyNote(points ? "" : `No chart for ${this.runs.join(", ")}: no metrics.jsonl records yet. ` +
+      "Shipped agents (pretrained/) keep only their checkpoints and card; a run being trained shows its first points within a minute.");
   }
 
-  draw(id, title, lines) {
+  emptyNote(message) {
+    let note = $(".empty", this.element);
+    if (!message) { if (note) note.remove(); return; }
+    if (!note) { note = document.createElement("p"); note.className = "empty"; this.element.prepend(note); }
+    note.textContent = message;
+  }
+
+  draw(id, title, lines, yLabel = "", small = false) {
     lines = lines.filter((line) => line.xs.length);
     if (!lines.length) return;
     const data = uPlot.join(lines.map((line) => [Float64Array.from(line.xs), line.ys.map((y) => (y === null ? null : y))]));
@@ -121,9 +133,10 @@ class ChartPanel {
       holder.dataset.chart = id;
       this.element.appendChild(holder);
       chart = new uPlot({
-        title, width: 460, height: 240,
+        title, width: small ? 340 : 460, height: small ? 200 : 240,
         scales: { x: { time: false } },
-        axes: [{ stroke: "#9aa0a6", grid: { stroke: "#2c3038" }, label: "env steps" }, { stroke: "#9aa0a6", grid: { stroke: "#2c3038" } }],
+        axes: [{ stroke: "#9aa0a6", grid: { stroke: "#2c3038" }, label: "env steps" },
+          { stroke: "#9aa0a6", grid: { stroke: "#2c3038" }, label: yLabel, size: 60 }],
         series: [{ label: "env steps" }, ...lines.map((line, i) => ({
           label: line.label, stroke: COLOURS[i % COLOURS.length], width: 1.5, spanGaps: true,
           points: { show: data[0].length < 60 },
@@ -194,6 +207,12 @@ function fillDrivers(drivers) {
     drivers.forEach((driver, i) => select.add(new Option(driver.label, String(i))));
     if ([...select.options].some((o) => o.value === previous)) select.value = previous;
   }
+  const latentSelect = $("#latent-driver");
+  const latentPrevious = latentSelect.value;
+  latentSelect.innerHTML = "";
+  drivers.forEach((driver, i) => { if (driver.agent === "worldmodel") latentSelect.add(new Option(driver.label, String(i))); });
+  if ([...latentSelect.options].some((o) => o.value === latentPrevious)) latentSelect.value = latentPrevious;
+  $("#latent-empty").hidden = latentSelect.options.length > 0;
   for (const select of document.querySelectorAll(".learned-runs")) {
     const previous = select.value;
     select.innerHTML = "";
@@ -235,8 +254,8 @@ const live = {
       if (driver.run) { params.set("run", driver.run); params.set("checkpoint", driver.checkpoint); }
     }
     if (race) params.set("race", "1");
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const socket = new WebSocket(withToken(`${scheme}://${location.host}/ws/drive?${params}`));
+    liveState(view, "connecting… (the first start loads and compiles the car: a few seconds)");
+    const socket = new WebSocket(socketUrl(`/ws/drive?${params}`));
     socket.binaryType = "blob";
     this.socket = socket;
     this.view = view;
@@ -248,9 +267,16 @@ const live = {
       const img = $(`#${view}-frame`);
       img.onload = () => URL.revokeObjectURL(url);
       img.src = url;
+      img.hidden = false;
+      if (!this.frames && !this.failed) liveState(view, "");
       this.frames += 1;
     };
-    socket.onclose = (event) => { if (event.code >= 4000 && event.reason) notice(event.reason); };
+    this.failed = false;
+    socket.onclose = (event) => {
+      if (this.socket !== socket) return;  // a newer start replaced it
+      if (event.code >= 4000 && event.reason && !this.failed) this.fail(event.reason);
+      else if (!this.failed) liveState(view, event.code === 1001 ? "the server stopped" : "disconnected: press Start again");
+    };
   },
 
   stop() {
@@ -261,8 +287,15 @@ const live = {
     if (this.socket && this.socket.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(message));
   },
 
+  fail(message) {
+    this.failed = true;
+    notice(message);
+    liveState(this.view, message, true);
+    $(`#${this.view}-frame`).hidden = true;  // no black box with a broken image: the message says why
+  },
+
   status(meta) {
-    if (meta.error) { notice(meta.error); return; }
+    if (meta.error) { this.fail(meta.error); return; }
     const view = this.view;
     $(`#${view}-speed`).textContent = meta.speed_kmh.toFixed(1) + " km/h";
     $(`#${view}-progress`).textContent = (100 * meta.progress).toFixed(1) + " %";
@@ -283,8 +316,25 @@ const live = {
   },
 };
 
+function socketUrl(path) {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  return withToken(`${scheme}://${location.host}${path}`);
+}
+
+function liveState(view, message, error = false) {
+  const box = $(`#${view}-state`);
+  if (!box) return;
+  box.textContent = message;
+  box.classList.toggle("error", error);
+}
+
 const KEY_NAMES = new Set(["arrowup", "arrowdown", "arrowleft", "arrowright", "w", "a", "s", "d"]);
 function onKey(event, down) {
+  if (activeTab === "latent" && down && event.key === " " && !event.target.matches("input, select, textarea, button")) {
+    event.preventDefault();
+    latent.togglePause();
+    return;
+  }
   if (activeTab !== "drive" && activeTab !== "race") return;
   if (event.target.matches("input, select, textarea")) return;
   const key = event.key.toLowerCase();
@@ -329,6 +379,171 @@ async function refreshLeaderboard() {
     body.appendChild(tr);
   });
 }
+
+// ---------------------------------------------------------------------------------------------------
+// The latent space, live: a World Models car; each step the server sends frames, z, h and C's action.
+// Paused, a slider moves one z dimension and the server answers with the decoded frame and C's action.
+
+const latent = {
+  socket: null, state: null, sliders: [], probes: 0,
+
+  start(driver, track) {
+    this.stop();
+    notice("");
+    const params = new URLSearchParams({ run: driver.run, checkpoint: driver.checkpoint, track: String(track) });
+    liveState("latent", "connecting… (loading V, M and C and compiling them: a few seconds)");
+    const socket = new WebSocket(socketUrl(`/ws/latent?${params}`));
+    this.socket = socket;
+    this.failed = false;
+    this.state = null;
+    $("#latent-view").dataset.step = "-1";
+    socket.onmessage = (event) => this.show(JSON.parse(event.data));
+    socket.onclose = (event) => {
+      if (this.socket !== socket) return;
+      this.buttons(false);
+      if (event.code >= 4000 && event.reason && !this.failed) this.fail(event.reason);
+      else if (!this.failed) liveState("latent", event.code === 1001 ? "the server stopped" : "disconnected: press Start again");
+    };
+  },
+
+  stop() {
+    if (this.socket) { const socket = this.socket; this.socket = null; socket.close(); }
+    this.buttons(false);
+  },
+
+  send(message) {
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(message));
+  },
+
+  togglePause() { if (this.state) this.send({ type: this.state.paused ? "resume" : "pause" }); },
+
+  fail(message) {
+    this.failed = true;
+    notice(message);
+    liveState("latent", message, true);
+  },
+
+  buttons(on) {
+    $("#latent-pause").disabled = !on;
+    $("#latent-reset-z").disabled = !on || !this.state || !this.state.paused || !this.state.edited.length;
+  },
+
+  makeSliders(size, limit) {
+    const holder = $("#latent-sliders");
+    holder.innerHTML = "";
+    this.sliders = [];
+    for (let i = 0; i < size; i++) {
+      const label = document.createElement("label");
+      const input = document.createElement("input");
+      Object.assign(input, { type: "range", min: String(-limit), max: String(limit), step: "0.01", value: "0" });
+      input.dataset.index = String(i);
+      input.setAttribute("aria-label", `z${i}`);
+      const value = document.createElement("output");
+      input.addEventListener("input", () => {
+        value.textContent = Number(input.value).toFixed(2);
+        this.send({ type: "set_z", index: i, value: Number(input.value) });
+      });
+      label.append(`z${i}`, input, value);
+      holder.appendChild(label);
+      this.sliders.push({ label, input, value });
+    }
+  },
+
+  show(state) {
+    if (state.error) { this.fail(state.error); return; }
+    const first = !this.state;
+    const view = $("#latent-view");
+    if (this.state && this.state.paused && state.paused && this.state.step === state.step) {
+      this.probes += 1;
+      view.dataset.probes = String(this.probes);
+    }
+    this.state = state;
+    if (first || this.sliders.length !== state.z.length) this.makeSliders(state.z.length, state.z_limit);
+    view.dataset.step = String(state.step);
+    view.dataset.paused = String(state.paused);
+    $("#latent-camera").src = state.camera;
+    $("#latent-reconstruction").src = state.reconstruction;
+    liveState("latent", state.paused
+      ? (state.edited.length ? `paused: C acts on your z (moved: ${state.edited.map((i) => "z" + i).join(", ")})` : "paused: move a z slider")
+      : `driving: ${$("#latent-driver").selectedOptions[0]?.textContent || ""}, track ${state.track}`);
+    $("#latent-pause").textContent = state.paused ? "Resume" : "Pause";
+    this.buttons(true);
+    const a = state.action;
+    const bars = document.querySelectorAll("#latent-action .bar span");
+    bars[0].style.left = `${50 + 50 * Math.min(0, a.steer)}%`;
+    bars[0].style.width = `${50 * Math.abs(a.steer)}%`;
+    bars[1].style.width = `${100 * a.gas}%`;
+    bars[2].style.width = `${100 * a.brake}%`;
+    $("#latent-steer").textContent = a.steer.toFixed(2);
+    $("#latent-gas").textContent = a.gas.toFixed(2);
+    $("#latent-brake").textContent = a.brake.toFixed(2);
+    $("#latent-action-note").textContent = state.edited.length ? "(what C would do with your z)" : "";
+    const h = state.h;
+    $("#latent-h-summary").textContent =
+      `${h.size} values · |h| ${h.norm.toFixed(2)} · mean ${h.mean.toFixed(3)} · std ${h.std.toFixed(3)} · min ${h.min.toFixed(2)} · max ${h.max.toFixed(2)}`;
+    drawStrip($("#latent-h"), h.values);
+    drawBars($("#latent-z"), state.z, state.z_seen, new Set(state.edited), state.z_limit);
+    $("#latent-step").textContent = `${state.step} (episode ${state.episode + 1})`;
+    $("#latent-speed").textContent = state.speed_kmh.toFixed(1) + " km/h";
+    $("#latent-progress").textContent = (100 * state.progress).toFixed(1) + " %";
+    $("#latent-last").textContent = state.last_return === null ? "-" : `return ${state.last_return.toFixed(1)}`;
+    state.z.forEach((v, i) => {
+      const slider = this.sliders[i];
+      slider.input.disabled = !state.paused;
+      if (document.activeElement !== slider.input) slider.input.value = String(v);
+      slider.value.textContent = v.toFixed(2);
+      slider.label.classList.toggle("edited", state.edited.includes(i));
+    });
+  },
+};
+
+function drawBars(canvas, values, seen, edited, limit) {
+  const g = canvas.getContext("2d");
+  const { width, height } = canvas;
+  g.clearRect(0, 0, width, height);
+  const mid = height / 2 - 8;
+  const scale = (mid - 4) / limit;
+  const slot = width / values.length;
+  g.strokeStyle = "#3a3f48";
+  g.beginPath(); g.moveTo(0, mid); g.lineTo(width, mid); g.stroke();
+  g.font = "11px system-ui";
+  g.textAlign = "center";
+  values.forEach((v, i) => {
+    const x = i * slot + 2;
+    const w = slot - 4;
+    const y = v >= 0 ? mid - v * scale : mid;
+    g.fillStyle = edited.has(i) ? "#e8c14f" : v >= 0 ? "#e0503c" : "#4f9df0";
+    g.fillRect(x, y, w, Math.max(1, Math.abs(v) * scale));
+    if (edited.has(i)) {  // where the camera frame put it
+      g.fillStyle = "#e6e6e6";
+      g.fillRect(x, mid - seen[i] * scale - 1, w, 2);
+    }
+    g.fillStyle = "#9aa0a6";
+    g.fillText(`z${i}`, x + w / 2, height - 3);
+  });
+}
+
+function drawStrip(canvas, values) {
+  const g = canvas.getContext("2d");
+  const cell = canvas.width / values.length;
+  values.forEach((v, i) => {
+    const t = Math.max(-1, Math.min(1, v));
+    const c = Math.round(255 * Math.abs(t));
+    g.fillStyle = t >= 0 ? `rgb(${c},${Math.round(c * 0.35)},${Math.round(c * 0.25)})` : `rgb(${Math.round(c * 0.3)},${Math.round(c * 0.6)},${c})`;
+    g.fillRect(i * cell, 0, Math.ceil(cell), canvas.height);
+  });
+}
+
+$("#latent-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const values = formValues(event.target);
+  const driver = drivers[Number(values.driver)];
+  if (!driver) { notice("no World Models run to show: see the note below"); return; }
+  latent.start(driver, values.track || 0);
+  document.activeElement.blur();
+});
+$("#latent-pause").addEventListener("click", () => latent.togglePause());
+$("#latent-reset-z").addEventListener("click", () => latent.send({ type: "reset_z" }));
 
 // ---------------------------------------------------------------------------------------------------
 // Jobs: training, videos and dreams run as `rlcar` child processes of the server.
