@@ -9,20 +9,20 @@ but the dataclass: it is read here for its fields only).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
-import shutil
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, get_args
 
 import typer
 
 from rlcar_cli.options import Json, Progress, RunDir
-from rlcar_cli.output import emit_json, show_progress, stderr_console, stdout_console, training_outcomes
+from rlcar_cli.output import emit_json, progress_console, show_progress, stdout_console, training_outcomes
 
-NARROW_COLUMNS = 100  # below this, the progress line shows only episodes, speed, held-out and ETA
+NARROW_COLUMNS = 100  # below this, the progress bar itself is shorter (10 characters, not 20)
 
 
 def _config_fields():
@@ -44,6 +44,7 @@ def _option_parameter(field: dataclasses.Field, kind: Any, flag: str) -> inspect
         default = None if default is None else enum(default)
     elif field.name == "overrides":
         annotation, default = Optional[list[str]], None  # noqa: UP045
+        extra["metavar"] = "FIELD=VALUE"
     else:
         base = next(arg for arg in getattr(kind, "__args__", (kind,)) if arg is not type(None))
         annotation = Optional[base]  # noqa: UP045
@@ -77,53 +78,92 @@ def _format_eta(seconds: float) -> str:
 
 
 class _ProgressView:
-    """A Rich bar over episodes fed by the training loop's records. The ETA uses the episode rate
-    measured after the first update (compilation excluded); a narrow terminal gets fewer fields."""
+    """A Rich bar fed by the training loop's records. It follows the budget: env steps when the run
+    has an --env-steps budget (and it is the nearer end), else episodes; the ETA uses the rate
+    measured after the first update (compilation excluded). The status keeps to the width left on
+    the line, dropping the least useful fields first, so the line never overflows ("drea…")."""
 
-    def __init__(self, enabled: bool, run_dir: Path, announce: bool):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    # Status fields, most worth keeping first (they are shown in `_SHOWN_ORDER`).
+    _KEEP = ("eta", "eval", "speed", "count", "episode", "losses")
+    _SHOWN_ORDER = ("count", "episode", "losses", "speed", "eval", "eta")
 
-        self.console = stderr_console()
+    def __init__(self, enabled: bool, run_dir: Path, announce: bool, steps_budget: int | None = None):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = progress_console()
+        self.bar_width = 20 if self.console.width >= NARROW_COLUMNS else 10
         self.bar = Progress(
             TextColumn("[bold]dreamer"),
-            BarColumn(bar_width=None if self.wide else 12),
-            MofNCompleteColumn(),
+            BarColumn(bar_width=self.bar_width),
+            TextColumn("{task.fields[count]}"),
             TextColumn("{task.fields[status]}"),
             TimeElapsedColumn(),
             console=self.console,
             disable=not enabled,
             transient=False,
         )
-        self.task = self.bar.add_task("dreamer", total=None, status="compiling")
+        self.task = self.bar.add_task("dreamer", total=None, count="", status="compiling")
         self.run_dir, self.announce = run_dir, announce
+        self.steps_budget = steps_budget  # --env-steps as given now; the run's own is read at "start"
         self.shown: dict[str, str] = {}
-        self.warm: tuple[float, int] | None = None  # (time, episodes) at the first update
-
-    @property
-    def wide(self) -> bool:
-        return shutil.get_terminal_size((80, 24)).columns >= NARROW_COLUMNS
+        self.warm: tuple[float, float] | None = None  # (time, fraction done) at the first update
 
     def warn(self, message: str) -> None:
         self.console.print(f"warning: {message}", soft_wrap=True, highlight=False)
 
-    def eta(self, record: dict[str, Any]) -> str:
-        episodes, total = record["episode"], record["episodes_total"]
+    def _read_steps_budget(self) -> None:
+        """The run's env-steps budget: given now, else the one its config.json keeps (written, with
+        the options given applied, before the loop's first record)."""
+        from rlcar_core.io.runs import RunDir
+
+        run = RunDir(self.run_dir)
+        try:
+            saved = run.read_config().get("dreamer", {}).get("train", {}) if run.has_config() else {}
+        except Exception:  # noqa: BLE001 - the bar then counts episodes; the trainer reports real errors
+            saved = {}
+        budget = saved.get("env_steps") if isinstance(saved, dict) else None
+        if isinstance(budget, int) and budget > 0:
+            self.steps_budget = budget
+
+    def position(self, record: dict[str, Any]) -> tuple[float, str, int, int]:
+        """(fraction done, unit, done, total) of the budget nearer to its end."""
+        episodes, episodes_total = record["episode"], max(1, record["episodes_total"])
+        by_episodes = (episodes / episodes_total, "episodes", episodes, episodes_total)
+        if not self.steps_budget:
+            return by_episodes
+        steps = record["env_steps"]
+        by_steps = (min(1.0, steps / self.steps_budget), "env steps", steps, self.steps_budget)
+        return max(by_steps, by_episodes, key=lambda position: position[0])
+
+    def eta(self, record: dict[str, Any], fraction: float) -> str:
         if self.warm is None:
             if record["updates"] > 0:
-                self.warm = (time.perf_counter(), episodes)
+                self.warm = (time.perf_counter(), fraction)
             return ""
         since, start = self.warm
-        if episodes <= start:
+        if fraction <= start:
             return ""
-        rate = (episodes - start) / max(time.perf_counter() - since, 1e-9)
-        return f"ETA {_format_eta((total - episodes) / rate)}"
+        rate = (fraction - start) / max(time.perf_counter() - since, 1e-9)
+        return f"ETA {_format_eta((1.0 - fraction) / rate)}"
+
+    def status(self, fields: dict[str, str], room: int) -> str:
+        """The fields that fit in `room` characters, joined by " | "."""
+        kept = [name for name in self._KEEP if fields.get(name)]
+        while kept and len(" | ".join(fields[name] for name in kept)) > room:
+            kept.pop()
+        return " | ".join(fields[name] for name in self._SHOWN_ORDER if name in kept)
 
     def __call__(self, record: dict[str, Any]) -> None:
         kind = record["kind"]
         if kind == "start":
+            self._read_steps_budget()
             if self.announce:
                 resumed = record["resumed_from_episode"]
-                state = "new" if resumed is None else f"resuming at episode {resumed}"
+                state = (
+                    "new"
+                    if resumed is None
+                    else f"resuming at episode {record['episode']}, {record['env_steps']:,} env steps"
+                )
                 self.console.print(f"run: {self.run_dir} ({state})", soft_wrap=True, highlight=False)
         elif kind == "episode":
             self.shown["episode"] = f"return {record['return']:.1f} progress {record['progress']:.2f}"
@@ -142,15 +182,13 @@ class _ProgressView:
                 f"return {record['return_mean']:.1f}{best}",
                 soft_wrap=True,
             )
-        fields = ["speed", "eval"] if not self.wide else ["episode", "losses", "speed", "eval"]
-        status = " | ".join(
-            [
-                f"{record['env_steps']:,} steps",
-                *(self.shown[k] for k in fields if k in self.shown),
-                self.eta(record),
-            ]
-        ).strip(" |")
-        self.bar.update(self.task, completed=record["episode"], total=record["episodes_total"], status=status)
+        fraction, unit, done, total = self.position(record)
+        count = f"{done:,}/{total:,} {unit}"
+        other = f"episode {record['episode']:,}" if unit == "env steps" else f"{record['env_steps']:,} steps"
+        fields = {**self.shown, "count": other, "eta": self.eta(record, fraction)}
+        # "dreamer", the bar, the count and the elapsed time "0:00:00", one space between each.
+        room = self.console.width - len("dreamer") - self.bar_width - len(count) - len("0:00:00") - 4
+        self.bar.update(self.task, completed=done, total=total, count=count, status=self.status(fields, room))
 
 
 def train_dreamer_command(
@@ -169,7 +207,7 @@ def train_dreamer_command(
         from rlcar_core.io.runs import default_run_dir
 
         run_dir = default_run_dir("dreamer") if run_dir is None else run_dir
-        view = _ProgressView(show_progress(progress), run_dir, announce)
+        view = _ProgressView(show_progress(progress), run_dir, announce, given.get("env_steps"))
         with view.bar:
             result = train_dreamer(run_dir, given, on_progress=view, on_warning=view.warn, cluster=cluster)
     if json_out:
@@ -189,24 +227,62 @@ def train_dreamer_command(
     console.print(f"checkpoint: {result['checkpoint']} (best: {result['best_checkpoint']})", soft_wrap=True)
 
 
+# `train-dreamer --help` in panels, the options a user sets most first, so that each panel's table is
+# narrow enough for an 80-column terminal and `--episodes` is not behind the distributed options.
+PANELS = {
+    "Run": ("env", "obs", "run_dir", "seed", "num_tracks", "json_out", "progress"),
+    "Budget": ("episodes", "env_steps", "max_steps", "checkpoint_every"),
+    "Model": (
+        "size", "train_ratio", "batch_size", "batch_length", "replay_capacity", "action_repeat",
+        "prefill_steps", "prefill_policy", "overrides",
+    ),
+    "Evaluation": ("eval_every", "eval_every_steps", "eval_episodes", "eval_actions", "log_every"),
+    "Scale-out": (
+        "num_envs", "devices", "carracing_backend", "distributed", "coordinator_address", "num_processes",
+        "process_id", "heartbeat_timeout",
+    ),
+}  # fmt: skip
+_PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}
+_ORDER = [name for names in PANELS.values() for name in names]
+
+
+# Short value names: Typer's "<int range> [x>=1]" takes a fifth of an 80-column help line.
+_METAVARS = {int: "N", float: "X", Path: "PATH", bool: ""}  # a flag takes no value: no name
+
+
+def _in_panel(parameter: inspect.Parameter) -> inspect.Parameter:
+    """`parameter` with its Typer option shown in its panel of PANELS and a short value name (a copy:
+    the shared option types of rlcar_cli.options stay as they are for the other commands)."""
+    kind, *metadata = get_args(parameter.annotation)
+    option = copy.copy(next(item for item in metadata if isinstance(item, typer.models.OptionInfo)))
+    option.rich_help_panel = _PANEL_OF[parameter.name]
+    base = next((arg for arg in get_args(kind) or (kind,) if arg is not type(None)), kind)
+    if option.metavar is None and base in _METAVARS:
+        option.metavar = _METAVARS[base]
+    return parameter.replace(annotation=Annotated[kind, option])
+
+
 def _build_signature() -> inspect.Signature:
     common = [
-        inspect.Parameter("context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context),
         inspect.Parameter("run_dir", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=RunDir),
         inspect.Parameter("json_out", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Json),
         inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Progress),
     ]
-    return inspect.Signature(
-        common + _cluster_parameters() + [_option_parameter(*entry) for entry in _config_fields()]
-    )
+    options = common + _cluster_parameters() + [_option_parameter(*entry) for entry in _config_fields()]
+    missing = {parameter.name for parameter in options} - set(_PANEL_OF)
+    if missing:  # a new TrainDreamerConfig field: name its panel above
+        raise RuntimeError(f"train-dreamer options without a help panel: {', '.join(sorted(missing))}")
+    options = sorted((_in_panel(parameter) for parameter in options), key=lambda p: _ORDER.index(p.name))
+    context = inspect.Parameter("context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+    return inspect.Signature([context, *options])
 
 
 # Options of one invocation (which process this is), not of the run: not saved in config.json.
 _CLUSTER_OPTIONS = {
-    "distributed": (bool, False, "--distributed/--no-distributed", "Join a multi-process run (jax.distributed): "
+    "distributed": (bool, False, "--distributed", "Join a multi-process run (jax.distributed): "
                     "coordinator, count and id from the options below, JAX_COORDINATOR_ADDRESS / "
                     "JAX_NUM_PROCESSES / JAX_PROCESS_ID, or SLURM's srun."),
-    "coordinator_address": (Optional[str], None, "--coordinator-address", "HOST:PORT of process 0."),  # noqa: UP045
+    "coordinator_address": (Optional[str], None, "--coordinator-address", "Process 0's address."),  # noqa: UP045
     "num_processes": (Optional[int], None, "--num-processes", "Processes in the run."),  # noqa: UP045
     "process_id": (Optional[int], None, "--process-id", "This process's index, 0 .. N-1."),  # noqa: UP045
     "heartbeat_timeout": (int, 60, "--heartbeat-timeout", "Seconds a silent process is waited for before the "
@@ -224,6 +300,8 @@ def _cluster_parameters() -> list[inspect.Parameter]:
             if name != "coordinator_address" and kind is not bool
             else {}
         )
+        if name == "coordinator_address":
+            extra["metavar"] = "HOST:PORT"
         option = typer.Option(flag, help=help_text, **extra)
         parameters.append(
             inspect.Parameter(

@@ -10,16 +10,22 @@ never lets a signal raise:
   heavy, so it is armed within milliseconds of the process start);
 - from the first line of ``main()`` until a command enters ``rlcar_core.loop.stop.graceful_stop`` (which
   installs its own flag-setting handler and restores this one afterwards), a signal, or one recorded
-  during the import, ends the process at once: one ``error: interrupted`` line and exit code 130, through
+  during the import, ends the process at once: one ``interrupted`` line and exit code 130, through
   ``os._exit`` so that no half-imported extension module runs Python code or destructors again. Nothing
   has been trained yet at that point, and every file the CLI writes is written atomically;
 - inside ``deferred()`` (the final wait for checkpoint saves) a signal is recorded and acted on after it,
   so Ctrl-C never cuts a save short;
 - once ``main()`` has its exit code (``finished``), a signal while the interpreter shuts down ends the
-  process with that code, instead of a KeyboardInterrupt thrown into XLA's teardown.
+  process with that code, instead of a KeyboardInterrupt thrown into XLA's teardown;
+- inside a graceful stop the first signal is acknowledged at once on stderr ("stopping at the next safe
+  point…"): the stop itself waits for the loop's next safe point, which can be half a minute away
+  during a compilation, and silence there invites a second Ctrl-C.
 
-A watcher thread reads the signal wake-up pipe, so the exit is immediate even while the main thread is
-inside a long C call (an XLA compilation) that runs no Python handler until it returns.
+A watcher thread reads the signal wake-up pipe, so the exit (and the acknowledgement) is immediate even
+while the main thread is inside a long C call (an XLA compilation) that runs no Python handler until
+it returns.
+
+A stop the user asked for is not an error: its line carries no ``error:`` prefix.
 
 Only ``os``, ``signal``, ``sys`` and ``threading`` are imported here: arming must cost nothing.
 """
@@ -47,6 +53,8 @@ _previous: dict[int, object] = {}
 _exit_code = EXIT_INTERRUPTED
 _exiting = threading.Lock()
 _wakeup: tuple[int, int] | None = None  # (read end, write end) of the wake-up pipe
+_acknowledged: object = None  # the graceful stop's handler whose first signal was acknowledged
+STOPPING = "stopping at the next safe point… (Ctrl-C again to stop at once)"
 
 
 def _on_main_thread() -> bool:
@@ -67,8 +75,17 @@ def exit_interrupted() -> None:
         os._exit(_exit_code)
     with contextlib.suppress(OSError):
         # A progress bar on a terminal hides the cursor; os._exit skips Rich's cleanup that shows it.
-        os.write(2, (b"\x1b[?25h\n" if os.isatty(2) else b"") + b"error: interrupted\n")
+        os.write(2, (b"\x1b[?25h\n" if os.isatty(2) else b"") + b"interrupted\n")
     os._exit(EXIT_INTERRUPTED)
+
+
+def acknowledge_stop() -> None:
+    """The first Ctrl-C of a graceful stop, said at once. Raw writes from the watcher thread: on a
+    terminal the line first clears the progress bar's line (and the "^C" the terminal echoed into it),
+    so the bar's next refresh draws below the message instead of leaving a stale copy above it."""
+    clear = b"\r\x1b[2K" if os.isatty(2) else b""
+    with contextlib.suppress(OSError):
+        os.write(2, clear + STOPPING.encode() + b"\n")
 
 
 def _on_signal(signal_number, frame) -> None:  # noqa: ARG001 - the signal API's signature
@@ -109,6 +126,7 @@ def imported() -> None:
 
 
 def _watch(read_end: int) -> None:
+    global _acknowledged
     while True:
         try:
             received = os.read(read_end, 64)
@@ -117,14 +135,16 @@ def _watch(read_end: int) -> None:
         if not received:
             return
         for number in received:
-            # Only while this module's handler is the one installed: under graceful_stop the signal
-            # sets the command's stop flag instead.
-            if (
-                _phase in (_COMMAND, _DONE)
-                and number in STOP_SIGNALS
-                and signal.getsignal(number) is _on_signal
-            ):
+            if _phase not in (_COMMAND, _DONE) or number not in STOP_SIGNALS:
+                continue
+            handler = signal.getsignal(number)
+            if handler is _on_signal:
                 exit_interrupted()
+            elif _phase == _COMMAND and callable(handler) and handler is not _acknowledged:
+                # A graceful stop's handler sets its flag (now, or when the main thread's C call
+                # returns); the user hears at once that the stop is on its way. Once per stop.
+                _acknowledged = handler
+                acknowledge_stop()
 
 
 def _start_watcher() -> None:

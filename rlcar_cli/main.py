@@ -15,6 +15,7 @@ interrupts.arm_for_import()
 
 import dataclasses
 import sys
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -40,6 +41,7 @@ from rlcar_cli.output import (
     make_progress,
     print_error,
     print_result,
+    print_stopped,
     show_progress,
     stderr_console,
     stdout_console,
@@ -104,8 +106,36 @@ def announce_default_run(agent: str, run_dir: Path | None) -> None:
             stderr_console().print(f"run: {picked}", soft_wrap=True, highlight=False)
 
 
+NO_BEST_YET = "no best checkpoint in "  # how CheckpointStore.resolve says no evaluation ranked one yet
+
+
+def best_or_latest(context: typer.Context, run: Callable[[str], Any]) -> Any:
+    """`run(checkpoint)` with the --checkpoint asked for. Left at its default (best) on a run that no
+    evaluation has ranked yet (a short run), `latest` is what "the trained agent" means: it is used,
+    with a note on stderr, instead of exit 2."""
+    from rlcar_core.io.checkpoint import CheckpointNotFound
+
+    asked = context.params["checkpoint"]
+    source = context.get_parameter_source("checkpoint")
+    try:
+        return run(asked)
+    except CheckpointNotFound as error:
+        if asked != "best" or (source is not None and source.name == "COMMANDLINE"):
+            raise
+        if not str(error).startswith(NO_BEST_YET):
+            raise
+        where = str(error)[len(NO_BEST_YET) :].split(":")[0]
+        stderr_console().print(
+            f"note: no evaluation has ranked a best checkpoint in {where} yet; using latest",
+            soft_wrap=True,
+            highlight=False,
+        )
+        return run("latest")
+
+
 @app.command("eval")
 def eval_command(
+    context: typer.Context,
     env: RunEnv = None,
     agent: AgentsOption = None,
     episodes: Annotated[
@@ -144,14 +174,18 @@ def eval_command(
             announce_default_run(name, run_dir)
         from rlcar_core.loop.stop import graceful_stop
 
-        with graceful_stop() as stop, make_progress(show_progress(progress)) as bar:
-            task = bar.add_task(f"eval on {config.env}", total=episodes * len(names), status=names[0])
+        def evaluate_with(checkpoint: str) -> list[dict]:
+            with graceful_stop() as stop, make_progress(show_progress(progress)) as bar:
+                task = bar.add_task(f"eval on {config.env}", total=episodes * len(names), status=names[0])
 
-            def advance(name: str, record) -> None:
-                bar.update(task, advance=1, status=name)
-                stop_here(stop)
+                def advance(name: str, record) -> None:
+                    bar.update(task, advance=1, status=name)
+                    stop_here(stop)
 
-            results = evaluate_agents(config, names, recorded, on_episode=advance)
+                chosen = dataclasses.replace(config, checkpoint=checkpoint)
+                return evaluate_agents(chosen, names, recorded, on_episode=advance)
+
+        results = best_or_latest(context, evaluate_with)
     document = results[0] if len(results) == 1 else comparison_document(results)
     if json_out:
         emit_json(document)
@@ -275,6 +309,7 @@ def play_command(
 
         config = app_config(PlayConfig, locals())
         config.validate()
+        config.check_display()  # before an agent loads: a window with no display fails late otherwise
         config = resolve_play(config)
         partner = partner_for(config)
         if partner is not None:
@@ -335,8 +370,12 @@ def export_video_command(
     if json_out:
         emit_json(result)
     else:
+        # CarRacing's zoom-in intro is driven but not filmed: say so, or --max-steps 200 writing 152
+        # frames looks like a bug.
+        intro = result.get("intro_steps") or 0
+        why = f" (its first {intro} steps, CarRacing's zoom-in intro, are not filmed)" if intro else ""
         stdout_console().print(
-            f"wrote {result['frames']} frames to {result['path']}", soft_wrap=True, highlight=False
+            f"wrote {result['frames']} frames to {result['path']}{why}", soft_wrap=True, highlight=False
         )
 
 
@@ -358,7 +397,7 @@ def main() -> None:
             print_error(error.format_message())
             code = error.exit_code
         except Abort:
-            print_error("aborted")
+            print_stopped("aborted")  # Ctrl-C at a prompt: asked for, not an error
             code = 130
         outcome.code = code if isinstance(code, int) else 0
     interrupts.finished(outcome.code)

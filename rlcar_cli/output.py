@@ -21,7 +21,7 @@ disk full (ENOSPC, or TensorStore's        1     ``no space left on <path> (need
 JAX backend missing (JAX_PLATFORMS=gpu,    2     ``JAX backend 'gpu' is not available here; run
   cuda, tpu on a CPU machine)                        on the CPU with JAX_PLATFORMS=cpu``
 training diverged                          1     the loop's message (last good checkpoint kept)
-Ctrl-C / SIGTERM                           130   ``interrupted`` or the loop's message
+Ctrl-C / SIGTERM (no "error:": asked for)  130   ``interrupted`` or the loop's message
 anything else                              1     ``internal error: <type>: <msg> (run with
                                                       RLCAR_DEBUG=1 for the traceback)``
 =========================================  ====  ==============================================
@@ -204,6 +204,14 @@ def print_error(message: str) -> None:
     sys.stderr.flush()
 
 
+def print_stopped(message: str) -> None:
+    """The one line of a stop the user asked for (Ctrl-C, SIGTERM): what was kept and how to resume,
+    without the "error:" of a failure."""
+    text = str(message).strip()
+    sys.stderr.write((text.splitlines()[0] if text else "interrupted") + "\n")
+    sys.stderr.flush()
+
+
 def emit_json(document: Any) -> None:
     from rlcar_core.io.jsonable import to_json_value
 
@@ -331,7 +339,10 @@ def user_errors() -> Iterator[None]:
         message, code = describe_failure(error)
         if debugging() and code == EXIT_RUNTIME_FAILURE and message.startswith("internal error"):
             raise
-        print_error(message)
+        if code == EXIT_INTERRUPTED:
+            print_stopped(message)  # the user asked for it: not an error
+        else:
+            print_error(message)
         raise typer.Exit(code) from None
 
 
@@ -389,6 +400,19 @@ def steady_eta_column():
     return SteadyEtaColumn()
 
 
+PROGRESS_MARGIN = 3  # columns a progress line leaves free on a terminal
+
+
+def progress_console():
+    """The stderr console progress bars draw on. On a terminal their line stops short of the last
+    columns: the "^C" a terminal echoes at the cursor would otherwise wrap a full-width line, and the
+    bar's next redraw would leave a stale copy of it above (the progress line printed twice)."""
+    console = stderr_console()
+    if console.is_terminal:
+        console.width = max(20, console.width - PROGRESS_MARGIN)
+    return console
+
+
 def make_progress(enabled: bool, *, console=None):
     """The progress bar every command uses: description, bar, done/total, a status field, elapsed time
     and the warm-up-aware ETA. Add tasks with `status=""` (or a short string)."""
@@ -401,7 +425,7 @@ def make_progress(enabled: bool, *, console=None):
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
         steady_eta_column(),
-        console=console or stderr_console(),
+        console=console or progress_console(),
         disable=not enabled,
         transient=False,
     )

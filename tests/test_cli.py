@@ -268,6 +268,8 @@ def test_export_video_of_carracing_skips_the_intro_and_has_one_hud_and_the_camer
     )
     frames = imageio.mimread(target)
     assert data["steps"] == 60 and data["frames"] == len(frames) < 60  # the zoom-in intro is not written
+    # ... and the count says so (issue 29: --max-steps 200 wrote 152 frames without a word)
+    assert data["intro_steps"] > 0 and data["frames"] == data["steps"] - data["intro_steps"]
     first = np.asarray(frames[0])[..., :3]
     assert first.shape[:2] == (350, 800)  # CarRacing's view less its own bottom bar, then our panel
     view = first[:, :600]
@@ -370,3 +372,49 @@ def test_eval_human_on_a_file_that_is_not_a_recording_says_so(tmp_path):
         assert result.exit_code == 2, (name, result.output)
         assert "not a recorded human run" in result.output and "Python objects" not in result.output, name
     assert "track_seed" in runner.invoke(app, ["eval", "--human", str(bad_seed)]).output
+
+
+# -- issue 29: shell conventions ---------------------------------------------------------------------
+
+
+def test_export_video_says_why_carracing_has_fewer_frames_than_steps(monkeypatch, tmp_path):
+    import rlcar_core.apps.export as export
+
+    def fake_export(config, on_frame=None):
+        return {"path": str(config.output), "frames": 152, "steps": 200, "intro_steps": 48}
+
+    monkeypatch.setattr(export, "export_video", fake_export)
+    result = runner.invoke(app, ["export-video", "--agent", "random", "--env", "carracing", "-o", "v.gif"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == (
+        "wrote 152 frames to v.gif (its first 48 steps, CarRacing's zoom-in intro, are not filmed)"
+    )
+
+
+def load_dreamer_without_best(run_dir, checkpoint, env_name, seed, actions="sample"):
+    from rlcar_core.io.checkpoint import CheckpointNotFound
+
+    if checkpoint == "best":  # as CheckpointStore.resolve says it for a run no evaluation ranked yet
+        raise CheckpointNotFound(
+            f"no best checkpoint in {run_dir}/checkpoints/dreamer: none was ranked by an evaluation yet; "
+            "use latest (ep2) or one of ep2"
+        )
+    return FakeLearnedAgent(run_dir, checkpoint)
+
+
+def test_eval_of_a_run_without_best_yet_falls_back_to_latest_with_a_note(monkeypatch, tmp_path):
+    """Issue 29: `rlcar eval --agent dreamer` right after a short run exited 2: no `best` yet."""
+    import rlcar_core.agents as agents
+
+    monkeypatch.setitem(agents.LEARNED_AGENT_LOADERS, "dreamer", (__name__, "load_dreamer_without_best"))
+    FakeLearnedAgent.loaded = []
+    (tmp_path / "runs" / "dreamer").mkdir(parents=True)
+    args = ["eval", "--agent", "dreamer", "--episodes", "1", "--max-steps", "5", "--json"]
+    data = json_of(runner.invoke(app, args))
+    assert data["checkpoint"] == "latest" and FakeLearnedAgent.loaded == [(Path("runs/dreamer"), "latest")]
+    result = runner.invoke(app, args)
+    assert "note: no evaluation has ranked a best checkpoint in runs/dreamer" in result.stderr
+    assert "using latest" in result.stderr
+    # Asked for by name, best stays best: the one-line error and exit 2.
+    asked = runner.invoke(app, [*args, "--checkpoint", "best"])
+    assert asked.exit_code == 2 and "no best checkpoint" in asked.stderr

@@ -5,9 +5,12 @@ trained once per session), so in one pytest process everything trains and compil
 """
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,7 +185,8 @@ def test_the_default_run_trains_exactly_the_episodes_asked_and_evaluates(tmp_pat
     assert evaluated["episodes"] == 2
     again = invoke("train-dreamer", "--episodes", "3", "--num-envs", "8", "--max-steps", "100", "--json")
     assert again.exit_code == 0, again.output
-    assert "run: runs/dreamer (resuming at episode 2)" in again.stderr
+    assert "run: runs/dreamer (resuming at episode 2, " in again.stderr  # and the env steps it resumes from
+    assert "env steps)" in again.stderr.split("resuming at episode 2, ")[1].splitlines()[0]
     assert json.loads(again.stdout)["episodes"] == 3
 
 
@@ -208,9 +212,10 @@ def test_ctrl_c_saves_and_exits_130(run, tmp_path, monkeypatch):
     fail_learner_from_update(monkeypatch, interrupt)
     result = invoke("train-dreamer", "--run-dir", tmp_path / "run", "--episodes", "2", *TRAIN)
     assert result.exit_code == 130
-    assert (
-        "resumes from" in single_error_line(result.stderr) and "run the same command again" in result.stderr
-    )
+    # A stop the user asked for is one line, and not an "error:".
+    assert "error:" not in result.stderr and "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("interrupted at")]
+    assert "resumes from" in line and "run the same command again" in line
     assert (tmp_path / "run" / "checkpoints" / "dreamer" / "0").is_dir()
 
 
@@ -231,3 +236,111 @@ def test_dream_shows_a_dreamer_run_next_to_reality(run, tmp_path):
     assert data["model"] == "dreamer" and data["frames"] == data["steps"] == 10 and video.exists()
     data = invoke_json("dream", "--run-dir", run_dir, "--max-steps", "8", "--headless", "--json")
     assert data["steps"] == 8 and data["frame_mse_mean"] is not None
+
+
+def test_help_at_80_columns_groups_the_options_in_panels_with_whole_names():
+    """Issue 29: 169 lines with `--coordinator-ad…` cut and the distributed options before --episodes."""
+    env = {**os.environ, "COLUMNS": "80", "JAX_PLATFORMS": "cpu"}
+    code = "from rlcar_cli.main import main; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "train-dreamer", "--help"], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines) and "…" not in result.stdout
+    panels = [line.split("─ ")[1].split(" ─")[0] for line in lines if line.startswith("╭─ ")]
+    assert panels == ["Options", "Run", "Budget", "Model", "Evaluation", "Scale-out"]
+    from rlcar_cli.dreamer_cli import PANELS
+
+    names = [flag for flag in re.findall(r"│ (--[a-z-]+)", result.stdout) if flag != "--help"]
+    assert len(names) == sum(len(options) for options in PANELS.values())
+    for flag in ("--coordinator-address", "--carracing-backend", "--eval-every-steps", "--heartbeat-timeout"):
+        assert flag in names  # whole, never cut
+    assert names.index("--episodes") < names.index("--distributed")
+    assert names[:2] == ["--env", "--obs"]
+
+
+def progress_lines(width, steps_budget, records, monkeypatch):
+    """What a `_ProgressView` of `width` columns draws for `records`, one string per drawn line."""
+    import io
+
+    from rich.console import Console
+
+    import rlcar_cli.dreamer_cli as dreamer_cli
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=True, color_system=None)
+    monkeypatch.setattr(dreamer_cli, "progress_console", lambda: console)
+    view = dreamer_cli._ProgressView(True, Path("no-such-run"), False, steps_budget)
+    with view.bar:
+        for record in records:
+            view(record)
+        view.bar.refresh()
+    drawn = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "\n", buffer.getvalue())
+    return view, [line for line in re.split(r"[\r\n]", drawn) if line.strip()]
+
+
+def _record(kind, episode, env_steps, **fields):
+    return {"kind": kind, "episode": episode, "env_steps": env_steps, "updates": episode * 3,
+            "episodes_total": 500, **fields}  # fmt: skip
+
+
+def test_the_progress_bar_follows_the_env_steps_budget_and_fits_the_line(monkeypatch):
+    """Issue 29: `--env-steps 12000` showed 0/500 episodes and an ETA from 500 episodes, and at 120
+    columns the line overflowed ("drea…")."""
+    records = [
+        _record("start", 0, 0, resumed_from_episode=None),
+        _record("train", 3, 3000, **{"wm/loss": 12.345, "actor/loss": -0.1234, "critic/loss": 3.21},
+                env_steps_per_second=1234.5),
+        _record("episode", 4, 4000, **{"return": 12.3, "progress": 0.43}),
+        _record("eval", 6, 6000, progress_mean=0.5, lap_rate=0.1, return_mean=3.0, best=True),
+    ]  # fmt: skip
+    for width in (80, 117):  # 117: a 120-column terminal less the columns a "^C" echo needs
+        view, lines = progress_lines(width, 12000, records, monkeypatch)
+        (task,) = view.bar.tasks
+        assert (task.total, task.completed) == (12000, 6000)
+        bars = [line for line in lines if line.startswith("dreamer")]
+        assert bars and all(len(line) <= width for line in bars), lines
+        assert "6,000/12,000 env steps" in bars[-1] and "held-out 0.50" in bars[-1] and "ETA" in bars[-1]
+        assert width < 100 or "episode 6" in bars[-1]  # the other count: kept where there is room
+        assert "drea…" not in "".join(lines)
+    view, lines = progress_lines(117, None, records, monkeypatch)  # no --env-steps: episodes
+    assert (view.bar.tasks[0].total, view.bar.tasks[0].completed) == (500, 6)
+    assert "6/500 episodes" in [line for line in lines if line.startswith("dreamer")][-1]
+
+
+@pytest.mark.slow  # compiles a run of its own
+def test_ctrl_c_is_acknowledged_at_once_and_the_stop_is_not_an_error(tmp_path):
+    """Issue 29: a Ctrl-C during the first compile took 36 s to act, with no word. The acknowledgement
+    comes from the signal watcher thread, so it does not wait for the loop's next safe point."""
+    import signal
+    import time
+
+    log = tmp_path / "train.log"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    code = "from rlcar_cli.main import main; main()"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-c", code, "train-dreamer", "--episodes", "40", *TRAIN],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=env,
+            cwd=tmp_path,
+        )
+    try:
+        deadline = time.monotonic() + 240
+        while "run: runs/dreamer (new)" not in log.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.1)  # the loop's first record: inside its graceful stop, before the compile
+        process.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        while "stopping at the next safe point" not in log.read_text() and time.monotonic() - sent < 5:
+            time.sleep(0.05)
+        assert "stopping at the next safe point" in log.read_text(), log.read_text()
+        assert process.wait(timeout=300) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = log.read_text()
+    assert "error:" not in text and "Traceback" not in text, text
+    assert text.rstrip().splitlines()[-1].startswith("interrupted at "), text

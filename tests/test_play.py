@@ -180,3 +180,22 @@ def test_the_real_window_shows_the_splash_and_frames_headless():
     assert (window.pygame.surfarray.array3d(window.screen)[..., 1] == 200).all()
     assert window.poll().quit is False and window.quit_requested() is False
     window.close()
+
+
+def test_play_without_a_display_says_use_headless(monkeypatch, tmp_path):
+    """Issue 26: no --headless, no DISPLAY/WAYLAND_DISPLAY and no SDL driver: one line and exit 2."""
+    import sys
+
+    from typer.testing import CliRunner
+
+    from rlcar_cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    result = CliRunner().invoke(app, ["play", "--max-steps", "3"])
+    assert result.exit_code == 2 and result.stderr.strip() == "error: no display; use --headless"
+    PlayConfig(headless=True).check_display()  # --headless needs none
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    PlayConfig().check_display()  # nor does a chosen SDL driver

@@ -69,6 +69,7 @@ def export_video(
     session = DrivingSession(config.env, agent.obs_kind, config.track, config.max_steps, config.seed)
     fps = config.fps or frames_per_second(config.env)
     result: dict = {}
+    intro_steps = [0]  # steps of CarRacing's zoom-in intro: driven, not filmed
 
     def frames() -> Iterator[np.ndarray]:
         obs = session.reset()
@@ -79,7 +80,9 @@ def export_video(
         while True:
             batch = {k: v[None] for k, v in obs.items()} if isinstance(obs, dict) else np.asarray(obs)[None]
             obs, _, terminated, truncated, info = session.step(agent.act(batch)[0])
-            if not session.in_intro:
+            if session.in_intro:
+                intro_steps[0] += 1
+            else:
                 banner = session.lap_banner()
                 frame = session.frame(session.hud(label), banner=banner)
                 yield frame
@@ -112,5 +115,6 @@ def export_video(
         "actions": getattr(agent, "actions", None),  # how a DreamerV3 actor acted; None for the others
         "run_dir": str(run_dir) if run_dir is not None else None,
         "track_seed": session.track_seed,
+        "intro_steps": intro_steps[0],
         **result,
     }

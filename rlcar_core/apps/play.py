@@ -11,6 +11,8 @@ a lap, a crash or the step limit, as long as the car moved. An attempt nobody dr
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +26,7 @@ from rlcar_core.apps.human import HumanRun, save_human_run
 from rlcar_core.apps.pretrained import is_shipped
 from rlcar_core.apps.run_identity import resolve_driver
 from rlcar_core.envs.names import EnvName
-from rlcar_core.errors import require_at_least, require_steps, require_track
+from rlcar_core.errors import RlcarError, require_at_least, require_steps, require_track
 from rlcar_core.io.runs import default_run_dir
 from rlcar_core.render.motion import interpolate_pose
 
@@ -53,6 +55,15 @@ class PlayConfig:
         require_steps("--max-steps", self.max_steps)
         require_track("--track", self.track)
         require_at_least("--episodes", self.episodes, 1)
+
+    def check_display(self) -> None:
+        """A window needs a display. On Linux with none (no DISPLAY or WAYLAND_DISPLAY: ssh, a container,
+        CI) and no SDL_VIDEODRIVER chosen, pygame would fail deep inside SDL or open nothing: one line
+        now instead. macOS and Windows always have one."""
+        if self.headless or not sys.platform.startswith("linux"):
+            return
+        if not any(os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")):
+            raise RlcarError("no display; use --headless")
 
     @property
     def human_dir(self) -> Path:
