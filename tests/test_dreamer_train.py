@@ -347,3 +347,14 @@ def test_a_step_scheduled_evaluation_runs_at_its_mark_between_episode_ends(train
         best_eval = max((r for r in evals if r["best"]), key=lambda r: r["env_steps"])
         assert (best, saved["env_steps"]) == (best_eval["episode"], best_eval["env_steps"])
         assert saved["eval"]["progress_mean"] == best_eval["progress_mean"]
+
+
+def test_carracing_cars_step_in_worker_processes_only_where_that_helps():
+    from rlcar_core.dreamer.train import cars_in_processes
+
+    assert cars_in_processes(TrainDreamerConfig(env="carracing", obs="pixels", num_envs=8))
+    assert not cars_in_processes(TrainDreamerConfig(env="carracing", obs="pixels", num_envs=1))
+    assert not cars_in_processes(
+        TrainDreamerConfig(env="carracing", obs="pixels", num_envs=8, carracing_backend="envpool")
+    )
+    assert not cars_in_processes(TrainDreamerConfig(env="rlcar", num_envs=8))

@@ -56,6 +56,7 @@ from rlcar_core.envs import make_env
 from rlcar_core.envs.action_repeat import HeldActionPolicy
 from rlcar_core.envs.drivers import BrownianPolicy, ExplorationPolicy, Memoryless, RandomAgent
 from rlcar_core.envs.heldout import evaluate_policy
+from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import RlcarError
 from rlcar_core.io.runs import RunDir, write_json_atomic
 from rlcar_core.loop import distributed
@@ -178,6 +179,7 @@ def train_dreamer(
             max_steps=config.max_steps,
             backend=config.carracing_backend,
             action_repeat=run_action_repeat(config),
+            processes=cars_in_processes(config),
         )
         try:
             if tuple(env.single_observation_space.shape) != model.obs_shape:
@@ -194,6 +196,20 @@ def train_dreamer(
                 return loop.run(stop)
         finally:
             env.close()
+
+
+def cars_in_processes(config: TrainDreamerConfig) -> bool:
+    """Whether each car steps in its own worker process (Gymnasium's AsyncVectorEnv).
+
+    Only CarRacing-v3 on the Gymnasium backend with more than one local car: its Box2D physics and
+    frame rendering are single-threaded Python, so in-process cars all share one core. RLCar's JAX
+    simulator and EnvPool's C++ threads are vectorised already.
+    """
+    return (
+        EnvName.parse(config.env) is EnvName.CARRACING
+        and config.carracing_backend == "gymnasium"
+        and local_cars(config) > 1
+    )
 
 
 def run_action_repeat(config: TrainDreamerConfig) -> int:
