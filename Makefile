@@ -62,8 +62,9 @@ bench-dreamer: $(STAMP)
 
 # DreamerV3 and World Models on Gymnasium's CarRacing-v3 from pixels, CARRACING_HOURS of collection and
 # training each per seed (resumable), scored on 20 held-out tracks; runs/bench-carracing/<agent>.png.
+# World Models searches its controller in the real env (bench/carracing.py --controller-in dream: the dream).
 CARRACING_SEEDS ?= 0
-CARRACING_HOURS ?= 3
+CARRACING_HOURS ?= 2.5
 bench-carracing: $(STAMP)
 	$(BIN)/python bench/carracing.py --agent dreamer --agent worldmodels --seeds $(CARRACING_SEEDS) --hours $(CARRACING_HOURS)
 

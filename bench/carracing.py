@@ -1,5 +1,5 @@
 """`make bench-carracing`: DreamerV3 and World Models learning Gymnasium's CarRacing-v3 from pixels
-within a wall-time budget (default 3 hours of collection and training per agent and seed).
+within a wall-time budget (default 2.5 hours of collection and training per agent and seed).
 
 Score: the standard CarRacing-v3 episode return (1000 steps, its own reward, nothing reshaped) on
 Gymnasium's env, on held-out tracks: reset seeds from rlcar's evaluation offset on, which training never
@@ -11,12 +11,16 @@ is the reference (the heuristic driver reads RLCar's ray sensors, which CarRacin
   held-out evaluations (every --dreamer-eval-every-steps env steps, an estimate of the 20-minute mark
   from the measured rate) are the curve. The budget ends it at the first checkpoint past the budget
   (at most one checkpoint interval late: a round of episodes, minutes).
-- World Models: collect (brownian exploration) -> train-vae -> train-rnn -> train-controller in the
-  dream, with the paper's CarRacing model sizes. The budget is split between the stages (STAGE_SPLIT);
-  the controller search runs in segments of --eval-every-minutes, each followed by a held-out
-  evaluation of its newest checkpoint (a resumed search keeps its mean and step size, see
-  rlcar_core/worldmodels/train_controller.py). Its env frames are the frames collected: the
-  controller learns in the dream.
+- World Models: collect (brownian exploration) -> train-vae -> train-rnn -> train-controller, with the
+  paper's CarRacing model sizes. The budget is split between the stages (STAGE_SPLIT). The controller
+  is searched in the real env by default, as the paper did for CarRacing (--controller-in dream: in
+  the MDN-RNN's dream, the paper's VizDoom procedure, kept as the comparison): CMA-ES with a
+  population of 16 and 2 training tracks per candidate, 16 cars in worker processes, episodes ended
+  after 100 unrewarded frames (training only), the search mean driving 16 training tracks every 5
+  generations to rank `best`. The search runs in segments of --eval-every-minutes, each followed by a
+  held-out evaluation of its newest checkpoint (a resumed search keeps its mean and step size, see
+  rlcar_core/worldmodels/train_controller.py). Its env frames are the frames collected plus the
+  controller's own episodes.
 
 The budget ends a trainer the way Ctrl-C does (`BudgetStop`): the benchmark raises SIGINT in its own
 process from the trainer's progress callback, the trainer's stop flag (rlcar_core/loop/stop.py) is set,
@@ -29,7 +33,7 @@ time already spent (see bench/curves.py for the cumulative clock). Each agent an
 runs/bench-carracing/<agent>-seed<k>/results.json; once the seeds are done (or with --plot-only)
 <agent>-summary.json and <agent>.png hold the mean ± std across seeds and the curves.
 
-    python bench/carracing.py                              # both agents, seed 0, 3 hours each
+    python bench/carracing.py                              # both agents, seed 0, 2.5 hours each
     python bench/carracing.py --agent dreamer --seeds 0 1 2
     python bench/carracing.py --agent dreamer --smoke      # a couple of minutes: the plumbing, end to end
     python bench/carracing.py --plot-only                  # summary and PNG of what exists
@@ -77,7 +81,7 @@ EPISODE_STEPS = 1000  # CarRacing-v3's standard episode
 # idle machine yet: the smoke runs shared the cores with two other benchmarks).
 DREAMER_STEPS_PER_SECOND = 20.0
 # World Models: the cumulative fraction of the budget at which each stage ends.
-STAGE_SPLIT = {"collect": 0.08, "vae": 0.30, "rnn": 0.40, "controller": 1.0}
+STAGE_SPLIT = {"collect": 0.08, "vae": 0.36, "rnn": 0.46, "controller": 1.0}
 # The paper's CarRacing sizes (Ha & Schmidhuber 2018): z 32, VAE widths 32..256, LSTM 256, 5 Gaussians.
 WM_SIZES = {"z_dim": 32, "base_channels": 32, "hidden_size": 256, "num_mixtures": 5}
 UNBOUNDED = 10**7  # step counts the budget, not the count, ends
@@ -163,7 +167,9 @@ def parse_args() -> argparse.Namespace:
         "--agent", action="append", choices=tuple(AGENTS), default=None, help="repeatable (default: both)"
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--hours", type=float, default=3.0, help="collection + training budget per agent")
+    parser.add_argument(
+        "--hours", type=float, default=2.5, help="collection + training budget per agent (one run <= 150 min)"
+    )
     parser.add_argument(
         "--eval-every-minutes", type=float, default=20.0, help="of budget, between curve points"
     )
