@@ -118,6 +118,23 @@ def test_env_action_mapping():
     np.testing.assert_allclose(np.asarray(traced), env_action)
 
 
+def test_clipped_mean_is_the_average_clipped_sample_and_leaves_the_mode_at_a_saturated_bound():
+    from rlcar_core.dreamer.distributions import ActionDistribution
+
+    mean = jnp.array([0.0, 0.5, 1.0, -1.0, 0.9, 0.99])
+    std = jnp.array([0.1, 0.2, 0.4, 0.3, 1.0, 0.1])
+    dist = ActionDistribution(mean=mean, std=std)
+    noise = jax.random.normal(jax.random.key(0), (400_000, mean.shape[0]))
+    samples = jnp.clip(mean + std * noise, -1.0, 1.0)
+    np.testing.assert_allclose(dist.clipped_mean(), samples.mean(axis=0), atol=3e-3)
+    # Inside the bounds with a small std it is the mode; at a bound the std moves it inwards
+    # (1 - std * 0.3989 for a mean of exactly 1), while the mode stays at the bound.
+    np.testing.assert_allclose(dist.clipped_mean()[:2], mean[:2], atol=1e-3)
+    np.testing.assert_allclose(dist.clipped_mean()[2], 1.0 - 0.4 * 0.398942, rtol=1e-5)
+    np.testing.assert_allclose(dist.clipped_mean()[3], -1.0 + 0.3 * 0.398942, rtol=1e-5)
+    assert bool(jnp.all(jnp.abs(dist.clipped_mean()) <= 1.0))
+
+
 @pytest.mark.parametrize("output_channels, with_bias", [(8, False), (3, True)])  # four convolutions; one
 def test_upsample_equals_haikus_transposed_convolution(output_channels, with_bias):
     """Same parameters (names, shapes, initial values) and the same outputs and gradients as

@@ -49,11 +49,21 @@ def test_update_jits_and_returns_finite_metrics(jitted_update):
     state = init_training_state(CONFIG, jax.random.key(0))
     new_state, metrics = jitted_update(state, _synthetic_batch(), jax.random.key(1))
     metrics = jax.device_get(metrics)
-    for name in ("wm/loss", "wm/kl", "actor/loss", "actor/entropy", "critic/loss", "imagine/return_scale"):
+    for name in (
+        "wm/loss",
+        "wm/kl",
+        "actor/loss",
+        "actor/entropy",
+        "critic/loss",
+        "imagine/return_scale",
+        "actor/mean_saturated",
+        "actor/mode_sample_gap",
+    ):
         assert name in metrics
     assert all(np.isfinite(value) for value in metrics.values()), metrics
     assert int(new_state.step) == 1
     assert metrics["imagine/return_scale"] >= 1.0
+    assert 0.0 <= metrics["actor/mean_saturated"] <= 1.0 and metrics["actor/mode_sample_gap"] >= 0.0
     # Every module moved, and the slow critic trails the critic.
     for before, after in zip(state.params, new_state.params, strict=True):
         assert any(

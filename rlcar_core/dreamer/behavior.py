@@ -31,6 +31,9 @@ from rlcar_core.dreamer.networks import (
     world_model_network,
 )
 
+# |tanh mean| above this counts as saturated: the pre-tanh mean is past 2.65 and tanh' below 0.02.
+MEAN_SATURATED = 0.99
+
 
 class ImaginedTrajectory(NamedTuple):
     features: jax.Array  # (H + 1, N, F): start state then H imagined states.
@@ -187,6 +190,10 @@ def actor_loss(
         "actor/loss": loss,
         "actor/entropy": jnp.mean(entropy),
         "actor/std": jnp.mean(dist.std),
+        # The drift of issue 28: means saturated at a bound (tanh' < 0.02, so their gradient is all
+        # but gone) and how far the mode then is from the action the samples give on average.
+        "actor/mean_saturated": jnp.mean(jnp.abs(dist.mean) > MEAN_SATURATED),
+        "actor/mode_sample_gap": jnp.mean(jnp.abs(jnp.clip(dist.mode(), -1.0, 1.0) - dist.clipped_mean())),
         "actor/action_abs_mean": jnp.mean(jnp.abs(bound_action(trajectory.actions))),
         "imagine/reward_mean": jnp.mean(trajectory.rewards),
         "imagine/continue_mean": jnp.mean(trajectory.continues[1:]),

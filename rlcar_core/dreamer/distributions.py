@@ -65,6 +65,22 @@ class ActionDistribution(NamedTuple):
     def mode(self) -> jax.Array:
         return self.mean
 
+    def clipped_mean(self) -> jax.Array:
+        """E[clip(a, -1, 1)]: the action the env gets on average when the actor samples (closed form).
+
+        With the mean inside the bounds and a small std this is the mode. With the mean saturated at
+        a bound it is not: clip(1 + std * noise) averages 1 - 0.4 * std for std <= 1, so a sampling
+        actor can steer with its std while its mode sits at full lock (the CarRacing-v3 actor of
+        issue 28 does, 64 % of its steering decisions). The gap to `mode` is logged while training
+        as "actor/mode_sample_gap".
+        """
+        low = (-1.0 - self.mean) / self.std
+        high = (1.0 - self.mean) / self.std
+        cdf_low, cdf_high = jax.scipy.stats.norm.cdf(low), jax.scipy.stats.norm.cdf(high)
+        pdf_low, pdf_high = jax.scipy.stats.norm.pdf(low), jax.scipy.stats.norm.pdf(high)
+        inside = self.mean * (cdf_high - cdf_low) + self.std * (pdf_low - pdf_high)
+        return inside + (1.0 - cdf_high) - cdf_low
+
     def log_prob(self, action: jax.Array) -> jax.Array:
         z = (action - self.mean) / self.std
         return jnp.sum(-0.5 * jnp.square(z) - jnp.log(self.std) - 0.5 * _LOG_2PI, axis=-1)
