@@ -239,3 +239,30 @@ def test_train_dreamer_resolves_the_literature_action_repeat_and_refuses_a_chang
     assert resume(old, model, {}, tmp_path)[0].action_repeat == 1
     with pytest.raises(RlcarError, match="applies to --env carracing only"):
         TrainDreamerConfig(env="rlcar", carracing_backend="envpool").validate()
+
+
+def test_carracing_worker_processes_step_alike_and_leave_the_parents_ctrl_c_alone():
+    """Cars in worker processes give the same frames as in-process ones, and making them keeps the
+    parent's SIGINT handler (Gymnasium builds one car in the parent for the spaces; only the workers
+    ignore Ctrl-C)."""
+    import signal
+
+    def handler(signal_number, frame):  # noqa: ARG001 - the signal API's signature
+        pass
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        observations = []
+        for processes in (False, True):
+            env = make_env("carracing", obs="pixels", num_envs=2, max_steps=30, processes=processes)
+            try:
+                assert signal.getsignal(signal.SIGINT) is handler
+                env.reset(seed=[5, 6])
+                for _ in range(3):
+                    obs, *_ = env.step(np.tile([0.0, 1.0, 0.0], (2, 1)).astype(np.float32))
+                observations.append(obs)
+            finally:
+                env.close()
+        np.testing.assert_array_equal(observations[0], observations[1])
+    finally:
+        signal.signal(signal.SIGINT, previous)

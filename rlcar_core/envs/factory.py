@@ -99,10 +99,13 @@ def _carracing_car(render_mode: str | None, max_steps: int, action_repeat: int) 
 
 def _carracing_worker_car(render_mode: str | None, max_steps: int, action_repeat: int) -> gym.Env:
     """One CarRacing-v3 car in a worker process, deaf to Ctrl-C: a terminal's SIGINT reaches the whole
-    process group, and the parent decides how to stop (save, then close its workers)."""
+    process group, and the parent decides how to stop (save, then close its workers). Gymnasium also
+    calls this once in the parent, for the spaces: there the parent's own handler must stay."""
+    import multiprocessing
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if multiprocessing.parent_process() is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     return _carracing_car(render_mode, max_steps, action_repeat)
 
 
