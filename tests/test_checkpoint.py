@@ -259,6 +259,30 @@ def test_every_step_damaged_says_so(tmp_path):
         assert store.restore_newest_intact(abstract) is None
 
 
+@pytest.mark.parametrize("garbage", [b"\x00\xffgarbage{", b"[1, 2]", b""])
+def test_a_garbage_metrics_file_is_a_damaged_step_with_fallback(tmp_path, garbage):
+    """Orbax reads every step's metrics when a store opens: garbage there was a JSONDecodeError."""
+    from rlcar_core.loop.checkpointer import Checkpointer
+
+    directory = tmp_path / "m"
+    with CheckpointStore(directory, keep_last=5) as store:
+        for step in (1, 2):
+            store.save(step, _trained_state(step), CONFIG, best_metric=float(step))
+    (directory / "2" / "metrics" / "metrics").write_bytes(garbage)
+    abstract = jax.eval_shape(lambda: _init_state(0))
+    with CheckpointStore(directory, read_only=True) as store:
+        assert store.damaged_steps() == {2: "unreadable metrics/metrics"}
+        assert store.latest_step() == 1 and store.best_step() == 1
+        with pytest.raises(CheckpointDamaged, match="unreadable metrics/metrics.*intact: ep1"):
+            store.resolve("ep2")
+    warnings = []
+    with Checkpointer(directory, "M", warn=warnings.append) as checkpointer:
+        assert checkpointer.resume(abstract).step == 1
+        checkpointer.save(3, _trained_state(3), CONFIG, best_metric=3.0)
+    assert warnings == ["checkpoint ep2 is damaged (unreadable metrics/metrics); resuming from ep1"]
+    assert sorted(os.listdir(directory)) == ["1", "3", "ep2.damaged"]
+
+
 def test_opening_a_store_creates_nothing_until_the_first_save(tmp_path):
     with CheckpointStore(tmp_path / "run" / "checkpoints" / "rnn") as store:
         assert store.latest_step() is None

@@ -182,6 +182,19 @@ class _KeepProtected:
         return [int(checkpoint.step) in keep for checkpoint in checkpoints]
 
 
+class _TolerantManager(ocp.CheckpointManager):
+    """Orbax's manager, except that a step whose metrics file does not parse (or is not a JSON object)
+    counts as one without metrics instead of failing the open with a JSONDecodeError; `damage_of`
+    reports such a step as damaged, so it is never `latest` or `best` and a resume falls back."""
+
+    def _get_metrics(self, step: int) -> Any:
+        try:
+            metrics = super()._get_metrics(step)
+        except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            return None
+        return metrics if isinstance(metrics, dict) else None
+
+
 def _labels(steps: list[int]) -> str:
     return ", ".join(f"ep{step}" for step in steps) if steps else "none"
 
@@ -219,9 +232,11 @@ class CheckpointStore:
         sign = 1.0 if best_mode == "max" else -1.0
 
         def rank(metrics: dict[str, Any]) -> float:
-            # Checkpoints saved without a best metric rank below every real one.
-            value = (metrics or {}).get("best_metric")
-            return -math.inf if value is None else sign * value
+            # Checkpoints saved without a best metric (or with a damaged one) rank below every real one.
+            value = metrics.get("best_metric") if isinstance(metrics, dict) else None
+            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+                return -math.inf
+            return sign * value
 
         self._rank = rank
         policies: list[Any] = [
@@ -241,7 +256,7 @@ class CheckpointStore:
             create=False,
             cleanup_tmp_directories=not read_only and self.directory.is_dir(),
         )
-        self._manager = ocp.CheckpointManager(
+        self._manager = _TolerantManager(
             self.directory, options=options, item_names=(_STATE_ITEM, _CONFIG_ITEM)
         )
         self._closed = False

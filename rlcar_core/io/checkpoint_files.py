@@ -9,7 +9,8 @@ An orbax step folder, as `CheckpointStore` writes it::
     <directory>/<step>/config/metadata           the config dict, JSON
     <directory>/<step>/metrics/metrics           {"best_metric": float | null, "metrics": {...}}, JSON
 
-`damage_of` is the cheap intact check: the files above present and non-empty, the JSON ones parseable.
+`damage_of` is the cheap intact check: the files above present and non-empty, the JSON ones parseable
+(metrics/metrics may be absent, but when present it must be a JSON object).
 A data file truncated to a non-zero length passes it; only a real restore finds that (see
 `CheckpointStore.is_intact`).
 """
@@ -32,6 +33,8 @@ _REQUIRED_FILES = (
     ("state/manifest.ocdbt", False),
     ("config/metadata", True),
 )
+# Written with every step; a step saved without it (older code) is not damaged, one that does not parse is.
+_OPTIONAL_JSON = ("metrics/metrics",)
 
 
 class CheckpointReference(NamedTuple):
@@ -96,6 +99,19 @@ def damage_of(step_folder: str | os.PathLike) -> str | None:
                 json.loads(path.read_bytes())
             except (OSError, ValueError):
                 return f"unreadable {relative}"
+    for relative in _OPTIONAL_JSON:
+        path = folder / relative
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return f"unreadable {relative}"
+        try:
+            if not isinstance(json.loads(data), dict):
+                return f"unreadable {relative}"
+        except ValueError:
+            return f"unreadable {relative}"
     for parent, _, files in os.walk(folder / "state"):
         for name in files:
             try:
