@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from rlcar_core.io.checkpoint import CheckpointDamaged
 from rlcar_core.io.runs import RunDir, RunInUse, sweep_temp_files
 from rlcar_core.loop.checkpointer import Checkpointer, short_reason
 from rlcar_core.loop.keys import stream_base, stream_key
@@ -111,6 +112,19 @@ def test_resume_moves_nothing_when_no_checkpoint_restores(tmp_path):
     with Checkpointer(directory, "test model") as checkpointer, pytest.raises(Exception, match="ep10"):  # noqa: B017 - io may wrap it
         checkpointer.resume(other_model)
     assert sorted(os.listdir(directory)) == ["10", "5"]
+
+
+def test_resume_when_every_step_is_truncated_names_none_as_intact(tmp_path):
+    directory = tmp_path / "ckpt"
+    _two_checkpoints(directory)
+    _truncate_data_files(directory / "10")
+    _truncate_data_files(directory / "5")
+    with Checkpointer(directory, "test model") as checkpointer, pytest.raises(CheckpointDamaged) as error:
+        checkpointer.resume(_abstract())
+    message = str(error.value)
+    assert message.startswith("every test model checkpoint in ") and "intact" not in message
+    assert "ep10 (" in message and "ep5 (" in message and "\n" not in message
+    assert sorted(os.listdir(directory)) == ["10", "5"]  # nothing moved
 
 
 def test_short_reason_is_one_short_clause():

@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from rlcar_core.io.checkpoint import CheckpointStore
+from rlcar_core.io.checkpoint import CheckpointDamaged, CheckpointStore
 from rlcar_core.loop.metrics import MetricsLogger
 from rlcar_core.loop.outcomes import TrainingDiverged, TrainingInterrupted, all_finite
 
@@ -160,7 +160,17 @@ class Checkpointer:
             restored = Restored(step, state, saved)
             break
         if failures and restored is None:
-            raise failures[0][1]  # nothing restores: a model mismatch, not damage; move nothing
+            # Nothing restores: move nothing. A model mismatch says so; when every step is damaged, the
+            # message lists them all (the first failure's own message still named the older, untried
+            # steps as intact).
+            mismatch = [error for _, error in failures if not isinstance(error, CheckpointDamaged)]
+            if mismatch:
+                raise mismatch[0]
+            listed = ", ".join(f"ep{step} ({short_reason(error)})" for step, error in failures)
+            raise CheckpointDamaged(
+                f"every {self.what} checkpoint in {self.store.shown} is damaged: {listed}; "
+                "move them aside or delete them to start afresh"
+            )
         if failures:
             self._set_aside([step for step, _ in failures])
             for step, error in failures:
