@@ -190,6 +190,35 @@ def test_metrics_records_share_one_key_scheme(tmp_path):
     assert run.read_metrics() == [record]
 
 
+def test_a_failed_append_leaves_no_partial_record_and_resume_skips_damaged_bytes(tmp_path, monkeypatch):
+    import errno
+
+    run = RunDir(tmp_path)
+    log = MetricsLogger(run, "vae")
+    log.log("train", 1, {"vae/loss": 1.0})
+    whole = run.metrics_path.read_bytes()
+
+    def disk_fills_part_way(record):  # a full disk takes the first 8 KB of a record, then refuses
+        with open(run.metrics_path, "ab") as handle:
+            handle.write(b'{"trainer": "vae", "kind": "train", "x": "' + b"x" * 8192)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run, "append_metrics", disk_fills_part_way)
+    with pytest.raises(OSError) as error:
+        log.log("train", 2, {"vae/loss": 0.5})
+    assert error.value.filename == str(run.metrics_path)  # the one-line message names the file
+    assert run.metrics_path.read_bytes() == whole and log.count == 1
+    monkeypatch.undo()
+    # Damaged bytes (a torn line, 0xff) from any other cause are dropped by the resume's rewrite.
+    with open(run.metrics_path, "ab") as handle:
+        handle.write(b'{"trainer": "vae", "kind": "tr\xff\x00\n[1]\n')
+    log.log("train", 2, {"vae/loss": 0.5})
+    log.log("train", 3, {"vae/loss": 0.4})
+    assert MetricsLogger(run, "vae").resume(2) == 1
+    assert [record["step"] for record in run.read_metrics()] == [1, 2]
+    assert b"\xff" not in run.metrics_path.read_bytes()
+
+
 def test_resume_drops_the_records_written_after_the_checkpoint(tmp_path):
     run = RunDir(tmp_path)
     other = MetricsLogger(run, "vae")

@@ -22,7 +22,9 @@ therefore never repeats a record; records of other trainers, and records from be
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -71,10 +73,29 @@ class MetricsLogger:
         record = {"trainer": self.trainer, "kind": kind, "step": int(step), "time": self._clock()}
         record.update(values or {})
         if self.writes:
-            self.run.append_metrics(record)
+            self._append(record)
             self.tensorboard.write(record)
         self.count += 1
         return record
+
+    def _append(self, record: dict[str, Any]) -> None:
+        """`RunDir.append_metrics`, whole records only: when the write fails part-way (a full disk
+        takes the first 8 KB of a record and refuses the rest), the file is cut back to its size
+        before it, so the error's 'nothing was lost' holds and no partial line is left behind."""
+        path = self.run.metrics_path
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = 0
+        try:
+            self.run.append_metrics(record)
+        except OSError as error:
+            with contextlib.suppress(OSError):  # cutting a file back needs no free space
+                if path.is_file() and path.stat().st_size > size:
+                    os.truncate(path, size)
+            if error.filename is None:  # a failed write names no file; the one-line message should
+                error.filename = os.fspath(path)
+            raise
 
     def resume(self, kept: int | None) -> int:
         """Keep only the first `kept` records of this trainer (None keeps them all); returns how many
@@ -86,19 +107,23 @@ class MetricsLogger:
             return 0
         path = self.run.metrics_path
         lines, mine = [], 0
-        with open(path) as handle:
+        # Bytes, decoded line by line (as `RunDir.iter_metrics` reads them): a line a killed run left
+        # half-written, or damaged bytes, are dropped here, never a UnicodeDecodeError for the file.
+        with open(path, "rb") as handle:
             for line in handle:
                 try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line a killed run left half-written
-                if isinstance(record, dict) and self._is_mine(record):
+                    record = json.loads(line.decode("utf-8"))
+                except ValueError:  # UnicodeDecodeError and JSONDecodeError alike
+                    continue
+                if not isinstance(record, dict):
+                    continue
+                if self._is_mine(record):
                     mine += 1
                     if mine > kept:
                         continue
-                lines.append(line if line.endswith("\n") else line + "\n")
+                lines.append(line if line.endswith(b"\n") else line + b"\n")
         with atomic_path(path) as temp:
-            temp.write_text("".join(lines))
+            temp.write_bytes(b"".join(lines))
         dropped = self.count - kept
         self.count = kept
         return dropped
