@@ -17,7 +17,8 @@ read-only or forbidden place (EROFS,       2     ``cannot write <path>: read-onl
   place, so it is bad input: another
   --run-dir / -o fixes it
 disk full (ENOSPC, or TensorStore's        1     ``no space left on <path> (needs about N MB);
-  RESOURCE_EXHAUSTED)                                 nothing was lost``
+  RESOURCE_EXHAUSTED); <path> is the file,            nothing was lost``, or ``(N MB free there)``
+  or else the run's --run-dir
 JAX backend missing (JAX_PLATFORMS=gpu,    2     ``JAX backend 'gpu' is not available here; run
   cuda, tpu on a CPU machine)                        on the CPU with JAX_PLATFORMS=cpu``
 training diverged                          1     the loop's message (last good checkpoint kept)
@@ -226,16 +227,54 @@ def _megabytes(size: int) -> str:
     return f"{max(1, round(size / 1e6))} MB"
 
 
+def _free_size(size: int) -> str:
+    return f"{round(size / 1e3)} KB" if size < 1e6 else _megabytes(size)
+
+
+# Orbax writes a step into `<step>.orbax-checkpoint-tmp*/...`: the message names the step folder the
+# user knows (our own atomic writes already name the final file).
+_TEMP_PART = re.compile(r"\.orbax-checkpoint-tmp.*$")
+
+
+def _run_path() -> str | None:
+    """The command line's --run-dir: what a disk-full error that names no file (a failed write, some
+    TensorStore errors) names instead."""
+    arguments = sys.argv[1:]
+    for position, argument in enumerate(arguments):
+        if argument == "--run-dir" and position + 1 < len(arguments):
+            return arguments[position + 1] or None
+        if argument.startswith("--run-dir="):
+            return argument.split("=", 1)[1] or None
+    return None
+
+
+def _free_bytes(path: str) -> int | None:
+    """Free space on the file system that holds `path` (its nearest existing folder: a failed write's
+    temp folder is often gone by now), or None when that cannot be read."""
+    candidate = os.path.abspath(path)
+    while True:
+        try:
+            return shutil.disk_usage(candidate).free
+        except (FileNotFoundError, NotADirectoryError):
+            parent = os.path.dirname(candidate)
+            if parent == candidate:
+                return None
+            candidate = parent
+        except OSError:
+            return None
+
+
 def _no_space_message(path: str | None, needed: int | None) -> str:
+    """Name the file (or else the run folder) and the free space of the file system it is on, never
+    that of the current folder, which may be another disk."""
+    path = _TEMP_PART.sub("", path) if path else _run_path()
     where = path or "the disk"
     if needed:
         detail = f"needs about {_megabytes(needed)}"
+    elif path and (free := _free_bytes(path)) is not None:
+        detail = f"{_free_size(free)} free there"
     else:
-        try:
-            free = shutil.disk_usage(os.path.dirname(path) or "." if path else ".").free
-            detail = f"{_megabytes(free)} free"
-        except OSError:
-            detail = "the disk is full"
+        return f"no space left on {where}; nothing was lost"
     return f"no space left on {where} ({detail}); nothing was lost"
 
 

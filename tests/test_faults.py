@@ -237,6 +237,37 @@ def test_a_read_only_run_directory_is_one_line_exit_2(tmp_path):
     assert_one_line_failure(result, 2, str(read_only / "run"), "read-only file system")
 
 
+def test_a_full_disk_names_the_run_and_the_free_space_of_its_own_file_system(tmp_path, monkeypatch):
+    """In-process and quick: a write that names no file, and TensorStore's error on orbax's temp folder,
+    name the run's path (or the step folder) and the free space there, not the current folder's disk."""
+    import errno
+
+    from rlcar_cli import output
+
+    with mounted_tmpfs(tmp_path / "small", "1m") as disk:
+        run = disk / "run"
+        monkeypatch.setattr(sys, "argv", ["rlcar", "train-dreamer", "--run-dir", str(run)])
+        message, code = output.describe_failure(OSError(errno.ENOSPC, "No space left on device"))
+        assert code == 1 and message.startswith(f"no space left on {run} (")
+        free = shutil.disk_usage(disk).free
+        assert (
+            f"({round(free / 1e3)} KB free there)" in message
+            or f"({round(free / 1e6)} MB free there)" in message
+        )
+        temp = f"{run}/checkpoints/dreamer/4.orbax-checkpoint-tmp/state.orbax-checkpoint-tmp/ocdbt.process_0/"
+        tensorstore = ValueError(
+            f'RESOURCE_EXHAUSTED: Error writing "w/0" in OCDBT database at local file "{temp}": '
+            "Failed to write 1417596 bytes to file 4: No space left on device [os_error_code='28']"
+        )
+        message, _ = output.describe_failure(tensorstore)
+        assert (
+            message.startswith(f"no space left on {run}/checkpoints/dreamer/4 (") and "free there" in message
+        )
+    monkeypatch.setattr(sys, "argv", ["rlcar", "collect"])
+    message, _ = output.describe_failure(OSError(errno.ENOSPC, "No space left on device"))
+    assert message == "no space left on the disk; nothing was lost"  # never the current folder's space
+
+
 @pytest.mark.slow
 def test_a_full_disk_loses_nothing_and_the_next_start_cleans_up(tmp_path):
     with mounted_tmpfs(tmp_path / "full", "300k") as disk:
