@@ -283,6 +283,43 @@ def test_a_garbage_metrics_file_is_a_damaged_step_with_fallback(tmp_path, garbag
     assert sorted(os.listdir(directory)) == ["1", "3", "ep2.damaged"]
 
 
+def test_one_truncated_data_file_is_named_and_its_leftover_reads_stay_quiet(tmp_path, monkeypatch):
+    """Orbax wraps TensorStore's OUT_OF_RANGE in a bare Exception; reads of the same restore still in
+    flight failed later, often at exit, each printing a 50-line TensorStore spec (515 lines in all)."""
+    import types
+
+    directory = tmp_path / "m"
+    state = {
+        "a": jnp.asarray(np.random.default_rng(0).normal(size=(128, 192)), jnp.float32),
+        "b": jnp.arange(10),
+    }
+    with CheckpointStore(directory) as store:
+        store.save(1, state, CONFIG)
+    data = sorted(
+        (path for path in (directory / "1" / "state").rglob("*") if path.is_file() and "d" in path.parts),
+        key=lambda path: path.stat().st_size,
+    )
+    os.truncate(data[-1], data[-1].stat().st_size // 2)
+    reached = []
+    monkeypatch.setattr(sys, "unraisablehook", reached.append)
+    with CheckpointStore(directory, read_only=True) as store, pytest.raises(CheckpointDamaged) as error:
+        store.restore(1, jax.eval_shape(lambda: state))
+    assert error.value.reason == "a data file is shorter than written: truncated"
+
+    def unraisable(text):
+        return types.SimpleNamespace(
+            exc_value=Exception(text), exc_type=Exception, exc_traceback=None, err_msg=None, object=None
+        )
+
+    sys.unraisablehook(
+        unraisable(
+            "Encountered error while reading array index: (slice(0, 10, 1),). See full TensorStore details"
+        )
+    )
+    sys.unraisablehook(unraisable("something else"))
+    assert [str(item.exc_value) for item in reached] == ["something else"]
+
+
 def test_opening_a_store_creates_nothing_until_the_first_save(tmp_path):
     with CheckpointStore(tmp_path / "run" / "checkpoints" / "rnn") as store:
         assert store.latest_step() is None

@@ -111,6 +111,48 @@ def close_open_stores() -> None:
         store.close()
 
 
+_LEFTOVER_READ_FAILURE = re.compile(r"Encountered error while reading|Event loop is closed")
+
+
+def _is_leftover_read_failure(unraisable: Any) -> bool:
+    return bool(_LEFTOVER_READ_FAILURE.search(str(unraisable.exc_value)))
+
+
+def _silence_leftovers_of_failed_reads() -> None:
+    """After a read failed (and was reported in one line), reads of the same restore still in flight
+    fail later, when their coroutines are collected, often at exit: each prints 'Exception ignored in:
+    <coroutine ...>' and a 50-line TensorStore spec (515 lines for one truncated file). Drop those
+    for the rest of the process; anything else still reaches the previous hook."""
+    previous_hook = sys.unraisablehook
+    if getattr(previous_hook, "_drops_leftover_reads", False):
+        return
+
+    def quiet_unraisable(unraisable) -> None:
+        if not _is_leftover_read_failure(unraisable):
+            previous_hook(unraisable)
+
+    quiet_unraisable._drops_leftover_reads = True
+    sys.unraisablehook = quiet_unraisable
+    asyncio_log = logging.getLogger("asyncio")
+    if _drop_never_retrieved not in asyncio_log.filters:
+        asyncio_log.addFilter(_drop_never_retrieved)
+
+
+def _drop_never_retrieved(record: logging.LogRecord) -> bool:
+    return "never retrieved" not in record.getMessage()
+
+
+def _error_chain_text(error: BaseException) -> str:
+    """The messages of `error` and its causes: orbax wraps TensorStore's 'OUT_OF_RANGE: ... byte range'
+    in a bare 'Encountered error while reading array index' Exception."""
+    texts, seen = [], set()
+    while error is not None and id(error) not in seen and len(texts) < 8:
+        seen.add(id(error))
+        texts.append(str(error))
+        error = error.__cause__ or error.__context__
+    return " <- ".join(texts)
+
+
 @contextlib.contextmanager
 def _quiet_failed_reads() -> Iterator[None]:
     """Hide the side noise of a failed TensorStore read: asyncio's 'Future exception was never
@@ -124,7 +166,7 @@ def _quiet_failed_reads() -> Iterator[None]:
         return "never retrieved" not in record.getMessage()
 
     def quiet_unraisable(unraisable) -> None:
-        if "Event loop is closed" not in str(unraisable.exc_value):
+        if not _is_leftover_read_failure(unraisable):
             previous_hook(unraisable)
 
     asyncio_log = logging.getLogger("asyncio")
@@ -478,12 +520,13 @@ class CheckpointStore:
             except Exception as error:  # orbax and TensorStore raise many types for one bad file
                 failure = (
                     type(error).__name__,
-                    str(error),
+                    _error_chain_text(error),
                     isinstance(error, ValueError | KeyError | TypeError),
                 )
             # Out of the except block the traceback (which holds the failed reads' futures) is freed,
             # so the quiet window collects them.
             gc.collect()
+        _silence_leftovers_of_failed_reads()  # for reads still in flight, collected later (at exit)
         kind, text, maybe_mismatch = failure
         if (
             (reason := damage_of(self.directory / str(step))) is None
