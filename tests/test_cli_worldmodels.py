@@ -73,7 +73,8 @@ def test_each_stage_says_which_command_to_run_first(tmp_path):
     fails_with(["train-controller", "--run-dir", run], message="no MDN-RNN checkpoint")
     # Inputs are checked before any checkpoint folder is made: a refused command leaves no trace.
     assert not (run / "checkpoints").exists()
-    fails_with(["dream", "--run-dir", run, "--headless"], message="run `rlcar train-controller")
+    # A run with data only: the earliest missing stage is named, not the last.
+    fails_with(["dream", "--run-dir", run, "--headless"], message="run `rlcar train-vae")
     fails_with(["eval", "--agent", "worldmodel", "--run-dir", run], message="no controller checkpoint")
     fails_with(["collect", "--run-dir", run, "--policy", "checkpoint"], message="no controller checkpoint")
 
