@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import re
 import time
@@ -185,27 +186,37 @@ class Server:
     async def drive(self, websocket: WebSocket) -> None:
         from rlcar_core.apps.serve.live import LiveDrive
 
+        def prepare():
+            config = self.live_config(websocket.query_params)
+            return functools.partial(LiveDrive, config, self.root / PLAY_DIR, self.leaderboard)
+
+        def stream(live, worker):
+            fps = _int_param(websocket.query_params.get("fps"), self.config.fps, 1, MAX_FPS)
+            return self.stream(websocket, live, worker, fps)
+
+        await self.worker_socket(websocket, "rlcar-live", prepare, stream, (RlcarError, OSError, ValueError))
+
+    async def worker_socket(self, websocket: WebSocket, name: str, prepare, stream, refused) -> None:
+        """A live socket's life: accept; `prepare()` (on the event loop: checks the query) returns the
+        session's maker, which runs on the socket's own worker thread, as does everything that touches
+        the env and the agent afterwards; a refused session gets one message; `stream(session, worker)`
+        runs until the page goes; the session is closed on its thread."""
         await websocket.accept()
-        # One worker thread per live car: the env and the agent are only ever touched from it.
-        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlcar-live")
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         loop = asyncio.get_running_loop()
-        live = None
+        session = None
         try:
             try:
-                config = self.live_config(websocket.query_params)
-                live = await loop.run_in_executor(
-                    worker, LiveDrive, config, self.root / PLAY_DIR, self.leaderboard
-                )
-            except (RlcarError, OSError, ValueError) as problem:
+                session = await loop.run_in_executor(worker, prepare())
+            except refused as problem:
                 await _refuse_socket(websocket, problem)
                 return
-            fps = _int_param(websocket.query_params.get("fps"), self.config.fps, 1, MAX_FPS)
-            await self.stream(websocket, live, worker, fps)
+            await stream(session, worker)
         except WebSocketDisconnect:
             pass
         finally:
-            if live is not None:
-                await loop.run_in_executor(worker, live.close)
+            if session is not None:
+                await loop.run_in_executor(worker, session.close)
             worker.shutdown(wait=False)
 
     async def stream(self, websocket: WebSocket, live, worker, fps: int) -> None:
@@ -266,24 +277,14 @@ class Server:
         """A World Models car: its state (frames, z, h, action) as JSON each step; pause and z edits in."""
         from rlcar_core.apps.serve.latent import LatentView
 
-        await websocket.accept()
-        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlcar-latent")
-        loop = asyncio.get_running_loop()
-        view = None
-        try:
-            try:
-                config = self.latent_config(websocket.query_params)
-                view = await loop.run_in_executor(worker, LatentView, config)
-            except Exception as problem:  # noqa: BLE001 - a checkpoint that won't load: a message, not 1011
-                await _refuse_socket(websocket, problem)
-                return
-            await self.stream_latent(websocket, view, worker)
-        except WebSocketDisconnect:
-            pass
-        finally:
-            if view is not None:
-                await loop.run_in_executor(worker, view.close)
-            worker.shutdown(wait=False)
+        def prepare():
+            return functools.partial(LatentView, self.latent_config(websocket.query_params))
+
+        def stream(view, worker):
+            return self.stream_latent(websocket, view, worker)
+
+        # Any failure to build the view (a checkpoint that won't load) is a message, not a 1011.
+        await self.worker_socket(websocket, "rlcar-latent", prepare, stream, Exception)
 
     async def stream_latent(self, websocket: WebSocket, view, worker) -> None:
         """Driving: one state per physics step. Paused: one state per batch of commands (slider moves)."""
