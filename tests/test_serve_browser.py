@@ -175,15 +175,20 @@ def test_holding_arrow_up_speeds_the_car_up(server, page):
 PRETRAINED_WORLD_MODEL = Path(__file__).resolve().parents[1] / "pretrained" / "worldmodel-rlcar-pixels"
 
 
-def test_latent_view_slider_changes_the_decoded_frame(server, page):
-    """A World Models agent drives; paused, moving z3 changes V's decoded frame and C's action."""
+def _serve_the_shipped_world_model(server) -> None:
+    """The shipped RLCar World Models agent as the server's run `wm-pixels` (skips without it)."""
     import shutil
-
-    from PIL import Image, ImageChops
 
     if not (PRETRAINED_WORLD_MODEL / "checkpoints").is_dir():
         pytest.skip(f"{PRETRAINED_WORLD_MODEL} is missing")
     shutil.copytree(PRETRAINED_WORLD_MODEL, server["root"] / "wm-pixels", dirs_exist_ok=True)
+
+
+def test_latent_view_slider_changes_the_decoded_frame(server, page):
+    """A World Models agent drives; paused, moving z3 changes V's decoded frame and C's action."""
+    from PIL import Image, ImageChops
+
+    _serve_the_shipped_world_model(server)
     page.goto(server["base"])
     page.click("nav button[data-tab=latent]")
     page.wait_for_selector("#latent-driver option", state="attached")
@@ -238,11 +243,7 @@ def test_a_bad_track_is_a_message_in_the_page_not_a_dead_frame(server, page):
 
 
 def test_a_run_without_metrics_says_why_its_charts_are_empty(server, page):
-    import shutil
-
-    if not (PRETRAINED_WORLD_MODEL / "checkpoints").is_dir():
-        pytest.skip(f"{PRETRAINED_WORLD_MODEL} is missing")
-    shutil.copytree(PRETRAINED_WORLD_MODEL, server["root"] / "wm-pixels", dirs_exist_ok=True)
+    _serve_the_shipped_world_model(server)
     page.goto(server["base"])
     page.click("#runs-table tbody tr[data-run='wm-pixels'] td:nth-child(2)")
     page.wait_for_selector("#runs-charts .empty")
