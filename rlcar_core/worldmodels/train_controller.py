@@ -89,13 +89,14 @@ class EnvRollouts:
     `tracks` are indices into the RLCar training-track bank, or CarRacing-v3 reset seeds (which pick
     the track). RLCar's JAX vector env plays rows in waves; cars share `seed` for their start jitter,
     so candidates on the same track face the same start (common random numbers make CMA-ES's
-    comparisons less noisy). CarRacing-v3's cars each run in a worker process and work through the
-    rows as a queue: a car whose episode ends takes the next row at once, so short episodes (early
+    comparisons less noisy), and so does EnvPool's CarRacing-v3. Gymnasium's CarRacing-v3 cars each
+    run in a worker process and work through the rows as a queue: a car whose episode ends takes the next row at once, so short episodes (early
     stops, crashes) free their core for the rest instead of waiting for the slowest car of a wave.
 
     `patience` (frames, training only) ends an episode after that many frames in a row without a
     reward: a car parked or lost on the grass earns only CarRacing's -0.1 a frame from there on, and
-    the rest of its 1000 frames would say nothing more about the candidate. Evaluations pass 0.
+    the rest of its 1000 frames would say nothing more about the candidate (queued cars only; EnvPool's
+    waves play whole episodes). Evaluations pass 0.
     """
 
     def __init__(
@@ -111,13 +112,16 @@ class EnvRollouts:
         self.num_envs = num_envs
         self.banked = EnvName.parse(env_name).has_track_bank
         env_options = dict(env_options or {})
+        # Gymnasium's CarRacing cars play a queue of rows (they reset one by one, see _run_queue) in
+        # worker processes that spread Box2D over the cores. EnvPool has its own threads and resets
+        # a car on its own: it plays waves, as RLCar's vector env does.
+        self.queued = not self.banked and env_options.get("backend", "gymnasium") == "gymnasium"
         if not self.banked:
+            env_options.setdefault("action_repeat", default_action_repeat(env_name))
+        if self.queued:
             from gymnasium.vector import AutoresetMode
 
-            # Worker processes spread Box2D over the cores; EnvPool has its own threads.
-            env_options.setdefault("action_repeat", default_action_repeat(env_name))
-            if env_options.get("backend", "gymnasium") == "gymnasium":
-                env_options.update(processes=num_envs > 1, autoreset_mode=AutoresetMode.DISABLED)
+            env_options.update(processes=num_envs > 1, autoreset_mode=AutoresetMode.DISABLED)
         self.frames_per_step = int(env_options.get("action_repeat", 1))
         self.env = make_env(
             env_name,
@@ -138,7 +142,7 @@ class EnvRollouts:
     ) -> RolloutScores:
         vectors = np.asarray(vectors, np.float32)
         tracks = np.asarray(tracks, np.int64)
-        if not self.banked:
+        if self.queued:
             return self._run_queue(params, vectors, tracks, patience)
         returns, progress = [], []
         for first in range(0, len(vectors), self.num_envs):
@@ -154,7 +158,10 @@ class EnvRollouts:
         return RolloutScores(np.concatenate(returns), np.concatenate(progress))
 
     def _run_wave(self, params: WorldModelParams, vectors, tracks, seed: int) -> RolloutScores:
-        obs, _ = self.env.reset(seed=seed, options={"track_id": tracks})
+        if self.banked:
+            obs, _ = self.env.reset(seed=seed, options={"track_id": tracks})
+        else:
+            obs, _ = self.env.reset(seed=[int(track) for track in tracks])
         rnn_state = initial_rnn_state(self._rnn_config, self.num_envs)
         running = np.ones(self.num_envs, bool)
         episode_return = np.zeros(self.num_envs)
