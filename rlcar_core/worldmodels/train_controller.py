@@ -91,7 +91,8 @@ class EnvRollouts:
     so candidates on the same track face the same start (common random numbers make CMA-ES's
     comparisons less noisy), and so does EnvPool's CarRacing-v3. Gymnasium's CarRacing-v3 cars each
     run in a worker process and work through the rows as a queue: a car whose episode ends takes the
-    next row at once, so short episodes (early stops, crashes) free their core for the rest instead of waiting for the slowest car of a wave.
+    next row at once, so short episodes (early stops, crashes) free their core for the rest instead
+    of waiting for the slowest car of a wave.
 
     `patience` (frames, training only) ends an episode after that many frames in a row without a
     reward: a car parked or lost on the grass earns only CarRacing's -0.1 a frame from there on, and
