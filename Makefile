@@ -7,15 +7,42 @@ export JAX_PLATFORMS ?= cpu
 export SDL_VIDEODRIVER ?= dummy
 export PYGAME_HIDE_SUPPORT_PROMPT := 1
 
-.PHONY: setup demo test test-fast lint bench bench-worldmodels bench-dreamer bench-carracing bench-dreamer-speed bench-worldmodels-speed bench-serve clean
+.PHONY: setup lock demo test test-fast lint bench bench-worldmodels bench-dreamer bench-carracing bench-dreamer-speed bench-worldmodels-speed bench-serve clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Installs come from requirements.lock: exact versions of everything `pip install -e ".[dev]"` pulls in,
+# resolved for CPython $(LOCK_PYTHON) on Linux x86_64 (the ones every measurement in the README used).
+# pyproject.toml keeps the ranges, for `pip install rlcar`. Another Python installs from those ranges,
+# with a warning. `pip check` catches a lock that lacks a dependency added to pyproject.toml.
+LOCK := requirements.lock
+LOCK_PYTHON := 3.11
+PIP_VERSION := 26.3
+PIP_TOOLS_VERSION := 7.7.0
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet "pip==$(PIP_VERSION)"
+	if $(BIN)/python -c 'import sys; sys.exit("%d.%d" % sys.version_info[:2] != "$(LOCK_PYTHON)")'; then \
+		$(BIN)/python -m pip install --quiet -r $(LOCK) && \
+		$(BIN)/python -m pip install --quiet --no-deps -e . && \
+		{ $(BIN)/python -m pip check || { echo "$(LOCK) is out of date with pyproject.toml: run make lock" >&2; exit 1; }; }; \
+	else \
+		echo "warning: $(LOCK) is for Python $(LOCK_PYTHON); installing from pyproject.toml's ranges instead" >&2; \
+		$(BIN)/python -m pip install --quiet -e ".[dev]"; \
+	fi
 	touch $(STAMP)
+
+# Re-resolve requirements.lock after editing pyproject.toml's dependencies, keeping every pin that still
+# fits (pip-tools' pip-compile, run from a throwaway venv). To move pins: make lock LOCK_ARGS=--upgrade,
+# or LOCK_ARGS="--upgrade-package jax --upgrade-package jaxlib".
+LOCK_ARGS ?=
+lock:
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PYTHON) -m venv "$$tmp" && \
+	"$$tmp/bin/python" -m pip install --quiet "pip==$(PIP_VERSION)" "pip-tools==$(PIP_TOOLS_VERSION)" && \
+	CUSTOM_COMPILE_COMMAND="make lock" "$$tmp/bin/pip-compile" --quiet --extra dev --strip-extras \
+		--allow-unsafe --no-emit-index-url --no-emit-find-links --no-emit-trusted-host $(LOCK_ARGS) \
+		--output-file $(LOCK) pyproject.toml
 
 # The main job on a small default: train DreamerV3 on RLCar's ray sensors for DEMO_STEPS env steps
 # (a few minutes on 2 CPU cores), then compare the trained agent with a random driver and the heuristic
