@@ -88,13 +88,20 @@ def test_every_attempt_that_moved_is_saved_and_toggle_hands_over(scripted, tmp_p
 
 
 def test_t_without_agent_hands_the_car_to_the_heuristic(scripted, tmp_path):
-    scripted.script = [press(), press(toggle=True), *[press(IDLE)] * 6]
+    scripted.script = [*[press()] * 5, press(toggle=True), *[press(IDLE)] * 3]
     result = play(PlayConfig(manual=True, run_dir=tmp_path, max_steps=100))
     assert result["agent"] == "heuristic"
     (episode,) = result["episodes"]
-    assert episode["manual_steps"] == 1 and episode["steps"] == 8
+    assert episode["manual_steps"] == 5 and episode["steps"] == 9
     run = load_human_run(tmp_path)
-    assert (run.actions[1:, 1] > 0).any(), "the heuristic drove after T"
+    assert (run.actions[5:, 1] > 0).any(), "the heuristic drove after T"
+
+
+def test_an_attempt_the_agent_drove_most_of_is_not_a_human_run(scripted, tmp_path):
+    scripted.script = [press(), press(toggle=True), *[press(IDLE)] * 6]
+    (episode,) = play(PlayConfig(manual=True, run_dir=tmp_path, max_steps=100))["episodes"]
+    assert episode["manual_steps"] == 1 and episode["steps"] == 8
+    assert "saved" not in episode and human_runs(tmp_path) == []
 
 
 def test_an_attempt_that_never_moved_is_not_saved(scripted, tmp_path):

@@ -155,7 +155,48 @@ def test_leaderboard_ranks_laps_per_track(tmp_path):
     assert board.add(0, "AI: heuristic", "ai", 30.5)["rank"] == 1
     assert board.add(1, "you", "human", 50.0)["rank"] == 1
     saved = json.loads((tmp_path / "leaderboard.json").read_text())
-    assert [e["lap_time"] for e in saved["0"]] == [30.5, 42.0] and len(saved["1"]) == 1
+    assert [e["lap_time"] for e in saved["rlcar"]["0"]] == [30.5, 42.0] and len(saved["rlcar"]["1"]) == 1
+
+
+def race(score, tiles=10, off_road=0.0):
+    return {"score": score, "tiles": tiles, "tiles_total": 300, "off_road_seconds": off_road, "seconds": 20.0}
+
+
+def test_leaderboard_keeps_carracing_races_apart_ranked_by_score(tmp_path):
+    board = Leaderboard(tmp_path)
+    board.add(0, "you", "human", 42.0)
+    assert board.add_race("carracing", 0, "you", "human", race(120.5))["rank"] == 1
+    assert board.add_race("carracing", 0, "AI: dreamer", "ai", race(300.0, 40))["rank"] == 1
+    assert board.add_race("carracing", 0, "you", "human", race(200.0))["rank"] == 2
+    # One entry per AI: a worse run of the same agent leaves its best; a better one replaces it.
+    assert board.add_race("carracing", 0, "AI: dreamer", "ai", race(100.0))["kept"] is False
+    assert board.add_race("carracing", 0, "AI: dreamer", "ai", race(310.0))["rank"] == 1
+    scores = [e["score"] for e in board.entries("carracing", 0)]
+    assert scores == [310.0, 200.0, 120.5]
+    assert board.entries("carracing", 1) == [] and board.entries("rlcar", 0)[0]["lap_time"] == 42.0
+    assert board.entries("carracing", 0)[0]["tiles"] == 10 and "off_road_seconds" in board.entries("carracing", 0)[0]
+
+
+def test_an_rlcar_only_leaderboard_file_is_still_read(tmp_path):
+    old = {"0": [{"driver": "you", "kind": "human", "lap_time": 31.0, "when": "2026-12-01 10:00:00"}]}
+    (tmp_path / "leaderboard.json").write_text(json.dumps(old))
+    board = Leaderboard(tmp_path)
+    assert board.entries("rlcar", 0)[0]["lap_time"] == 31.0
+    board.add_race("carracing", 0, "you", "human", race(50.0))  # rewritten in the per-env form
+    assert board.entries("rlcar", 0)[0]["lap_time"] == 31.0 and board.entries("carracing", 0)[0]["score"] == 50.0
+    (tmp_path / "leaderboard.json").write_text("[1, 2")
+    assert Leaderboard(tmp_path).read() == {}
+
+
+def test_leaderboard_api_answers_one_board_and_refuses_bad_input(client, root):
+    Leaderboard(root).add_race("carracing", 3, "you", "human", race(77.0))
+    board = client.get("/api/leaderboard", params={"env": "carracing", "track": "3"}).json()
+    assert board["ranked_by"] == "score" and board["entries"][0]["score"] == 77.0
+    assert client.get("/api/leaderboard").json()["carracing"]["3"][0]["score"] == 77.0
+    for params in ({"env": "pong"}, {"env": "carracing", "track": "-1"}, {"env": "carracing", "track": "²"},
+                   {"env": "a" * 3000}, {"env": "rlcar", "track": "3000000000"}):  # fmt: skip
+        answer = client.get("/api/leaderboard", params=params)
+        assert answer.status_code == 400 and "\n" not in answer.json()["error"], params
 
 
 def test_keys_make_actions():

@@ -82,6 +82,11 @@ class DrivingSession:
             return None
         return f"LAP  {self.steps * self.step_seconds:.1f} s"
 
+    @property
+    def speed(self) -> float | None:
+        """The car's speed in m/s (None before the first CarRacing-v3 step builds the car)."""
+        return self._speed()
+
     def _speed(self) -> float | None:
         if "speed" in self.info:
             return float(self.info["speed"])

@@ -5,7 +5,8 @@ between, with the car's pose interpolated, so the car glides instead of jumping.
 (several seconds), the window shows a splash instead of staying black.
 
 Every attempt a person drove is saved as a human run for ``eval --human``: each one ended by R, Esc,
-a lap, a crash or the step limit, as long as the car moved. An attempt nobody drove is not saved.
+a lap, a crash or the step limit, as long as the car moved. An attempt nobody drove, or one an agent
+drove most of after a T, is not saved.
 """
 
 from __future__ import annotations
@@ -82,8 +83,11 @@ class Attempt:
     human_input: bool = False  # a key was held on at least one manual step
 
     def driven_by_a_person(self, session: DrivingSession) -> bool:
+        """It moved, a key was held, and the person drove most of its steps: an attempt an agent
+        drove most of (after a T) is the agent's, not a human run to compare agents against."""
         moved = session.distance >= MOVED_METRES or float(session.info.get("progress", 0.0)) > 0.0
-        return self.manual_steps > 0 and self.human_input and moved
+        mostly_by_hand = 2 * self.manual_steps > len(self.actions)
+        return mostly_by_hand and self.human_input and moved
 
 
 def resolve_play(config: PlayConfig) -> PlayConfig:

@@ -36,6 +36,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 PLAY_DIR = "play"  # human runs go to <root>/play/human/, where `play --manual` puts them by default
 DEFAULT_FPS = 30
 MAX_FPS = 60
+MAX_LIVE_STEPS = 100_000  # a live episode's step limit (CarRacing-v3's own is 1000)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +96,25 @@ class Server:
         return JSONResponse(runs_view.metric_series(RunDir(path), since))
 
     def leaderboard_view(self, request: Request) -> JSONResponse:
-        return JSONResponse(self.leaderboard.read())
+        """Every board, or with ``env`` (and ``track``, default 0) one env's track, ranked."""
+        from rlcar_core.apps.serve.leaderboard import RANKED_BY
+        from rlcar_core.envs.names import EnvName
+
+        env = request.query_params.get("env")
+        if env is None:
+            return JSONResponse(self.leaderboard.read())
+        env = EnvName.parse(env[:40])
+        track = forms.track_number(dict(request.query_params))
+        key, higher_first = RANKED_BY[env]
+        return JSONResponse(
+            {
+                "env": env.value,
+                "track": track,
+                "ranked_by": key,
+                "higher_is_better": higher_first,
+                "entries": self.leaderboard.entries(env, track),
+            }
+        )
 
     def file(self, request: Request) -> Response:
         relative = request.path_params["path"]
@@ -159,9 +178,13 @@ class Server:
     # --- live driving -------------------------------------------------------------------------------
 
     def live_config(self, params) -> Any:
+        from rlcar_core.apps.run_identity import resolve_driver
         from rlcar_core.apps.serve.live import LiveConfig
+        from rlcar_core.envs.names import EnvName
 
-        agent = params.get("agent") or None
+        form = dict(params)
+        agent = form.get("agent") or None
+        env = EnvName.parse(str(form["env"])[:40]) if form.get("env") else None
         run_dir, label = None, agent or ""
         checkpoint = "best"
         if agent is not None:
@@ -170,16 +193,22 @@ class Server:
             if agent not in AGENT_NAMES:
                 raise RlcarError(f"unknown driver {agent!r}; choose one of {', '.join(AGENT_NAMES)}")
             if agent in LEARNED_AGENT_LOADERS:
-                run, run_dir = forms.existing_run(self.root, dict(params))
-                checkpoint = forms.checkpoint_name(dict(params))
+                run, run_dir = forms.existing_run(self.root, form)
+                checkpoint = forms.checkpoint_name(form)
                 label = f"{agent} {run}:{checkpoint}"
-        track = forms.track_number(dict(params))
+        # A learned agent drives the env its run was trained on; an env given that contradicts it is refused.
+        env = resolve_driver(agent, env, run_dir, default_agent=None).env
+        max_steps = _whole_number(form.get("max_steps", "1000"))
+        if max_steps is None or not 1 <= max_steps <= MAX_LIVE_STEPS:
+            raise RlcarError(f"max_steps must be a whole number from 1 to {MAX_LIVE_STEPS}")
         return LiveConfig(
+            env=env,
             agent=agent,
             run_dir=run_dir,
             checkpoint=checkpoint,
-            track=track,
-            race=params.get("race") in ("1", "true"),
+            track=forms.track_number(form),
+            race=form.get("race") in ("1", "true"),
+            max_steps=max_steps,
             label=label,
         )
 
@@ -244,10 +273,11 @@ class Server:
             while not self.closing.is_set() and not reader.done():
                 woken.clear()  # a key that lands while this frame is drawn wakes the next one at once
                 await loop.run_in_executor(worker, live.tick)
-                jpeg, meta = await loop.run_in_executor(worker, live.render)
+                frames, meta = await loop.run_in_executor(worker, live.render_panes)
                 meta["sent"] = time.time()
                 await websocket.send_text(json.dumps(meta))
-                await websocket.send_bytes(jpeg)
+                for jpeg in frames:  # meta["panes"] of them: yours, then the agent's in a CarRacing race
+                    await websocket.send_bytes(jpeg)
                 next_frame = max(next_frame + period, time.monotonic())
                 with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
                     await asyncio.wait_for(woken.wait(), timeout=max(0.0, next_frame - time.monotonic()))

@@ -10,6 +10,10 @@ Frames are the same as ``play``'s: ``DrivingSession`` with the top-down view, it
 HUD, the keys that work) and the pose interpolation of ``rlcar_core.render.motion``. A person's attempts
 are kept by ``play``'s own rules (``Attempt``, its summary and ``save_human_run``), so ``eval --human``
 reads a browser run exactly like one from ``play --manual``.
+
+CarRacing-v3 drives through the same session, keys and frames (Gymnasium's own rgb_array view, no
+interpolation: it steps at 50 Hz, so each frame catches the physics up instead). Its race is two panes,
+you and the agent, each on its own env on the same track (see ``race``), compared at the end.
 """
 
 from __future__ import annotations
@@ -26,12 +30,15 @@ import numpy as np
 from rlcar_core.apps.drive import DrivingSession
 from rlcar_core.apps.play import Attempt, PlayConfig, _summarise
 from rlcar_core.apps.serve.leaderboard import Leaderboard
+from rlcar_core.apps.serve.race import CarTally, compare
 from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import RlcarError, require_at_least
 from rlcar_core.render.motion import CarPose, interpolate_pose
 
-ENV = EnvName.RLCAR  # the live view drives the JAX simulator: its frames interpolate and its step is cheap
 MIN_STEP_FRACTION = 0.2
+# A slow frame (a loaded machine) is caught up by stepping several times before the next one, but no
+# more than this: past it the car slows down rather than jumping ahead.
+MAX_STEPS_PER_TICK = 4
 JPEG_QUALITY = 80
 GHOST_COLOUR = (60, 140, 255)
 # Browser key names (KeyboardEvent.key, lower-cased) -> the action part each one drives.
@@ -63,6 +70,7 @@ def encode_jpeg(frame: np.ndarray, ghost_outline: list | None = None) -> bytes:
 
 @dataclasses.dataclass(frozen=True)
 class LiveConfig:
+    env: str = EnvName.RLCAR
     agent: str | None = None  # None: only you drive
     run_dir: Path | None = None  # learned agents: the run whose checkpoint drives
     checkpoint: str = "best"
@@ -73,6 +81,7 @@ class LiveConfig:
     label: str = ""  # how the page names the driver
 
     def validate(self) -> None:
+        EnvName.parse(self.env)
         require_at_least("--track", self.track, 0)
         require_at_least("--max-steps", self.max_steps, 1)
         if self.race and self.agent is None:
@@ -90,23 +99,27 @@ class LiveDrive:
 
         config.validate()
         self.config = config
+        self.env = EnvName.parse(config.env)
         self.human_dir = human_dir
         self.leaderboard = leaderboard
-        self.step_seconds = ENV.step_seconds
+        self.step_seconds = self.env.step_seconds
 
         def agent():
-            return make_agent(config.agent, ENV, config.seed, config.run_dir, config.checkpoint)
+            return make_agent(config.agent, self.env, config.seed, config.run_dir, config.checkpoint)
 
         self.agent = agent() if config.agent else None
         self.label = config.label or (config.agent or "")
-        obs_kind = self.agent.obs_kind if self.agent else "sensors"
-        self.session = DrivingSession(ENV, obs_kind, config.track, config.max_steps, config.seed)
+        obs_kind = self.agent.obs_kind if self.agent else self.env.default_obs
+        self.session = DrivingSession(self.env, obs_kind, config.track, config.max_steps, config.seed)
         self.ghost_agent = agent() if config.race else None
         self.ghost = (
-            DrivingSession(ENV, self.ghost_agent.obs_kind, config.track, config.max_steps, config.seed)
+            DrivingSession(self.env, self.ghost_agent.obs_kind, config.track, config.max_steps, config.seed)
             if config.race
             else None
         )
+        # RLCar's ghost is drawn on your track; CarRacing's Box2D cars need a world each: two panes.
+        self.side_by_side = config.race and self.env is EnvName.CARRACING
+        self.race_result: dict[str, Any] | None = None
         self.manual = self.agent is None or config.race
         self._held: set[str] = set()
         self._lock = threading.Lock()
@@ -147,6 +160,8 @@ class LiveDrive:
         self.pose = self.session.pose()
         self.stepped_at = time.monotonic()
         self.attempt = Attempt()
+        self.tally, self.ghost_tally = CarTally(), CarTally()
+        self.race_result = None
         if self.agent is not None:
             self.agent.reset(1)
         if self.ghost is not None:
@@ -167,23 +182,36 @@ class LiveDrive:
         )
 
     def tick(self, now: float | None = None) -> bool:
-        """Apply pending commands, then step the physics if a step is due; True when it stepped."""
+        """Apply pending commands, then step the physics while a step is due (catching up a slow
+        frame, at most ``MAX_STEPS_PER_TICK`` steps); True when it stepped."""
         now = time.monotonic() if now is None else now
         with self._lock:
             pending, self._pending = self._pending, []
-            action = action_from_keys(self._held)
         for name in pending:
             if name == "reset":
-                if self.attempt.manual_steps:
+                if self.attempt.manual_steps and not self.tally.done:
                     self._keep("restart")
                 self._reset()
                 return True
             if name == "toggle" and self.agent is not None and not self.config.race:
                 self.manual = not self.manual
-        if not self.due(now):
-            return False
+        stepped = 0
+        while stepped < MAX_STEPS_PER_TICK and self.race_result is None and self.due(now):
+            self._step(now)
+            stepped += 1
+        return stepped > 0
+
+    def _step(self, now: float) -> None:
         with self._lock:
             self._action_changed = False
+            action = action_from_keys(self._held)
+        scheduled = self.stepped_at + self.step_seconds
+        # On time or late by less than a catch-up: keep the schedule, so the next step follows at once.
+        on_schedule = scheduled <= now < scheduled + MAX_STEPS_PER_TICK * self.step_seconds
+        self.stepped_at = scheduled if on_schedule else now
+        if self.side_by_side:
+            self._step_side_by_side(action)
+            return
         if not self.manual:
             action = self.agent.act(_batch(self.obs))[0]
         else:
@@ -194,12 +222,43 @@ class LiveDrive:
         self.obs, _, terminated, truncated, info = self.session.step(action)
         self.pose = self.session.pose()
         self.applied_action = np.asarray(action, np.float32)
-        self.stepped_at = now
         if self.ghost is not None and not self.ghost_done:
             self._step_ghost()
         if terminated or truncated:
             self._finish_episode(info)
-        return True
+
+    def _step_side_by_side(self, action: np.ndarray) -> None:
+        """One step of a CarRacing race: each car on its own env until its episode ends; when both
+        have, the race is compared, kept, and stays on screen until R."""
+        if not self.tally.done:
+            self.attempt.manual_steps += 1
+            self.attempt.human_input |= bool(np.any(action != 0))
+            self.attempt.actions.append(np.asarray(action, np.float32))
+            self.obs, _, terminated, truncated, info = self.session.step(action)
+            self.applied_action = np.asarray(action, np.float32)
+            self.tally.after_step(self.session, terminated, truncated, info)
+            if self.tally.done:
+                self._keep(self.tally.ended)
+        if not self.ghost_tally.done:
+            self.ghost_obs, _, terminated, truncated, info = self.ghost.step(
+                self.ghost_agent.act(_batch(self.ghost_obs))[0]
+            )
+            self.ghost_tally.after_step(self.ghost, terminated, truncated, info)
+        if self.tally.done and self.ghost_tally.done:
+            self._finish_race()
+
+    def _finish_race(self) -> None:
+        you, ai = self.tally.state(self.session), self.ghost_tally.state(self.ghost)
+        self.race_result = compare(you, ai)
+        self.episodes += 1
+        if self.leaderboard is None:
+            return
+        track, env = self.config.track, self.env
+        # Only an attempt saved as a person's run (it moved, and you drove it) ranks as a human's.
+        if self.last_episode and self.last_episode.get("saved"):
+            self.race_result["you_rank"] = self.leaderboard.add_race(env, track, "you", "human", you)
+        self.race_result["ai_rank"] = self.leaderboard.add_race(env, track, f"AI: {self.label}", "ai", ai)
+        self.last_lap = self.race_result.get("you_rank") or self.race_result["ai_rank"]
 
     def _step_ghost(self) -> None:
         self.ghost_previous = self.ghost_pose
@@ -214,7 +273,9 @@ class LiveDrive:
 
     def _keep(self, ended: str) -> dict[str, Any]:
         """Summarise the attempt; a person's attempt is saved as `play --manual` saves it."""
-        config = PlayConfig(env=ENV, track=self.config.track, seed=self.config.seed, run_dir=self.human_dir)
+        config = PlayConfig(
+            env=self.env, track=self.config.track, seed=self.config.seed, run_dir=self.human_dir
+        )
         summary = _summarise(config, self.session, self.attempt, ended)
         self.last_episode = summary
         return summary
@@ -222,11 +283,9 @@ class LiveDrive:
     def _finish_episode(self, info: dict) -> None:
         ended = "lap" if info.get("lap_complete") else "crash" if info.get("crashed") else "time"
         summary = self._keep(ended)
-        if summary["lap_complete"]:
-            if summary["manual_steps"] == summary["steps"]:
-                self._record_lap("you", "human", self.session.steps)
-            elif summary["manual_steps"] == 0:
-                self._record_lap(f"AI: {self.label}", "ai", self.session.steps)
+        # The leaderboard is the race's: a lap from the plain Drive tab, yours or an AI's, is not on it.
+        if summary["lap_complete"] and self.config.race and summary["manual_steps"] == summary["steps"]:
+            self._record_lap("you", "human", self.session.steps)
         self.episodes += 1
         self._reset()
 
@@ -246,27 +305,45 @@ class LiveDrive:
         return (*hints, "R  restart")
 
     def render(self, now: float | None = None) -> tuple[bytes, dict[str, Any]]:
-        """The frame for time ``now`` as JPEG bytes, and what the page shows beside it."""
+        """The frame for time ``now`` as JPEG bytes, and what the page shows beside it (in a
+        side-by-side race, your pane: see `render_panes`)."""
+        frames, meta = self.render_panes(now)
+        return frames[0], meta
+
+    def render_panes(self, now: float | None = None) -> tuple[list[bytes], dict[str, Any]]:
+        """Each pane's frame for time ``now`` as JPEG bytes (yours, then in a CarRacing race the
+        agent's), and what the page shows beside them; ``meta["panes"]`` counts the frames."""
         now = time.monotonic() if now is None else now
-        alpha = self.alpha(now)
-        pose = interpolate_pose(self.previous_pose, self.pose, alpha) if self.previous_pose else None
         hud = self.session.hud(self.mode)
-        if self.ghost is not None:
-            hud["ghost"] = f"{100 * float(self.ghost.info.get('progress', 0.0)):.1f} %"
-        frame = self.session.frame(hud, pose, self.keys_help(), self.session.lap_banner())
         outline = None
-        if self.ghost is not None:
-            ghost = self.ghost_pose
-            if self.ghost_previous is not None and not self.ghost_done:
-                ghost = interpolate_pose(self.ghost_previous, self.ghost_pose, alpha)
-            outline = car_outline(self.session.renderer, ghost)
-        speed = self.session.info.get("speed", 0.0)
+        if self.side_by_side:
+            frames = [
+                encode_jpeg(self.session.frame(hud, None, self.keys_help(), self._race_banner(self.tally))),
+                encode_jpeg(
+                    self.ghost.frame(
+                        self.ghost.hud(f"AI: {self.label}"), None, (), self._race_banner(self.ghost_tally)
+                    )
+                ),
+            ]
+        else:
+            alpha = self.alpha(now)
+            pose = interpolate_pose(self.previous_pose, self.pose, alpha) if self.previous_pose else None
+            if self.ghost is not None:
+                hud["ghost"] = f"{100 * float(self.ghost.info.get('progress', 0.0)):.1f} %"
+            frame = self.session.frame(hud, pose, self.keys_help(), self.session.lap_banner())
+            if self.ghost is not None:
+                ghost = self.ghost_pose
+                if self.ghost_previous is not None and not self.ghost_done:
+                    ghost = interpolate_pose(self.ghost_previous, self.ghost_pose, alpha)
+                outline = car_outline(self.session.renderer, ghost)
+            frames = [encode_jpeg(frame, outline)]
         meta = {
+            "env": self.env.value,
             "step": self.session.steps,
             "episode": self.episodes,
             "manual": self.manual,
             "driver": self.mode,
-            "speed_kmh": 3.6 * float(speed),
+            "speed_kmh": 3.6 * float(self.session.speed or 0.0),
             "progress": float(self.session.info.get("progress", 0.0)),
             "return": self.session.episode_return,
             "action": [float(v) for v in getattr(self, "applied_action", np.zeros(3))],
@@ -274,8 +351,20 @@ class LiveDrive:
             "race": self.ghost is not None,
             "last_episode": self.last_episode,
             "last_lap": self.last_lap,
+            "panes": len(frames),
         }
-        return encode_jpeg(frame, outline), meta
+        if self.side_by_side:
+            meta["cars"] = {
+                "you": self.tally.state(self.session),
+                "ai": {**self.ghost_tally.state(self.ghost), "driver": f"AI: {self.label}"},
+            }
+            meta["result"] = self.race_result
+        return frames, meta
+
+    def _race_banner(self, tally: CarTally) -> str | None:
+        if self.race_result is not None:
+            return "FINISHED  R: race again"
+        return {"lap": "LAP", "crash": "OUT OF BOUNDS", "time": "TIME"}.get(tally.ended or "")
 
     def close(self) -> None:
         self.session.close()

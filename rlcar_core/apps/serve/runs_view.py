@@ -17,6 +17,7 @@ from rlcar_core.io.runs import RunDir
 # Which agent drives from a run of each kind (see rlcar_core.agents.LEARNED_AGENT_LOADERS).
 AGENT_FOR_KIND = {"dreamer": "dreamer", "worldmodels": "worldmodel", "worldmodel": "worldmodel"}
 BUILTIN_DRIVERS = ("heuristic", "random")
+BUILTIN_DRIVER_ENVS = {"heuristic": ("rlcar",), "random": ("rlcar", "carracing")}
 LOSS_SUFFIX = "loss"
 
 
@@ -64,7 +65,17 @@ def list_run_rows(root: Path) -> list[dict[str, Any]]:
 
 def drivers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Who can drive in the live view: the built-in drivers, then each checkpoint of each learned run."""
-    choices = [{"label": name, "agent": name, "run": None, "checkpoint": None} for name in BUILTIN_DRIVERS]
+    # "envs": where each can drive (the heuristic reads RLCar's ray sensors; a learned agent, its run's env).
+    choices = [
+        {
+            "label": name,
+            "agent": name,
+            "run": None,
+            "checkpoint": None,
+            "envs": list(BUILTIN_DRIVER_ENVS[name]),
+        }
+        for name in BUILTIN_DRIVERS
+    ]
     for row in rows:
         agent = AGENT_FOR_KIND.get(str(row.get("kind")))
         if agent is None:
@@ -76,6 +87,7 @@ def drivers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "agent": agent,
                     "run": row["name"],
                     "checkpoint": checkpoint,
+                    "envs": [str(row.get("env") or "rlcar")],
                 }
             )
     return choices

@@ -198,15 +198,23 @@ function chartSelection() {
   dashboard.refresh();
 }
 
+// Drive and race list only the drivers that can drive the env chosen beside them.
+const DRIVER_ENV = { "#drive-driver": "#drive-env", "#race-driver": "#race-env" };
+
+function fillDriverSelect(id) {
+  const select = $(id);
+  const previous = select.value;
+  const env = DRIVER_ENV[id] ? $(DRIVER_ENV[id]).value : null;
+  select.innerHTML = "";
+  if (id === "#drive-driver") select.add(new Option("you (keyboard only)", "you"));
+  drivers.forEach((driver, i) => {
+    if (!env || !driver.envs || driver.envs.includes(env)) select.add(new Option(driver.label, String(i)));
+  });
+  if ([...select.options].some((o) => o.value === previous)) select.value = previous;
+}
+
 function fillDrivers(drivers) {
-  for (const id of ["#drive-driver", "#race-driver", "#video-driver"]) {
-    const select = $(id);
-    const previous = select.value;
-    select.innerHTML = "";
-    if (id === "#drive-driver") select.add(new Option("you (keyboard only)", "you"));
-    drivers.forEach((driver, i) => select.add(new Option(driver.label, String(i))));
-    if ([...select.options].some((o) => o.value === previous)) select.value = previous;
-  }
+  for (const id of ["#drive-driver", "#race-driver", "#video-driver"]) fillDriverSelect(id);
   const latentSelect = $("#latent-driver");
   const latentPrevious = latentSelect.value;
   latentSelect.innerHTML = "";
@@ -245,10 +253,11 @@ async function refreshRuns() {
 const live = {
   socket: null, view: null, frames: 0, since: performance.now(), url: null,
 
-  start(view, driver, track, race) {
+  start(view, driver, track, race, env = "rlcar", maxSteps = null) {
     this.stop();
     notice("");
-    const params = new URLSearchParams({ track: String(track) });
+    const params = new URLSearchParams({ track: String(track), env });
+    if (maxSteps) params.set("max_steps", String(maxSteps));
     if (driver) {
       params.set("agent", driver.agent);
       if (driver.run) { params.set("run", driver.run); params.set("checkpoint", driver.checkpoint); }
@@ -261,13 +270,35 @@ const live = {
     this.view = view;
     this.frames = 0;
     this.since = performance.now();
+    this.env = env;
+    this.panes = [];  // the images the next binary messages go to: yours, then the AI's (CarRacing race)
+    const twoPanes = view === "race" && env === "carracing";
+    $(`#${view}-frame`).classList.toggle("carracing", env === "carracing");
+    if (view === "race") {
+      $("#race-live").classList.toggle("two", twoPanes);
+      $("#race-ai-pane").hidden = !twoPanes;
+      $("#race-you-caption").hidden = !twoPanes;
+      $("#race-scores").hidden = !twoPanes;
+      $("#race-result").hidden = true;
+      $("#race-ai-name").textContent = driver ? driver.label : "AI";
+      $("#race-hint").textContent = twoPanes
+        ? "you drive the left car, the AI the right one, each on its own copy of the track; R races again"
+        : "you drive the red car; the AI is the blue ghost on the same track";
+    }
     socket.onmessage = (event) => {
-      if (typeof event.data === "string") { this.status(JSON.parse(event.data)); return; }
+      if (typeof event.data === "string") {
+        const meta = JSON.parse(event.data);
+        this.panes = meta.panes === 2 ? [`${view}-frame`, `${view}-ai-frame`] : [`${view}-frame`];
+        this.status(meta);
+        return;
+      }
+      const id = this.panes.shift() || `${view}-frame`;
       const url = URL.createObjectURL(event.data);
-      const img = $(`#${view}-frame`);
+      const img = $(`#${id}`);
       img.onload = () => URL.revokeObjectURL(url);
       img.src = url;
       img.hidden = false;
+      if (id !== `${view}-frame`) return;
       if (!this.frames && !this.failed) liveState(view, "");
       this.frames += 1;
     };
@@ -308,13 +339,51 @@ const live = {
         $("#drive-last").textContent = `return ${e.episode_return.toFixed(1)}, progress ${(100 * e.progress).toFixed(0)} %` +
           (e.saved ? " (saved for eval --human)" : "");
       }
-    } else if (meta.last_lap) {
-      const lap = meta.last_lap;
-      $("#race-last").textContent = `${lap.driver}: ${lap.lap_time.toFixed(1)} s (#${lap.rank})`;
-      if (lap.when !== live.lastLapShown) { live.lastLapShown = lap.when; refreshLeaderboard(); }
+    } else {
+      if (meta.cars) raceScores(meta.cars, meta.result);
+      if (meta.last_lap) {
+        const lap = meta.last_lap;
+        const what = lap.lap_time !== undefined ? `${lap.lap_time.toFixed(1)} s` : `score ${lap.score.toFixed(1)}`;
+        $("#race-last").textContent = `${lap.driver}: ${what} (#${lap.rank})`;
+        if (lap.when !== live.lastLapShown) { live.lastLapShown = lap.when; refreshLeaderboard(); }
+      }
     }
   },
 };
+
+// A CarRacing race: both cars' measures as they grow, then who did better on each.
+function raceScores(cars, result) {
+  const table = $("#race-scores");
+  const shown = {
+    score: (c) => c.score.toFixed(1),
+    tiles: (c) => `${c.tiles} / ${c.tiles_total}`,
+    off_road_seconds: (c) => c.off_road_seconds.toFixed(1) + " s",
+    seconds: (c) => c.seconds.toFixed(1) + " s" + (c.ended ? ` (${c.ended})` : ""),
+  };
+  for (const [measure, text] of Object.entries(shown)) {
+    for (const who of ["you", "ai"]) {
+      const cell = $(`tr[data-measure='${measure}'] td.${who}`, table);
+      cell.textContent = text(cars[who]);
+      cell.classList.toggle("better", Boolean(result && result.better[measure] === who));
+    }
+  }
+  table.dataset.youScore = String(cars.you.score);
+  table.dataset.aiScore = String(cars.ai.score);
+  table.dataset.youSteps = String(cars.you.steps);
+  table.dataset.aiSteps = String(cars.ai.steps);
+  $("#race-you-caption").textContent = `you: ${cars.you.score.toFixed(1)}` + (cars.you.ended ? ` (${cars.you.ended})` : "");
+  $("#race-ai-caption").textContent = `${cars.ai.driver}: ${cars.ai.score.toFixed(1)}` + (cars.ai.ended ? ` (${cars.ai.ended})` : "");
+  const box = $("#race-result");
+  box.hidden = !result;
+  if (!result) return;
+  const { you, ai, better, winner } = result;
+  const lead = winner === "tie" ? "A tie" : winner === "you" ? "You win" : "The AI wins";
+  const words = { score: "score", tiles: "tiles", off_road_seconds: "time off the road" };
+  const yours = Object.keys(words).filter((k) => better[k] === "you").map((k) => words[k]);
+  box.textContent = `${lead}: ${you.score.toFixed(1)} to ${ai.score.toFixed(1)}; tiles ${you.tiles} to ${ai.tiles}; ` +
+    `off the road ${you.off_road_seconds.toFixed(1)} s to ${ai.off_road_seconds.toFixed(1)} s` +
+    (yours.length ? ` (you did better on ${yours.join(", ")})` : "") + ". R races again.";
+}
 
 function socketUrl(path) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
@@ -349,31 +418,53 @@ window.addEventListener("keydown", (event) => onKey(event, true));
 window.addEventListener("keyup", (event) => onKey(event, false));
 window.addEventListener("blur", () => live.send({ type: "blur" }));
 
+$("#drive-env").addEventListener("change", () => fillDriverSelect("#drive-driver"));
+$("#race-env").addEventListener("change", () => { fillDriverSelect("#race-driver"); refreshLeaderboard(); });
+
 $("#drive-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const values = formValues(event.target);
   const driver = values.driver === "you" ? null : drivers[Number(values.driver)];
-  live.start("drive", driver, values.track || 0, false);
+  live.start("drive", driver, values.track || 0, false, values.env);
   document.activeElement.blur();
 });
 
 $("#race-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const values = formValues(event.target);
+  const driver = drivers[Number(values.driver)];
+  if (!driver) { notice(`no AI can race on ${values.env}: train one, or copy a pretrained/ agent under the root`); return; }
   $("#board-track").textContent = values.track || 0;
-  live.start("race", drivers[Number(values.driver)], values.track || 0, true);
+  live.start("race", driver, values.track || 0, true, values.env, values.max_steps);
   document.activeElement.blur();
   refreshLeaderboard();
 });
 
+// Each env's board: RLCar ranks lap times, CarRacing-v3 race scores.
+const BOARD_COLUMNS = {
+  rlcar: [["lap time", (e) => e.lap_time.toFixed(1) + " s"]],
+  carracing: [["score", (e) => e.score.toFixed(1)], ["tiles", (e) => `${e.tiles} / ${e.tiles_total}`],
+    ["off road", (e) => e.off_road_seconds.toFixed(1) + " s"]],
+};
+
 async function refreshLeaderboard() {
+  const env = $("#race-env").value;
   const track = $("#board-track").textContent;
-  const board = await api("/api/leaderboard").catch(() => ({}));
+  $("#board-env").textContent = env === "carracing" ? "CarRacing-v3" : "RLCar";
+  const board = await api(`/api/leaderboard?env=${env}&track=${encodeURIComponent(track)}`).catch(() => ({ entries: [] }));
+  const columns = BOARD_COLUMNS[env] || BOARD_COLUMNS.rlcar;
+  const head = $("#leaderboard thead tr");
+  head.innerHTML = "";
+  for (const name of ["#", "driver", ...columns.map((c) => c[0]), "when"]) {
+    const th = document.createElement("th"); th.textContent = name; head.appendChild(th);
+  }
   const body = $("#leaderboard tbody");
   body.innerHTML = "";
-  (board[track] || []).forEach((entry, i) => {
+  board.entries.forEach((entry, i) => {
     const tr = document.createElement("tr");
-    for (const cell of [i + 1, entry.driver, entry.lap_time.toFixed(1) + " s", entry.when]) {
+    tr.dataset.kind = entry.kind;
+    const cells = [i + 1, entry.driver, ...columns.map(([, show]) => { try { return show(entry); } catch { return "-"; } }), entry.when];
+    for (const cell of cells) {
       const td = document.createElement("td"); td.textContent = cell; tr.appendChild(td);
     }
     body.appendChild(tr);
