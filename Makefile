@@ -7,7 +7,7 @@ export JAX_PLATFORMS ?= cpu
 export SDL_VIDEODRIVER ?= dummy
 export PYGAME_HIDE_SUPPORT_PROMPT := 1
 
-.PHONY: setup lock demo test test-fast lint bench bench-worldmodels bench-dreamer bench-carracing bench-dreamer-speed bench-worldmodels-speed bench-serve clean
+.PHONY: setup lock demo test test-fast lint bench bench-worldmodels bench-dreamer bench-carracing bench-dreamer-speed bench-worldmodels-speed bench-serve bench-demo clean
 
 setup: $(STAMP)
 
@@ -104,6 +104,11 @@ bench-worldmodels-speed: $(STAMP)
 
 bench-serve: $(STAMP)
 	$(BIN)/python bench/serve.py
+
+# `make demo`'s settings on DEMO_SEEDS seeds: each seed's final state on 20 held-out tracks (40-59).
+DEMO_SEEDS ?= 0 1 2 3 4
+bench-demo: $(STAMP)
+	$(BIN)/python bench/demo_seeds.py --seeds $(DEMO_SEEDS) --env-steps $(DEMO_STEPS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
