@@ -164,12 +164,12 @@ def eval_command(
 ) -> None:
     """Evaluate agents on held-out tracks: mean ± std return, progress, laps, crashes."""
     with user_errors():
-        from rlcar_core.apps.evaluate import EvalConfig, evaluate_agents, resolve_agents
+        from rlcar_core.apps.evaluate import EvalConfig, evaluate_agents, resolve_agents, with_recorded_env
         from rlcar_core.apps.human import load_human_run
 
-        config = app_config(EvalConfig, locals(), agent=None)  # evaluate_agents sets each agent
-        config, names = resolve_agents(config, [a.value for a in agent or ()])
         recorded = load_human_run(human) if human is not None else None
+        config = app_config(EvalConfig, locals(), agent=None)  # evaluate_agents sets each agent
+        config, names = resolve_agents(with_recorded_env(config, recorded), [a.value for a in agent or ()])
         for name in names:
             announce_default_run(name, run_dir)
         from rlcar_core.loop.stop import graceful_stop

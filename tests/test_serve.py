@@ -174,7 +174,10 @@ def test_leaderboard_keeps_carracing_races_apart_ranked_by_score(tmp_path):
     scores = [e["score"] for e in board.entries("carracing", 0)]
     assert scores == [310.0, 200.0, 120.5]
     assert board.entries("carracing", 1) == [] and board.entries("rlcar", 0)[0]["lap_time"] == 42.0
-    assert board.entries("carracing", 0)[0]["tiles"] == 10 and "off_road_seconds" in board.entries("carracing", 0)[0]
+    assert (
+        board.entries("carracing", 0)[0]["tiles"] == 10
+        and "off_road_seconds" in board.entries("carracing", 0)[0]
+    )
 
 
 def test_an_rlcar_only_leaderboard_file_is_still_read(tmp_path):
@@ -183,7 +186,9 @@ def test_an_rlcar_only_leaderboard_file_is_still_read(tmp_path):
     board = Leaderboard(tmp_path)
     assert board.entries("rlcar", 0)[0]["lap_time"] == 31.0
     board.add_race("carracing", 0, "you", "human", race(50.0))  # rewritten in the per-env form
-    assert board.entries("rlcar", 0)[0]["lap_time"] == 31.0 and board.entries("carracing", 0)[0]["score"] == 50.0
+    assert (
+        board.entries("rlcar", 0)[0]["lap_time"] == 31.0 and board.entries("carracing", 0)[0]["score"] == 50.0
+    )
     (tmp_path / "leaderboard.json").write_text("[1, 2")
     assert Leaderboard(tmp_path).read() == {}
 

@@ -156,6 +156,14 @@ def evaluate_agents(
     return results
 
 
+def with_recorded_env(config: EvalConfig, recorded: HumanRun | None) -> EvalConfig:
+    """``config`` on the recording's env when neither --env nor --run-dir chose one: a CarRacing-v3
+    recording is compared on CarRacing-v3 without saying so twice."""
+    if recorded is None or config.env is not None or config.run_dir is not None:
+        return config
+    return dataclasses.replace(config, env=recorded.env)
+
+
 def check_human_env(env: str, recorded: HumanRun) -> None:
     if recorded.env != env:
         raise RlcarError(
