@@ -272,6 +272,77 @@ def test_race_has_a_ghost_and_needs_an_ai(tmp_path):
     live.close()
 
 
+def test_carracing_race_runs_two_cars_side_by_side_and_compares_them_at_the_end(tmp_path):
+    from rlcar_core.apps.human import load_human_run
+    from rlcar_core.apps.serve.live import LiveConfig, LiveDrive
+
+    board = Leaderboard(tmp_path)
+    config = LiveConfig(env="carracing", agent="random", race=True, track=4, max_steps=6, label="random")
+    live = LiveDrive(config, tmp_path / "play", board)
+    live.command("toggle")  # in a race you drive: T hands nothing over
+    live.key("w", True)
+    clock, scores = live.stepped_at, []
+    for _ in range(6):
+        clock += live.step_seconds
+        assert live.tick(clock)
+        frames, meta = live.render_panes(clock)
+        assert meta["panes"] == len(frames) == 2 and all(f[:2] == b"\xff\xd8" for f in frames)
+        scores.append((meta["cars"]["you"]["score"], meta["cars"]["ai"]["steps"]))
+    assert [steps for _, steps in scores] == [1, 2, 3, 4, 5, 6]  # both cars step together
+    result = meta["result"]
+    assert result is not None and result["you"]["ended"] == result["ai"]["ended"] == "time"
+    assert set(result["better"]) == {"score", "tiles", "off_road_seconds"}
+    assert result["you"]["tiles_total"] > 0 and result["you"]["off_road_seconds"] >= 0
+    assert not live.tick(clock + 1.0)  # the result stays on screen until R
+    drivers = {e["driver"]: e["kind"] for e in board.entries("carracing", 4)}
+    assert drivers == {"you": "human", "AI: random": "ai"}
+    recorded = load_human_run(tmp_path / "play")
+    assert recorded.env == "carracing" and recorded.steps == 6 and recorded.manual_steps == 6
+    live.command("reset")
+    live.tick(clock + 1.0)
+    assert live.race_result is None and live.session.steps == 0 and live.ghost.steps == 0
+    live.close()
+
+
+def test_carracing_race_websocket_sends_both_panes(client):
+    with client.websocket_connect(WS + "/ws/drive?env=carracing&agent=random&race=1&max_steps=5") as socket:
+        meta = json.loads(socket.receive_text())
+        assert meta["env"] == "carracing" and meta["panes"] == 2 and set(meta["cars"]) == {"you", "ai"}
+        assert socket.receive_bytes()[:2] == socket.receive_bytes()[:2] == b"\xff\xd8"
+
+
+def test_an_ai_lap_in_the_drive_tab_is_not_on_the_race_leaderboard(tmp_path):
+    from rlcar_core.apps.serve.live import LiveConfig, LiveDrive
+
+    board = Leaderboard(tmp_path)
+    live = LiveDrive(LiveConfig(agent="heuristic", max_steps=50), tmp_path / "play", board)
+    for _ in range(3):
+        live.tick(live.stepped_at + live.step_seconds)
+    live.session.info = {**live.session.info, "lap_complete": True}  # as if the heuristic just finished a lap
+    live._finish_episode(live.session.info)
+    assert live.last_episode["lap_complete"] and live.last_episode["manual_steps"] == 0
+    assert board.read() == {} and live.last_lap is None
+    live.close()
+
+
+def test_an_attempt_the_ai_drove_most_of_is_not_saved_as_a_human_run(tmp_path):
+    from rlcar_core.apps.serve.live import LiveConfig, LiveDrive
+
+    live = LiveDrive(LiveConfig(agent="heuristic", max_steps=10), tmp_path / "play", None)
+    live.command("toggle")  # you take the wheel for two steps, then hand it back for eight
+    live.key("ArrowUp", True)
+    clock = live.stepped_at
+    for step in range(10):
+        if step == 2:
+            live.command("toggle")
+        clock += live.step_seconds
+        live.tick(clock)
+    episode = live.last_episode
+    assert (episode["steps"], episode["manual_steps"]) == (10, 2) and "saved" not in episode
+    assert not (tmp_path / "play").exists()
+    live.close()
+
+
 def test_drive_websocket_streams_status_and_jpeg_frames(client):
     with client.websocket_connect(WS + "/ws/drive?agent=heuristic&fps=30") as socket:
         meta = json.loads(socket.receive_text())
@@ -355,7 +426,9 @@ def test_live_view_fps_with_a_unicode_digit_falls_back_to_the_default(client):
     ("query", "words"),
     [("agent=heuristic&track=3000000000", "--track must be at most"), ("track=-1", "--track must be at least"),
      ("track=%C2%B2", "--track must be a whole number"), ("agent=dreamer&run=" + "a" * 300, "no run"),
-     ("agent=dreamer&run=" + "a/" * 3000, "no run")],
+     ("agent=dreamer&run=" + "a/" * 3000, "no run"), ("env=pong", "unknown env"), ("env=" + "a" * 3000, "unknown env"),
+     ("env=carracing&agent=heuristic", "ray sensors"), ("env=carracing&max_steps=0", "max_steps"),
+     ("env=carracing&max_steps=%C2%B2", "max_steps"), ("max_steps=99999999999999999", "max_steps")],
 )  # fmt: skip
 def test_live_view_refuses_bad_values_with_a_message(client, query, words):
     """Checked before any JAX call; the page shows the message (the socket then closes 4400)."""
