@@ -223,6 +223,68 @@ def test_latent_view_slider_changes_the_decoded_frame(server, page):
     page.click("nav button[data-tab=runs]")
 
 
+PRETRAINED_CARRACING_DREAMER = PRETRAINED_WORLD_MODEL.parent / "dreamer-carracing-pixels"
+
+
+def test_carracing_race_against_the_ai_shows_both_cars_and_a_comparison(server, page):
+    """CarRacing-v3: you (ArrowUp held) and the shipped DreamerV3 agent on one held-out track, one env
+    each; both panes and both scores move, and a short race ends in a comparison on the leaderboard."""
+    import shutil
+
+    from PIL import Image, ImageChops
+
+    agent = "random"
+    if (PRETRAINED_CARRACING_DREAMER / "checkpoints").is_dir():
+        shutil.copytree(
+            PRETRAINED_CARRACING_DREAMER, server["root"] / "dreamer-carracing", dirs_exist_ok=True
+        )
+        agent = "dreamer-carracing: best"
+    page.goto(server["base"])
+    page.click("nav button[data-tab=race]")
+    page.select_option("#race-env", "carracing")
+    page.wait_for_function(
+        f"[...document.querySelectorAll('#race-driver option')].some(o => o.textContent === {agent!r})"
+    )
+    assert "heuristic" not in page.locator("#race-driver").inner_text()  # it cannot drive CarRacing
+    page.select_option("#race-driver", label=agent)
+    page.fill("#race-form [name=track]", "5")
+    page.fill("#race-form [name=max_steps]", "150")  # 3 s of CarRacing time: a short race
+    page.click("#race-form button[type=submit]")
+    page.keyboard.down("ArrowUp")
+    both_drawn = (
+        "['#race-frame', '#race-ai-frame'].every(s => document.querySelector(s).src.startsWith('blob:'))"
+    )
+    page.wait_for_function(both_drawn)
+    scores = page.locator("#race-scores")
+    page.wait_for_function("Number(document.querySelector('#race-scores').dataset.aiSteps) >= 10")
+    first = [page.locator(s).screenshot() for s in ("#race-frame", "#race-ai-frame")]
+    steps_before = int(scores.get_attribute("data-you-steps")), int(scores.get_attribute("data-ai-steps"))
+    page.wait_for_function(
+        f"Number(document.querySelector('#race-scores').dataset.aiSteps) >= {steps_before[1] + 20}"
+    )
+    second = [page.locator(s).screenshot() for s in ("#race-frame", "#race-ai-frame")]
+    steps_after = int(scores.get_attribute("data-you-steps")), int(scores.get_attribute("data-ai-steps"))
+    for name, before, after in zip(("your pane", "the AI's pane"), first, second, strict=True):
+        difference = ImageChops.difference(
+            Image.open(io.BytesIO(before)).convert("RGB"), Image.open(io.BytesIO(after)).convert("RGB")
+        )
+        assert difference.getbbox() is not None, f"{name} did not move"
+    assert steps_after[0] > steps_before[0] and steps_after[1] > steps_before[1]
+    page.wait_for_selector("#race-result:not([hidden])", timeout=180_000)
+    page.keyboard.up("ArrowUp")
+    result = page.locator("#race-result").inner_text()
+    assert "tiles" in result and "off the road" in result, result
+    you_score = float(page.locator("tr[data-measure='score'] td.you").inner_text())
+    assert you_score > 0, "holding ArrowUp drives over tiles: the score grows"
+    assert page.locator("tr[data-measure='tiles'] td.ai").inner_text().endswith(tuple("0123456789"))
+    page.wait_for_function("document.querySelectorAll('#leaderboard tbody tr').length >= 2")
+    board = page.locator("#leaderboard").inner_text()
+    assert "score" in board and "you" in board and "AI:" in board
+    assert page.locator("#leaderboard tbody tr[data-kind='human']").count() >= 1
+    screenshot(page, "serve-race-carracing.png")
+    page.click("nav button[data-tab=runs]")
+
+
 def test_a_bad_track_is_a_message_in_the_page_not_a_dead_frame(server, page):
     page.goto(server["base"])
     page.click("nav button[data-tab=drive]")

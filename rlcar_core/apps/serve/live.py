@@ -254,10 +254,11 @@ class LiveDrive:
         if self.leaderboard is None:
             return
         track, env = self.config.track, self.env
+        # The AI first, so your rank is counted with this race's AI on the board.
+        self.race_result["ai_rank"] = self.leaderboard.add_race(env, track, f"AI: {self.label}", "ai", ai)
         # Only an attempt saved as a person's run (it moved, and you drove it) ranks as a human's.
         if self.last_episode and self.last_episode.get("saved"):
             self.race_result["you_rank"] = self.leaderboard.add_race(env, track, "you", "human", you)
-        self.race_result["ai_rank"] = self.leaderboard.add_race(env, track, f"AI: {self.label}", "ai", ai)
         self.last_lap = self.race_result.get("you_rank") or self.race_result["ai_rank"]
 
     def _step_ghost(self) -> None:

@@ -274,6 +274,8 @@ const live = {
     this.panes = [];  // the images the next binary messages go to: yours, then the AI's (CarRacing race)
     const twoPanes = view === "race" && env === "carracing";
     $(`#${view}-frame`).classList.toggle("carracing", env === "carracing");
+    // A key already held when the car is ready (pressed while it loaded) drives from the first frame.
+    socket.onopen = () => { for (const key of heldKeys) this.send({ type: "key", key, down: true }); };
     if (view === "race") {
       $("#race-live").classList.toggle("two", twoPanes);
       $("#race-ai-pane").hidden = !twoPanes;
@@ -398,6 +400,7 @@ function liveState(view, message, error = false) {
 }
 
 const KEY_NAMES = new Set(["arrowup", "arrowdown", "arrowleft", "arrowright", "w", "a", "s", "d"]);
+const heldKeys = new Set();
 function onKey(event, down) {
   if (activeTab === "latent" && down && event.key === " " && !event.target.matches("input, select, textarea, button")) {
     event.preventDefault();
@@ -409,6 +412,7 @@ function onKey(event, down) {
   const key = event.key.toLowerCase();
   if (KEY_NAMES.has(key)) {
     event.preventDefault();
+    down ? heldKeys.add(key) : heldKeys.delete(key);
     if (!event.repeat) live.send({ type: "key", key, down });
   } else if (down && !event.repeat && (key === "t" || key === "r")) {
     live.send({ type: key === "t" ? "toggle" : "reset" });
@@ -416,7 +420,7 @@ function onKey(event, down) {
 }
 window.addEventListener("keydown", (event) => onKey(event, true));
 window.addEventListener("keyup", (event) => onKey(event, false));
-window.addEventListener("blur", () => live.send({ type: "blur" }));
+window.addEventListener("blur", () => { heldKeys.clear(); live.send({ type: "blur" }); });
 
 $("#drive-env").addEventListener("change", () => fillDriverSelect("#drive-driver"));
 $("#race-env").addEventListener("change", () => { fillDriverSelect("#race-driver"); refreshLeaderboard(); });
