@@ -98,6 +98,9 @@ class Settings:
     final_episodes: int
     max_steps: int = EPISODE_STEPS
     dreamer_eval_every_steps: int | None = None
+    # train-dreamer options of issue 28's levers, None: train-dreamer's own default (see
+    # `dreamer_levers`).
+    dreamer_levers: tuple[tuple[str, Any], ...] = ()
     dreamer_num_envs: int = 8
     dreamer_prefill_steps: int | None = None
     dreamer_checkpoint_every: int = 8
@@ -125,6 +128,7 @@ class Settings:
 def settings_from(args: argparse.Namespace) -> Settings:
     if args.smoke:
         return Settings(
+            dreamer_levers=dreamer_levers(args),
             budget_seconds=150.0,
             eval_every_seconds=50.0,
             eval_episodes=2,
@@ -150,9 +154,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
             dream_horizon=50,
         )
     eval_every_steps = args.dreamer_eval_every_steps or int(
-        DREAMER_STEPS_PER_SECOND * args.eval_every_minutes * 60
+        dreamer_steps_per_second(args) * args.eval_every_minutes * 60
     )
     return Settings(
+        dreamer_levers=dreamer_levers(args),
         budget_seconds=args.hours * 3600.0,
         eval_every_seconds=args.eval_every_minutes * 60.0,
         eval_episodes=args.eval_episodes,
@@ -180,6 +185,32 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=None,
         help="default: --eval-every-minutes at the measured rate",
+    )
+    levers = parser.add_argument_group(
+        "DreamerV3 levers (issue 28)", "train-dreamer options; left out, train-dreamer's own default"
+    )
+    levers.add_argument("--dreamer-action-repeat", type=int, default=None, help="frames per decision (2)")
+    levers.add_argument(
+        "--dreamer-train-ratio", type=float, default=None, help="replayed steps per decision (64 on a CPU)"
+    )
+    levers.add_argument(
+        "--dreamer-patience",
+        type=int,
+        default=None,
+        help="end a training episode after this many frames in a row without reward (0: never)",
+    )
+    levers.add_argument(
+        "--dreamer-eval-actions",
+        choices=("sample", "mode", "mean"),
+        default=None,
+        help="how the in-run evaluations act (sample); the final rows always sample, as rlcar eval does",
+    )
+    levers.add_argument(
+        "--dreamer-set",
+        action="append",
+        default=None,
+        metavar="FIELD=VALUE",
+        help="a DreamerConfig field, as train-dreamer --set (repeatable), e.g. actor_mean_limit=0.98",
     )
     parser.add_argument(
         "--backend",
@@ -210,7 +241,37 @@ def parse_args() -> argparse.Namespace:
         parser.error("--hours and --eval-every-minutes must be positive")
     if args.root is None:
         args.root = Path("runs/bench-carracing-smoke" if args.smoke else "runs/bench-carracing")
+    try:  # a bad lever is one line before anything runs
+        from rlcar_core.dreamer.overrides import parse_overrides
+
+        parse_overrides(args.dreamer_set or ())
+        for name in ("dreamer_action_repeat", "dreamer_train_ratio", "dreamer_patience"):
+            value = getattr(args, name)
+            if value is not None and (value < 0 or (value == 0 and name != "dreamer_patience")):
+                raise RlcarError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    except RlcarError as error:
+        parser.error(str(error))
     return args
+
+
+def dreamer_levers(args: argparse.Namespace) -> tuple[tuple[str, Any], ...]:
+    """The train-dreamer options the --dreamer-* levers give (only those given)."""
+    levers = {
+        "action_repeat": args.dreamer_action_repeat,
+        "train_ratio": args.dreamer_train_ratio,
+        "patience": args.dreamer_patience,
+        "eval_actions": args.dreamer_eval_actions,
+        "overrides": tuple(args.dreamer_set) if args.dreamer_set else None,
+    }
+    return tuple((name, value) for name, value in levers.items() if value is not None)
+
+
+def dreamer_steps_per_second(args: argparse.Namespace) -> float:
+    """DREAMER_STEPS_PER_SECOND for the levers given: frames per decision times decisions per update
+    (train ratio 64 and action repeat 2 are what the estimate is of)."""
+    repeat = args.dreamer_action_repeat or 2
+    ratio = args.dreamer_train_ratio or 64.0
+    return DREAMER_STEPS_PER_SECOND * (repeat / 2) * (64.0 / ratio)
 
 
 # -- the budget ----------------------------------------------------------------------------------
@@ -342,6 +403,7 @@ def dreamer_options(seed: int, settings: Settings, backend: str) -> dict[str, An
         eval_episodes=settings.eval_episodes,
         checkpoint_every=settings.dreamer_checkpoint_every,
         prefill_steps=settings.dreamer_prefill_steps,
+        **dict(settings.dreamer_levers),
     )
     return {**options, **backend_option(TrainDreamerConfig, backend)}
 

@@ -14,6 +14,7 @@ from rlcar_core.envs.names import EnvName  # the core's own enum: --env's choice
 class ActionChoice(str, Enum):  # rlcar_core.dreamer.config.ACTION_CHOICES
     sample = "sample"
     mode = "mode"
+    mean = "mean"
 
 
 class AgentName(str, Enum):

@@ -65,8 +65,8 @@ SENSOR_CONFIG = DreamerConfig.preset("tiny", obs_shape=(17,), model_lr=1e-3)
 
 
 @functools.cache
-def _jitted_policy(sample: bool):
-    return jax.jit(functools.partial(policy_step, config=SENSOR_CONFIG, sample=sample))
+def _jitted_policy(actions: str):
+    return jax.jit(functools.partial(policy_step, config=SENSOR_CONFIG, actions=actions))
 
 
 def test_policy_step_shapes_bounds_and_determinism():
@@ -75,7 +75,7 @@ def test_policy_step_shapes_bounds_and_determinism():
     carry = initial_carry(num_envs, SENSOR_CONFIG)
     obs = 50.0 * jax.random.normal(jax.random.key(1), (num_envs, 17))
     is_first = jnp.ones(num_envs, bool)
-    explore = _jitted_policy(True)
+    explore = _jitted_policy("sample")
     action, new_carry = explore(params, carry, obs, is_first, jax.random.key(2))
     assert action.shape == (num_envs, 3) and action.dtype == jnp.float32
     assert bool(jnp.all(jnp.abs(action) <= 1.0))
@@ -85,7 +85,7 @@ def test_policy_step_shapes_bounds_and_determinism():
     np.testing.assert_array_equal(action, again)
 
     # Rolling on with the carry (no reset) keeps shapes; the greedy policy is the actor mean.
-    greedy = _jitted_policy(False)
+    greedy = _jitted_policy("mode")
     for step in range(3):
         action, new_carry = greedy(params, new_carry, obs, jnp.zeros(num_envs, bool), jax.random.key(step))
         assert action.shape == (num_envs, 3) and bool(jnp.all(jnp.abs(action) <= 1.0))
@@ -98,7 +98,7 @@ def test_policy_step_vmaps_over_single_envs():
     carries = jax.tree.map(lambda x: jnp.stack([x] * num_envs), single_carry)
     vmapped = jax.jit(
         jax.vmap(
-            functools.partial(policy_step, config=SENSOR_CONFIG, sample=True),
+            functools.partial(policy_step, config=SENSOR_CONFIG, actions="sample"),
             in_axes=(None, 0, 0, 0, 0),
         )
     )
@@ -133,6 +133,31 @@ def test_clipped_mean_is_the_average_clipped_sample_and_leaves_the_mode_at_a_sat
     np.testing.assert_allclose(dist.clipped_mean()[2], 1.0 - 0.4 * 0.398942, rtol=1e-5)
     np.testing.assert_allclose(dist.clipped_mean()[3], -1.0 + 0.3 * 0.398942, rtol=1e-5)
     assert bool(jnp.all(jnp.abs(dist.clipped_mean()) <= 1.0))
+
+
+def test_each_action_choice_acts_in_bounds_and_mean_is_the_deterministic_clipped_mean():
+    from rlcar_core.dreamer.config import ACTION_CHOICES
+    from rlcar_core.dreamer.distributions import ActionDistribution
+
+    assert ACTION_CHOICES == ("sample", "mode", "mean")
+    dist = ActionDistribution(mean=jnp.array([[0.999, -0.2, 0.5]]), std=jnp.array([[0.8, 0.1, 0.3]]))
+    keys = jax.random.key(0), jax.random.key(1)
+    samples = [dist.act("sample", key) for key in keys]
+    assert not np.array_equal(samples[0], samples[1])
+    for choice in ACTION_CHOICES:
+        assert bool(jnp.all(jnp.abs(dist.act(choice, keys[0])) <= 1.0))
+    np.testing.assert_array_equal(dist.act("mode", keys[0]), dist.mean)
+    np.testing.assert_array_equal(dist.act("mean", keys[0]), dist.act("mean", keys[1]))
+    np.testing.assert_allclose(dist.act("mean", keys[0]), dist.clipped_mean())
+    # At a saturated mean the std steers: the mean action is well inside the mode's full lock.
+    assert float(dist.act("mean", keys[0])[0, 0]) < 0.7
+
+    params = init_training_state(SENSOR_CONFIG, jax.random.key(0)).params
+    carry = initial_carry(2, SENSOR_CONFIG)
+    obs = jax.random.normal(jax.random.key(1), (2, 17))
+    action, new_carry = _jitted_policy("mean")(params, carry, obs, jnp.ones(2, bool), jax.random.key(2))
+    assert action.shape == (2, 3) and bool(jnp.all(jnp.abs(action) <= 1.0))
+    np.testing.assert_array_equal(new_carry.prev_action, action)
 
 
 @pytest.mark.parametrize("output_channels, with_bias", [(8, False), (3, True)])  # four convolutions; one

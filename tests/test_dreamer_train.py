@@ -112,6 +112,93 @@ def test_collector_steps_follow_the_replay_convention(trained):
         assert np.all(np.abs(step["action"]) <= 1.0)
 
 
+class _CountingCar:
+    """A stand-in car (gymnasium.Env): obs[0] counts its steps since reset, and every step pays
+    `reward`; CarRacing-like truncation after `limit` steps."""
+
+    def __new__(cls, reward: float, limit: int = 50):
+        import gymnasium as gym
+
+        class Car(gym.Env):
+            observation_space = gym.spaces.Box(-1e6, 1e6, (17,), np.float32)
+            action_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+
+            def reset(self, *, seed=None, options=None):
+                super().reset(seed=seed)
+                self.count = 0
+                return np.zeros(17, np.float32), {"progress": 0.0}
+
+            def step(self, action):
+                self.count += 1
+                obs = np.full(17, self.count, np.float32)
+                return obs, reward, False, self.count >= limit, {"progress": self.count / limit}
+
+        return Car()
+
+
+@pytest.mark.parametrize("repeat", [1, 2])
+def test_patience_ends_unrewarded_training_episodes_as_truncations(repeat):
+    import functools
+
+    import gymnasium as gym
+
+    from rlcar_core.dreamer import DreamerConfig, init_training_state
+    from rlcar_core.envs.action_repeat import ActionRepeat
+
+    def car(reward):
+        env = _CountingCar(reward)
+        return env if repeat == 1 else ActionRepeat(env, repeat)
+
+    config = DreamerConfig.preset("tiny", obs_shape=(17,), model_lr=1e-3)
+    params = init_training_state(config, jax.random.key(0)).params
+    # Car 0 earns a reward every frame, car 1 never does: patience 6 frames ends car 1's episodes.
+    env = gym.vector.SyncVectorEnv([functools.partial(car, 1.0), functools.partial(car, -0.1)])
+    collector = Collector(env, config, patience=6)
+    collector.reset(seed=0)
+    steps, finished, frames = [], [], 0
+    for index in range(16):
+        steps.append(collector.current_step)
+        finished += collector.step(params, jax.random.key(index))
+        frames += collector.frames_stepped
+    steps.append(collector.current_step)
+    env.close()
+    # Car 1's episodes: 6 frames (6 / repeat decisions), then a reset step, and again.
+    decisions = 6 // repeat
+    period = decisions + 1
+    first = np.stack([step["is_first"] for step in steps])
+    np.testing.assert_array_equal(np.flatnonzero(first[:, 1]), np.arange(0, len(steps), period))
+    assert not first[1:, 0].any()  # car 0, rewarded, drives on
+    assert not any(step["is_terminal"].any() for step in steps)  # truncations, never terminal
+    for end in range(decisions, len(steps), period):
+        assert steps[end]["obs"][1, 0] == 6  # the final observation of each episode
+    for reset_index in range(period, len(steps), period):
+        # The reset step is stored like an autoreset one: the new episode's first observation (the
+        # env really was reset), no action, no reward; the episode goes on from there.
+        reset = steps[reset_index]
+        assert reset["obs"][1, 0] == 0 and reset["reward"][1] == 0 and np.all(reset["action"][1] == 0)
+        if reset_index + 1 < len(steps):
+            assert steps[reset_index + 1]["obs"][1, 0] == repeat
+    early = [episode for episode in finished if episode.ended_early]
+    assert len(early) == len(range(decisions, len(steps), period)) >= 2
+    assert all(e.length == 6 and np.isclose(e.episode_return, -0.6) for e in early)
+    assert not any(episode.ended_early for episode in finished if episode not in early)
+    # Frames: a reset step takes none under action repeat (and counts one step without it, as an
+    # autoreset step does).
+    resets = int(first[1:, 1].sum())
+    assert frames == (32 if repeat == 1 else 2 * 16 + 2 * (16 - resets))
+
+
+def test_patience_is_carracing_on_gymnasium_only_and_off_by_default():
+    assert TrainDreamerConfig().patience == 0
+    TrainDreamerConfig(env="carracing", obs="pixels", patience=100).validate()
+    with pytest.raises(RlcarError, match="--patience"):
+        TrainDreamerConfig(env="rlcar", patience=100).validate()
+    with pytest.raises(RlcarError, match="--patience"):
+        TrainDreamerConfig(
+            env="carracing", obs="pixels", carracing_backend="envpool", patience=100
+        ).validate()
+
+
 # -- a training run ------------------------------------------------------------------------------
 
 

@@ -58,6 +58,8 @@ def test_update_jits_and_returns_finite_metrics(jitted_update):
         "imagine/return_scale",
         "actor/mean_saturated",
         "actor/mode_sample_gap",
+        "actor/pre_tanh_abs",
+        "actor/mean_limit_penalty",
     ):
         assert name in metrics
     assert all(np.isfinite(value) for value in metrics.values()), metrics
@@ -194,3 +196,76 @@ def test_the_batched_dynamics_gradient_equals_backprop_through_every_imagined_st
     for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(expected), strict=True):
         assert float(jnp.abs(want).max()) > 0.0
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6 * float(jnp.abs(want).max()))
+
+
+@pytest.fixture(scope="module")
+def toy_actor_training():
+    """Trains the real actor network with its per-step loss on a toy "dynamics" advantage,
+    -(clip(action) - target)^2 per dimension, at a high learning rate so a few hundred steps do what
+    tens of thousands do in a run: first a target past the bound pushes the means there, then the
+    target moves inside. Returns `train(limit) -> (dist after the push, dist after the move)`."""
+    from rlcar_core.dreamer.behavior import actor_per_step_loss
+    from rlcar_core.dreamer.distributions import bound_action
+    from rlcar_core.dreamer.networks import actor_network
+    from rlcar_core.dreamer.optim import actor_optimizer
+
+    base = dataclasses.replace(CONFIG, actor_lr=1e-2)
+    features = jax.random.normal(jax.random.key(0), (64, base.feature_size))
+    actor = actor_network(base)
+
+    def train(limit: float, push_steps: int = 150, move_steps: int = 250):
+        config = dataclasses.replace(base, actor_mean_limit=limit)
+        optimizer = actor_optimizer(config)
+
+        @jax.jit
+        def step(params, opt_state, key, target):
+            def loss(params):
+                dist = actor.apply(params, features)
+                actions = dist.sample_from_noise(jax.random.normal(key, dist.mean.shape))
+                advantage = -jnp.sum(jnp.square(bound_action(actions) - target), axis=-1)
+                return jnp.mean(actor_per_step_loss(dist, actions, advantage, config))
+
+            updates, opt_state = optimizer.update(jax.grad(loss)(params), opt_state, params)
+            return jax.tree.map(jnp.add, params, updates), opt_state
+
+        params = actor.init(jax.random.key(1), features)
+        opt_state = optimizer.init(params)
+        for index in range(push_steps):
+            params, opt_state = step(params, opt_state, jax.random.key(index), 2.0)
+        pushed = actor.apply(params, features)
+        for index in range(move_steps):
+            params, opt_state = step(params, opt_state, jax.random.key(10_000 + index), 0.3)
+        return pushed, actor.apply(params, features)
+
+    return train
+
+
+def test_a_saturated_actor_mean_stays_at_the_bound_and_the_mean_limit_keeps_it_trainable(toy_actor_training):
+    """Issue 28's mode drift, in miniature. The paper's actor (limit 0) drives its pre-tanh means deep
+    into tanh's tail, where their gradient is gone: once the best action moves to 0.3, the mode still
+    sits at the bound. With `actor_mean_limit` the means stop at the limit and follow the target."""
+    pushed, moved = toy_actor_training(0.0)
+    assert float(jnp.min(pushed.mean)) > 0.999 and float(jnp.min(pushed.pre_tanh)) > 3.8
+    assert float(jnp.min(moved.mean)) > 0.99  # stuck: the mode still steers at full lock
+
+    pushed, moved = toy_actor_training(0.98)
+    assert float(jnp.max(pushed.mean)) < 0.985 and float(jnp.max(pushed.pre_tanh)) < np.arctanh(0.985)
+    # The mode follows the target (Adam's noisy steps at this rate leave each state within 0.2).
+    assert abs(float(jnp.mean(moved.mean)) - 0.3) < 0.05 and float(jnp.max(jnp.abs(moved.mean - 0.3))) < 0.2
+    assert abs(float(jnp.mean(moved.clipped_mean())) - 0.3) < 0.05
+
+
+def test_the_mean_limit_penalises_only_pre_tanh_means_past_it_and_is_off_by_default():
+    from rlcar_core.dreamer.behavior import mean_limit_penalty
+    from rlcar_core.dreamer.distributions import ActionDistribution
+
+    assert DreamerConfig().actor_mean_limit == 0.0
+    pre_tanh = jnp.array([[0.5, -2.0, 4.0], [0.0, 0.0, -np.arctanh(0.9) - 1.0]])
+    dist = ActionDistribution(mean=jnp.tanh(pre_tanh), std=jnp.ones_like(pre_tanh), pre_tanh=pre_tanh)
+    np.testing.assert_array_equal(mean_limit_penalty(dist, 0.0), [0.0, 0.0])
+    bound = np.arctanh(0.9)
+    expected = [(2.0 - bound) ** 2 + (4.0 - bound) ** 2, 1.0]
+    np.testing.assert_allclose(mean_limit_penalty(dist, 0.9), expected, rtol=1e-5)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(RlcarError, match="actor_mean_limit"):
+            dataclasses.replace(CONFIG, actor_mean_limit=bad)

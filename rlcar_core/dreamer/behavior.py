@@ -6,13 +6,14 @@ number of start states (every replayed step of the batch).
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from rlcar_core.dreamer.config import DreamerConfig
-from rlcar_core.dreamer.distributions import bound_action
+from rlcar_core.dreamer.distributions import ActionDistribution, bound_action
 from rlcar_core.dreamer.math import (
     ReturnNormState,
     lambda_returns,
@@ -33,6 +34,33 @@ from rlcar_core.dreamer.networks import (
 
 # |tanh mean| above this counts as saturated: the pre-tanh mean is past 2.65 and tanh' below 0.02.
 MEAN_SATURATED = 0.99
+# The weight of `mean_limit_penalty` in the actor's per-step loss, where normalised advantages are
+# O(1): the penalty's pull, 2 * excess, then outweighs the advantage's push past the bound, at most
+# tanh'(bound) * |dA/da| ~ 0.04 |dA/da| at a bound of 0.98, once the excess is a few hundredths.
+MEAN_LIMIT_WEIGHT = 1.0
+
+
+def mean_limit_penalty(dist: ActionDistribution, limit: float) -> jax.Array:
+    """(...,) sum over action dimensions of (|pre-tanh mean| - atanh(limit))^2 past that bound; zeros
+    when `limit` is 0 (off). See `DreamerConfig.actor_mean_limit`."""
+    if limit <= 0.0:
+        return jnp.zeros(dist.mean.shape[:-1], dist.mean.dtype)
+    excess = jax.nn.relu(jnp.abs(dist.pre_tanh) - math.atanh(limit))
+    return jnp.sum(jnp.square(excess), axis=-1)
+
+
+def actor_per_step_loss(
+    dist: ActionDistribution, actions: jax.Array, advantage: jax.Array, config: DreamerConfig
+) -> jax.Array:
+    """(H, N) actor loss per imagined step, before the trajectory weights: minus the objective
+    (the normalised advantage itself, which carries the "dynamics" gradient through `actions`, or
+    REINFORCE's log-prob times a frozen advantage) and the entropy bonus, plus the mean's limit."""
+    if config.actor_grad == "dynamics":
+        objective = advantage
+    else:
+        objective = dist.log_prob(jax.lax.stop_gradient(actions)) * jax.lax.stop_gradient(advantage)
+    penalty = MEAN_LIMIT_WEIGHT * mean_limit_penalty(dist, config.actor_mean_limit)
+    return -(objective + config.actor_entropy * dist.entropy()) + penalty
 
 
 class ImaginedTrajectory(NamedTuple):
@@ -179,11 +207,7 @@ def actor_loss(
 
     dist = actor_network(config).apply(actor_params, sg(trajectory.features[:-1]))
     entropy = dist.entropy()
-    if config.actor_grad == "dynamics":
-        objective = advantage
-    else:
-        objective = dist.log_prob(sg(trajectory.actions)) * sg(advantage)
-    per_step = -(objective + config.actor_entropy * entropy)
+    per_step = actor_per_step_loss(dist, trajectory.actions, advantage, config)
     loss = config.actor_scale * jnp.mean(per_step * trajectory.weights[:-1])
 
     metrics = {
@@ -194,6 +218,9 @@ def actor_loss(
         # but gone) and how far the mode then is from the action the samples give on average.
         "actor/mean_saturated": jnp.mean(jnp.abs(dist.mean) > MEAN_SATURATED),
         "actor/mode_sample_gap": jnp.mean(jnp.abs(jnp.clip(dist.mode(), -1.0, 1.0) - dist.clipped_mean())),
+        # How deep in tanh's tails the means are (tanh' < 0.01 past 3), and what the limit costs.
+        "actor/pre_tanh_abs": jnp.mean(jnp.abs(dist.pre_tanh)),
+        "actor/mean_limit_penalty": jnp.mean(mean_limit_penalty(dist, config.actor_mean_limit)),
         "actor/action_abs_mean": jnp.mean(jnp.abs(bound_action(trajectory.actions))),
         "imagine/reward_mean": jnp.mean(trajectory.rewards),
         "imagine/continue_mean": jnp.mean(trajectory.continues[1:]),

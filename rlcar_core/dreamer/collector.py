@@ -12,6 +12,15 @@ count), so a run of N episodes ends at exactly N whatever the number of cars.
 
 Under action repeat (an env whose info reports `frames`) one step is several env frames: episode
 lengths and `frames_stepped` count frames, while `stepped` still counts decisions (replay steps).
+
+`patience` (frames, training only; 0: never) ends a car's episode after that many frames in a row
+without a positive reward, as World Models' in-env search does (`worldmodels.train_controller`): on
+CarRacing-v3 a car parked or spinning on the grass earns -0.1 a frame from there on, and the rest of
+its 1000 frames teach little. The episode ends as a truncation (not terminal: the world model must
+not learn that the grass ends episodes), and the car's next step is its reset, stored like an
+autoreset step (`is_first`, no action, no reward, no frames). The env did not end that episode, so it
+steps the car once more before the reset (`reset_mask`, which needs Gymnasium's vector envs); that
+step's frames are thrown away and not counted.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ class FinishedEpisode(NamedTuple):
     length: int
     lap_complete: bool
     crashed: bool
+    ended_early: bool = False  # by `patience`: frames in a row without a reward
 
 
 def _replay_step(obs, is_first, action, reward, is_terminal) -> dict[str, np.ndarray]:
@@ -55,11 +65,12 @@ def _replay_step(obs, is_first, action, reward, is_terminal) -> dict[str, np.nda
 class Collector:
     """Holds what the cars currently see and remember; `step` advances every car by one env step."""
 
-    def __init__(self, env: gym.vector.VectorEnv, config: DreamerConfig):
+    def __init__(self, env: gym.vector.VectorEnv, config: DreamerConfig, patience: int = 0):
         self.env = env
         self.config = config
+        self.patience = patience
         self.num_envs = env.num_envs
-        self._policy = jitted_policy(config, True)
+        self._policy = jitted_policy(config, "sample")
         self._carry = on_default_device(initial_carry(self.num_envs, config))
         self._step: dict[str, np.ndarray] = {}
         self._last_done = np.zeros(self.num_envs, bool)
@@ -70,6 +81,8 @@ class Collector:
         self._budget = self._started = 0
         # Env frames each car's last step took, when the env repeats actions (None: one per step).
         self._frames: np.ndarray | None = None
+        self._unrewarded = np.zeros(self.num_envs, np.int64)  # frames since the car's last reward
+        self._restart = np.zeros(self.num_envs, bool)  # episodes `patience` ended: the next step resets
 
     def reset(self, seed: int, episode_budget: int | None = None) -> None:
         """Start a fresh episode in every car; at most `episode_budget` episodes count from here on."""
@@ -80,6 +93,8 @@ class Collector:
         self._last_done[:] = False
         self._returns[:] = 0.0
         self._lengths[:] = 0
+        self._unrewarded[:] = 0
+        self._restart[:] = False
         self._budget = self.num_envs * 2**40 if episode_budget is None else episode_budget
         self._started = min(self.num_envs, self._budget)
         self._counted = np.arange(self.num_envs) < self._started
@@ -112,24 +127,43 @@ class Collector:
             action = from_env_action(np.asarray(env_action, np.float32))
             self._carry = self._carry._replace(prev_action=on_default_device(action))
         obs, reward, terminated, truncated, info = self.env.step(to_env_action(action))
-        terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
-        reward = np.asarray(reward, np.float64)
+        terminated, truncated = np.array(terminated, bool), np.array(truncated, bool)
+        reward = np.array(reward, np.float64)
+        self._frames = np.array(info["frames"], np.int64) if "frames" in info else None
+        restart, self._restart = self._restart, np.zeros(self.num_envs, bool)
+        if restart.any():  # episodes `patience` ended: this step is their reset, as an autoreset's
+            obs = self._reset_cars(obs, restart)
+            reward[restart], terminated[restart], truncated[restart] = 0.0, False, False
+            if self._frames is not None:
+                self._frames[restart] = 0
         # Cars whose previous step ended an episode were reset by this step: a first step.
         is_first = self._last_done.copy()
         self._step = _replay_step(obs, is_first, action, reward, terminated & ~is_first)
-        self._frames = np.asarray(info["frames"], np.int64) if "frames" in info else None
+        frames = 1 if self._frames is None else self._frames
         self._returns = np.where(is_first, 0.0, self._returns + reward)
-        self._lengths = np.where(is_first, 0, self._lengths + (1 if self._frames is None else self._frames))
+        self._lengths = np.where(is_first, 0, self._lengths + frames)
         done = (terminated | truncated) & ~is_first
+        impatient = np.zeros(self.num_envs, bool)
+        if self.patience > 0:
+            self._unrewarded = np.where(is_first | (reward > 0), 0, self._unrewarded + frames)
+            impatient = (self._unrewarded >= self.patience) & ~done & ~is_first
+            done |= impatient
+            self._restart = impatient
         finished = []
         for index in np.flatnonzero(done & self._counted):
-            finished.append(self._finished(index, info))
+            finished.append(self._finished(index, info)._replace(ended_early=bool(impatient[index])))
             if self._started < self._budget:
                 self._started += 1  # the car's next episode still counts
             else:
                 self._counted[index] = False
         self._last_done = done
         return finished
+
+    def _reset_cars(self, obs: np.ndarray, cars: np.ndarray) -> np.ndarray:
+        """`obs` with the first observations of a new episode in the rows of `cars` (reset now)."""
+        fresh, _ = self.env.reset(options={"reset_mask": cars.copy()})
+        rows = cars.reshape((-1,) + (1,) * (np.ndim(obs) - 1))
+        return np.where(rows, np.asarray(fresh), np.asarray(obs))
 
     @property
     def stepped(self) -> int:

@@ -22,8 +22,11 @@ GRAD_CLIP_KINDS = ("global_norm", "agc")
 # DreamerV3's own evaluation does (danijar/dreamerv3 samples in its eval mode); "mode" takes the most
 # likely action. The actor is trained on samples, and on CarRacing-v3 its mode drove far worse (172 vs
 # 602 on the same 8 tracks, docs/results/dreamer-carracing-eval-mode-vs-sample.json), so sample is the
-# default. Both are repeatable under a seed.
-ACTION_CHOICES = ("sample", "mode")
+# default. "mean" takes the action the samples give on average, E[clip(sample)]
+# (`ActionDistribution.clipped_mean`): deterministic like the mode, but where a mean saturated at a
+# bound still steers with its std, as the sampling actor does (issue 28). All are repeatable under a
+# seed.
+ACTION_CHOICES = ("sample", "mode", "mean")
 DEFAULT_ACTIONS = "sample"
 
 
@@ -89,6 +92,14 @@ class DreamerConfig:
     imagined_continue: str = "mode"
     actor_min_std: float = 0.1
     actor_max_std: float = 1.0
+    # Not in the paper (0: off, the paper's actor). A bound in (0, 1) on |mean| that the actor loss
+    # enforces with a penalty, (|pre-tanh mean| - atanh(bound))^2 per dimension past it
+    # (`behavior.mean_limit_penalty`). The mean is tanh(x): past |x| ~ 3 tanh' is below 0.01, the
+    # mean's gradient all but vanishes and an x that wandered there never comes back, while the std
+    # still moves the average clipped action. That is issue 28's CarRacing-v3 actor: its mode steers
+    # at full lock (64 % of decisions) and drives off the road while its samples drive. The penalty
+    # keeps x where tanh' >= 1 - bound^2, so the mean stays trainable; samples still reach the bounds.
+    actor_mean_limit: float = 0.0
     actor_scale: float = 1.0
     critic_scale: float = 1.0
     slow_critic_fraction: float = 0.02
@@ -237,6 +248,7 @@ def _validate(config: DreamerConfig) -> None:
         f"imagined_continue must be one of {IMAGINED_CONTINUES}",
     )
     require(0.0 < config.actor_min_std < config.actor_max_std, "need 0 < actor_min_std < actor_max_std")
+    require(0.0 <= config.actor_mean_limit < 1.0, "actor_mean_limit must be in [0, 1) (0: off)")
     require(0.0 < config.slow_critic_fraction <= 1.0, "slow_critic_fraction must be in (0, 1]")
     require(config.slow_critic_update_every >= 1, "slow_critic_update_every must be >= 1")
     require(0.0 <= config.return_norm_decay < 1.0, "return_norm_decay must be in [0, 1)")

@@ -54,6 +54,9 @@ class ActionDistribution(NamedTuple):
 
     mean: jax.Array
     std: jax.Array
+    # The mean before its tanh (None where a distribution is built from a mean alone): what
+    # `behavior.mean_limit_penalty` keeps out of tanh's flat tails, where the mean's gradient vanishes.
+    pre_tanh: jax.Array | None = None
 
     def sample(self, key: jax.Array) -> jax.Array:
         return self.sample_from_noise(jax.random.normal(key, self.mean.shape, self.mean.dtype))
@@ -64,6 +67,17 @@ class ActionDistribution(NamedTuple):
 
     def mode(self) -> jax.Array:
         return self.mean
+
+    def act(self, choice: str, key: jax.Array) -> jax.Array:
+        """The action in [-1, 1]^A for a `config.ACTION_CHOICES` choice: a clipped sample, the clipped
+        mode, or `clipped_mean` (deterministic, and where the sampling actor steers on average)."""
+        if choice == "sample":
+            action = self.sample(key)
+        elif choice == "mean":
+            action = self.clipped_mean()
+        else:
+            action = self.mode()
+        return jnp.clip(action, -1.0, 1.0)
 
     def clipped_mean(self) -> jax.Array:
         """E[clip(a, -1, 1)]: the action the env gets on average when the actor samples (closed form).

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from rlcar_core.dreamer.checkpoints import is_dreamer_run, load_saved_agent
@@ -49,10 +48,10 @@ __all__ = ["DEFAULT_CONTEXT", "ManualActions", "dream_frames", "is_dreamer_run"]
 
 
 @functools.cache
-def _dream_functions(config: DreamerConfig, sample: bool) -> tuple[Callable, Callable]:
+def _dream_functions(config: DreamerConfig, actions: str) -> tuple[Callable, Callable]:
     """Jitted `reconstruct(params, latent)` and `imagine(params, latent, action, key) -> (latent,
     decoded obs, predicted reward, continue probability, actor's action)`, once per config and choice
-    (the actor's sample or its mode)."""
+    (`ACTION_CHOICES`: the actor's sample, its mode or its average clipped sample)."""
     world_model = world_model_network(config)
     actor = actor_network(config)
     bins = symlog_bins(config.num_bins, config.bins_low, config.bins_high)
@@ -69,7 +68,7 @@ def _dream_functions(config: DreamerConfig, sample: bool) -> tuple[Callable, Cal
         reward = symexp_twohot_mean(world_model.apply.reward_logits(params.world_model, feat), bins)
         continues = jax.nn.sigmoid(world_model.apply.continue_logit(params.world_model, feat))
         dist = actor.apply(params.actor, feat)
-        next_action = jnp.clip(dist.sample(action_key) if sample else dist.mode(), -1.0, 1.0)
+        next_action = dist.act(actions, action_key)
         return prior, decoded, reward, continues, next_action
 
     return jax.jit(reconstruct), jax.jit(imagine)
@@ -107,7 +106,7 @@ def dream_frames(
     dreamed steps, the mean squared error between dreamed and real observations (sensor units, or
     pixels in [0, 1]), and why the dream ended. `manual_actions` (env
     actions) replace the actor, in the observed steps and in the dream alike; otherwise the actor
-    acts by `actions` (sample or mode).
+    acts by `actions` (sample, mode or mean).
     """
     check_actions(actions)
     require_at_least("--max-steps", max_steps, 1)
@@ -138,8 +137,8 @@ def dream_frames(
 def _frames(saved, track_seed, max_steps, seed, manual, context, summary, actions) -> Iterator[np.ndarray]:
     config, params = saved.config, on_default_device(saved.params)
     obs_kind = config.obs_kind
-    policy = jitted_policy(config, actions == "sample")
-    reconstruct, imagine = _dream_functions(config, actions == "sample")
+    policy = jitted_policy(config, actions)
+    reconstruct, imagine = _dream_functions(config, actions)
     env = one_track_env(saved.env, obs_kind, track_seed, max_steps)
     obs, _ = reset_on_track(env, saved.env, track_seed, seed)
     key = jax.random.key(seed)

@@ -284,7 +284,7 @@ class Actor(_ConfigModule):
         # The +2 starts the std near its maximum, so early behaviour explores broadly.
         std_range = config.actor_max_std - config.actor_min_std
         std = std_range * jax.nn.sigmoid(raw_std + 2.0) + config.actor_min_std
-        return ActionDistribution(mean=jnp.tanh(raw_mean), std=std)
+        return ActionDistribution(mean=jnp.tanh(raw_mean), std=std, pre_tanh=raw_mean)
 
 
 class WorldModelApply(NamedTuple):

@@ -57,13 +57,15 @@ def policy_step(
     is_first: jax.Array,
     key: jax.Array,
     config: DreamerConfig,
-    sample: bool,
+    actions: str = DEFAULT_ACTIONS,
 ) -> tuple[jax.Array, PolicyCarry]:
     """Filters `obs` into the latent state and picks an action in [-1, 1]^A.
 
-    Works on a batch (leading axis) or, under `jax.vmap`, on single envs. `sample=True` draws from the
-    actor (collection, and evaluation by default); `sample=False` takes its mode. `config` and `sample`
-    are static under jit. Store the returned action with the *next* observation in replay.
+    Works on a batch (leading axis) or, under `jax.vmap`, on single envs. `actions` is an
+    `ACTION_CHOICES` choice: "sample" draws from the actor (collection, and evaluation by default),
+    "mode" takes its mode, "mean" the average clipped sample (`ActionDistribution.clipped_mean`).
+    `config` and `actions` are static under jit. Store the returned action with the *next*
+    observation in replay.
     """
     world_model = world_model_network(config)
     latent_key, action_key = jax.random.split(fast_key(key))
@@ -73,8 +75,7 @@ def policy_step(
         params.world_model, carry.latent, carry.prev_action, embed, is_first, noise
     )
     dist = actor_network(config).apply(params.actor, features(step.posterior))
-    action = dist.sample(action_key) if sample else dist.mode()
-    action = jnp.clip(action, -1.0, 1.0)
+    action = dist.act(actions, action_key)
     return action, PolicyCarry(latent=step.posterior, prev_action=action)
 
 
@@ -98,10 +99,11 @@ def from_env_action(env_action):
 
 
 @functools.cache
-def jitted_policy(config: DreamerConfig, sample: bool) -> Callable:
+def jitted_policy(config: DreamerConfig, actions: str = DEFAULT_ACTIONS) -> Callable:
     """`(params, carry, obs, is_first, key) -> (actor action, carry)`, compiled once per config and
-    choice so training, its evaluations and every agent of the process share the compilation."""
-    return jax.jit(functools.partial(policy_step, config=config, sample=sample))
+    choice (`ACTION_CHOICES`) so training, its evaluations and every agent of the process share the
+    compilation."""
+    return jax.jit(functools.partial(policy_step, config=config, actions=check_actions(actions)))
 
 
 def on_default_device(tree):
@@ -132,7 +134,7 @@ class DreamerPolicy:
         self.obs_kind = config.obs_kind
         self.actions = check_actions(actions)
         self.params = on_default_device(params)
-        self._policy = jitted_policy(config, actions == "sample")
+        self._policy = jitted_policy(config, self.actions)
         self._base_key = jax.random.key(seed)
         self._calls = 0
         self._carry: PolicyCarry | None = None

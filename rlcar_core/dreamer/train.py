@@ -297,7 +297,7 @@ class _TrainingLoop:
             None if restored is None else (self.env_steps, self.updates, log.count)
         )
         self.start_env_steps, self.start_updates = self.env_steps, self.updates
-        self.collector = Collector(env, model)
+        self.collector = Collector(env, model, patience=config.patience)
         self.explorer = _prefill_explorer(
             config.prefill_policy, config.seed + _PROCESS_SEED * jax.process_index()
         )

@@ -79,6 +79,12 @@ class TrainDreamerConfig:
         "Dreamer family; 1 on rlcar).",
         low=1,
     )
+    patience: int = option(
+        0,
+        "CarRacing-v3 (Gymnasium's backend): end a training episode after this many frames in a row "
+        "without reward, as World Models' --patience; 0: never. Evaluations play whole episodes.",
+        low=0,
+    )
     num_envs: int = option(8, "Cars collecting side by side.", low=1)
     devices: int | None = option(
         None,
@@ -96,7 +102,8 @@ class TrainDreamerConfig:
     eval_episodes: int = option(10, "Held-out tracks per evaluation.", low=1)
     eval_actions: str = option(
         DEFAULT_ACTIONS,
-        "How evaluations pick the actor's actions: sample it (as DreamerV3 evaluates) or take its mode.",
+        "How evaluations pick the actor's actions: sample it (as DreamerV3 evaluates), take its mode, "
+        "or its mean clipped sample (deterministic).",
         choices=ACTION_CHOICES,
     )
     log_every: int = option(10, "Updates per logged record of averaged losses.", low=1)
@@ -123,6 +130,13 @@ class TrainDreamerConfig:
         if self.num_tracks is not None and not EnvName.parse(self.env).has_track_bank:
             raise RlcarError(
                 "--num-tracks applies to RLCar only; CarRacing-v3 makes a new track every episode"
+            )
+        if self.patience and not (
+            EnvName.parse(self.env) is EnvName.CARRACING and self.carracing_backend == "gymnasium"
+        ):
+            raise RlcarError(
+                "--patience ends CarRacing-v3 episodes on Gymnasium's backend only (its cars reset "
+                "one by one); drop it, or use --env carracing --carracing-backend gymnasium"
             )
         from rlcar_core.envs.factory import check_backend_request, check_env_request
 
