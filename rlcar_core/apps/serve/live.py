@@ -197,8 +197,11 @@ class LiveDrive:
                 self.manual = not self.manual
         stepped = 0
         while stepped < MAX_STEPS_PER_TICK and self.race_result is None and self.due(now):
+            keyed = self._action_changed
             self._step(now)
             stepped += 1
+            if keyed:  # show a key's effect at once; the next frame catches the physics up
+                break
         return stepped > 0
 
     def _step(self, now: float) -> None:
