@@ -226,19 +226,52 @@ def test_latent_view_slider_changes_the_decoded_frame(server, page):
 PRETRAINED_CARRACING_DREAMER = PRETRAINED_WORLD_MODEL.parent / "dreamer-carracing-pixels"
 
 
+def _serve_a_carracing_agent(server) -> str:
+    """The shipped CarRacing-v3 DreamerV3 agent as the run `dreamer-carracing` (random without it);
+    returns its label in the driver lists."""
+    import shutil
+
+    if not (PRETRAINED_CARRACING_DREAMER / "checkpoints").is_dir():
+        return "random"
+    shutil.copytree(PRETRAINED_CARRACING_DREAMER, server["root"] / "dreamer-carracing", dirs_exist_ok=True)
+    return "dreamer-carracing: best"
+
+
+def test_carracing_drive_view_the_ai_drives_then_you_take_the_wheel(server, page):
+    from PIL import Image, ImageChops
+
+    agent = _serve_a_carracing_agent(server)
+    page.goto(server["base"])
+    page.click("nav button[data-tab=drive]")
+    page.select_option("#drive-env", "carracing")
+    page.wait_for_function(
+        f"[...document.querySelectorAll('#drive-driver option')].some(o => o.textContent === {agent!r})"
+    )
+    page.select_option("#drive-driver", label=agent)
+    page.click("#drive-form button[type=submit]")
+    page.wait_for_function("document.querySelector('#drive-frame').src.startsWith('blob:')")
+    page.wait_for_function("document.querySelector('#drive-mode').textContent.startsWith('AI:')")
+    page.wait_for_timeout(1500)  # past CarRacing's zoom-in
+    first = page.locator("#drive-frame").screenshot()
+    page.wait_for_timeout(1000)
+    second = page.locator("#drive-frame").screenshot()
+    difference = ImageChops.difference(
+        Image.open(io.BytesIO(first)).convert("RGB"), Image.open(io.BytesIO(second)).convert("RGB")
+    )
+    assert difference.getbbox() is not None, "the AI's car did not move"
+    assert float(page.locator("#drive-fps").inner_text()) > 0
+    screenshot(page, "serve-drive-carracing.png")
+    page.keyboard.press("t")
+    page.wait_for_function("document.querySelector('#drive-mode').textContent.includes('manual')")
+    page.click("nav button[data-tab=runs]")
+
+
 def test_carracing_race_against_the_ai_shows_both_cars_and_a_comparison(server, page):
     """CarRacing-v3: you (ArrowUp held) and the shipped DreamerV3 agent on one held-out track, one env
     each; both panes and both scores move, and a short race ends in a comparison on the leaderboard."""
-    import shutil
-
     from PIL import Image, ImageChops
 
-    agent = "random"
-    if (PRETRAINED_CARRACING_DREAMER / "checkpoints").is_dir():
-        shutil.copytree(
-            PRETRAINED_CARRACING_DREAMER, server["root"] / "dreamer-carracing", dirs_exist_ok=True
-        )
-        agent = "dreamer-carracing: best"
+    agent = _serve_a_carracing_agent(server)
     page.goto(server["base"])
     page.click("nav button[data-tab=race]")
     page.select_option("#race-env", "carracing")

@@ -57,10 +57,16 @@ def action_from_keys(held: set[str]) -> np.ndarray:
     )
 
 
-def encode_jpeg(frame: np.ndarray, ghost_outline: list | None = None) -> bytes:
+def encode_jpeg(frame, ghost_outline: list | None = None) -> bytes:
+    """A frame (an (H, W, 3) array or a pygame surface) as JPEG bytes, with the ghost's outline."""
     from PIL import Image, ImageDraw
 
-    image = Image.fromarray(frame)
+    if isinstance(frame, np.ndarray):
+        image = Image.fromarray(frame)
+    else:  # pygame's own row-major copy: no transposed array in between (a few ms a frame)
+        from rlcar_core.render.hud import pygame_module
+
+        image = Image.frombytes("RGB", frame.get_size(), pygame_module().image.tobytes(frame, "RGB"))
     if ghost_outline:
         ImageDraw.Draw(image).polygon([tuple(p) for p in ghost_outline], outline=GHOST_COLOUR, width=2)
     buffer = io.BytesIO()
@@ -322,9 +328,9 @@ class LiveDrive:
         outline = None
         if self.side_by_side:
             frames = [
-                encode_jpeg(self.session.frame(hud, None, self.keys_help(), self._race_banner(self.tally))),
+                encode_jpeg(self.session.surface(hud, None, self.keys_help(), self._race_banner(self.tally))),
                 encode_jpeg(
-                    self.ghost.frame(
+                    self.ghost.surface(
                         self.ghost.hud(f"AI: {self.label}"), None, (), self._race_banner(self.ghost_tally)
                     )
                 ),
@@ -334,7 +340,7 @@ class LiveDrive:
             pose = interpolate_pose(self.previous_pose, self.pose, alpha) if self.previous_pose else None
             if self.ghost is not None:
                 hud["ghost"] = f"{100 * float(self.ghost.info.get('progress', 0.0)):.1f} %"
-            frame = self.session.frame(hud, pose, self.keys_help(), self.session.lap_banner())
+            frame = self.session.surface(hud, pose, self.keys_help(), self.session.lap_banner())
             if self.ghost is not None:
                 ghost = self.ghost_pose
                 if self.ghost_previous is not None and not self.ghost_done:
