@@ -25,6 +25,15 @@ autoencoder on frames (no RSSM, latents or KL), with pictures of held-out frames
     python bench/pixel_probe.py --variant tiny:recon_focus=1 --autoencoder 0 --autoencoder 0:recon_focus=1 \
         --pictures runs/bench-dreamer/probe-pictures
 
+Camera sweep: each `--camera NAME[:field=value,...]` (a preset of CAMERAS, fields of
+rlcar_core.sim.camera_spec.CameraSpec changed) collects its own heuristic laps in this process, on
+training tracks built with that camera's world, trains the world model of each --variant on them and
+scores it as above; one table row per camera, JSON under --out-dir (one file per camera, and
+sweep.json with every row), each written atomically:
+
+    nice -n 19 python bench/pixel_probe.py --camera today --camera flat --camera zoom \
+        --camera big-flat --camera zoom-big --camera square --updates 2000 --out-dir runs/camera-sweep
+
 A variant is `preset[:field=value,...]` (`none`: no DreamerV3 training). Obstacle recall is the share
 of obstacle pixels whose reconstruction is nearer the obstacle colour than the road's. Results go to
 --out as JSON; the last 8 episodes are held out.
@@ -58,13 +67,32 @@ from rlcar_core.dreamer.world_model import (  # noqa: E402
     reconstruction_loss,
     world_model_loss,
 )
+from rlcar_core.errors import RlcarError  # noqa: E402
 from rlcar_core.io.atomic import write_json_atomic  # noqa: E402
 from rlcar_core.io.data.episodes import DatasetError, load_episode  # noqa: E402
 from rlcar_core.sim.bank import PALETTE, unpack_colour  # noqa: E402
+from rlcar_core.sim.camera_spec import CameraSpec  # noqa: E402
 
 OBSTACLE_RGB = np.asarray(unpack_colour(PALETTE["obstacle"]), np.float32)
 ROAD_RGB = np.asarray(unpack_colour(PALETTE["road"]), np.float32)
 OBSTACLE_TOLERANCE = 40.0  # RGB units (L-infinity) around the obstacle colour that count as obstacle
+
+# The camera sweep's named cameras (issue 31's levers). Each changes what the honest camera films: the
+# camera's geometry, or the world itself (bigger obstacles are bigger for collisions and rays too).
+FLAT = dict(grass_checker=False, obstacle_rim=0.0)  # no texture without information, no dark rim
+CAMERAS = {
+    "today": CameraSpec(),
+    "flat": CameraSpec(**FLAT),  # today's geometry; plain grass, obstacles one solid colour
+    "zoom": CameraSpec(metres_per_pixel=0.35, rows_ahead=56, **FLAT),  # 7.4 px across, 19.6 m ahead
+    "big-flat": CameraSpec(obstacle_radius=2.6, **FLAT),  # 8.7 px across at today's 0.6 m a pixel
+    "zoom-big": CameraSpec(metres_per_pixel=0.4, rows_ahead=56, obstacle_radius=2.2, **FLAT),  # 11 px
+    "square": CameraSpec(
+        metres_per_pixel=0.45, rows_ahead=56, obstacle_radius=2.0, obstacle_shape="square", **FLAT
+    ),
+    "magenta": CameraSpec(obstacle_rgb=(230, 30, 230), **FLAT),  # contrast with road and grass alike
+    "r4": CameraSpec(obstacle_radius=4.0),  # the control of docs/results.md: 74 % recalled at 3,000
+    "zoom-96": CameraSpec(size=96, metres_per_pixel=0.3, rows_ahead=80, **FLAT),  # CarRacing's frame size
+}
 
 
 def parse_args() -> argparse.Namespace:
@@ -80,6 +108,22 @@ def parse_args() -> argparse.Namespace:
         "fields changed) as a plain autoencoder on frames, through a layer of WIDTH units (0: the encoder's "
         "whole output), as a control without the RSSM",
     )
+    parser.add_argument(
+        "--camera",
+        action="append",
+        default=[],
+        help=f"NAME[:field=value,...]: collect heuristic laps with this camera and score each --variant on "
+        f"them (names: {', '.join(CAMERAS)}; fields of CameraSpec, rgb as r/g/b)",
+    )
+    parser.add_argument(
+        "--episodes", type=int, default=48, help="--camera: heuristic laps to collect per camera"
+    )
+    parser.add_argument("--num-envs", type=int, default=16, help="--camera: cars collected side by side")
+    parser.add_argument("--max-steps", type=int, default=1000, help="--camera: steps per episode at most")
+    parser.add_argument(
+        "--num-tracks", type=int, default=None, help="--camera: training tracks to drive (default: all 32)"
+    )
+    parser.add_argument("--out-dir", type=Path, default=Path("runs/camera-sweep"), help="--camera: results")
     parser.add_argument("--updates", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--batch-length", type=int, default=16)
@@ -122,13 +166,13 @@ def sample_batch(episodes, rng: np.random.Generator, batch_size: int, length: in
     return {key: np.stack([pick[key] for pick in picks]) for key in picks[0]}
 
 
-def variant_config(variant: str) -> DreamerConfig:
+def variant_config(variant: str, frame_size: int = 64) -> DreamerConfig:
     preset, _, fields = variant.partition(":")
     overrides = parse_overrides([item for item in fields.split(",") if item])
     return DreamerConfig.preset(
         preset,
         obs_kind="pixels",
-        obs_shape=(64, 64, 3),
+        obs_shape=(frame_size, frame_size, 3),
         action_dim=3,
         **{**CPU_MODEL_DEFAULTS, **overrides},
     )
@@ -161,23 +205,33 @@ def train_world_model(config: DreamerConfig, episodes, args: argparse.Namespace)
     rng = np.random.default_rng(args.seed)
     key = jax.random.key(args.seed)
     losses = []
+    clock = None
     for index in range(args.updates):
         key, step_key = jax.random.split(key)
         batch = sample_batch(episodes, rng, args.batch_size, args.batch_length)
         params, opt_state, metrics = step(params, opt_state, batch, step_key)
+        if index == 5:  # compiled and warm: time the next updates for an estimate of the whole
+            jax.block_until_ready(params)
+            clock = time.perf_counter()
+        if index == 45 and clock is not None:
+            jax.block_until_ready(params)
+            per_update = (time.perf_counter() - clock) / 40
+            print(f"  about {per_update * args.updates / 60:.1f} min for {args.updates} updates", flush=True)
         if index % 250 == 0 or index == args.updates - 1:
             losses.append({name: float(value) for name, value in metrics.items() if name.startswith("wm/")})
             print(f"  {index:>5} wm/loss {losses[-1]['wm/loss']:.2f} recon {losses[-1]['wm/recon_loss']:.2f}")
     return params, losses
 
 
-def obstacle_mask(real: np.ndarray) -> np.ndarray:
-    return np.max(np.abs(real.astype(np.float32) - OBSTACLE_RGB), axis=-1) < OBSTACLE_TOLERANCE
+def obstacle_mask(real: np.ndarray, obstacle_rgb: np.ndarray = OBSTACLE_RGB) -> np.ndarray:
+    return np.max(np.abs(real.astype(np.float32) - obstacle_rgb), axis=-1) < OBSTACLE_TOLERANCE
 
 
-def showcase(real: np.ndarray, decoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def showcase(
+    real: np.ndarray, decoded: np.ndarray, obstacle_rgb: np.ndarray = OBSTACLE_RGB
+) -> tuple[np.ndarray, np.ndarray]:
     """The frame of an episode with the most obstacle pixels, and its reconstruction."""
-    index = int(np.argmax(obstacle_mask(real).sum(axis=(1, 2))))
+    index = int(np.argmax(obstacle_mask(real, obstacle_rgb).sum(axis=(1, 2))))
     return real[index], decoded[index]
 
 
@@ -223,16 +277,19 @@ def train_autoencoder(spec: str, episodes, args: argparse.Namespace):
     return decode
 
 
-def frame_sums(real: np.ndarray, decoded: np.ndarray) -> dict[str, float]:
-    """Sums over frames (N, 64, 64, 3 uint8 or float in 0-255) for `summarise`."""
+def frame_sums(
+    real: np.ndarray, decoded: np.ndarray, obstacle_rgb: np.ndarray = OBSTACLE_RGB
+) -> dict[str, float]:
+    """Sums over frames (N, H, W, 3 uint8 or float in 0-255) for `summarise`."""
     real, decoded = real.astype(np.float32), decoded.astype(np.float32)
     squared = np.square((decoded - real) / 255.0).sum(-1)
-    obstacle = obstacle_mask(real)
-    nearer_obstacle = np.linalg.norm(decoded - OBSTACLE_RGB, axis=-1) < np.linalg.norm(
+    obstacle = obstacle_mask(real, obstacle_rgb)
+    nearer_obstacle = np.linalg.norm(decoded - obstacle_rgb, axis=-1) < np.linalg.norm(
         decoded - ROAD_RGB, axis=-1
     )
     return {
         "frames": len(real),
+        "pixels": int(np.prod(real.shape[:3])),
         "squared": float(squared.sum()),
         "obstacle_squared": float(squared[obstacle].sum()),
         "obstacle_pixels": int(obstacle.sum()),
@@ -245,14 +302,16 @@ def summarise(parts: list[dict[str, float]]) -> dict[str, float]:
     pixels = max(total["obstacle_pixels"], 1)
     return {
         "frames": total["frames"],
-        "recon_mse_per_pixel": total["squared"] / (total["frames"] * 64 * 64),
+        "recon_mse_per_pixel": total["squared"] / total["pixels"],
         "obstacle_pixels_per_frame": total["obstacle_pixels"] / total["frames"],
         "obstacle_mse_per_pixel": total["obstacle_squared"] / pixels,
         "obstacle_recall": total["recalled"] / pixels,
     }
 
 
-def dreamer_scores(config: DreamerConfig, params, episodes, seed: int) -> tuple[dict[str, float], list]:
+def dreamer_scores(
+    config: DreamerConfig, params, episodes, seed: int, obstacle_rgb: np.ndarray = OBSTACLE_RGB
+) -> tuple[dict[str, float], list]:
     """Posterior reconstructions of whole held-out episodes against the camera, and each episode's
     `showcase` frame."""
 
@@ -265,8 +324,8 @@ def dreamer_scores(config: DreamerConfig, params, episodes, seed: int) -> tuple[
     for index, episode in enumerate(episodes):
         key = jax.random.key(seed + index)
         decoded = np.asarray(reconstruct(episode["obs"], episode["action"], episode["is_first"], key))
-        parts.append(frame_sums(episode["obs"], decoded))
-        shown.append(showcase(episode["obs"], decoded))
+        parts.append(frame_sums(episode["obs"], decoded, obstacle_rgb))
+        shown.append(showcase(episode["obs"], decoded, obstacle_rgb))
     return summarise(parts), shown
 
 
@@ -302,8 +361,172 @@ def describe(scores: dict[str, float]) -> str:
     )
 
 
+def parse_camera(text: str) -> tuple[str, CameraSpec]:
+    """`NAME[:field=value,...]` as (its name, its spec)."""
+    name, _, fields = text.partition(":")
+    if name not in CAMERAS:
+        raise ValueError(f"unknown camera {name!r}; choose one of {', '.join(CAMERAS)}")
+    return text, CAMERAS[name].with_overrides(fields)
+
+
+def collect_laps(
+    camera: CameraSpec, episodes: int, num_envs: int, max_steps: int, seed: int, num_tracks: int | None = None
+) -> list[dict]:
+    """`episodes` heuristic episodes on training tracks built with `camera`, as `rlcar collect --policy
+    heuristic` records them (each car's first episode of a wave), aligned as `load_episodes` does."""
+    from rlcar_core.agents.builtin import HeuristicAgent
+    from rlcar_core.envs import make_env
+
+    num_envs = max(1, min(num_envs, episodes))
+    env = make_env(
+        "rlcar", obs="both", num_envs=num_envs, num_tracks=num_tracks, max_steps=max_steps, camera=camera
+    )
+    agent = HeuristicAgent()
+    laps: list[dict] = []
+    try:
+        wave = 0
+        while len(laps) < episodes:
+            obs, _ = env.reset(seed=seed + wave)
+            frames, actions, rewards, terms, lapped = [obs["pixels"]], [], [], [], []
+            running = np.ones(num_envs, bool)
+            ends = np.zeros(num_envs, int)
+            while running.any():
+                action = agent.act(obs)
+                obs, reward, terminated, truncated, info = env.step(action)
+                frames.append(obs["pixels"])
+                actions.append(action)
+                rewards.append(reward)
+                terms.append(terminated)
+                lapped.append(info["lap_complete"])
+                finished = running & (terminated | truncated)
+                ends[finished] = len(actions)
+                running &= ~finished
+            frames, actions = np.stack(frames), np.stack(actions)
+            rewards, terms, lapped = np.stack(rewards), np.stack(terms), np.stack(lapped)
+            for car in range(num_envs):
+                if len(laps) == episodes:
+                    break
+                end = ends[car]
+                episode = align_episode(
+                    frames[: end + 1, car],
+                    from_env_action(actions[:end, car]),
+                    rewards[:end, car],
+                    terms[:end, car],
+                )
+                laps.append({**episode, "lap_complete": bool(lapped[end - 1, car])})
+            wave += 1
+    finally:
+        env.close()
+    return laps
+
+
+SWEEP_COLUMNS = (
+    ("camera", "{}"),
+    ("px/obstacle", "{:.1f}"),
+    ("view m", "{:.1f}"),
+    ("obstacle px/frame", "{:.1f}"),
+    ("recall %", "{:.1f}"),
+    ("recon MSE/px", "{:.5f}"),
+    ("obstacle MSE/px", "{:.4f}"),
+    ("laps %", "{:.0f}"),
+    ("min", "{:.1f}"),
+)
+
+
+def sweep_row(name: str, variant: str, result: dict) -> list[str]:
+    values = (
+        f"{name} [{variant}]",
+        result["camera_facts"]["obstacle_pixels_across"],
+        result["camera_facts"]["field_of_view_m"],
+        result["obstacle_pixels_per_frame"],
+        100 * result["obstacle_recall"],
+        result["recon_mse_per_pixel"],
+        result["obstacle_mse_per_pixel"],
+        100 * result["collect"]["lap_rate"],
+        result["minutes"],
+    )
+    return [form.format(value) for (_, form), value in zip(SWEEP_COLUMNS, values, strict=True)]
+
+
+def print_table(rows: list[list[str]]) -> None:
+    header = [title for title, _ in SWEEP_COLUMNS]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    for line in (header, *rows):
+        print("  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)), flush=True)
+
+
+def camera_sweep(args: argparse.Namespace, cameras: list[tuple[str, CameraSpec]]) -> None:
+    """Each camera: collect its laps, train and score each --variant; a row per camera and variant."""
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    sweep_path = args.out_dir / "sweep.json"
+    sweep = json.loads(sweep_path.read_text()) if sweep_path.exists() else {}
+    sweep.setdefault("rows", {})
+    rows = []
+    for name, camera in cameras:
+        started = time.perf_counter()
+        laps = collect_laps(camera, args.episodes, args.num_envs, args.max_steps, args.seed, args.num_tracks)
+        collect_seconds = time.perf_counter() - started
+        lap_rate = float(np.mean([episode.pop("lap_complete") for episode in laps]))
+        train, heldout = laps[: -args.heldout_episodes], laps[-args.heldout_episodes :]
+        facts = {
+            "obstacle_pixels_across": camera.obstacle_pixels_across,
+            "field_of_view_m": camera.field_of_view,
+            "metres_ahead": camera.rows_ahead * camera.metres_per_pixel,
+            "frame_size": camera.size,
+        }
+        print(
+            f"{name}: {len(laps)} heuristic episodes ({sum(len(e['obs']) for e in laps)} frames) in "
+            f"{collect_seconds / 60:.1f} min; obstacles {facts['obstacle_pixels_across']:.1f} px across",
+            flush=True,
+        )
+        obstacle_rgb = np.asarray(camera.obstacle_rgb, np.float32)
+        for variant in args.variant:
+            config = variant_config(variant, camera.size)
+            print(f"{name} [{variant}]: training the world model for {args.updates} updates", flush=True)
+            trained = time.perf_counter()
+            params, losses = train_world_model(config, train, args)
+            train_seconds = time.perf_counter() - trained
+            scores, shown = dreamer_scores(config, params, heldout, args.seed, obstacle_rgb)
+            if args.pictures is not None:
+                save_pictures(
+                    args.pictures / f"{name.replace(':', '_')}_{variant.replace(':', '_')}.png", shown
+                )
+            result = {
+                "camera": camera.to_dict(),
+                "camera_facts": facts,
+                "variant": variant,
+                "updates": args.updates,
+                "collect": {
+                    "episodes": len(laps),
+                    "train_frames": int(sum(len(e["obs"]) for e in train)),
+                    "heldout_frames": int(sum(len(e["obs"]) for e in heldout)),
+                    "lap_rate": lap_rate,
+                    "seconds": collect_seconds,
+                },
+                "train_seconds": train_seconds,
+                "minutes": (time.perf_counter() - started) / 60,
+                "losses": losses,
+                **scores,
+            }
+            key = f"{name} [{variant}]@{args.updates}"
+            write_json_atomic(args.out_dir / f"{key.replace('/', '_').replace(' ', '_')}.json", result)
+            sweep["rows"][key] = result
+            write_json_atomic(sweep_path, sweep)
+            rows.append(sweep_row(name, variant, result))
+            print(f"{name} [{variant}]: {result['minutes']:.1f} min, {describe(scores)}", flush=True)
+    print_table(rows)
+
+
 def main() -> None:
     args = parse_args()
+    if args.camera:
+        try:
+            cameras = [parse_camera(text) for text in args.camera]
+        except (ValueError, RlcarError) as error:  # one line and exit code 2, as rlcar's commands answer
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        camera_sweep(args, cameras)
+        return
     try:
         episodes = load_episodes(args.data)
     except DatasetError as error:  # one line and exit code 2, as rlcar's commands answer bad data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -118,3 +119,64 @@ def test_collect_obstacle_radius_refuses_a_missing_or_bad_radius(radius):
         result.stderr.strip()
         == "error: the first argument is the obstacle radius in metres, a positive number"
     )
+
+
+def test_a_camera_sweep_writes_one_row_per_camera(tmp_path, capsys, monkeypatch):
+    """A sweep in miniature: two cameras (one a 16-pixel frame of square obstacles), 3 short episodes
+    on one track each; each writes its own JSON and a row of the table. The world model is stood in
+    for by a perfect one (the training and scoring code is the probe's own, tested above), so the
+    smoke takes seconds."""
+    import argparse
+
+    frames_seen = []
+
+    def perfect_model(config, episodes, args):
+        frames_seen.append(episodes[0]["obs"].shape[1:])
+        assert config.obs_shape == episodes[0]["obs"].shape[1:]
+        return None, [{"wm/loss": 0.0}]
+
+    def perfect_scores(config, params, episodes, seed, obstacle_rgb):
+        parts = [pixel_probe.frame_sums(e["obs"], e["obs"], obstacle_rgb) for e in episodes]
+        return pixel_probe.summarise(parts), [pixel_probe.showcase(e["obs"], e["obs"]) for e in episodes]
+
+    monkeypatch.setattr(pixel_probe, "train_world_model", perfect_model)
+    monkeypatch.setattr(pixel_probe, "dreamer_scores", perfect_scores)
+
+    args = argparse.Namespace(
+        variant=["tiny"],
+        episodes=3,
+        heldout_episodes=1,
+        num_envs=3,
+        num_tracks=1,
+        max_steps=12,
+        updates=2,
+        batch_size=2,
+        batch_length=4,
+        seed=0,
+        out_dir=tmp_path / "sweep",
+        pictures=None,
+    )
+    cameras = [pixel_probe.parse_camera("today"), pixel_probe.parse_camera("square:size=16,rows_ahead=12")]
+    assert cameras[1][1].obstacle_shape == "square" and cameras[1][1].size == 16
+    pixel_probe.camera_sweep(args, cameras)
+    sweep = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert set(sweep["rows"]) == {"today [tiny]@2", "square:size=16,rows_ahead=12 [tiny]@2"}
+    for row in sweep["rows"].values():
+        assert row["collect"]["episodes"] == 3 and 0.0 <= row["obstacle_recall"] <= 1.0
+        assert row["camera_facts"]["obstacle_pixels_across"] > 0
+    assert len(list((tmp_path / "sweep").glob("*.json"))) == 3
+    assert frames_seen == [(64, 64, 3), (16, 16, 3)]
+    table = capsys.readouterr().out.splitlines()[-3:]
+    assert table[0].split()[:2] == ["camera", "px/obstacle"] and "today [tiny]" in table[1]
+
+
+def test_an_unknown_camera_is_one_line_and_exit_code_2(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "bench" / "pixel_probe.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--camera", "fisheye", "--out-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: unknown camera 'fisheye'")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
@@ -57,6 +58,7 @@ def make_env(
     action_repeat: int = 1,
     processes: bool = False,
     autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP,
+    camera: Any = None,
 ) -> gym.Env | gym.vector.VectorEnv:
     """A single env (``num_envs=None``) or a vector env with next-step autoreset.
 
@@ -69,11 +71,15 @@ def make_env(
     only apply to RLCar. ``backend`` picks who simulates CarRacing-v3's vector envs (Gymnasium, or
     EnvPool's C++ port: same observations and info, other tracks for the same seed); ``action_repeat``
     k > 1 repeats each CarRacing action for k frames and reports them in ``info["frames"]``, while
-    ``max_steps`` still counts frames. Both keep their defaults for RLCar."""
+    ``max_steps`` still counts frames. Both keep their defaults for RLCar. ``camera`` (RLCar only) is a
+    `rlcar_core.sim.camera_spec.CameraSpec` or its dict as a run's config.json records it; None is
+    today's camera."""
     env = check_env_request(name, obs)
     require_at_least("max_steps", max_steps, 1)
     check_backend_request(env, backend, action_repeat)
     if env is EnvName.CARRACING:
+        if camera is not None:
+            raise RlcarError("camera settings apply to --env rlcar only; CarRacing-v3 has its own camera")
         return _make_carracing(
             num_envs, max_steps, render_mode, backend, action_repeat, processes, AutoresetMode(autoreset_mode)
         )
@@ -83,6 +89,8 @@ def make_env(
     from rlcar_core.envs.registration import ENV_ID
 
     kwargs = dict(obs=obs, tracks=tracks, num_tracks=num_tracks, track_seeds=track_seeds, max_steps=max_steps)
+    if camera is not None:
+        kwargs["camera"] = camera
     if num_envs is None:
         return gym.make(ENV_ID, render_mode=render_mode, **kwargs)
     return gym.make_vec(ENV_ID, num_envs=num_envs, **kwargs)

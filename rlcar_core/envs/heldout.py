@@ -88,7 +88,15 @@ def run_episodes(
     banked = EnvName.parse(name).has_track_bank
     unique = sorted(set(tracks))
     if banked:
-        env = make_env(name, obs=agent.obs_kind, num_envs=num_envs, track_seeds=unique, max_steps=max_steps)
+        # An agent trained on another camera than today's says so (`camera`, from its run's config).
+        env = make_env(
+            name,
+            obs=agent.obs_kind,
+            num_envs=num_envs,
+            track_seeds=unique,
+            max_steps=max_steps,
+            camera=getattr(agent, "camera", None),
+        )
     else:
         # CarRacing-v3's Box2D cars are single-threaded Python: one worker process each.
         env = make_env(name, obs="pixels", num_envs=num_envs, max_steps=max_steps, processes=num_envs > 1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -19,7 +19,8 @@ from rlcar_core.envs.checks import (
 )
 from rlcar_core.envs.names import EnvName
 from rlcar_core.envs.spaces import action_space, observation_space
-from rlcar_core.envs.tracks import check_track_ids, make_track_bank
+from rlcar_core.envs.tracks import camera_spec, check_track_ids, make_track_bank
+from rlcar_core.sim.camera_spec import CameraSpec
 from rlcar_core.sim.env import RLCar
 
 RENDER_FPS = EnvName.RLCAR.frames_per_second  # one frame per simulator step
@@ -53,6 +54,7 @@ class RLCarGymEnv(gym.Env):
         num_tracks: int | None = None,
         track_seeds: Sequence[int] | None = None,
         max_steps: int = 1000,
+        camera: CameraSpec | Mapping[str, Any] | None = None,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
@@ -60,12 +62,17 @@ class RLCarGymEnv(gym.Env):
             )
         max_steps = checked_max_steps(max_steps)
         checked_env_kind(obs, tracks, track_seeds)
-        self.sim = RLCar(obs)
+        self.camera = camera_spec(camera)
+        self.sim = RLCar(obs, camera_size=self.camera.size)
         self.params = self.sim.default_params(
-            make_track_bank(tracks, num_tracks, track_seeds), max_steps=max_steps
+            make_track_bank(tracks, num_tracks, track_seeds, self.camera),
+            max_steps=max_steps,
+            **self.camera.env_overrides(),
         )
         num_rays = int(self.params.ray_angles.shape[0])
-        self.observation_space = observation_space(obs, num_rays, float(self.params.ray_range))
+        self.observation_space = observation_space(
+            obs, num_rays, float(self.params.ray_range), self.camera.size
+        )
         self.action_space = action_space()
         self.render_mode = render_mode
         self._key: jax.Array | None = None

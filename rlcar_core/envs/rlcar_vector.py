@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -22,8 +22,9 @@ from rlcar_core.envs.checks import (
 )
 from rlcar_core.envs.rlcar_gym import RENDER_FPS
 from rlcar_core.envs.spaces import action_space, observation_space
-from rlcar_core.envs.tracks import check_track_ids, make_track_bank
+from rlcar_core.envs.tracks import camera_spec, check_track_ids, make_track_bank
 from rlcar_core.errors import InvalidArgument, require_at_least
+from rlcar_core.sim.camera_spec import CameraSpec
 from rlcar_core.sim.env import RLCar
 
 
@@ -60,6 +61,7 @@ class RLCarVectorEnv(VectorEnv):
         track_seeds: Sequence[int] | None = None,
         max_steps: int = 1000,
         render_mode: str | None = None,
+        camera: CameraSpec | Mapping[str, Any] | None = None,
     ):
         require_at_least("num_envs", num_envs, 1)
         if render_mode is not None:
@@ -69,12 +71,17 @@ class RLCarVectorEnv(VectorEnv):
         max_steps = checked_max_steps(max_steps)
         checked_env_kind(obs, tracks, track_seeds)
         self.num_envs = num_envs
-        self.sim = RLCar(obs)
+        self.camera = camera_spec(camera)
+        self.sim = RLCar(obs, camera_size=self.camera.size)
         self.params = self.sim.default_params(
-            make_track_bank(tracks, num_tracks, track_seeds), max_steps=max_steps
+            make_track_bank(tracks, num_tracks, track_seeds, self.camera),
+            max_steps=max_steps,
+            **self.camera.env_overrides(),
         )
         num_rays = int(self.params.ray_angles.shape[0])
-        self.single_observation_space = observation_space(obs, num_rays, float(self.params.ray_range))
+        self.single_observation_space = observation_space(
+            obs, num_rays, float(self.params.ray_range), self.camera.size
+        )
         self.single_action_space = action_space()
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)

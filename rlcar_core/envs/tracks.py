@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from rlcar_core.errors import InvalidArgument, RlcarError, require_at_least
 from rlcar_core.sim.bank import TrackBank, build_track_bank
+from rlcar_core.sim.camera_spec import CameraSpec
 from rlcar_core.sim.track import TrackSpec, evaluation_seeds, training_seeds
 
 TRACK_SPLITS = ("train", "eval")
@@ -35,8 +37,18 @@ def make_track_bank(
     split: str = "train",
     num_tracks: int | None = None,
     track_seeds: Sequence[int] | None = None,
+    camera: CameraSpec | None = None,
     spec: TrackSpec = TrackSpec(),
 ) -> TrackBank:
-    """A bank of explicit ``track_seeds``, or of the first ``num_tracks`` tracks of ``split``."""
+    """A bank of explicit ``track_seeds``, or of the first ``num_tracks`` tracks of ``split``, with
+    ``camera``'s obstacles and paint (None: ``spec`` as it is, painted as today)."""
     seeds = list(track_seeds) if track_seeds is not None else split_seeds(split, num_tracks)
-    return build_track_bank(seeds, spec)
+    if camera is None:
+        return build_track_bank(seeds, spec)
+    return build_track_bank(seeds, camera.track_spec(spec), camera.paint())
+
+
+def camera_spec(camera: CameraSpec | Mapping[str, Any] | None) -> CameraSpec:
+    """An env's ``camera`` argument (a spec, its dict as a run's config.json holds it, or None for
+    today's camera) as a `CameraSpec`."""
+    return camera if isinstance(camera, CameraSpec) else CameraSpec.from_dict(camera)

@@ -7,6 +7,7 @@ a nearest-centre-line-index map (where along the lap a point is) and the track's
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -50,7 +51,9 @@ class TrackBank(NamedTuple):
     length: jax.Array  # (T,) float32 lap length in metres
     half_width: jax.Array  # (T,) float32
     obstacles: jax.Array  # (T, K, 2) float32
-    obstacle_radii: jax.Array  # (T, K) float32
+    obstacle_radii: jax.Array  # (T, K) float32: a disc's radius, or half a square's side
+    obstacle_headings: jax.Array  # (T, K) float32: the direction of a square's sides along the road
+    obstacle_square: jax.Array  # () bool: the obstacles are squares, not discs
     seeds: jax.Array  # (T,) int32
     world_half_size: jax.Array  # () float32
     map_resolution: jax.Array  # () float32
@@ -99,20 +102,55 @@ def _nearest_centreline_index(pixel_centres, centreline):
     return best.reshape(size, size)
 
 
-@jax.jit
-def _rasterise(centreline, half_width, obstacles, obstacle_radii, pixel_centres, half_size):
+class Paint(NamedTuple):
+    """How the colour map paints the world: what the camera (and `rlcar play`) sees. Geometry (where the
+    obstacles are and how large) is the track's; this only picks colours and texture."""
+
+    obstacle: int = int(PALETTE["obstacle"])  # packed RGBA
+    obstacle_rim: float = 0.35  # metres of darker rim inside each obstacle's edge (0: none)
+    grass_checker: bool = True  # the checkered grass; False paints it one colour
+
+
+def packed_rgb(rgb: Sequence[int]) -> int:
+    r, g, b = (int(c) for c in rgb)
+    return int(_rgb(r, g, b))
+
+
+def obstacle_distance(points, obstacles, radii, headings, square):
+    """Signed distance (..., K) from `points` (..., 2) to each obstacle's edge, negative inside: discs,
+    or (`square`) squares whose sides run along and across the road at the obstacle."""
+    offset = points[..., None, :] - obstacles
+    disc = jnp.linalg.norm(offset, axis=-1) - radii
+    cos, sin = jnp.cos(headings), jnp.sin(headings)
+    along = jnp.abs(offset[..., 0] * cos + offset[..., 1] * sin) - radii
+    across = jnp.abs(-offset[..., 0] * sin + offset[..., 1] * cos) - radii
+    outside = jnp.sqrt(jnp.square(jnp.maximum(along, 0.0)) + jnp.square(jnp.maximum(across, 0.0)))
+    box = outside + jnp.minimum(jnp.maximum(along, across), 0.0)
+    return jnp.where(square, box, disc)
+
+
+@functools.partial(jax.jit, static_argnames="paint")
+def _rasterise(
+    centreline,
+    half_width,
+    obstacles,
+    obstacle_radii,
+    obstacle_headings,
+    square,
+    pixel_centres,
+    half_size,
+    paint,
+):
     """Rasterise one track onto the map grid."""
     index = _nearest_centreline_index(pixel_centres, centreline)
     centre_dist = _segment_projection(pixel_centres, centreline, index)
-    to_obstacle = (
-        jnp.linalg.norm(pixel_centres[:, :, None, :] - obstacles[None, None], axis=-1) - obstacle_radii
-    )
+    to_obstacle = obstacle_distance(pixel_centres, obstacles, obstacle_radii, obstacle_headings, square)
     obstacle_dist = jnp.min(to_obstacle, axis=-1, initial=jnp.inf)
     border_dist = half_size - jnp.max(jnp.abs(pixel_centres), axis=-1)
     free_space = jnp.minimum(jnp.minimum(half_width - centre_dist, obstacle_dist), border_dist)
 
     x, y = pixel_centres[..., 0], pixel_centres[..., 1]
-    checker = ((jnp.floor(x / GRASS_TILE) + jnp.floor(y / GRASS_TILE)) % 2).astype(bool)
+    checker = ((jnp.floor(x / GRASS_TILE) + jnp.floor(y / GRASS_TILE)) % 2).astype(bool) & paint.grass_checker
     colour = jnp.where(checker, PALETTE["grass_light"], PALETTE["grass"]).astype(jnp.uint32)
     on_road = centre_dist <= half_width
     colour = jnp.where(on_road, PALETTE["road"], colour)
@@ -123,8 +161,9 @@ def _rasterise(centreline, half_width, obstacles, obstacle_radii, pixel_centres,
     start = on_road & (index <= 1)
     start_check = ((jnp.floor(x / 1.0) + jnp.floor(y / 1.0)) % 2).astype(bool)
     colour = jnp.where(start, jnp.where(start_check, PALETTE["start_light"], PALETTE["start_dark"]), colour)
-    colour = jnp.where(obstacle_dist < 0.0, PALETTE["obstacle"], colour)
-    colour = jnp.where((obstacle_dist < 0.0) & (obstacle_dist > -0.35), PALETTE["obstacle_rim"], colour)
+    colour = jnp.where(obstacle_dist < 0.0, jnp.uint32(paint.obstacle), colour)
+    rim = (obstacle_dist < 0.0) & (obstacle_dist > -paint.obstacle_rim)
+    colour = jnp.where(rim, PALETTE["obstacle_rim"], colour)
     colour = jnp.where(border_dist < 0.5, PALETTE["outside"], colour)
     return colour.astype(jnp.uint32), free_space.astype(jnp.float16), index.astype(jnp.int16)
 
@@ -137,12 +176,14 @@ def pixel_centres(spec: TrackSpec) -> np.ndarray:
 
 
 def build_track_bank(
-    tracks_or_seeds: Sequence[int] | Sequence[Track], spec: TrackSpec = TrackSpec()
+    tracks_or_seeds: Sequence[int] | Sequence[Track], spec: TrackSpec = TrackSpec(), paint: Paint = Paint()
 ) -> TrackBank:
-    """Generate (if given seeds) and rasterise tracks into one bank."""
+    """Generate (if given seeds) and rasterise tracks into one bank, painted as `paint` says."""
     tracks = [t if isinstance(t, Track) else generate_track(int(t), spec) for t in tracks_or_seeds]
     if not tracks:
         raise ValueError("a track bank needs at least one track")
+    if len({t.obstacle_square for t in tracks}) > 1:
+        raise ValueError("a track bank holds one obstacle shape; these tracks mix discs and squares")
     centres = jnp.asarray(pixel_centres(spec))
     maps = [
         _rasterise(
@@ -150,8 +191,11 @@ def build_track_bank(
             jnp.float32(t.half_width),
             jnp.asarray(t.obstacles),
             jnp.asarray(t.obstacle_radii),
+            jnp.asarray(t.obstacle_headings),
+            jnp.bool_(t.obstacle_square),
             centres,
             jnp.float32(spec.world_half_size),
+            paint,
         )
         for t in tracks
     ]
@@ -165,6 +209,8 @@ def build_track_bank(
         half_width=jnp.asarray([t.half_width for t in tracks], jnp.float32),
         obstacles=jnp.asarray(np.stack([t.obstacles for t in tracks])),
         obstacle_radii=jnp.asarray(np.stack([t.obstacle_radii for t in tracks])),
+        obstacle_headings=jnp.asarray(np.stack([t.obstacle_headings for t in tracks])),
+        obstacle_square=jnp.bool_(tracks[0].obstacle_square),
         seeds=jnp.asarray([t.seed for t in tracks], jnp.int32),
         world_half_size=jnp.float32(spec.world_half_size),
         map_resolution=jnp.float32(spec.map_resolution),

@@ -1,4 +1,4 @@
-"""The 64x64 egocentric camera: the colour map resampled around the car, heading up."""
+"""The egocentric camera (64x64 by default): the colour map resampled around the car, heading up."""
 
 from __future__ import annotations
 
@@ -14,22 +14,27 @@ CAR_COLOUR = jnp.uint32(0xFF2020D0)  # RGBA bytes (208, 32, 32, 255)
 CAR_HALF_LENGTH, CAR_HALF_WIDTH = 2.0, 1.0
 
 
-def camera_offsets(resolution, forward_rows) -> tuple[jax.Array, jax.Array]:
-    """Metres ahead of and to the right of the car for every camera pixel (64, 64)."""
-    rows = jnp.arange(CAMERA_SIZE, dtype=jnp.float32)[:, None]
-    cols = jnp.arange(CAMERA_SIZE, dtype=jnp.float32)[None, :]
+def camera_offsets(resolution, forward_rows, size: int = CAMERA_SIZE) -> tuple[jax.Array, jax.Array]:
+    """Metres ahead of and to the right of the car for every camera pixel (size, size)."""
+    rows = jnp.arange(size, dtype=jnp.float32)[:, None]
+    cols = jnp.arange(size, dtype=jnp.float32)[None, :]
     ahead = (forward_rows - rows - 0.5) * resolution
-    right = (cols - CAMERA_SIZE / 2 + 0.5) * resolution
-    return jnp.broadcast_to(ahead, (CAMERA_SIZE, CAMERA_SIZE)), jnp.broadcast_to(
-        right, (CAMERA_SIZE, CAMERA_SIZE)
-    )
+    right = (cols - size / 2 + 0.5) * resolution
+    return jnp.broadcast_to(ahead, (size, size)), jnp.broadcast_to(right, (size, size))
 
 
 def render_camera(
-    bank: TrackBank, track_id: jax.Array, position: jax.Array, heading: jax.Array, resolution, forward_rows
+    bank: TrackBank,
+    track_id: jax.Array,
+    position: jax.Array,
+    heading: jax.Array,
+    resolution,
+    forward_rows,
+    size: int = CAMERA_SIZE,
 ) -> jax.Array:
-    """(64, 64, 3) uint8 view; one nearest-neighbour gather of a packed RGBA word per pixel."""
-    ahead, right = camera_offsets(resolution, forward_rows)
+    """(size, size, 3) uint8 view; one nearest-neighbour gather of a packed RGBA word per pixel. `size`
+    is static (it is the frame's shape)."""
+    ahead, right = camera_offsets(resolution, forward_rows, size)
     forward, left = body_frame(heading)
     points = position + ahead[..., None] * forward - right[..., None] * left
     packed = gather_map(bank.colour, map_flat_index(bank, track_id, points))

@@ -65,21 +65,30 @@ def sensor_bounds(num_rays: int, ray_range: float = RAY_RANGE) -> tuple[np.ndarr
 
 
 class RLCar:
-    """A car on a procedural track; observations are ``sensors``, ``pixels`` or ``both``."""
+    """A car on a procedural track; observations are ``sensors``, ``pixels`` or ``both``.
+    ``camera_size`` is the side of the camera's square frame in pixels (static: the frame's shape)."""
 
-    def __init__(self, obs: str = "sensors"):
+    def __init__(self, obs: str = "sensors", camera_size: int = CAMERA_SIZE):
         if obs not in OBS_KINDS:
             raise RlcarError(f"unknown observation kind {obs!r}; choose one of {', '.join(OBS_KINDS)}")
+        if int(camera_size) < 8:
+            raise RlcarError(f"camera_size must be at least 8 pixels, got {camera_size}")
         self.obs_kind = obs
+        self.camera_size = int(camera_size)
 
     def __hash__(self) -> int:
-        return hash((RLCar, self.obs_kind))
+        return hash((RLCar, self.obs_kind, self.camera_size))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, RLCar) and other.obs_kind == self.obs_kind
+        return (
+            isinstance(other, RLCar)
+            and other.obs_kind == self.obs_kind
+            and other.camera_size == self.camera_size
+        )
 
     def __repr__(self) -> str:
-        return f"RLCar(obs={self.obs_kind!r})"
+        size = "" if self.camera_size == CAMERA_SIZE else f", camera_size={self.camera_size}"
+        return f"RLCar(obs={self.obs_kind!r}{size})"
 
     @staticmethod
     def default_params(bank: TrackBank, **overrides: Any) -> EnvParams:
@@ -180,8 +189,11 @@ class RLCar:
         if self.obs_kind == "sensors":
             return self.sensors(state, params)
         if self.obs_kind == "pixels":
-            return self.pixels(state, params)
-        return {"sensors": self.sensors(state, params), "pixels": self.pixels(state, params)}
+            return self.pixels(state, params, self.camera_size)
+        return {
+            "sensors": self.sensors(state, params),
+            "pixels": self.pixels(state, params, self.camera_size),
+        }
 
     @staticmethod
     def sensors(state: EnvState, params: EnvParams) -> jax.Array:
@@ -205,7 +217,7 @@ class RLCar:
         return jnp.concatenate([rays, extras, obstacles]).astype(jnp.float32)
 
     @staticmethod
-    def pixels(state: EnvState, params: EnvParams) -> jax.Array:
+    def pixels(state: EnvState, params: EnvParams, size: int = CAMERA_SIZE) -> jax.Array:
         car = state.car
         return render_camera(
             params.bank,
@@ -214,6 +226,7 @@ class RLCar:
             car.heading,
             params.camera_resolution,
             params.camera_forward_rows,
+            size,
         )
 
     @staticmethod
@@ -229,6 +242,8 @@ class RLCar:
         }
 
 
-def observation_shape(obs_kind: str, num_rays: int) -> dict[str, tuple[int, ...]]:
-    shapes = {"sensors": (2 * num_rays + len(EXTRA_SENSORS),), "pixels": (CAMERA_SIZE, CAMERA_SIZE, 3)}
+def observation_shape(
+    obs_kind: str, num_rays: int, camera_size: int = CAMERA_SIZE
+) -> dict[str, tuple[int, ...]]:
+    shapes = {"sensors": (2 * num_rays + len(EXTRA_SENSORS),), "pixels": (camera_size, camera_size, 3)}
     return shapes if obs_kind == "both" else {obs_kind: shapes[obs_kind]}

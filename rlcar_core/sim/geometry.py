@@ -7,7 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rlcar_core.sim.bank import TrackBank
+from rlcar_core.sim.bank import TrackBank, obstacle_distance
 
 
 class TrackPosition(NamedTuple):
@@ -56,7 +56,13 @@ def wrap_angle(angle: jax.Array) -> jax.Array:
 
 
 def hits_obstacle(bank: TrackBank, track_id: jax.Array, position: jax.Array, car_radius: float) -> jax.Array:
-    gap = jnp.linalg.norm(bank.obstacles[track_id] - position, axis=-1) - bank.obstacle_radii[track_id]
+    gap = obstacle_distance(
+        position,
+        bank.obstacles[track_id],
+        bank.obstacle_radii[track_id],
+        bank.obstacle_headings[track_id],
+        bank.obstacle_square,
+    )
     return jnp.any(gap < car_radius)
 
 

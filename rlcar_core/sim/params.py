@@ -44,8 +44,10 @@ class EnvParams(NamedTuple):
     time_penalty: float = 0.05  # per step: going fast pays
     crash_penalty: float = 20.0
     start_jitter: float = 1.0  # metres of lateral jitter at reset; heading jitter scales with it
+    # The camera's frame size is static, so it is the simulator's (`RLCar(camera_size=...)`); all of the
+    # camera's settings together are a `rlcar_core.sim.camera_spec.CameraSpec`.
     camera_resolution: float = 0.6  # metres per camera pixel
-    camera_forward_rows: int = 48  # rows of the 64-row image that lie ahead of the car
+    camera_forward_rows: int = 48  # rows of the image (64 by default) that lie ahead of the car
 
 
 def ray_angles_from_degrees(degrees) -> jax.Array:

@@ -52,6 +52,24 @@ def cast_rays(bank: TrackBank, track_id: jax.Array, fan: RayFan) -> jax.Array:
 OCCLUSION_SLACK = 1.0  # metres
 
 
+def _square_hits(fan: RayFan, to_centre, half_side, headings) -> tuple[jax.Array, jax.Array]:
+    """Entry distance and hit flag (R, K) of each ray on each square obstacle (slab method in the
+    square's own frame: sides along and across the road)."""
+    cos, sin = jnp.cos(headings), jnp.sin(headings)  # (K,)
+    # The ray's origin and direction in each square's frame, its centre at 0.
+    origin = jnp.stack(
+        [-(to_centre[:, 0] * cos + to_centre[:, 1] * sin), to_centre[:, 0] * sin - to_centre[:, 1] * cos], -1
+    )
+    dx, dy = fan.directions[:, None, 0], fan.directions[:, None, 1]  # (R, 1)
+    direction = jnp.stack([dx * cos + dy * sin, -dx * sin + dy * cos], -1)  # (R, K, 2)
+    safe = jnp.where(jnp.abs(direction) < 1e-9, 1e-9, direction)
+    low = (-half_side[:, None] - origin) / safe  # (R, K, 2)
+    high = (half_side[:, None] - origin) / safe
+    enter = jnp.max(jnp.minimum(low, high), axis=-1)
+    leave = jnp.min(jnp.maximum(low, high), axis=-1)
+    return jnp.maximum(enter, 0.0), (leave >= enter) & (leave >= 0.0)
+
+
 def obstacle_rays(bank: TrackBank, track_id: jax.Array, fan: RayFan, ray_distances: jax.Array) -> jax.Array:
     """Distance in metres along each ray (R,) to the obstacle it hits, or the fan's range when it hits the
     road edge first or nothing at all.
@@ -68,6 +86,9 @@ def obstacle_rays(bank: TrackBank, track_id: jax.Array, fan: RayFan, ray_distanc
     # Inside a circle (a crash) the obstacle is at distance 0; behind the car it is not hit.
     entry = jnp.maximum(along - half_chord, 0.0)
     hit = (half_chord_squared >= 0.0) & (along + half_chord >= 0.0)
+    square_entry, square_hit = _square_hits(fan, to_centre, radius, bank.obstacle_headings[track_id])
+    entry = jnp.where(bank.obstacle_square, square_entry, entry)
+    hit = jnp.where(bank.obstacle_square, square_hit, hit)
     distance = jnp.min(jnp.where(hit, entry, fan.max_range), axis=-1)
     visible = distance <= ray_distances + OCCLUSION_SLACK
     return jnp.minimum(jnp.where(visible, distance, fan.max_range), fan.max_range)

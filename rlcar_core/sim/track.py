@@ -18,6 +18,7 @@ from rlcar_core.errors import RlcarError
 # Seeds of training tracks are [0, EVAL_SEED_OFFSET); held-out evaluation tracks start here, so the two
 # sets can never overlap however many tracks either bank holds.
 EVAL_SEED_OFFSET = 1_000_000
+OBSTACLE_SHAPES = ("disc", "square")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +32,8 @@ class TrackSpec:
     noise_octaves: int = 1
     half_width: float = 5.5
     num_obstacles: int = 5
-    obstacle_radius: float = 1.3
+    obstacle_radius: float = 1.3  # metres: half the side of a square obstacle
+    obstacle_shape: str = "disc"  # or "square", its sides along and across the road
     obstacle_clear_start: float = 50.0  # no obstacle in the first metres after the start line
     min_turn_radius: float = 13.0  # tightest allowed centre-line radius of curvature
     min_clearance: float = 8.0  # gap between the edges of two non-adjacent stretches of road
@@ -42,6 +44,14 @@ class TrackSpec:
     @property
     def map_size(self) -> int:
         return int(round(2 * self.world_half_size / self.map_resolution))
+
+    def __post_init__(self):
+        if self.obstacle_shape not in OBSTACLE_SHAPES:
+            raise RlcarError(
+                f"unknown obstacle shape {self.obstacle_shape!r}; choose one of {', '.join(OBSTACLE_SHAPES)}"
+            )
+        if not self.obstacle_radius > 0:
+            raise RlcarError(f"obstacle_radius must be > 0 metres, got {self.obstacle_radius}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +64,8 @@ class Track:
     half_width: float
     obstacles: np.ndarray  # (K, 2) float32 centres, on the road
     obstacle_radii: np.ndarray  # (K,) float32
+    obstacle_headings: np.ndarray  # (K,) float32 direction of the road at each obstacle (square sides)
+    obstacle_square: bool = False
 
     @property
     def tangent_angles(self) -> np.ndarray:
@@ -129,7 +141,8 @@ def _place_obstacles(rng: np.random.Generator, spec: TrackSpec, centreline: np.n
     offset = side * rng.uniform(0.5, 2.5, spec.num_obstacles)
     centres = centreline[idx] + left * offset[:, None]
     radii = np.full(spec.num_obstacles, spec.obstacle_radius)
-    return centres.astype(np.float32), radii.astype(np.float32)
+    headings = np.arctan2(forward[:, 1], forward[:, 0])
+    return centres.astype(np.float32), radii.astype(np.float32), headings.astype(np.float32)
 
 
 def _candidate(rng: np.random.Generator, spec: TrackSpec) -> tuple[np.ndarray, float] | None:
@@ -161,8 +174,17 @@ def generate_track(seed: int, spec: TrackSpec = TrackSpec()) -> Track:
         if candidate is None:
             continue
         centreline, length = candidate
-        obstacles, radii = _place_obstacles(rng, spec, centreline, length)
-        return Track(seed, centreline, length, spec.half_width, obstacles, radii)
+        obstacles, radii, headings = _place_obstacles(rng, spec, centreline, length)
+        return Track(
+            seed,
+            centreline,
+            length,
+            spec.half_width,
+            obstacles,
+            radii,
+            headings,
+            spec.obstacle_shape == "square",
+        )
     raise RlcarError(
         f"no drivable track found for seed {seed} in {spec.max_attempts} attempts; loosen TrackSpec"
     )
