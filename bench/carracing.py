@@ -36,6 +36,8 @@ runs/bench-carracing/<agent>-seed<k>/results.json; once the seeds are done (or w
     python bench/carracing.py                              # both agents, seed 0, 2.5 hours each
     python bench/carracing.py --agent dreamer --seeds 0 1 2
     python bench/carracing.py --agent dreamer --smoke      # a couple of minutes: the plumbing, end to end
+    python bench/carracing.py --agent dreamer --dreamer-action-repeat 4 --dreamer-patience 100 \
+        --dreamer-set actor_mean_limit=0.98 --dreamer-overlap   # issue 28's levers (--dreamer-*)
     python bench/carracing.py --plot-only                  # summary and PNG of what exists
 """
 
@@ -206,6 +208,12 @@ def parse_args() -> argparse.Namespace:
         help="how the in-run evaluations act (sample); the final rows always sample, as rlcar eval does",
     )
     levers.add_argument(
+        "--dreamer-overlap",
+        action="store_true",
+        default=None,
+        help="train while the cars step (train-dreamer --overlap: same updates, the env hidden behind them)",
+    )
+    levers.add_argument(
         "--dreamer-set",
         action="append",
         default=None,
@@ -261,6 +269,7 @@ def dreamer_levers(args: argparse.Namespace) -> tuple[tuple[str, Any], ...]:
         "train_ratio": args.dreamer_train_ratio,
         "patience": args.dreamer_patience,
         "eval_actions": args.dreamer_eval_actions,
+        "overlap": args.dreamer_overlap,
         "overrides": tuple(args.dreamer_set) if args.dreamer_set else None,
     }
     return tuple((name, value) for name, value in levers.items() if value is not None)

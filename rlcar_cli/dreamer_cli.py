@@ -238,7 +238,7 @@ PANELS = {
     ),
     "Evaluation": ("eval_every", "eval_every_steps", "eval_episodes", "eval_actions", "log_every"),
     "Scale-out": (
-        "num_envs", "devices", "carracing_backend", "distributed", "coordinator_address", "num_processes",
+        "num_envs", "overlap", "devices", "carracing_backend", "distributed", "coordinator_address", "num_processes",
         "process_id", "heartbeat_timeout",
     ),
 }  # fmt: skip

@@ -436,6 +436,55 @@ def test_a_step_scheduled_evaluation_runs_at_its_mark_between_episode_ends(train
         assert saved["eval"]["progress_mean"] == best_eval["progress_mean"]
 
 
+def test_overlap_trains_while_the_cars_step_and_changes_nothing_else(trained, tmp_path, monkeypatch):
+    """--overlap runs a step's updates between step_async and step_wait (here a stand-in that steps at
+    step_wait, as Gymnasium's AsyncVectorEnv hands back then), and ends with the very same
+    parameters, counters and replay as the sequential loop (the shared tiny run)."""
+    import gymnasium as gym
+
+    import rlcar_core.dreamer.train as train_module
+    from rlcar_core.dreamer.learner import Learner
+
+    events = []
+
+    class InBackground(gym.vector.VectorWrapper):
+        def step_async(self, actions):
+            events.append("send")
+            self._actions = actions
+
+        def step_wait(self):
+            events.append("wait")
+            return self.env.step(self._actions)
+
+    real_make_env, real_train = train_module.make_env, Learner.train
+    monkeypatch.setattr(train_module, "make_env", lambda *a, **k: InBackground(real_make_env(*a, **k)))
+
+    def train(self, *args, **kwargs):
+        events.append("train")
+        return real_train(self, *args, **kwargs)
+
+    monkeypatch.setattr(Learner, "train", train)
+    run_dir = tmp_path / "overlap"
+    overlapped = train_dreamer(run_dir, tiny_options(overlap=True))
+    order = "".join(event[0] for event in events)  # s(end), t(rain), w(ait)
+    assert "stw" in order and order.startswith("swsw")  # the prefill's steps do not train
+    plain = trained[1]
+    for key in ("episodes", "env_steps", "updates", "replay_steps"):
+        assert overlapped[key] == plain[key], key
+    assert overlapped["updates"] > 0
+    params = load_saved_agent(run_dir, "latest").params
+    plain_params = load_saved_agent(trained[0], "latest").params
+    for left, right in zip(jax.tree.leaves(plain_params), jax.tree.leaves(params), strict=True):
+        np.testing.assert_array_equal(np.asarray(left), np.asarray(right))
+    replay = ReplayBuffer.load(replay_path(RunDir(run_dir)))
+    plain_replay = ReplayBuffer.load(replay_path(RunDir(trained[0])))
+    assert len(replay) == len(plain_replay)
+    # Without --overlap the same stand-in is stepped in turn.
+    events.clear()
+    train_dreamer(tmp_path / "plain", tiny_options(episodes=1, eval_every=1, checkpoint_every=1))
+    assert "stw" not in "".join(event[0] for event in events)
+
+
 def test_carracing_cars_step_in_worker_processes_only_where_that_helps():
     from rlcar_core.dreamer.train import cars_in_processes
 

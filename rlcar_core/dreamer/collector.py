@@ -82,6 +82,7 @@ class Collector:
         # Env frames each car's last step took, when the env repeats actions (None: one per step).
         self._frames: np.ndarray | None = None
         self._unrewarded = np.zeros(self.num_envs, np.int64)  # frames since the car's last reward
+        self._action = np.zeros((self.num_envs, config.action_dim), np.float32)  # sent by begin_step
         self._restart = np.zeros(self.num_envs, bool)  # episodes `patience` ended: the next step resets
 
     def reset(self, seed: int, episode_budget: int | None = None) -> None:
@@ -119,6 +120,18 @@ class Collector:
         `env_action` (N, 3), e.g. from an exploration policy during prefill, replaces the actor's
         choice; the actor still filters the observation so its memory stays current.
         """
+        self.begin_step(params, key, env_action)
+        return self.end_step()
+
+    @property
+    def overlaps(self) -> bool:
+        """Whether the env steps in the background between `begin_step` and `end_step` (worker
+        processes: Gymnasium's AsyncVectorEnv), so the caller can train meanwhile."""
+        return hasattr(self.env, "step_async") and hasattr(self.env, "step_wait")
+
+    def begin_step(self, params: AgentParams, key: jax.Array, env_action: np.ndarray | None = None) -> None:
+        """The first half of `step`: act, and send the actions to the env (which steps them in the
+        background where it `overlaps`). `stepped` already counts this step's decisions."""
         current = self._step
         self._recording = self._counted.copy()  # the caller stored `current` already
         action, self._carry = self._policy(params, self._carry, current["obs"], current["is_first"], key)
@@ -126,7 +139,17 @@ class Collector:
         if env_action is not None:
             action = from_env_action(np.asarray(env_action, np.float32))
             self._carry = self._carry._replace(prev_action=on_default_device(action))
-        obs, reward, terminated, truncated, info = self.env.step(to_env_action(action))
+        self._action = action
+        if self.overlaps:
+            self.env.step_async(to_env_action(action))
+
+    def end_step(self) -> list[FinishedEpisode]:
+        """The second half of `step`: the env's results, and the next replay step."""
+        action = self._action
+        if self.overlaps:
+            obs, reward, terminated, truncated, info = self.env.step_wait()
+        else:
+            obs, reward, terminated, truncated, info = self.env.step(to_env_action(action))
         terminated, truncated = np.array(terminated, bool), np.array(truncated, bool)
         reward = np.array(reward, np.float64)
         self._frames = np.array(info["frames"], np.int64) if "frames" in info else None

@@ -371,10 +371,31 @@ class _TrainingLoop:
         left, processes = self.config.episodes - self.episodes, jax.process_count()
         return left // processes + (jax.process_index() < left % processes)
 
+    def overlapping(self) -> bool:
+        """Whether this step's updates run while the cars step (`--overlap`, see `iteration`)."""
+        return (
+            self.config.overlap
+            and jax.process_count() == 1  # several processes agree on the counts after the step
+            and self.collector.overlaps
+            and self.env_steps >= self.config.prefill_steps
+        )
+
     def iteration(self, stop: StopFlag | None = None) -> None:
+        """One collection step and the updates it owes.
+
+        With `--overlap` (and past the prefill) the updates run between sending the actions to the
+        worker-process cars and reading their results. They are the same updates on the same data as
+        without: the actor has acted with the parameters before them either way, the replay does not
+        hold the step being simulated yet either way, and the decisions it owes are known before it
+        ends. Records logged during those updates carry the env steps before the step."""
         self.replay.add(self.collector.current_step, self.collector.recording)
         key = jax.random.fold_in(self.collect_key, self.env_steps)
-        finished = self.collector.step(self.policy_params(), key, self.prefill_action())
+        self.collector.begin_step(self.policy_params(), key, self.prefill_action())
+        trained = False
+        if self.overlapping() and self.learner.can_sample(self.replay):
+            self.train_owed(self.collector.stepped)
+            trained = True
+        finished = self.collector.end_step()
         stepped, frames, finished_count, can_sample = self.agree(
             self.collector.stepped,
             self.collector.frames_stepped,
@@ -385,18 +406,22 @@ class _TrainingLoop:
         # Env steps count frames (under action repeat, k per decision); the train ratio counts
         # decisions, the steps the replay holds (DreamerV3's replayed steps per policy step).
         self.env_steps += frames
-        if self.env_steps >= self.config.prefill_steps and can_sample:
-            owed, self.update_credit = self.ratio.owed(self.update_credit, stepped)
-            while owed > 0:
-                count = min(owed, MAX_UPDATES_PER_CALL)
-                self.train_updates(count)
-                owed -= count
+        if not trained and self.env_steps >= self.config.prefill_steps and can_sample:
+            self.train_owed(stepped)
         before = self.episodes
         for episode in finished:  # this process's cars' episodes, numbered as they finish
             self.episodes += 1
             self.record_episode(episode)
         self.episodes += finished_count - len(finished)  # the other processes' cars'
         self.after_step(before, self.env_steps - frames)
+
+    def train_owed(self, stepped: int) -> None:
+        """The updates that `stepped` more decisions owe at the train ratio."""
+        owed, self.update_credit = self.ratio.owed(self.update_credit, stepped)
+        while owed > 0:
+            count = min(owed, MAX_UPDATES_PER_CALL)
+            self.train_updates(count)
+            owed -= count
 
     def agree(self, stepped: int, frames: int, finished: int, can_sample: bool, stop: StopFlag | None):
         """The run's counters summed over the processes, so that every process runs the same updates,

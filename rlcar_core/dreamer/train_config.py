@@ -86,6 +86,11 @@ class TrainDreamerConfig:
         low=0,
     )
     num_envs: int = option(8, "Cars collecting side by side.", low=1)
+    overlap: bool = option(
+        False,
+        "Train while the cars step (CarRacing-v3's worker-process cars, one process): the same "
+        "updates on the same data as without, the env's stepping hidden behind them.",
+    )
     devices: int | None = option(
         None,
         "Local devices the batch and the cars are split over (default: all of this process's).",
