@@ -36,9 +36,10 @@ from rlcar_core.errors import RlcarError, require_at_least
 from rlcar_core.render.motion import CarPose, interpolate_pose
 
 MIN_STEP_FRACTION = 0.2
-# A slow frame (a loaded machine) is caught up by stepping several times before the next one, but no
-# more than this: past it the car slows down rather than jumping ahead.
-MAX_STEPS_PER_TICK = 4
+# A late frame is caught up by stepping again before it is drawn, but no more than this: 2 keeps
+# CarRacing's 50 Hz at 25+ frames/s; on a machine too busy for both, the car slows down rather than
+# the frames thinning out (each CarRacing step also draws its 96x96 camera: ~5-15 ms).
+MAX_STEPS_PER_TICK = 2
 JPEG_QUALITY = 80
 GHOST_COLOUR = (60, 140, 255)
 # Browser key names (KeyboardEvent.key, lower-cased) -> the action part each one drives.
@@ -166,6 +167,7 @@ class LiveDrive:
         self.pose = self.session.pose()
         self.stepped_at = time.monotonic()
         self.attempt = Attempt()
+        self.applied_action = np.zeros(3, np.float32)  # nothing applied yet: the page shows no gas
         self.tally, self.ghost_tally = CarTally(), CarTally()
         self.race_result = None
         if self.agent is not None:
@@ -356,7 +358,7 @@ class LiveDrive:
             "speed_kmh": 3.6 * float(self.session.speed or 0.0),
             "progress": float(self.session.info.get("progress", 0.0)),
             "return": self.session.episode_return,
-            "action": [float(v) for v in getattr(self, "applied_action", np.zeros(3))],
+            "action": [float(v) for v in self.applied_action],
             "track": self.config.track,
             "race": self.ghost is not None,
             "last_episode": self.last_episode,
