@@ -269,3 +269,28 @@ def test_the_mean_limit_penalises_only_pre_tanh_means_past_it_and_is_off_by_defa
     for bad in (-0.1, 1.0):
         with pytest.raises(RlcarError, match="actor_mean_limit"):
             dataclasses.replace(CONFIG, actor_mean_limit=bad)
+
+
+def test_the_mean_limit_reaches_the_actors_dynamics_gradient():
+    from rlcar_core.dreamer.behavior import actor_loss_and_grads
+
+    params = _nonzero_heads(init_training_state(CONFIG, jax.random.key(0)).params, jax.random.key(5))
+    num_starts = 6
+    start = LatentState(
+        deter=jnp.tanh(jax.random.normal(jax.random.key(1), (num_starts, CONFIG.deter_size))),
+        stoch=jax.nn.one_hot(jnp.zeros((num_starts, CONFIG.stoch_size), int), CONFIG.stoch_classes),
+    )
+    results = {}
+    for limit in (0.0, 0.01):  # 0.01: every mean of the (perturbed) actor is past it
+        config = dataclasses.replace(CONFIG, horizon=3, actor_mean_limit=limit)
+        args = (params.world_model, params.critic, init_return_norm(), start, jnp.ones(num_starts))
+        (_, output), grads = actor_loss_and_grads(params.actor, *args, jax.random.key(2), config)
+        results[limit] = output.metrics, grads
+    assert float(results[0.0][0]["actor/mean_limit_penalty"]) == 0.0
+    assert float(results[0.01][0]["actor/mean_limit_penalty"]) > 0.0
+    assert float(results[0.01][0]["actor/pre_tanh_abs"]) == float(results[0.0][0]["actor/pre_tanh_abs"])
+    differences = [
+        float(jnp.abs(a - b).max())
+        for a, b in zip(jax.tree.leaves(results[0.0][1]), jax.tree.leaves(results[0.01][1]), strict=True)
+    ]
+    assert max(differences) > 0.0 and all(np.isfinite(differences))
