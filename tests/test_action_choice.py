@@ -1,5 +1,6 @@
 """How a trained DreamerV3 actor acts outside training (`--actions`): it samples by default, as DreamerV3's
-own evaluation does, repeatably under a seed; `mode` takes its most likely action. The choice reaches
+own evaluation does, repeatably under a seed; `mode` takes its most likely action, `mean` the action its
+samples give on average (E[clip(sample)], issue 28). The choice reaches
 eval, play, export-video, dream and the trainer's own evaluations, and is refused where nobody has it."""
 
 import dataclasses
@@ -63,6 +64,19 @@ def test_the_mode_repeats_and_is_not_a_sample(saved_agent, observations):
         assert np.all(actions[..., 1:] >= 0.0) and np.all(np.abs(actions) <= 1.0)
 
 
+def test_the_mean_repeats_and_lies_between_the_bounds_the_mode_can_saturate(saved_agent, observations):
+    # "mean" is E[clip(sample)]: deterministic like the mode (given the latent state), never a sample.
+    means = [
+        driven_actions(DreamerPolicy(saved_agent.config, saved_agent.params, 0, "mean"), observations)
+        for _ in range(2)
+    ]
+    np.testing.assert_array_equal(means[0], means[1])
+    modes = driven_actions(DreamerPolicy(saved_agent.config, saved_agent.params, 0, "mode"), observations)
+    assert not np.array_equal(means[0], modes)
+    assert means[0].dtype == np.float32 and means[0].shape == (6, 3, 3)
+    assert np.all(means[0][..., 1:] > 0.0) and np.all(np.abs(means[0]) < 1.0)  # pedals never 0 or 1
+
+
 def test_an_unknown_choice_is_refused(saved_agent):
     with pytest.raises(RlcarError, match="--actions must be one of sample, mode"):
         DreamerPolicy(saved_agent.config, saved_agent.params, 0, "greedy")
@@ -81,6 +95,7 @@ def test_eval_samples_by_default_repeatably_and_reports_the_choice(tiny_dreamer_
     assert sampled["actions"] == "sample"
     assert eval_json(run_dir)["per_episode"] == sampled["per_episode"]
     assert eval_json(run_dir, "--actions", "mode")["actions"] == "mode"
+    assert eval_json(run_dir, "--actions", "mean")["actions"] == "mean"
 
 
 def test_other_agents_keep_their_own_way_in_a_comparison(tiny_dreamer_run):
