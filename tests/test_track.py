@@ -42,13 +42,34 @@ def test_tracks_are_drivable(seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_obstacles_sit_on_the_road_and_leave_a_gap(seed):
-    track = generate_track(seed)
+@pytest.mark.parametrize("radius", [1.3, 2.6, 4.0])
+def test_obstacles_sit_on_the_road_and_leave_a_gap(seed, radius):
+    track = generate_track(seed, TrackSpec(obstacle_radius=radius))
     for centre, radius in zip(track.obstacles, track.obstacle_radii, strict=True):
         distance_to_centreline = np.linalg.norm(track.centreline - centre, axis=1).min()
         assert distance_to_centreline < track.half_width
         widest_gap = track.half_width + distance_to_centreline - radius
         assert widest_gap > 4.0, "a car (2 m wide) must fit past every obstacle"
+
+
+def test_bigger_obstacles_grow_away_from_the_gap_a_standard_one_leaves():
+    standard, big = (
+        generate_track(7),
+        generate_track(7, TrackSpec(obstacle_radius=2.6, obstacle_shape="square")),
+    )
+    np.testing.assert_array_equal(standard.centreline, big.centreline)
+    assert big.obstacle_square and not standard.obstacle_square
+
+    def near_edge(track):  # signed distance of each obstacle's near edge past the centre line
+        return np.linalg.norm(track.obstacles - standard.obstacles, axis=1), [
+            np.linalg.norm(track.centreline - c, axis=1).min() - r
+            for c, r in zip(track.obstacles, track.obstacle_radii, strict=True)
+        ]
+
+    moved, big_edges = near_edge(big)
+    _, standard_edges = near_edge(standard)
+    np.testing.assert_allclose(moved, 1.3, atol=1e-4)
+    np.testing.assert_allclose(big_edges, standard_edges, atol=0.1)
 
 
 def test_negative_seed_is_a_user_error():

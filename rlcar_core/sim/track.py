@@ -19,6 +19,7 @@ from rlcar_core.errors import RlcarError
 # sets can never overlap however many tracks either bank holds.
 EVAL_SEED_OFFSET = 1_000_000
 OBSTACLE_SHAPES = ("disc", "square")
+STANDARD_OBSTACLE_RADIUS = 1.3  # metres: RLCar's obstacles; bigger ones keep its gaps (_place_obstacles)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +33,7 @@ class TrackSpec:
     noise_octaves: int = 1
     half_width: float = 5.5
     num_obstacles: int = 5
-    obstacle_radius: float = 1.3  # metres: half the side of a square obstacle
+    obstacle_radius: float = STANDARD_OBSTACLE_RADIUS  # metres: half the side of a square obstacle
     obstacle_shape: str = "disc"  # or "square", its sides along and across the road
     obstacle_clear_start: float = 50.0  # no obstacle in the first metres after the start line
     min_turn_radius: float = 13.0  # tightest allowed centre-line radius of curvature
@@ -138,7 +139,10 @@ def _place_obstacles(rng: np.random.Generator, spec: TrackSpec, centreline: np.n
     # Each obstacle blocks the racing line on one side, so a car has to steer around it, while the gap on
     # the other side stays several car widths wide.
     side = rng.choice([-1.0, 1.0], size=spec.num_obstacles)
-    offset = side * rng.uniform(0.5, 2.5, spec.num_obstacles)
+    # An obstacle bigger than the standard one grows away from the gap it leaves: its near edge and the
+    # gap stay where a standard one's would be (the same rng draws), its far side covers more road.
+    grow = max(spec.obstacle_radius - STANDARD_OBSTACLE_RADIUS, 0.0)
+    offset = side * (rng.uniform(0.5, 2.5, spec.num_obstacles) + grow)
     centres = centreline[idx] + left * offset[:, None]
     radii = np.full(spec.num_obstacles, spec.obstacle_radius)
     headings = np.arctan2(forward[:, 1], forward[:, 0])
