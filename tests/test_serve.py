@@ -528,3 +528,34 @@ def test_with_a_token_any_host_name_may_reach_the_server(root):
     client = TestClient(create_app(ServeConfig(root=root, token="secret")), base_url=LOCAL)
     headers = {"host": "box.lan:8765", "x-rlcar-token": "secret"}
     assert client.get("/api/runs", headers=headers).status_code == 200
+
+
+def test_a_stopped_job_reads_as_stopped_not_as_an_error(tmp_path, monkeypatch):
+    import sys
+    import time
+
+    from rlcar_core.apps.serve import jobs
+
+    script = "import sys; print('epoch 3'); sys.stderr.write('error: interrupted; rerun to resume\\n'); sys.exit({})"
+    monkeypatch.setattr(jobs, "rlcar_argv", lambda code: [sys.executable, "-c", code])
+    manager = jobs.JobManager(tmp_path, max_running=4)
+    stopped, failed = (
+        manager.start(jobs.TRAIN, "a", [script.format(130)]),
+        manager.start(jobs.TRAIN, "b", [script.format(1)]),
+    )
+    deadline = time.monotonic() + 30
+    while (stopped.running or failed.running) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stopped_view, failed_view = stopped.to_dict(), failed.to_dict()
+    assert stopped_view["state"] == "stopped" and stopped_view["message"] == "interrupted; rerun to resume"
+    assert failed_view["state"] == "failed" and failed_view["message"].startswith("error: ")
+
+
+def test_the_hud_never_reads_minus_zero(tmp_path):
+    from rlcar_core.apps.drive import DrivingSession
+
+    session = DrivingSession("rlcar", "sensors", 0, 10, 0, render=False)
+    session.reset()
+    session.episode_return = -0.03  # a few steps of time cost
+    assert session.hud()["return"] == "0.0"
+    session.close()

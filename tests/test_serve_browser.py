@@ -380,6 +380,70 @@ def test_train_from_the_form_chart_then_stop_leaves_a_checkpoint(server, page):
     assert steps, f"no checkpoint in {run}"
 
 
+def test_job_rows_update_in_place_and_a_disabled_stop_looks_disabled(server, page):
+    """The page's side of the job table, against a scripted /api/jobs: a row (and its Stop button)
+    survives the polls, so a click is never lost; Stop greys out while the job saves; a stopped job
+    reads as stopped."""
+    job = {"id": "7", "kind": "train", "run": "fake", "state": "running", "exit_code": None,
+           "message": "episode 3", "output": None, "started": 1, "command": "rlcar train-dreamer"}  # fmt: skip
+
+    def jobs(route):
+        route.fulfill(status=200, content_type="application/json", body=json.dumps({"jobs": [job]}))
+
+    def stop(route):
+        job["state"] = "stopping"
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(job))
+
+    page.route("**/api/jobs", jobs)
+    page.route("**/api/jobs/7/stop", stop)
+    try:
+        page.goto(server["base"])
+        page.click("nav button[data-tab=train]")
+        row = "#train-jobs tbody tr[data-job='7']"
+        page.wait_for_selector(f"{row} button.stop:not([disabled])")
+        page.evaluate(f'document.querySelector("{row}").kept = true')
+        colour = f'getComputedStyle(document.querySelector("{row} button.stop")).backgroundColor'
+        enabled = page.evaluate(colour)
+        page.wait_for_timeout(2500)  # two polls of the job list
+        assert page.evaluate(f'document.querySelector("{row}").kept === true'), "the row was rebuilt"
+        page.click(f"{row} button.stop")
+        page.wait_for_selector(f"{row} button.stop[disabled]")
+        assert page.evaluate(colour) != enabled, "a disabled Stop looks like an enabled one"
+        assert page.locator(f"{row} button.stop").inner_text() == "stopping…"
+        job.update(state="stopped", exit_code=130, message="interrupted: resume with the same command")
+        page.wait_for_selector(f"{row} td.state-stopped")
+        assert "error" not in page.locator(row).inner_text()
+        assert not page.locator(f"{row} button.stop").is_visible()
+    finally:
+        page.unroute("**/api/jobs")
+        page.unroute("**/api/jobs/7/stop")
+    page.goto(server["base"])
+
+
+def test_a_notice_goes_away_by_itself(server, page):
+    page.goto(server["base"])
+    page.evaluate("notice('train-web is already training from this page; stop it first')")
+    assert page.locator("#notice").is_visible()
+    page.wait_for_selector("#notice", state="hidden", timeout=15_000)
+
+
+def test_t_in_keyboard_only_mode_says_why_it_does_nothing(server, page):
+    _start_drive(page, "you (keyboard only)")
+    page.keyboard.press("t")
+    page.wait_for_function("document.querySelector('#drive-state').textContent.includes('T hands the car')")
+    assert "keyboard only" in page.locator("#drive-state").inner_text()
+    page.click("nav button[data-tab=runs]")
+
+
+def test_the_runs_table_shows_a_shipped_agents_card_score(server, page):
+    if _serve_a_carracing_agent(server) == "random":
+        pytest.skip("pretrained/dreamer-carracing-pixels is missing")
+    page.goto(server["base"])
+    row = page.locator("#runs-table tbody tr[data-run='dreamer-carracing']")
+    row.wait_for()
+    assert "656.6 ± 170.5 (20 episodes)" in row.inner_text()
+
+
 def _raw_get(port: int, path: str) -> int:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     connection.request("GET", path)  # http.client sends the path as written: no `..` folding

@@ -73,7 +73,7 @@ class DrivingSession:
             lines["speed"] = f"{speed * 3.6:.1f} km/h"
         lines["progress"] = f"{100 * float(self.info.get('progress', 0.0)):.1f} %"
         lines["time"] = f"{self.steps * self.step_seconds:.1f} s"
-        lines["return"] = f"{self.episode_return:.1f}"
+        lines["return"] = f"{round(self.episode_return, 1) + 0.0:.1f}"  # + 0.0: never "-0.0"
         return lines
 
     def lap_banner(self) -> str | None:

@@ -55,8 +55,9 @@ class Job:
     def running(self) -> bool:
         return self.process.poll() is None
 
-    def message(self) -> str:
-        """The child's own one-line error (``error: ...``) or its last line of output."""
+    def message(self, stopped: bool = False) -> str:
+        """The child's own one-line error (``error: ...``) or its last line of output; for a job
+        stopped on request, its last line without an ``error:`` (a stop is not a failure)."""
         try:
             with open(self.log_path, "rb") as handle:
                 handle.seek(0, os.SEEK_END)
@@ -66,6 +67,9 @@ class Job:
             return ""
         lines = [line.strip() for line in lines if line.strip()]
         errors = [line for line in lines if line.startswith("error: ")]
+        if stopped:
+            last = (lines or [""])[-1]
+            return last.removeprefix("error: ")[:300]
         return (errors or lines or [""])[-1][:300]
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,7 +88,7 @@ class Job:
             "run": self.run,
             "state": state,
             "exit_code": code,
-            "message": self.message(),
+            "message": self.message(stopped=state == "stopped"),
             "output": self.output,
             "started": self.started,
             "command": " ".join(["rlcar", *self.argv[3:]]),

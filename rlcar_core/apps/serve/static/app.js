@@ -21,10 +21,16 @@ async function api(path, body) {
   return data;
 }
 
+// A notice stays while it is news: it goes at the next action, or after NOTICE_MS (an "already
+// training" refusal must not sit on the page for minutes).
+const NOTICE_MS = 8000;
+let noticeTimer = null;
 function notice(message) {
   const box = $("#notice");
   box.textContent = message || "";
   box.hidden = !message;
+  clearTimeout(noticeTimer);
+  if (message) noticeTimer = setTimeout(() => { box.hidden = true; }, NOTICE_MS);
 }
 
 function formValues(form) {
@@ -166,6 +172,14 @@ function fmt(value, digits = 0) {
   return String(value);
 }
 
+// A shipped agent's score on held-out tracks, from its card (agent.json): what the README's table says.
+function cardScore(row) {
+  const score = row.shipped && row.shipped.score;
+  if (!score || typeof score.return_mean !== "number") return "-";
+  const spread = typeof score.return_std === "number" ? ` ± ${score.return_std.toFixed(1)}` : "";
+  return `${score.return_mean.toFixed(1)}${spread} (${score.episodes ?? "?"} episodes)`;
+}
+
 function renderRuns() {
   const body = $("#runs-table tbody");
   body.innerHTML = "";
@@ -174,7 +188,7 @@ function renderRuns() {
     tr.dataset.run = row.name;
     tr.classList.toggle("selected", row.name === selectedRun);
     const cells = [row.name, row.kind, row.env, row.obs, fmt(row.episodes), fmt(row.env_steps),
-      fmt(row.best_progress, 3), row.checkpoint_summary || "-"];
+      fmt(row.best_progress, 3), cardScore(row), row.checkpoint_summary || "-"];
     const tick = document.createElement("td");
     const box = document.createElement("input");
     box.type = "checkbox";
@@ -271,6 +285,11 @@ const live = {
     this.frames = 0;
     this.since = performance.now();
     this.env = env;
+    // T hands the car over only in the Drive tab with an AI chosen; otherwise it says why not.
+    this.canToggle = view === "drive" && Boolean(driver);
+    this.toggleNote = view === "race"
+      ? "T does nothing in a race: you drive your car, the AI its own"
+      : "T hands the car to an AI: choose one under Driver (this one is keyboard only) and press Start";
     this.panes = [];  // the images the next binary messages go to: yours, then the AI's (CarRacing race)
     const twoPanes = view === "race" && env === "carracing";
     $(`#${view}-frame`).classList.toggle("carracing", env === "carracing");
@@ -415,6 +434,7 @@ function onKey(event, down) {
     down ? heldKeys.add(key) : heldKeys.delete(key);
     if (!event.repeat) live.send({ type: "key", key, down });
   } else if (down && !event.repeat && (key === "t" || key === "r")) {
+    if (key === "t" && !live.canToggle) { liveState(live.view || activeTab, live.toggleNote); return; }
     live.send({ type: key === "t" ? "toggle" : "reset" });
   }
 }
@@ -669,47 +689,85 @@ $("#video-form").addEventListener("submit", (event) => {
   submitJob("/api/video", { agent: driver.agent, run: driver.run, checkpoint: driver.checkpoint, track: values.track, max_steps: values.max_steps });
 });
 
-function jobRow(job, cells) {
-  const tr = document.createElement("tr");
-  tr.dataset.job = job.id;
-  for (const cell of cells) {
-    const td = document.createElement("td");
-    if (cell instanceof Node) td.appendChild(cell); else td.textContent = cell ?? "";
-    tr.appendChild(td);
+// Rows are kept and updated in place, keyed by job id: rebuilding the tables every second replaced the
+// button under the pointer between press and release, and the click was lost.
+function jobRow(body, job, columns) {
+  let tr = body.querySelector(`tr[data-job='${job.id}']`);
+  if (!tr) {
+    tr = document.createElement("tr");
+    tr.dataset.job = job.id;
+    for (let i = 0; i < columns; i++) tr.appendChild(document.createElement("td"));
   }
   tr.children[1].className = "state-" + job.state;
   return tr;
 }
 
+function setText(cell, text) {
+  if (cell.textContent !== (text ?? "")) cell.textContent = text ?? "";
+}
+
+function stopButton(job) {
+  const stop = document.createElement("button");
+  stop.className = "stop";
+  stop.addEventListener("click", () => {
+    stop.disabled = true;
+    stop.textContent = "stopping…";
+    api(`/api/jobs/${job.id}/stop`, {}).then(refreshJobs, (e) => { notice(e.message); stop.disabled = false; });
+  });
+  return stop;
+}
+
+function jobFile(job) {
+  if (job.state !== "finished" || !job.output) return null;
+  const link = document.createElement("a");
+  link.href = withToken(`/files/${job.output}?download=1`);
+  link.textContent = "download";
+  const play = document.createElement("button");
+  play.textContent = "play";
+  play.addEventListener("click", () => { const v = $("#video-player"); v.hidden = false; v.src = withToken(`/files/${job.output}`); v.play(); });
+  const file = document.createElement("span");
+  file.append(link, " ", play);
+  return file;
+}
+
 async function refreshJobs() {
   let jobs;
   try { jobs = (await api("/api/jobs")).jobs; } catch (error) { return; }
-  const trainBody = $("#train-jobs tbody");
-  const videoBody = $("#video-jobs tbody");
-  trainBody.innerHTML = "";
-  videoBody.innerHTML = "";
+  const bodies = { train: $("#train-jobs tbody"), other: $("#video-jobs tbody") };
+  const seen = new Set();
+  const order = { train: [], other: [] };
   for (const job of jobs) {
+    seen.add(job.id);
     if (job.kind === "train") {
-      const stop = document.createElement("button");
-      stop.textContent = "Stop";
-      stop.className = "stop";
+      const tr = jobRow(bodies.train, job, 5);
+      const cells = tr.children;
+      setText(cells[0], job.run);
+      setText(cells[1], job.state);
+      setText(cells[2], job.message);
+      setText(cells[3], job.command);
+      let stop = cells[4].querySelector("button");
+      if (!stop) { stop = stopButton(job); cells[4].appendChild(stop); }
+      // Enabled only while the job runs; "stopping…" while it saves, then nothing to stop.
       stop.disabled = job.state !== "running";
-      stop.addEventListener("click", () => api(`/api/jobs/${job.id}/stop`, {}).then(refreshJobs, (e) => notice(e.message)));
-      trainBody.appendChild(jobRow(job, [job.run, job.state, job.message, job.command, stop]));
+      setText(stop, job.state === "running" ? "Stop" : job.state === "stopping" ? "stopping…" : "Stop");
+      stop.hidden = !["running", "stopping"].includes(job.state);
+      order.train.push(tr);
     } else {
-      let file = "";
-      if (job.state === "finished" && job.output) {
-        const link = document.createElement("a");
-        link.href = withToken(`/files/${job.output}?download=1`);
-        link.textContent = "download";
-        const play = document.createElement("button");
-        play.textContent = "play";
-        play.addEventListener("click", () => { const v = $("#video-player"); v.hidden = false; v.src = withToken(`/files/${job.output}`); v.play(); });
-        file = document.createElement("span");
-        file.append(link, " ", play);
+      const tr = jobRow(bodies.other, job, 4);
+      const cells = tr.children;
+      setText(cells[0], `${job.kind} ${job.run}`);
+      setText(cells[1], job.state);
+      setText(cells[2], job.message);
+      if (cells[3].dataset.state !== job.state) {
+        cells[3].dataset.state = job.state;
+        cells[3].replaceChildren(...[jobFile(job)].filter(Boolean));
       }
-      videoBody.appendChild(jobRow(job, [`${job.kind} ${job.run}`, job.state, job.message, file]));
+      order.other.push(tr);
     }
+  }
+  for (const [key, body] of Object.entries(bodies)) {
+    for (const tr of [...body.children]) if (!seen.has(tr.dataset.job)) tr.remove();
+    order[key].forEach((tr, i) => { if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null); });
   }
 }
 
