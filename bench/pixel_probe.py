@@ -32,7 +32,13 @@ scores it as above; one table row per camera, JSON under --out-dir (one file per
 sweep.json with every row), each written atomically:
 
     nice -n 19 python bench/pixel_probe.py --camera today --camera flat --camera zoom \
-        --camera big-flat --camera zoom-big --camera square --updates 2000 --out-dir runs/camera-sweep
+        --camera big-flat --camera zoom-big --camera square --updates 2000 --out-dir runs/camera-sweep \
+        --pictures runs/camera-sweep/pictures
+
+On 2 free cores a 64-pixel camera costs about 6-7 minutes at 2,000 updates (the tiny world model's
+3,000 took 8-11 minutes in docs/results.md; collecting 48 laps and scoring add about a minute), so these
+six take about 40; a 96-pixel frame costs about twice as much. Each run prints its own estimate after
+45 updates.
 
 A variant is `preset[:field=value,...]` (`none`: no DreamerV3 training). Obstacle recall is the share
 of obstacle pixels whose reconstruction is nearer the obstacle colour than the road's. Results go to
@@ -169,6 +175,9 @@ def sample_batch(episodes, rng: np.random.Generator, batch_size: int, length: in
 def variant_config(variant: str, frame_size: int = 64) -> DreamerConfig:
     preset, _, fields = variant.partition(":")
     overrides = parse_overrides([item for item in fields.split(",") if item])
+    if frame_size & (frame_size - 1) and "cnn_min_resolution" not in overrides:
+        # A frame that is no power of two (CarRacing's 96) ends the CNN at its 16th: 96 -> 6 x 6.
+        overrides["cnn_min_resolution"] = frame_size // 16
     return DreamerConfig.preset(
         preset,
         obs_kind="pixels",

@@ -180,3 +180,8 @@ def test_an_unknown_camera_is_one_line_and_exit_code_2(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: unknown camera 'fisheye'")
+
+
+def test_a_96_pixel_camera_gets_a_cnn_that_fits_it():
+    assert pixel_probe.variant_config("tiny", 96).cnn_min_resolution == 6
+    assert pixel_probe.variant_config("tiny", 64).obs_shape == (64, 64, 3)
