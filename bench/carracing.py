@@ -414,6 +414,10 @@ def dreamer_options(seed: int, settings: Settings, backend: str) -> dict[str, An
         prefill_steps=settings.dreamer_prefill_steps,
         **dict(settings.dreamer_levers),
     )
+    if options.get("patience"):
+        # Episodes that patience ends early would checkpoint, and write the replay (1.2 GB when
+        # full), several times as often: checkpoint every so many whole episodes' frames instead.
+        options["checkpoint_every_steps"] = settings.dreamer_checkpoint_every * settings.max_steps
     return {**options, **backend_option(TrainDreamerConfig, backend)}
 
 

@@ -231,7 +231,9 @@ def train_dreamer_command(
 # narrow enough for an 80-column terminal and `--episodes` is not behind the distributed options.
 PANELS = {
     "Run": ("env", "obs", "run_dir", "seed", "num_tracks", "json_out", "progress"),
-    "Budget": ("episodes", "env_steps", "max_steps", "patience", "checkpoint_every"),
+    "Budget": (
+        "episodes", "env_steps", "max_steps", "patience", "checkpoint_every", "checkpoint_every_steps",
+    ),
     "Model": (
         "size", "train_ratio", "batch_size", "batch_length", "replay_capacity", "action_repeat",
         "prefill_steps", "prefill_policy", "overrides",

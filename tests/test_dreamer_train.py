@@ -403,6 +403,19 @@ def test_more_cars_than_episodes_stop_at_exactly_the_budget(trained, tmp_path):
         assert store.steps() == [1]
 
 
+def test_checkpoints_every_n_env_steps_instead_of_episodes(trained, tmp_path):
+    # Both cars end their 20-step episodes at 40 and 82 env steps; the mark at 50 falls between. No
+    # evaluation before the end, and the episode schedule (every episode) is replaced by the steps'.
+    del trained  # compiled by the shared run already
+    records = []
+    options = tiny_options(episodes=4, checkpoint_every=1, checkpoint_every_steps=50, eval_every=100)
+    summary = train_dreamer(tmp_path / "run", options, records.append)
+    saved = [(r["env_steps"], r["checkpoint"]) for r in records if r["kind"] == "checkpoint"]
+    assert saved == [(50, 2), (summary["env_steps"], 4)]
+    with open_store(RunDir(tmp_path / "run"), read_only=True) as store:
+        assert store.steps() == [2, 4]
+
+
 def test_a_step_scheduled_evaluation_runs_at_its_mark_between_episode_ends(trained, tmp_path):
     # Both cars end their 20-step episodes together (at 40, 82 and 124 env steps: the step after an
     # episode end starts the next one), so the marks at 48 and 96 env steps fall between episode ends

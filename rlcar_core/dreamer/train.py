@@ -7,7 +7,7 @@ updates as the train ratio owes (`loop.schedule.Ratio`). The update is one jitte
 loop owns the I/O (metrics.jsonl, checkpoints, the replay file, evaluations on held-out tracks).
 
 Checkpoints are numbered by finished episodes (`epN`: after N finished episodes): every
-`checkpoint_every` episodes, whenever the evaluation progress on held-out tracks improves (ranked
+`checkpoint_every` episodes (or `checkpoint_every_steps` env steps), whenever the evaluation progress on held-out tracks improves (ranked
 `best`), and always with the newest state at the end of the run (a budget of episodes or env steps)
 and on a stop (Ctrl-C, SIGTERM, the web page's stop). Training goes on between episode ends, so a
 newer state of an episode count already saved replaces that count's checkpoint (`Checkpointer.save(...,
@@ -485,7 +485,11 @@ class _TrainingLoop:
         replaces the checkpoint of the current episode count with these newer parameters. Its record
         keeps the mark it stands for. On the run's last step both wait for the end of the run, which
         evaluates and saves the newest state once."""
-        checkpoint_due = Every(self.config.checkpoint_every).crossed(episodes_before, self.episodes)
+        if self.config.checkpoint_every_steps is not None:
+            # Episodes that --patience ends early would checkpoint (and write the replay) too often.
+            checkpoint_due = Every(self.config.checkpoint_every_steps).crossed(steps_before, self.env_steps)
+        else:
+            checkpoint_due = Every(self.config.checkpoint_every).crossed(episodes_before, self.episodes)
         if self.config.eval_every_steps is not None:
             every = Every(self.config.eval_every_steps)
             eval_due = every.crossed(steps_before, self.env_steps)

@@ -100,6 +100,11 @@ class TrainDreamerConfig:
     prefill_steps: int = option(2500, "Env steps collected before the first update.", low=0)
     prefill_policy: str = option("brownian", "Who drives during prefill.", choices=PREFILL_POLICIES)
     checkpoint_every: int = option(10, "Save a checkpoint every N episodes.", low=1)
+    checkpoint_every_steps: int | None = option(
+        None,
+        "Save a checkpoint every N env steps instead (for runs whose episodes --patience shortens).",
+        low=1,
+    )
     eval_every: int = option(20, "Evaluate on held-out tracks every N episodes.", low=1)
     eval_every_steps: int | None = option(
         None, "Evaluate every N env steps instead (learning curves).", low=1
