@@ -164,10 +164,12 @@ def test_drive_view_is_live(server, page):
 def test_holding_arrow_up_speeds_the_car_up(server, page):
     _start_drive(page, "you (keyboard only)")
     page.wait_for_function("document.querySelector('#drive-mode').textContent.includes('manual')")
-    before = float(page.locator("#drive-speed").inner_text().split()[0])
+    before = float(page.locator("#drive-frame").get_attribute("data-speed"))
     page.keyboard.down("ArrowUp")
     page.wait_for_timeout(2000)
-    after = float(page.locator("#drive-speed").inner_text().split()[0])
+    after = float(page.locator("#drive-frame").get_attribute("data-speed"))
+    # The page does not repeat the frame's panel (speed, progress, time, return) beside it.
+    assert "speed" not in page.locator("#drive-status").inner_text()
     page.keyboard.up("ArrowUp")
     assert after > before + 5, (before, after)
 

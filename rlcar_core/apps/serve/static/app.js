@@ -349,8 +349,12 @@ const live = {
   status(meta) {
     if (meta.error) { this.fail(meta.error); return; }
     const view = this.view;
-    $(`#${view}-speed`).textContent = meta.speed_kmh.toFixed(1) + " km/h";
-    $(`#${view}-progress`).textContent = (100 * meta.progress).toFixed(1) + " %";
+    // Speed, progress, time and return are in the frame's own panel (drawn from the same step): the
+    // page does not repeat them beside it, it keeps them on the image for scripts and tests.
+    const frame = $(`#${view}-frame`).dataset;
+    frame.speed = meta.speed_kmh.toFixed(1);
+    frame.progress = meta.progress.toFixed(4);
+    frame.step = String(meta.step);
     if (view === "drive") {
       $("#drive-mode").textContent = meta.driver;
       const seconds = (performance.now() - this.since) / 1000;
