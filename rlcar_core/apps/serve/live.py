@@ -118,7 +118,8 @@ class LiveDrive:
         self.label = config.label or (config.agent or "")
         obs_kind = self.agent.obs_kind if self.agent else self.env.default_obs
         self.session = DrivingSession(self.env, obs_kind, config.track, config.max_steps, config.seed)
-        self.ghost_agent = agent() if config.race else None
+        # In a race you always drive your car: the one agent loaded drives the other.
+        self.ghost_agent = self.agent if config.race else None
         self.ghost = (
             DrivingSession(self.env, self.ghost_agent.obs_kind, config.track, config.max_steps, config.seed)
             if config.race
