@@ -320,6 +320,20 @@ def test_carracing_race_against_the_ai_shows_both_cars_and_a_comparison(server, 
     page.click("nav button[data-tab=runs]")
 
 
+def test_rlcar_race_keeps_its_one_frame_with_the_ghost_and_a_lap_time_board(server, page):
+    page.goto(server["base"])
+    page.click("nav button[data-tab=race]")
+    page.wait_for_selector("#race-driver option[value='0']", state="attached")
+    page.select_option("#race-driver", label="heuristic")
+    page.click("#race-form button[type=submit]")
+    page.wait_for_function("document.querySelector('#race-frame').src.startsWith('blob:')")
+    assert not page.locator("#race-ai-pane").is_visible() and not page.locator("#race-scores").is_visible()
+    assert page.locator("#race-frame").bounding_box()["width"] >= 800  # full size, not squeezed
+    page.wait_for_function("document.querySelector('#leaderboard thead').textContent.includes('lap time')")
+    assert "RLCar" in page.locator("#board-env").inner_text()
+    page.click("nav button[data-tab=runs]")
+
+
 def test_a_bad_track_is_a_message_in_the_page_not_a_dead_frame(server, page):
     page.goto(server["base"])
     page.click("nav button[data-tab=drive]")
