@@ -288,6 +288,7 @@ def test_carracing_race_runs_two_cars_side_by_side_and_compares_them_at_the_end(
         frames, meta = live.render_panes(clock)
         assert meta["panes"] == len(frames) == 2 and all(f[:2] == b"\xff\xd8" for f in frames)
         scores.append((meta["cars"]["you"]["score"], meta["cars"]["ai"]["steps"]))
+        assert meta["cars"]["you"]["action"] == [0.0, 1.0, 0.0] and len(meta["cars"]["ai"]["action"]) == 3
     assert [steps for _, steps in scores] == [1, 2, 3, 4, 5, 6]  # both cars step together
     result = meta["result"]
     assert result is not None and result["you"]["ended"] == result["ai"]["ended"] == "time"

@@ -305,6 +305,9 @@ def test_carracing_race_against_the_ai_shows_both_cars_and_a_comparison(server, 
         )
         assert difference.getbbox() is not None, f"{name} did not move"
     assert steps_after[0] > steps_before[0] and steps_after[1] > steps_before[1]
+    # Each car's decision beside its score: yours is the held gas.
+    assert "gas 1.00" in page.locator("tr[data-measure='action'] td.you").inner_text()
+    assert "steer" in page.locator("tr[data-measure='action'] td.ai").inner_text()
     page.wait_for_selector("#race-result:not([hidden])", timeout=180_000)
     page.keyboard.up("ArrowUp")
     result = page.locator("#race-result").inner_text()

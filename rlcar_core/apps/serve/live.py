@@ -169,6 +169,7 @@ class LiveDrive:
         self.stepped_at = time.monotonic()
         self.attempt = Attempt()
         self.applied_action = np.zeros(3, np.float32)  # nothing applied yet: the page shows no gas
+        self.ghost_action = np.zeros(3, np.float32)
         self.tally, self.ghost_tally = CarTally(), CarTally()
         self.race_result = None
         if self.agent is not None:
@@ -252,9 +253,8 @@ class LiveDrive:
             if self.tally.done:
                 self._keep(self.tally.ended)
         if not self.ghost_tally.done:
-            self.ghost_obs, _, terminated, truncated, info = self.ghost.step(
-                self.ghost_agent.act(_batch(self.ghost_obs))[0]
-            )
+            self.ghost_action = np.asarray(self.ghost_agent.act(_batch(self.ghost_obs))[0], np.float32)
+            self.ghost_obs, _, terminated, truncated, info = self.ghost.step(self.ghost_action)
             self.ghost_tally.after_step(self.ghost, terminated, truncated, info)
         if self.tally.done and self.ghost_tally.done:
             self._finish_race()
@@ -367,9 +367,14 @@ class LiveDrive:
             "panes": len(frames),
         }
         if self.side_by_side:
+            # Each car's last action beside its score: the AI's decisions next to yours.
             meta["cars"] = {
-                "you": self.tally.state(self.session),
-                "ai": {**self.ghost_tally.state(self.ghost), "driver": f"AI: {self.label}"},
+                "you": {**self.tally.state(self.session), "action": self.applied_action.tolist()},
+                "ai": {
+                    **self.ghost_tally.state(self.ghost),
+                    "action": self.ghost_action.tolist(),
+                    "driver": f"AI: {self.label}",
+                },
             }
             meta["result"] = self.race_result
         return frames, meta

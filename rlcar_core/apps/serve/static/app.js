@@ -384,12 +384,14 @@ function raceScores(cars, result) {
     tiles: (c) => `${c.tiles} / ${c.tiles_total}`,
     off_road_seconds: (c) => c.off_road_seconds.toFixed(1) + " s",
     seconds: (c) => c.seconds.toFixed(1) + " s" + (c.ended ? ` (${c.ended})` : ""),
+    action: (c) => `steer ${c.action[0] >= 0 ? "+" : ""}${c.action[0].toFixed(2)} · gas ${c.action[1].toFixed(2)} · brake ${c.action[2].toFixed(2)}`,
   };
   for (const [measure, text] of Object.entries(shown)) {
     for (const who of ["you", "ai"]) {
       const cell = $(`tr[data-measure='${measure}'] td.${who}`, table);
       cell.textContent = text(cars[who]);
       cell.classList.toggle("better", Boolean(result && result.better[measure] === who));
+      if (measure === "action") cell.classList.toggle("idle", Boolean(cars[who].ended));
     }
   }
   table.dataset.youScore = String(cars.you.score);
