@@ -40,7 +40,7 @@ def serve_command(
         if token is None and needs_token(host):
             token = new_token()
         config = ServeConfig(root=root, host=host, port=port, token=token, fps=fps)
-        app = create_app(config)
+        app = create_app(config, announce=lambda message: stderr_console().print(f"rlcar serve: {message}"))
         import uvicorn
 
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host

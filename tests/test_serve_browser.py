@@ -505,6 +505,7 @@ def test_ctrl_c_stops_a_server_and_its_trainer(tmp_path):
         process.send_signal(signal.SIGINT)
         # Ctrl-C is exit 130 for every command (the shell's convention), once the trainers have saved.
         assert process.wait(timeout=120) == 130
+        assert "stopping 1 job: each saves first" in process.stderr.read().decode()  # not silent meanwhile
         (log,) = (tmp_path / ".serve").glob("job-*-train.log")
         assert "interrupted" in log.read_text(), log.read_text()  # it saved and said how to resume
     finally:

@@ -13,6 +13,7 @@ import functools
 import json
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -386,14 +387,21 @@ def _stamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
 
 
-def create_app(config: ServeConfig) -> Any:
-    """The ASGI app: routes wrapped in the access guard; Ctrl-C stops child jobs cleanly."""
+def create_app(config: ServeConfig, announce: Callable[[str], None] | None = None) -> Any:
+    """The ASGI app: routes wrapped in the access guard; Ctrl-C stops child jobs cleanly.
+    ``announce`` (the CLI's stderr) hears what a stop waits for, so the server is not silent then."""
     server = Server(config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
         server.closing.set()
+        running = server.jobs.running_count()
+        if running and announce is not None:
+            announce(
+                f"stopping {running} job{'s' if running > 1 else ''}: each saves first "
+                f"(up to {config.stop_grace_seconds:.0f} s)"
+            )
         await run_in_threadpool(server.jobs.shutdown, config.stop_grace_seconds)
 
     async def bad_input(request: Request, problem: RlcarError) -> Response:

@@ -156,6 +156,9 @@ class JobManager:
             job.process.send_signal(signal.SIGINT)
         return job
 
+    def running_count(self) -> int:
+        return sum(job.running for job in self.jobs.values())
+
     def listing(self) -> list[dict[str, Any]]:
         return [job.to_dict() for job in sorted(self.jobs.values(), key=lambda j: -j.started)]
 
