@@ -137,6 +137,22 @@ def test_dashboard_charts_a_run_with_points(server, page):
     screenshot(page, "serve-dashboard.png")
 
 
+def test_charts_take_the_room_there_is(server, page):
+    page.goto(server["base"])
+    page.wait_for_function("Number(document.querySelector('#runs-charts').dataset.points) >= 24")
+    chart = page.locator("#runs-charts .chart[data-chart='progress'] canvas")
+    at_1280 = chart.bounding_box()["width"]
+    assert at_1280 > 500, at_1280  # two a row on a 1280 px window, not a fixed 460
+    page.set_viewport_size({"width": 1800, "height": 900})
+    try:
+        page.wait_for_function(
+            f"document.querySelector(\"#runs-charts .chart[data-chart='progress'] canvas\")"
+            f".getBoundingClientRect().width > {at_1280 + 150}"
+        )
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 900})
+
+
 def _start_drive(page, driver_label: str) -> None:
     page.click("nav button[data-tab=drive]")
     page.select_option("#drive-driver", label=driver_label)

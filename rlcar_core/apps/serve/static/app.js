@@ -83,9 +83,30 @@ async function fetchMetrics(run) {
   return store;
 }
 
+const PANELS = [];
+let resizeTimer = null;
+window.addEventListener("resize", () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => PANELS.forEach((panel) => panel.resize()), 150);
+});
+
 // One panel of charts for a main run plus runs overlaid for comparison.
 class ChartPanel {
-  constructor(element) { this.element = element; this.charts = {}; this.runs = []; }
+  constructor(element) {
+    this.element = element; this.charts = {}; this.runs = [];
+    PANELS.push(this);
+  }
+
+  // Charts share the panel's width: two a row (three for the smaller loss charts), never under 300 px.
+  chartWidth(small) {
+    const room = this.element.clientWidth || document.body.clientWidth || 960;
+    const columns = small ? 3 : 2;
+    return Math.max(300, Math.floor((room - 16 * (columns - 1)) / columns) - 16);
+  }
+
+  resize() {
+    for (const chart of Object.values(this.charts)) chart.setSize({ width: this.chartWidth(chart.small), height: chart.height });
+  }
 
   setRuns(runs) {
     const key = runs.join("\n");
@@ -139,7 +160,7 @@ class ChartPanel {
       holder.dataset.chart = id;
       this.element.appendChild(holder);
       chart = new uPlot({
-        title, width: small ? 340 : 460, height: small ? 200 : 240,
+        title, width: this.chartWidth(small), height: small ? 200 : 240,
         scales: { x: { time: false } },
         axes: [{ stroke: "#9aa0a6", grid: { stroke: "#2c3038" }, label: "env steps" },
           { stroke: "#9aa0a6", grid: { stroke: "#2c3038" }, label: yLabel, size: 60 }],
@@ -149,6 +170,7 @@ class ChartPanel {
         }))],
       }, data, holder);
       chart.shape = shape;
+      chart.small = small;
       this.charts[id] = chart;
     } else {
       chart.setData(data);
