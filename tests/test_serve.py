@@ -560,3 +560,22 @@ def test_the_hud_never_reads_minus_zero(tmp_path):
     session.episode_return = -0.03  # a few steps of time cost
     assert session.hud()["return"] == "0.0"
     session.close()
+
+
+def test_videos_are_listed_from_disk_newest_first_and_only_inside_the_root(client, root, tmp_path_factory):
+    import os
+
+    (root / "run1" / "videos").mkdir()
+    (root / "run1" / "videos" / "old.mp4").write_bytes(b"x")
+    os.utime(root / "run1" / "videos" / "old.mp4", (1, 1))
+    (root / "videos").mkdir()
+    (root / "videos" / "heuristic-track0.gif").write_bytes(b"y")
+    (root / "videos" / ".tmp-partial.mp4").write_bytes(b"z")  # an atomic writer's temp file
+    (root / "videos" / "notes.txt").write_text("no")
+    outside = tmp_path_factory.mktemp("outside") / "secret.mp4"
+    outside.write_bytes(b"s")
+    (root / "videos" / "link.mp4").symlink_to(outside)
+    videos = client.get("/api/videos").json()["videos"]
+    assert [v["file"] for v in videos] == ["videos/heuristic-track0.gif", "run1/videos/old.mp4"]
+    assert videos[1]["run"] == "run1" and videos[0]["run"] == ""
+    assert client.get("/files/" + videos[1]["file"]).content == b"x"

@@ -153,6 +153,21 @@ def test_charts_take_the_room_there_is(server, page):
         page.set_viewport_size({"width": 1280, "height": 900})
 
 
+def test_videos_on_disk_are_listed_and_play(server, page):
+    """Listed from the folders, not from this server's job history, so a restart loses none."""
+    folder = server["root"] / "demo-run" / "videos"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "heuristic-best-track0-earlier.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    page.goto(server["base"])
+    page.click("nav button[data-tab=dream]")
+    row = page.locator("#video-files tbody tr[data-file='demo-run/videos/heuristic-best-track0-earlier.mp4']")
+    row.wait_for()
+    assert "demo-run" in row.inner_text() and row.locator("a").get_attribute("href").endswith("?download=1")
+    row.locator("button").click()
+    assert page.locator("#video-player").get_attribute("src").endswith("heuristic-best-track0-earlier.mp4")
+    page.click("nav button[data-tab=runs]")
+
+
 def _start_drive(page, driver_label: str) -> None:
     page.click("nav button[data-tab=drive]")
     page.select_option("#drive-driver", label=driver_label)

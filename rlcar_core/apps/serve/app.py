@@ -96,6 +96,10 @@ class Server:
             return error(f"no run {shown!r}", 404)
         return JSONResponse(runs_view.metric_series(RunDir(path), since))
 
+    def videos(self, request: Request) -> JSONResponse:
+        rows = runs_view.list_run_rows(self.root) if self.root.is_dir() else []
+        return JSONResponse({"videos": runs_view.videos_on_disk(self.root, [row["name"] for row in rows])})
+
     def leaderboard_view(self, request: Request) -> JSONResponse:
         """Every board, or with ``env`` (and ``track``, default 0) one env's track, ranked."""
         from rlcar_core.apps.serve.leaderboard import RANKED_BY
@@ -423,6 +427,7 @@ def create_app(config: ServeConfig, announce: Callable[[str], None] | None = Non
         Route("/api/runs", server.runs),
         Route("/api/metrics", server.metrics),
         Route("/api/leaderboard", server.leaderboard_view),
+        Route("/api/videos", server.videos),
         Route("/api/jobs", server.job_list),
         Route("/api/jobs/{job_id}/stop", server.stop_job, methods=["POST"]),
         Route("/api/train", server.train, methods=["POST"]),

@@ -160,3 +160,29 @@ def metric_series(run: RunDir, since: int = 0) -> dict[str, Any]:
             for column in losses["series"].values():
                 column.extend([None] * (row + 1 - len(column)))
     return {"count": max(count, since), "eval": evals, "episodes": episodes, "losses": losses}
+
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+MAX_VIDEOS_LISTED = 100
+
+
+def videos_on_disk(root: Path, run_names: list[str]) -> list[dict[str, Any]]:
+    """The videos under the root (``videos/`` and each run's ``videos/``), newest first: what the
+    page lists whether or not this server rendered them (its job history dies with it)."""
+    folders = [root / "videos", *(root / name / "videos" for name in run_names)]
+    found = []
+    for run, folder in zip(["", *run_names], folders, strict=True):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.name.startswith(".") or path.suffix.lower() not in VIDEO_SUFFIXES:
+                continue
+            try:
+                name = relative_name(root, path)  # a link that leads out of the root is not listed
+                stat = path.stat()
+            except (ValueError, OSError):
+                continue
+            if path.is_file():
+                found.append({"file": name, "run": run, "size": stat.st_size, "modified": stat.st_mtime})
+    found.sort(key=lambda video: -video["modified"])
+    return found[:MAX_VIDEOS_LISTED]

@@ -758,6 +758,29 @@ function jobFile(job) {
   return file;
 }
 
+// Videos are listed from disk, so a restart of the server (whose job history lives in memory) loses none.
+let videoFiles = "";
+async function refreshVideos() {
+  let videos;
+  try { videos = (await api("/api/videos")).videos; } catch (error) { return; }
+  const key = JSON.stringify(videos);
+  if (key === videoFiles) return;  // unchanged: rows (and their buttons) stay as they are
+  videoFiles = key;
+  const body = $("#video-files tbody");
+  body.replaceChildren(...videos.map((video) => {
+    const tr = document.createElement("tr");
+    tr.dataset.file = video.file;
+    const actions = jobFile({ state: "finished", output: video.file });
+    const when = new Date(video.modified * 1000).toLocaleString();
+    for (const cell of [video.file.split("/").pop(), video.run || "-", when, actions]) {
+      const td = document.createElement("td");
+      if (cell instanceof Node) td.appendChild(cell); else td.textContent = cell;
+      tr.appendChild(td);
+    }
+    return tr;
+  }));
+}
+
 async function refreshJobs() {
   let jobs;
   try { jobs = (await api("/api/jobs")).jobs; } catch (error) { return; }
@@ -805,6 +828,7 @@ async function poll() {
   await refreshRuns();
   if (activeTab === "runs") await dashboard.refresh();
   if (activeTab === "train" || activeTab === "dream") await refreshJobs();
+  if (activeTab === "dream") await refreshVideos();
   if (activeTab === "train" && trainRun) await trainCharts.refresh();
   setTimeout(poll, POLL_MS);
 }
