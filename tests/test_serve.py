@@ -305,6 +305,25 @@ def test_carracing_race_runs_two_cars_side_by_side_and_compares_them_at_the_end(
     live.close()
 
 
+@pytest.mark.parametrize("shipped", ["dreamer-carracing-pixels", "worldmodel-carracing-pixels"])
+def test_each_shipped_carracing_agent_drives_the_live_view(tmp_path, shipped):
+    from pathlib import Path
+
+    from rlcar_core.apps.serve.live import LiveConfig, LiveDrive
+
+    run = Path(__file__).resolve().parents[1] / "pretrained" / shipped
+    if not (run / "checkpoints").is_dir():
+        pytest.skip(f"{run} is missing")
+    agent = "dreamer" if shipped.startswith("dreamer") else "worldmodel"
+    live = LiveDrive(LiveConfig(env="carracing", agent=agent, run_dir=run, label=shipped), tmp_path, None)
+    for _ in range(60):  # past CarRacing's zoom-in: the agent gives gas
+        live.tick(live.stepped_at + live.step_seconds)
+    jpeg, meta = live.render()
+    assert jpeg[:2] == b"\xff\xd8" and meta["driver"] == f"AI: {shipped}" and not meta["manual"]
+    assert meta["step"] == 60 and meta["speed_kmh"] > 0
+    live.close()
+
+
 def test_carracing_race_websocket_sends_both_panes(client):
     with client.websocket_connect(WS + "/ws/drive?env=carracing&agent=random&race=1&max_steps=5") as socket:
         meta = json.loads(socket.receive_text())
