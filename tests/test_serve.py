@@ -295,6 +295,8 @@ def test_carracing_race_runs_two_cars_side_by_side_and_compares_them_at_the_end(
     assert set(result["better"]) == {"score", "tiles", "off_road_seconds"}
     assert result["you"]["tiles_total"] > 0 and result["you"]["off_road_seconds"] >= 0
     assert not live.tick(clock + 1.0)  # the result stays on screen until R
+    # ... and is not drawn again while it waits: the same frames are sent
+    assert live.render_panes(clock + 1.0)[0] == frames and live.render_panes()[0][0] is frames[0]
     drivers = {e["driver"]: e["kind"] for e in board.entries("carracing", 4)}
     assert drivers == {"you": "human", "AI: random": "ai"}
     recorded = load_human_run(tmp_path / "play")
