@@ -45,15 +45,16 @@ lock:
 		--output-file $(LOCK) pyproject.toml
 
 # The main job on a small default: train DreamerV3 on RLCar's ray sensors for DEMO_STEPS env steps
-# (a few minutes on 2 CPU cores), then compare the trained agent with a random driver and the heuristic
+# (12-18 minutes on 2 CPU cores), then compare the trained agent with a random driver and the heuristic
 # on the same held-out tracks, and render it driving. Re-running resumes the run instead of retraining.
-DEMO_STEPS ?= 12000
+DEMO_STEPS ?= 36000
+DEMO_EVAL_EVERY ?= 6000
 demo: $(STAMP)
-	$(BIN)/rlcar train-dreamer --run-dir runs/demo --env-steps $(DEMO_STEPS) --eval-every-steps 3000
-	$(BIN)/rlcar eval --run-dir runs/demo --agent dreamer --agent random --agent heuristic --episodes 10
-	$(BIN)/rlcar export-video --run-dir runs/demo --agent dreamer -o runs/demo/agent.mp4
-	@echo "demo: the table above compares the trained agent (runs/demo, checkpoint best) with a random driver"
-	@echo "and the heuristic on 10 held-out tracks; runs/demo/agent.mp4 shows it driving held-out track 0."
+	$(BIN)/rlcar train-dreamer --run-dir runs/demo --env-steps $(DEMO_STEPS) --eval-every-steps $(DEMO_EVAL_EVERY)
+	$(BIN)/rlcar eval --run-dir runs/demo --checkpoint latest --agent dreamer --agent random --agent heuristic --episodes 10 --first-track 40
+	$(BIN)/rlcar export-video --run-dir runs/demo --checkpoint latest --agent dreamer --track 40 -o runs/demo/agent.mp4
+	@echo "demo: the table above compares the trained agent (runs/demo, its final state) with a random driver"
+	@echo "and the heuristic on held-out tracks 40-49; runs/demo/agent.mp4 shows it driving held-out track 40."
 
 # Everything, the slow end-to-end and fault-injection tests included: what CI runs.
 test: $(STAMP)
@@ -108,7 +109,7 @@ bench-serve: $(STAMP)
 # `make demo`'s settings on DEMO_SEEDS seeds: each seed's final state on 20 held-out tracks (40-59).
 DEMO_SEEDS ?= 0 1 2 3 4
 bench-demo: $(STAMP)
-	$(BIN)/python bench/demo_seeds.py --seeds $(DEMO_SEEDS) --env-steps $(DEMO_STEPS)
+	$(BIN)/python bench/demo_seeds.py --seeds $(DEMO_SEEDS) --env-steps $(DEMO_STEPS) --eval-every-steps $(DEMO_EVAL_EVERY)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

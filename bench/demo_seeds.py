@@ -7,7 +7,7 @@ default: no training or in-training evaluation drives them). The table has one r
 mean across seeds; results.json under --root keeps every figure and is rewritten after each seed, so
 a cut-off sweep resumes from the seeds it has not finished.
 
-    python bench/demo_seeds.py                        # seeds 0-4, 12k env steps each (DEMO_STEPS)
+    python bench/demo_seeds.py                        # seeds 0-4, 36k env steps each (DEMO_STEPS)
     python bench/demo_seeds.py --seeds 0 1 --env-steps 20000 --root /tmp/demo-seeds
 """
 
@@ -33,8 +33,8 @@ RLCAR = [str(Path(sys.executable).with_name("rlcar"))]  # the venv's command, as
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--env-steps", type=int, default=12_000, help="the demo's budget (DEMO_STEPS)")
-    parser.add_argument("--eval-every-steps", type=int, default=3_000, help="as `make demo`")
+    parser.add_argument("--env-steps", type=int, default=36_000, help="the demo's budget (DEMO_STEPS)")
+    parser.add_argument("--eval-every-steps", type=int, default=6_000, help="as `make demo`")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--first-track", type=int, default=40)
     parser.add_argument("--num-envs", type=int, default=4, help="cars side by side in each evaluation")
