@@ -168,9 +168,19 @@ def test_videos_on_disk_are_listed_and_play(server, page):
     page.click("nav button[data-tab=runs]")
 
 
-def _start_drive(page, driver_label: str) -> None:
-    page.click("nav button[data-tab=drive]")
-    page.select_option("#drive-driver", label=driver_label)
+def _choose_driver(page, tab: str, driver_label: str, env: str | None = None) -> None:
+    """Open the Drive or Race tab, pick the env if given, and pick a driver once the list offers it."""
+    page.click(f"nav button[data-tab={tab}]")
+    if env is not None:
+        page.select_option(f"#{tab}-env", env)
+    page.wait_for_function(
+        f"[...document.querySelectorAll('#{tab}-driver option')].some(o => o.textContent === {driver_label!r})"
+    )
+    page.select_option(f"#{tab}-driver", label=driver_label)
+
+
+def _start_drive(page, driver_label: str, env: str | None = None) -> None:
+    _choose_driver(page, "drive", driver_label, env)
     page.click("#drive-form button[type=submit]")
     page.wait_for_function("document.querySelector('#drive-frame').src.startsWith('blob:')")
 
@@ -275,14 +285,7 @@ def test_carracing_drive_view_the_ai_drives_then_you_take_the_wheel(server, page
 
     agent = _serve_a_carracing_agent(server)
     page.goto(server["base"])
-    page.click("nav button[data-tab=drive]")
-    page.select_option("#drive-env", "carracing")
-    page.wait_for_function(
-        f"[...document.querySelectorAll('#drive-driver option')].some(o => o.textContent === {agent!r})"
-    )
-    page.select_option("#drive-driver", label=agent)
-    page.click("#drive-form button[type=submit]")
-    page.wait_for_function("document.querySelector('#drive-frame').src.startsWith('blob:')")
+    _start_drive(page, agent, env="carracing")
     page.wait_for_function("document.querySelector('#drive-mode').textContent.startsWith('AI:')")
     page.wait_for_timeout(1500)  # past CarRacing's zoom-in
     first = page.locator("#drive-frame").screenshot()
@@ -306,13 +309,8 @@ def test_carracing_race_against_the_ai_shows_both_cars_and_a_comparison(server, 
 
     agent = _serve_a_carracing_agent(server)
     page.goto(server["base"])
-    page.click("nav button[data-tab=race]")
-    page.select_option("#race-env", "carracing")
-    page.wait_for_function(
-        f"[...document.querySelectorAll('#race-driver option')].some(o => o.textContent === {agent!r})"
-    )
+    _choose_driver(page, "race", agent, env="carracing")
     assert "heuristic" not in page.locator("#race-driver").inner_text()  # it cannot drive CarRacing
-    page.select_option("#race-driver", label=agent)
     page.fill("#race-form [name=track]", "5")
     page.fill("#race-form [name=max_steps]", "150")  # 3 s of CarRacing time: a short race
     page.click("#race-form button[type=submit]")
@@ -356,9 +354,7 @@ def test_carracing_race_against_the_ai_shows_both_cars_and_a_comparison(server, 
 
 def test_rlcar_race_keeps_its_one_frame_with_the_ghost_and_a_lap_time_board(server, page):
     page.goto(server["base"])
-    page.click("nav button[data-tab=race]")
-    page.wait_for_selector("#race-driver option[value='0']", state="attached")
-    page.select_option("#race-driver", label="heuristic")
+    _choose_driver(page, "race", "heuristic")
     page.click("#race-form button[type=submit]")
     page.wait_for_function("document.querySelector('#race-frame').src.startsWith('blob:')")
     assert not page.locator("#race-ai-pane").is_visible() and not page.locator("#race-scores").is_visible()
@@ -370,9 +366,7 @@ def test_rlcar_race_keeps_its_one_frame_with_the_ghost_and_a_lap_time_board(serv
 
 def test_a_bad_track_is_a_message_in_the_page_not_a_dead_frame(server, page):
     page.goto(server["base"])
-    page.click("nav button[data-tab=drive]")
-    page.wait_for_selector("#drive-driver option[value='0']", state="attached")
-    page.select_option("#drive-driver", label="heuristic")
+    _choose_driver(page, "drive", "heuristic")
     page.fill("#drive-form [name=track]", "3000000000")
     page.click("#drive-form button[type=submit]")
     page.wait_for_function(
