@@ -17,6 +17,11 @@ CARRACING_INTRO_SECONDS = 1.0  # CarRacing-v3 zooms in from far away during its 
 CARRACING_STATE_ROWS = 96  # its observation is 96 rows high, of which HUD_ROWS show the road
 
 
+def how_it_ended(info: dict) -> str:
+    """How an episode that just ended ended, from its last step's info: "lap", "crash" or "time"."""
+    return "lap" if info.get("lap_complete") else "crash" if info.get("crashed") else "time"
+
+
 class DrivingSession:
     def __init__(
         self, env_name: str, obs_kind: str, track: int, max_steps: int, seed: int, render: bool = True

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from rlcar_core.agents import Agent, agent_run_dir, check_action_choice, make_agent
-from rlcar_core.apps.drive import DrivingSession
+from rlcar_core.apps.drive import DrivingSession, how_it_ended
 from rlcar_core.apps.human import HumanRun, save_human_run
 from rlcar_core.apps.pretrained import is_shipped
 from rlcar_core.apps.run_identity import resolve_driver
@@ -259,7 +259,7 @@ def _drive(config, session: DrivingSession, partner, window, on_episode, should_
                 mode = "you" if manual else f"AI: {partner.name}"
                 _draw_step(window, session, before, session.hud(mode), keys_help(manual, partner))
             if terminated or truncated:
-                ended = "lap" if info.get("lap_complete") else "crash" if info.get("crashed") else "time"
+                ended = how_it_ended(info)
                 keep(attempt, ended)
                 if window is None and len(episodes) >= config.episodes:
                     break

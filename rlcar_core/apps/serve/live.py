@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from rlcar_core.apps.drive import DrivingSession
+from rlcar_core.apps.drive import DrivingSession, how_it_ended
 from rlcar_core.apps.play import Attempt, PlayConfig, _summarise
 from rlcar_core.apps.serve.leaderboard import Leaderboard
 from rlcar_core.apps.serve.race import CarTally, compare
@@ -297,7 +297,7 @@ class LiveDrive:
         return summary
 
     def _finish_episode(self, info: dict) -> None:
-        ended = "lap" if info.get("lap_complete") else "crash" if info.get("crashed") else "time"
+        ended = how_it_ended(info)
         summary = self._keep(ended)
         # The leaderboard is the race's: a lap from the plain Drive tab, yours or an AI's, is not on it.
         if summary["lap_complete"] and self.config.race and summary["manual_steps"] == summary["steps"]:

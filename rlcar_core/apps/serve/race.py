@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from rlcar_core.apps.drive import DrivingSession
+from rlcar_core.apps.drive import DrivingSession, how_it_ended
 
 # What the comparison names, and whether more is better.
 COMPARED = (("score", True), ("tiles", True), ("off_road_seconds", False))
@@ -38,7 +38,7 @@ class CarTally:
     def after_step(self, session: DrivingSession, terminated: bool, truncated: bool, info: dict) -> None:
         self.off_road_steps += off_road(session)
         if terminated or truncated:
-            self.ended = "lap" if info.get("lap_complete") else "crash" if info.get("crashed") else "time"
+            self.ended = how_it_ended(info)
 
     def state(self, session: DrivingSession) -> dict[str, Any]:
         unwrapped = session.env.unwrapped
