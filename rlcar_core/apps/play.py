@@ -82,6 +82,13 @@ class Attempt:
     manual_steps: int = 0
     human_input: bool = False  # a key was held on at least one manual step
 
+    def record(self, action: np.ndarray, by_hand: bool) -> None:
+        """One step's action, and whether the person (not the agent) chose it."""
+        if by_hand:
+            self.manual_steps += 1
+            self.human_input |= bool(np.any(action != 0))
+        self.actions.append(np.asarray(action, np.float32))
+
     def driven_by_a_person(self, session: DrivingSession) -> bool:
         """It moved, a key was held, and the person drove most of its steps: an attempt an agent
         drove most of (after a T) is the agent's, not a human run to compare agents against."""
@@ -248,11 +255,9 @@ def _drive(config, session: DrivingSession, partner, window, on_episode, should_
                     continue
             if manual:
                 action = controls.action if controls is not None else np.zeros(3, np.float32)
-                attempt.manual_steps += 1
-                attempt.human_input |= bool(np.any(action != 0))
             else:
                 action = partner.act(_batch(obs))[0]
-            attempt.actions.append(np.asarray(action, np.float32))
+            attempt.record(action, by_hand=manual)
             before = session.pose()
             obs, _, terminated, truncated, info = session.step(action)
             if window is not None:

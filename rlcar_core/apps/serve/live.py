@@ -230,10 +230,7 @@ class LiveDrive:
             return
         if not self.manual:
             action = self.agent.act(_batch(self.obs))[0]
-        else:
-            self.attempt.manual_steps += 1
-            self.attempt.human_input |= bool(np.any(action != 0))
-        self.attempt.actions.append(np.asarray(action, np.float32))
+        self.attempt.record(action, by_hand=self.manual)
         self.previous_pose = self.pose
         self.obs, _, terminated, truncated, info = self.session.step(action)
         self.pose = self.session.pose()
@@ -247,9 +244,7 @@ class LiveDrive:
         """One step of a CarRacing race: each car on its own env until its episode ends; when both
         have, the race is compared, kept, and stays on screen until R."""
         if not self.tally.done:
-            self.attempt.manual_steps += 1
-            self.attempt.human_input |= bool(np.any(action != 0))
-            self.attempt.actions.append(np.asarray(action, np.float32))
+            self.attempt.record(action, by_hand=True)
             self.obs, _, terminated, truncated, info = self.session.step(action)
             self.applied_action = np.asarray(action, np.float32)
             self.tally.after_step(self.session, terminated, truncated, info)
