@@ -326,6 +326,28 @@ def test_each_shipped_carracing_agent_drives_the_live_view(tmp_path, shipped):
     live.close()
 
 
+def test_carracing_speed_reads_in_believable_km_per_hour(tmp_path):
+    """Box2D's units/s read as m/s made a straight ~350 km/h; in metres (a unit is ~0.6 m, by the
+    size of the car's wheels) full gas tops out near 200 km/h, and the page and the HUD agree."""
+    import numpy as np
+
+    from rlcar_core.apps.serve.live import LiveConfig, LiveDrive
+    from rlcar_core.envs.carracing import METRES_PER_UNIT
+
+    live = LiveDrive(LiveConfig(env="carracing", track=5, max_steps=200), tmp_path / "play", None)
+    live.key("ArrowUp", True)
+    top = 0.0
+    for _ in range(120):  # 2.4 s of full gas, straight ahead: the fastest this car gets
+        live.tick(live.stepped_at + live.step_seconds)
+        box2d_units = float(np.linalg.norm(live.session.env.unwrapped.car.hull.linearVelocity))
+        shown = live.render_panes()[1]["speed_kmh"]
+        assert shown == pytest.approx(3.6 * METRES_PER_UNIT * box2d_units, rel=1e-4)
+        top = max(top, shown)
+    assert 120 < top < 250, top
+    assert live.session.hud()["speed"] == f"{shown:.1f} km/h"
+    live.close()
+
+
 def test_carracing_race_websocket_sends_both_panes(client):
     with client.websocket_connect(WS + "/ws/drive?env=carracing&agent=random&race=1&max_steps=5") as socket:
         meta = json.loads(socket.receive_text())

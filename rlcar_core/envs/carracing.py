@@ -8,6 +8,15 @@ from gymnasium import spaces
 
 HUD_ROWS = 84  # CarRacing draws its speed and steering bars below this row
 OUTPUT_SIZE = 64
+# CarRacing's Box2D world states no unit, and read as metres its car tops 95 units/s on a straight:
+# ~350 km/h. Its wheels give a scale: they are 2 * WHEEL_R * SIZE = 2 * 27 * 0.02 = 1.08 units across
+# (gymnasium/envs/box2d/car_dynamics.py), where a road car's tyre is about 0.65 m, so a unit is about
+# 0.6 m. The rest then agrees: the hull (250 * SIZE = 5 units long) is a 3 m small car, and the road
+# (2 * TRACK_WIDTH = 80 / SCALE = 13.3 units, car_racing.py) an 8 m two-lane road. Full gas on a
+# straight then reads ~200 km/h, and a good lap averages ~120 km/h.
+TYRE_DIAMETER_METRES = 0.65
+WHEEL_DIAMETER_UNITS = 2 * 27 * 0.02
+METRES_PER_UNIT = TYRE_DIAMETER_METRES / WHEEL_DIAMETER_UNITS
 
 
 def _bilinear_taps(source: int, target: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -41,7 +50,7 @@ def observation_space() -> spaces.Box:
 
 class CarRacingAdapter(gym.ObservationWrapper):
     """Crops the HUD, resizes to 64x64 (bilinear) and reports rlcar's ``progress``/``lap_complete``/
-    ``crashed`` in ``info``. Actions are the same ``[steer, gas, brake]`` as RLCar's."""
+    ``crashed`` and ``speed`` (m/s, see ``METRES_PER_UNIT``) in ``info``. Actions are the same ``[steer, gas, brake]`` as RLCar's."""
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
@@ -68,7 +77,17 @@ class CarRacingAdapter(gym.ObservationWrapper):
             "progress": np.float32(min(getattr(car_racing, "tile_visited_count", 0) / tiles, 1.0)),
             "lap_complete": lap_complete,
             "crashed": bool(terminated and not lap_complete),
+            "speed": np.float32(car_speed_metres_per_second(car_racing)),
         }
+
+
+def car_speed_metres_per_second(car_racing) -> float:
+    """The hull's speed (what Gymnasium's own speed bar shows, in world units/s) in m/s; 0 before
+    the first reset builds the car."""
+    car = getattr(car_racing, "car", None)
+    if car is None or getattr(car, "hull", None) is None:
+        return 0.0
+    return float(np.linalg.norm(car.hull.linearVelocity)) * METRES_PER_UNIT
 
 
 def make_carracing(render_mode: str | None = None, max_steps: int = 1000) -> gym.Env:
