@@ -77,28 +77,13 @@ from rlcar_core.errors import RlcarError  # noqa: E402
 from rlcar_core.io.atomic import write_json_atomic  # noqa: E402
 from rlcar_core.io.data.episodes import DatasetError, load_episode  # noqa: E402
 from rlcar_core.sim.bank import PALETTE, unpack_colour  # noqa: E402
+from rlcar_core.sim.camera_spec import CAMERA_PRESETS as CAMERAS  # noqa: E402 - the named cameras
 from rlcar_core.sim.camera_spec import CameraSpec  # noqa: E402
+from rlcar_core.sim.camera_spec import parse_camera as camera_of_text  # noqa: E402
 
 OBSTACLE_RGB = np.asarray(unpack_colour(PALETTE["obstacle"]), np.float32)
 ROAD_RGB = np.asarray(unpack_colour(PALETTE["road"]), np.float32)
 OBSTACLE_TOLERANCE = 40.0  # RGB units (L-infinity) around the obstacle colour that count as obstacle
-
-# The camera sweep's named cameras (issue 31's levers). Each changes what the honest camera films: the
-# camera's geometry, or the world itself (bigger obstacles are bigger for collisions and rays too).
-FLAT = dict(grass_checker=False, obstacle_rim=0.0)  # no texture without information, no dark rim
-CAMERAS = {
-    "today": CameraSpec(),
-    "flat": CameraSpec(**FLAT),  # today's geometry; plain grass, obstacles one solid colour
-    "zoom": CameraSpec(metres_per_pixel=0.35, rows_ahead=56, **FLAT),  # 7.4 px across, 19.6 m ahead
-    "big-flat": CameraSpec(obstacle_radius=2.6, **FLAT),  # 8.7 px across at today's 0.6 m a pixel
-    "zoom-big": CameraSpec(metres_per_pixel=0.4, rows_ahead=56, obstacle_radius=2.2, **FLAT),  # 11 px
-    "square": CameraSpec(
-        metres_per_pixel=0.45, rows_ahead=56, obstacle_radius=2.0, obstacle_shape="square", **FLAT
-    ),
-    "magenta": CameraSpec(obstacle_rgb=(230, 30, 230), **FLAT),  # contrast with road and grass alike
-    "r4": CameraSpec(obstacle_radius=4.0),  # the control of docs/results.md: 74 % recalled at 3,000
-    "zoom-96": CameraSpec(size=96, metres_per_pixel=0.3, rows_ahead=80, **FLAT),  # CarRacing's frame size
-}
 
 
 def parse_args() -> argparse.Namespace:
@@ -372,10 +357,7 @@ def describe(scores: dict[str, float]) -> str:
 
 def parse_camera(text: str) -> tuple[str, CameraSpec]:
     """`NAME[:field=value,...]` as (its name, its spec)."""
-    name, _, fields = text.partition(":")
-    if name not in CAMERAS:
-        raise ValueError(f"unknown camera {name!r}; choose one of {', '.join(CAMERAS)}")
-    return text, CAMERAS[name].with_overrides(fields)
+    return text, camera_of_text(text)
 
 
 def collect_laps(

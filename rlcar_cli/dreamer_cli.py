@@ -230,7 +230,7 @@ def train_dreamer_command(
 # `train-dreamer --help` in panels, the options a user sets most first, so that each panel's table is
 # narrow enough for an 80-column terminal and `--episodes` is not behind the distributed options.
 PANELS = {
-    "Run": ("env", "obs", "run_dir", "seed", "num_tracks", "json_out", "progress"),
+    "Run": ("env", "obs", "camera", "run_dir", "seed", "num_tracks", "json_out", "progress"),
     "Budget": (
         "episodes", "env_steps", "max_steps", "patience", "checkpoint_every", "checkpoint_every_steps",
     ),

@@ -29,6 +29,7 @@ from rlcar_cli.options import (
     Checkpoint,
     EnvName,
     Json,
+    LookCamera,
     MaxSteps,
     Progress,
     RunDir,
@@ -297,6 +298,7 @@ def play_command(
     ] = None,
     checkpoint: Checkpoint = "best",
     actions: Actions = None,
+    camera: LookCamera = None,
     json_out: Json = False,
 ) -> None:
     """Drive a held-out track in a pygame window, or watch an agent drive. Every attempt you drive is saved for eval --human."""

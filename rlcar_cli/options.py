@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from rlcar_core.envs.camera_option import CAMERA_NAMES  # JAX-free: the presets' names
 from rlcar_core.envs.names import EnvName  # the core's own enum: --env's choices are its values
 
 
@@ -61,6 +62,17 @@ Checkpoint = Annotated[
     str,
     typer.Option(
         "--checkpoint", help="Learned agents: checkpoint in --run-dir: best, latest, epN, or a path."
+    ),
+]
+# Training commands take --camera from their config (rlcar_core.envs.camera_option); a trained agent
+# drives with its run's camera, so only a command that can run without one takes this.
+LookCamera = Annotated[
+    str | None,
+    typer.Option(
+        "--camera",
+        metavar="NAME",
+        help=f"RLCar with no trained agent: the camera preset to look through, {', '.join(CAMERA_NAMES)} "
+        "(default today). A trained agent brings its run's.",
     ),
 ]
 Actions = Annotated[

@@ -25,11 +25,12 @@ def load_dreamer_agent(
     """The actor of checkpoint `checkpoint` (best, latest, epN or a path) of `run_dir`, acting by
     `actions` (sample or mode). An agent trained with action repeat k (CarRacing-v3's default is 2)
     decides every k frames and holds its action in between, as it did in training: eval, play and
-    export-video step every frame."""
+    export-video step every frame. On RLCar it carries the camera its run trained with (`camera`),
+    which the envs built for it film with."""
     saved = load_saved_agent(run_dir, checkpoint)
     if saved.env != env_name:
         raise RlcarError(
             f"the DreamerV3 agent in {run_dir} was trained on {saved.env}; pass --env {saved.env}"
         )
-    agent = DreamerAgent(saved.config, saved.params, seed, actions)
+    agent = DreamerAgent(saved.config, saved.params, seed, actions, camera=saved.camera)
     return agent if saved.action_repeat == 1 else HeldActionPolicy(agent, saved.action_repeat)

@@ -29,6 +29,9 @@ class WorldModelAgent:
 
     def __init__(self, model: WorldModel, action_noise: float = 0.0, seed: int = 0):
         self.model = model
+        # The RLCar camera its data was collected with (None on CarRacing-v3): the envs built for it
+        # film with it (`envs.heldout.run_episodes` and others).
+        self.camera = model.camera
         self.action_noise = float(action_noise)
         self._rng = np.random.default_rng(seed)
         self._step = jitted_policy_step(model.vae_config, model.rnn_config, model.controller_config)

@@ -24,8 +24,17 @@ def how_it_ended(info: dict) -> str:
 
 class DrivingSession:
     def __init__(
-        self, env_name: str, obs_kind: str, track: int, max_steps: int, seed: int, render: bool = True
+        self,
+        env_name: str,
+        obs_kind: str,
+        track: int,
+        max_steps: int,
+        seed: int,
+        render: bool = True,
+        camera=None,
     ):
+        """`camera`: RLCar's CameraSpec, the one the driving agent was trained with (its `camera`);
+        None: today's."""
         name = EnvName.parse(env_name)
         obs_kind = obs_kind if name.has_sensors else "pixels"
         self.env_name = check_env_request(name, obs_kind)
@@ -35,7 +44,7 @@ class DrivingSession:
         self.renderer = None
         # CarRacing-v3 draws its own view (Box2D); RLCar's is drawn here from the simulator's state.
         render_mode = "rgb_array" if render and name is EnvName.CARRACING else None
-        self.env = one_track_env(name, obs_kind, self.track_seed, max_steps, render_mode)
+        self.env = one_track_env(name, obs_kind, self.track_seed, max_steps, render_mode, camera)
         self.episode_return = 0.0
         self.steps = 0
         self.distance = 0.0  # metres driven this episode

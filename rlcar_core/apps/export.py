@@ -66,7 +66,14 @@ def export_video(
     run_dir = agent_run_dir(config.agent, config.run_dir) if agent is None else config.run_dir
     if agent is None:
         agent = make_agent(config.agent, config.env, config.seed, run_dir, config.checkpoint, config.actions)
-    session = DrivingSession(config.env, agent.obs_kind, config.track, config.max_steps, config.seed)
+    session = DrivingSession(
+        config.env,
+        agent.obs_kind,
+        config.track,
+        config.max_steps,
+        config.seed,
+        camera=getattr(agent, "camera", None),  # a learned agent films with its run's camera
+    )
     fps = config.fps or frames_per_second(config.env)
     result: dict = {}
     intro_steps = [0]  # steps of CarRacing's zoom-in intro: driven, not filmed

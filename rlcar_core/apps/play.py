@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rlcar_core.agents import Agent, agent_run_dir, check_action_choice, make_agent
+from rlcar_core.agents import Agent, agent_run_dir, check_action_choice, is_learned, make_agent
 from rlcar_core.apps.drive import DrivingSession, how_it_ended
 from rlcar_core.apps.human import HumanRun, save_human_run
 from rlcar_core.apps.pretrained import is_shipped
 from rlcar_core.apps.run_identity import resolve_driver
+from rlcar_core.envs.camera_option import check_camera_request
 from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import RlcarError, require_at_least, require_steps, require_track
 from rlcar_core.io.runs import default_run_dir
@@ -51,6 +52,9 @@ class PlayConfig:
     # from here too, else from their own default run
     checkpoint: str = "best"
     actions: str | None = None  # DreamerV3: sample (None: the default) or mode; see dreamer.config
+    # RLCar without a trained agent: the camera preset to look at (None: today's). A trained agent
+    # drives with its run's camera.
+    camera: str | None = None
 
     def validate(self) -> None:
         require_steps("--max-steps", self.max_steps)
@@ -104,7 +108,30 @@ def resolve_play(config: PlayConfig) -> PlayConfig:
     config = dataclasses.replace(config, agent=driver.agent, env=driver.env)
     partner = partner_for(config)
     check_action_choice([partner] if partner else ["nobody (no agent drives)"], config.actions)
+    check_play_camera(config, partner)
     return config
+
+
+def check_play_camera(config: PlayConfig, partner: str | None) -> None:
+    """--camera is for looking at a camera without a run: a trained agent brings its run's."""
+    if config.camera is None:
+        return
+    if partner is not None and is_learned(partner):
+        raise RlcarError(
+            f"the {partner} agent drives with the camera its run was trained with; drop --camera"
+        )
+    check_camera_request(config.camera, config.env or EnvName.RLCAR)
+
+
+def session_camera(config: PlayConfig, partner: Agent | None):
+    """The camera of the car on screen: the trained partner's own, else --camera's (None: today's)."""
+    if getattr(partner, "camera", None) is not None:
+        return partner.camera
+    if config.camera is None:
+        return None
+    from rlcar_core.sim.camera_spec import parse_camera
+
+    return parse_camera(config.camera)
 
 
 def partner_for(config: PlayConfig) -> str | None:
@@ -180,7 +207,14 @@ def _prepare(config: PlayConfig, partner_name, run_dir, window, should_stop):
                 else None
             )
             obs_kind = partner.obs_kind if partner else "sensors"
-            session = DrivingSession(config.env, obs_kind, config.track, config.max_steps, config.seed)
+            session = DrivingSession(
+                config.env,
+                obs_kind,
+                config.track,
+                config.max_steps,
+                config.seed,
+                camera=session_camera(config, partner),
+            )
             obs = session.reset()
             if partner is not None:
                 partner.reset(1)

@@ -9,7 +9,8 @@ Layout inside a run directory::
     <run>/checkpoints/dreamer-replay.npz the replay buffer, rewritten atomically with every checkpoint
 
 The config item saved with each checkpoint is `{"dreamer": DreamerConfig.to_dict(), "env": str,
-"size": str, "training": {...}}`, so a checkpoint alone says which model it holds.
+"size": str, "training": {...}, "camera": CameraSpec.to_dict()}` ("camera": RLCar runs that recorded
+one), so a checkpoint alone says which model it holds and which camera it sees through.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import jax.numpy as jnp
 
 from rlcar_core.dreamer.config import DreamerConfig
 from rlcar_core.dreamer.train_state import AgentParams, TrainingState, init_training_state
+from rlcar_core.envs.tracks import run_camera
 from rlcar_core.errors import RlcarError
 from rlcar_core.io.checkpoint import CheckpointStore, open_checkpoint
 from rlcar_core.io.runs import RunDir
@@ -89,6 +91,7 @@ class SavedAgent(NamedTuple):
     env: str
     step: int  # the checkpoint's episode number
     action_repeat: int  # env frames each decision was held for in training (1: every frame)
+    camera: Any = None  # RLCar: the CameraSpec it was trained with (today's for older runs); CarRacing: None
 
 
 def load_saved_agent(run_dir: str | Path, checkpoint: str) -> SavedAgent:
@@ -109,5 +112,10 @@ def load_saved_agent(run_dir: str | Path, checkpoint: str) -> SavedAgent:
         state = store.restore(step, abstract_trainer_state(config))
     action_repeat = int(saved.get("training", {}).get("action_repeat") or 1)  # older runs: every frame
     return SavedAgent(
-        config=config, params=state.agent.params, env=saved["env"], step=step, action_repeat=action_repeat
+        config=config,
+        params=state.agent.params,
+        env=saved["env"],
+        step=step,
+        action_repeat=action_repeat,
+        camera=run_camera(saved["env"], saved),
     )

@@ -139,7 +139,7 @@ def _frames(saved, track_seed, max_steps, seed, manual, context, summary, action
     obs_kind = config.obs_kind
     policy = jitted_policy(config, actions)
     reconstruct, imagine = _dream_functions(config, actions)
-    env = one_track_env(saved.env, obs_kind, track_seed, max_steps)
+    env = one_track_env(saved.env, obs_kind, track_seed, max_steps, camera=saved.camera)
     obs, _ = reset_on_track(env, saved.env, track_seed, seed)
     key = jax.random.key(seed)
     errors: list[float] = []

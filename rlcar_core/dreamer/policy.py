@@ -128,9 +128,17 @@ class DreamerPolicy:
     name = "dreamer"
 
     def __init__(
-        self, config: DreamerConfig, params: AgentParams, seed: int = 0, actions: str = DEFAULT_ACTIONS
+        self,
+        config: DreamerConfig,
+        params: AgentParams,
+        seed: int = 0,
+        actions: str = DEFAULT_ACTIONS,
+        camera=None,
     ):
         self.config = config
+        # The RLCar camera its run trained with (a CameraSpec; None: today's, or CarRacing-v3's own):
+        # whoever builds an env for this agent films with it (`envs.heldout.run_episodes` and others).
+        self.camera = camera
         self.obs_kind = config.obs_kind
         self.actions = check_actions(actions)
         self.params = on_default_device(params)

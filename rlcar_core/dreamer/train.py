@@ -46,6 +46,7 @@ from rlcar_core.dreamer.policy import DreamerPolicy
 from rlcar_core.dreamer.replay import ReplayBuffer, replay_spec
 from rlcar_core.dreamer.train_config import (
     TrainDreamerConfig,
+    camera_of,
     from_saved_section,
     resolve,
     resume,
@@ -57,6 +58,7 @@ from rlcar_core.envs.action_repeat import HeldActionPolicy
 from rlcar_core.envs.drivers import BrownianPolicy, ExplorationPolicy, Memoryless, RandomAgent
 from rlcar_core.envs.heldout import evaluate_policy
 from rlcar_core.envs.names import EnvName
+from rlcar_core.envs.tracks import run_camera
 from rlcar_core.errors import RlcarError
 from rlcar_core.io.runs import RunDir, write_json_atomic
 from rlcar_core.loop import distributed
@@ -69,6 +71,8 @@ from rlcar_core.loop.outcomes import TrainingInterrupted, all_finite
 from rlcar_core.loop.schedule import Every, Ratio
 from rlcar_core.loop.session import writer_session
 from rlcar_core.loop.stop import StopFlag
+from rlcar_core.sim.camera_spec import CONFIG_KEY as CAMERA_KEY
+from rlcar_core.sim.camera_spec import CameraSpec
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 WarnCallback = Callable[[str], None]
@@ -138,6 +142,20 @@ def settle(
     return resume(saved, model, given, run.path)
 
 
+def settle_camera(run: RunDir, config: TrainDreamerConfig) -> CameraSpec | None:
+    """The camera the run's cars film with: the spec its config.json recorded (a resumed run keeps
+    it, even if its preset has changed since), else the one --camera names; None on CarRacing-v3."""
+    recorded = run.read_config() if run.has_config() else {}
+    if CAMERA_KEY in recorded:
+        return run_camera(config.env, recorded)
+    return camera_of(config)
+
+
+def recorded_camera(camera: CameraSpec | None) -> dict[str, Any]:
+    """What config.json and each checkpoint's config record of `camera` (nothing on CarRacing-v3)."""
+    return {} if camera is None else {CAMERA_KEY: camera.to_dict()}
+
+
 def train_dreamer(
     run_dir: str | Path,
     options: TrainDreamerConfig | dict[str, Any] | None = None,
@@ -161,6 +179,7 @@ def train_dreamer(
     distributed.initialize(cluster)  # before anything asks JAX for its devices
     run = RunDir(run_dir)
     config, model = settle(run, options)
+    camera = settle_camera(run, config)
     learner = make_learner(
         model, config
     )  # bad --devices / --num-envs / --batch-size: one line, nothing written
@@ -169,7 +188,7 @@ def train_dreamer(
     main = jax.process_index() == 0  # in a distributed run the first process writes the shared files
     with writer_session(run, "train-dreamer", owner=main) as stop:
         if main:
-            run.update_config({CONFIG_SECTION: saved_section(config, model)})
+            run.update_config({CONFIG_SECTION: saved_section(config, model), **recorded_camera(camera)})
         env = make_env(
             config.env,
             obs=config.obs,
@@ -180,6 +199,7 @@ def train_dreamer(
             backend=config.carracing_backend,
             action_repeat=run_action_repeat(config),
             processes=cars_in_processes(config),
+            camera=camera,
         )
         try:
             if tuple(env.single_observation_space.shape) != model.obs_shape:
@@ -191,7 +211,7 @@ def train_dreamer(
                 MetricsLogger(run, TRAINER, writes=main) as log,
                 Checkpointer(checkpoint_dir(run), "DreamerV3", metrics=log, warn=warn) as checkpointer,
             ):
-                loop = _TrainingLoop(run, checkpointer, log, config, model, env, emit, warn, learner)
+                loop = _TrainingLoop(run, checkpointer, log, config, model, env, emit, warn, learner, camera)
                 loop.watchdog = distributed.Watchdog(cluster.heartbeat_timeout)
                 return loop.run(stop)
         finally:
@@ -260,10 +280,11 @@ def _prefill_explorer(name: str, seed: int) -> ExplorationPolicy | None:
 
 
 class _TrainingLoop:
-    def __init__(self, run, checkpointer, log, config, model, env, emit, warn, learner: Learner):
+    def __init__(self, run, checkpointer, log, config, model, env, emit, warn, learner: Learner, camera=None):
         self.run_dir, self.checkpointer, self.log = run, checkpointer, log
         self.config: TrainDreamerConfig = config
         self.model: DreamerConfig = model
+        self.camera: CameraSpec | None = camera  # evaluations film with the camera the cars train with
         self.emit_progress, self.warn = emit, warn
         self.learner = learner
         abstract = abstract_trainer_state(model)
@@ -555,7 +576,11 @@ class _TrainingLoop:
     def evaluate(self) -> dict[str, Any]:
         started = time.perf_counter()
         policy = DreamerPolicy(
-            self.model, self.policy_params(), seed=self.config.seed, actions=self.config.eval_actions
+            self.model,
+            self.policy_params(),
+            seed=self.config.seed,
+            actions=self.config.eval_actions,
+            camera=self.camera,
         )
         if run_action_repeat(self.config) > 1:  # Gymnasium's env steps frames: hold each decision
             policy = HeldActionPolicy(policy, run_action_repeat(self.config))
@@ -592,6 +617,7 @@ class _TrainingLoop:
             "env": self.config.env,
             "size": self.config.size,
             "training": training,
+            **recorded_camera(self.camera),  # a checkpoint alone says which camera its agent sees
         }
 
     def trainer_state(self) -> TrainerState:

@@ -7,7 +7,9 @@ the paper-like small model at ratio 512 with 16 x 64 batches and the paper's lea
 
 A run records its resolved config in `config.json`; rerunning the command resumes with it, applying
 only the options given again (`settle`). Options that fix the model's shapes or the replay's layout
-(`FIXED_ON_RESUME`, and shape-defining `--set` fields) cannot change on resume.
+(`FIXED_ON_RESUME`, and shape-defining `--set` fields) cannot change on resume. On RLCar the run also
+records the camera its cars film with (`--camera`, and the whole spec under config.json's "camera"),
+so evaluating, playing, dreaming and filming the run use the camera it was trained on.
 """
 
 import dataclasses
@@ -24,6 +26,7 @@ from rlcar_core.dreamer.config import (
 )
 from rlcar_core.dreamer.overrides import architecture_changes, parse_overrides
 from rlcar_core.envs.backends import CARRACING_BACKENDS, default_action_repeat
+from rlcar_core.envs.camera_option import camera_option, check_camera_request, default_camera
 from rlcar_core.envs.names import ENV_NAMES, EnvName
 from rlcar_core.errors import RlcarError, require_at_least
 from rlcar_core.loop.options import cli_flag, field_named, option
@@ -97,6 +100,7 @@ class TrainDreamerConfig:
         low=1,
     )
     num_tracks: int | None = option(None, "RLCar training tracks (default: the standard 32).", low=1)
+    camera: str | None = camera_option()
     prefill_steps: int = option(2500, "Env steps collected before the first update.", low=0)
     prefill_policy: str = option("brownian", "Who drives during prefill.", choices=PREFILL_POLICIES)
     checkpoint_every: int = option(10, "Save a checkpoint every N episodes.", low=1)
@@ -152,6 +156,7 @@ class TrainDreamerConfig:
 
         env = check_env_request(self.env, self.obs or default_obs(self.env))
         check_backend_request(env, self.carracing_backend, self.action_repeat or default_action_repeat(env))
+        check_camera_request(self.camera, self.env)
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "overrides": list(self.overrides)}
@@ -171,8 +176,11 @@ def field_types() -> dict[str, Any]:
 # -- hardware-dependent defaults, resolved in one place ---------------------------------------------
 
 # action_repeat: a replay step and an env step (a frame) mean something else under another repeat.
+# camera: the frames (and the world) the model and its replay were trained on.
 # The CarRacing backend may change (both count frames alike; only the tracks per seed differ).
-FIXED_ON_RESUME = ("env", "obs", "size", "num_envs", "num_tracks", "replay_capacity", "action_repeat")
+FIXED_ON_RESUME = (
+    "env", "obs", "size", "num_envs", "num_tracks", "replay_capacity", "action_repeat", "camera",
+)  # fmt: skip
 CPU_DEFAULTS = {"size": "tiny", "train_ratio": 64.0, "batch_size": 8, "batch_length": 16}
 ACCELERATOR_DEFAULTS = {"size": "small", "train_ratio": 512.0, "batch_size": 16, "batch_length": 64}
 # What makes 100k env steps fit in ~30 minutes on two CPU cores and still learn: short 8 x 16 batches
@@ -197,15 +205,35 @@ def default_obs(env: str) -> str:
     return EnvName.parse(env).default_obs
 
 
-def observation_shape(env: str, obs: str) -> tuple[int, ...]:
-    """The shape of one observation the model reads, known without building the env."""
+def observation_shape(env: str, obs: str, camera_size: int | None = None) -> tuple[int, ...]:
+    """The shape of one observation the model reads, known without building the env; `camera_size`:
+    RLCar's frame side (None: today's 64)."""
     from rlcar_core.envs.spaces import observation_space
     from rlcar_core.sim.camera import CAMERA_SIZE
     from rlcar_core.sim.params import DEFAULT_RAY_ANGLES_DEG
 
     if not EnvName.parse(env).has_sensors:
         return (CAMERA_SIZE, CAMERA_SIZE, 3)
-    return tuple(observation_space(obs, len(DEFAULT_RAY_ANGLES_DEG)).shape)
+    size = camera_size or CAMERA_SIZE
+    return tuple(observation_space(obs, len(DEFAULT_RAY_ANGLES_DEG), camera_size=size).shape)
+
+
+def frame_model_defaults(obs_shape: tuple[int, ...]) -> dict[str, Any]:
+    """The CNN halves a frame down to `cnn_min_resolution` (4 by default), so a side that is no power
+    of two (a 96-pixel camera) ends at its 16th instead: 96 -> 6 x 6."""
+    side = obs_shape[0]
+    if len(obs_shape) != 3 or side & (side - 1) == 0:
+        return {}
+    return {"cnn_min_resolution": side // 16}
+
+
+def camera_of(config: TrainDreamerConfig):
+    """The `CameraSpec` that --camera names (None on CarRacing-v3, or before `resolve`)."""
+    if config.camera is None:
+        return None
+    from rlcar_core.sim.camera_spec import parse_camera  # here: the simulator imports JAX
+
+    return parse_camera(config.camera)
 
 
 def resolve(config: TrainDreamerConfig) -> tuple[TrainDreamerConfig, DreamerConfig]:
@@ -218,15 +246,22 @@ def resolve(config: TrainDreamerConfig) -> tuple[TrainDreamerConfig, DreamerConf
         config,
         obs=config.obs or default_obs(config.env),
         action_repeat=config.action_repeat or default_action_repeat(config.env),
+        camera=config.camera or default_camera(config.env),
         **filled,
     )
     if config.replay_capacity is None:
         config = dataclasses.replace(config, replay_capacity=100_000 if config.size == "tiny" else 1_000_000)
-    model_defaults = {**({} if accelerated else CPU_MODEL_DEFAULTS), **TASK_MODEL_DEFAULTS}
+    camera = camera_of(config)
+    obs_shape = observation_shape(config.env, config.obs, camera.size if camera else None)
+    model_defaults = {
+        **({} if accelerated else CPU_MODEL_DEFAULTS),
+        **TASK_MODEL_DEFAULTS,
+        **frame_model_defaults(obs_shape),
+    }
     model = DreamerConfig.preset(
         config.size,
         obs_kind=config.obs,
-        obs_shape=observation_shape(config.env, config.obs),
+        obs_shape=obs_shape,
         **{**model_defaults, **parse_overrides(config.overrides)},
     )
     return config, model
@@ -239,6 +274,8 @@ def resume(
     that cannot change."""
     if saved.action_repeat is None:  # a run from before the option stepped every frame
         saved = dataclasses.replace(saved, action_repeat=1)
+    if saved.camera is None:  # a run from before the option filmed with today's camera (RLCar)
+        saved = dataclasses.replace(saved, camera=default_camera(saved.env))
     for name in FIXED_ON_RESUME:
         if given.get(name) is not None and given[name] != getattr(saved, name):
             flag = cli_flag(field_named(TrainDreamerConfig, name))

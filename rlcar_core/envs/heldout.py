@@ -28,11 +28,21 @@ def track_seed_for(env_name: str, track: int) -> int:
     return EVAL_SEED_OFFSET + track
 
 
-def one_track_env(name: str, obs: str, track_seed: int, max_steps: int, render_mode: str | None = None):
+def one_track_env(
+    name: str, obs: str, track_seed: int, max_steps: int, render_mode: str | None = None, camera: Any = None
+):
     """One car that always drives track `track_seed` (reset it with `reset_on_track`): RLCar's bank
-    holds only that track; CarRacing-v3 draws it from the reset seed."""
+    holds only that track, filmed by `camera` (a CameraSpec; None: today's); CarRacing-v3 draws it
+    from the reset seed."""
     if EnvName.parse(name).has_track_bank:
-        return make_env(name, obs=obs, track_seeds=[track_seed], max_steps=max_steps, render_mode=render_mode)
+        return make_env(
+            name,
+            obs=obs,
+            track_seeds=[track_seed],
+            max_steps=max_steps,
+            render_mode=render_mode,
+            camera=camera,
+        )
     return make_env(name, obs=obs, max_steps=max_steps, render_mode=render_mode)
 
 

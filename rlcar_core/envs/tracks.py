@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import InvalidArgument, RlcarError, require_at_least
 from rlcar_core.sim.bank import TrackBank, build_track_bank
 from rlcar_core.sim.camera_spec import CameraSpec
@@ -52,3 +53,12 @@ def camera_spec(camera: CameraSpec | Mapping[str, Any] | None) -> CameraSpec:
     """An env's ``camera`` argument (a spec, its dict as a run's config.json holds it, or None for
     today's camera) as a `CameraSpec`."""
     return camera if isinstance(camera, CameraSpec) else CameraSpec.from_dict(camera)
+
+
+def run_camera(env_name: str, run_config: Mapping[str, Any] | None) -> CameraSpec | None:
+    """The camera to build a run's envs with: the one its config.json (or a checkpoint's config)
+    recorded, today's when it recorded none (runs and shipped agents from before cameras were
+    recorded); None on CarRacing-v3, which films with its own camera."""
+    if not EnvName.parse(env_name).has_track_bank:
+        return None
+    return CameraSpec.from_run_config(run_config)

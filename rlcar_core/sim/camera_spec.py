@@ -11,12 +11,16 @@ settings that change what it shows are of two kinds:
 `CameraSpec()` is today's camera, the one every shipped agent was trained on. A run's `config.json` may
 record a spec under the key "camera" (`to_dict`); `from_run_config` reads it back and gives today's
 camera to a run that recorded none.
+
+`CAMERA_PRESETS` names the cameras worth trying (issue 31's levers); `parse_camera` reads the
+`NAME[:field=value,...]` that the training commands' --camera and bench/pixel_probe.py take.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from rlcar_core.errors import RlcarError
@@ -147,3 +151,38 @@ def _parse_value(name: str, value: str) -> Any:
     except ValueError:
         raise RlcarError(f"camera setting {name} needs a number, got {value!r}") from None
     return int(number) if name in ("size", "rows_ahead", "num_obstacles") else number
+
+
+# The named cameras (issue 31's levers). Each changes what the honest camera films: the camera's
+# geometry, or the world itself (bigger obstacles are bigger for collisions and rays too).
+# rlcar_core.envs.camera_option.CAMERA_NAMES repeats the names for `rlcar --help`, which cannot import
+# this module without JAX.
+_FLAT = dict(grass_checker=False, obstacle_rim=0.0)  # no texture without information, no dark rim
+CAMERA_PRESETS: Mapping[str, CameraSpec] = MappingProxyType(
+    {
+        "today": CameraSpec(),  # every shipped agent's camera
+        "flat": CameraSpec(**_FLAT),  # today's geometry; plain grass, obstacles one solid colour
+        "zoom": CameraSpec(metres_per_pixel=0.35, rows_ahead=56, **_FLAT),  # 7.4 px across, 19.6 m ahead
+        "big-flat": CameraSpec(obstacle_radius=2.6, **_FLAT),  # 8.7 px across at today's 0.6 m a pixel
+        "zoom-big": CameraSpec(metres_per_pixel=0.4, rows_ahead=56, obstacle_radius=2.2, **_FLAT),  # 11 px
+        "square": CameraSpec(
+            metres_per_pixel=0.45, rows_ahead=56, obstacle_radius=2.0, obstacle_shape="square", **_FLAT
+        ),
+        "magenta": CameraSpec(obstacle_rgb=(230, 30, 230), **_FLAT),  # contrast with road and grass alike
+        "r4": CameraSpec(obstacle_radius=4.0),  # the control of docs/results.md: 74 % recalled at 3,000
+        "zoom-96": CameraSpec(size=96, metres_per_pixel=0.3, rows_ahead=80, **_FLAT),  # CarRacing's size
+    }
+)
+
+
+def camera_preset(name: str) -> CameraSpec:
+    """The preset called `name`; one clear line for any other name."""
+    if name not in CAMERA_PRESETS:
+        raise RlcarError(f"unknown camera {name!r}; choose one of {', '.join(CAMERA_PRESETS)}")
+    return CAMERA_PRESETS[name]
+
+
+def parse_camera(text: str) -> CameraSpec:
+    """`NAME[:field=value,...]`: a preset, with those fields changed (see `CameraSpec.with_overrides`)."""
+    name, _, fields = text.partition(":")
+    return camera_preset(name.strip()).with_overrides(fields)

@@ -23,8 +23,10 @@ from rlcar_core.io.data import MANIFEST_FILE, load_manifest, write_episodes
 from rlcar_core.io.runs import RunDir
 from rlcar_core.loop.outcomes import TrainingInterrupted
 from rlcar_core.loop.session import writer_session
+from rlcar_core.sim.camera_spec import CONFIG_KEY as CAMERA_KEY
+from rlcar_core.sim.camera_spec import CameraSpec, parse_camera
 from rlcar_core.worldmodels.config import CollectConfig, carracing_env_options
-from rlcar_core.worldmodels.storage import run_dir_of
+from rlcar_core.worldmodels.storage import camera_of_run, run_dir_of
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 # `make_policy(seed) -> policy`: the caller (CLI, apps) builds the driver, so this algorithm never
@@ -98,6 +100,22 @@ def _existing_episodes(run: RunDir, env_name: str) -> int:
     return len(manifest["episodes"])
 
 
+def _settle_camera(run: RunDir, config: CollectConfig, existing: int) -> CameraSpec | None:
+    """The camera this collection films with; None on CarRacing-v3. A dataset is one camera's: one
+    that holds episodes keeps the camera they were filmed with (today's for datasets from before
+    cameras were recorded), and refuses another --camera; a new one takes --camera's, else today's."""
+    recorded = camera_of_run(run, config.env)
+    if recorded is None or config.camera is None:
+        return recorded
+    asked = parse_camera(config.camera)
+    if existing and asked != recorded:
+        raise RlcarError(
+            f"{run.data_dir} holds {existing} episodes filmed with another camera than {config.camera!r}; "
+            "drop --camera to add to them, or use another --run-dir"
+        )
+    return asked
+
+
 class _ProgressClock:
     """Episodes done (fractional: running cars count their share of --max-steps) and an ETA from the rate
     measured after warm-up, i.e. after the first batched step, which pays for compilation."""
@@ -130,6 +148,7 @@ def collect(
     run = RunDir(run_dir_of(config))
     with writer_session(run, "collect") as stop:
         existing = _existing_episodes(run, config.env)
+        camera = _settle_camera(run, config, existing)
         # Seeded by how much data exists, so collecting again with the same --seed adds new episodes
         # instead of duplicating the first ones (the writer lock keeps two collectors from racing).
         env_seed, policy_seed = (
@@ -145,10 +164,16 @@ def collect(
             num_envs=num_envs,
             num_tracks=config.num_tracks,
             max_steps=config.max_steps,
+            camera=camera,
             **carracing_env_options(config, config.env, num_envs),
         )
+        recorded = {} if camera is None else {CAMERA_KEY: camera.to_dict()}
         run.update_config(
-            {"env": config.env, "collect": {**dataclasses.asdict(config), "run_dir": str(run.path)}}
+            {
+                "env": config.env,
+                "collect": {**dataclasses.asdict(config), "run_dir": str(run.path)},
+                **recorded,
+            }
         )
         if on_progress is not None:
             on_progress({"kind": "start", "run_dir": str(run.path), "existing_episodes": existing})

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rlcar_core.dreamer.config import ACTION_CHOICES  # plain Python, no JAX
+from rlcar_core.envs.camera_option import camera_option, check_camera_request
 from rlcar_core.envs.names import ENV_NAMES, EnvName
 from rlcar_core.errors import RlcarError
 from rlcar_core.loop.options import cli_flag, field_named, option
@@ -209,6 +210,8 @@ class CollectConfig:
     max_steps: int = option(1000, "Steps per episode at most.")
     num_envs: int = option(16, "Cars driven side by side.")
     num_tracks: int | None = option(None, "RLCar: training tracks to drive on (default: all).")
+    # A dataset is one camera's: default the camera its episodes were filmed with, else today's.
+    camera: str | None = camera_option()
     checkpoint: str = option(
         "best", "--policy checkpoint: the run's controller checkpoint (best, latest, epN)."
     )
@@ -241,6 +244,7 @@ class CollectConfig:
             raise RlcarError(
                 "--policy heuristic reads RLCar's ray sensors; CarRacing-v3 has none (use brownian or random)"
             )
+        check_camera_request(self.camera, self.env)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -458,6 +462,7 @@ class TrainWorldModelsConfig:
     max_steps: int = option(1000, "Steps per episode at most (collecting and evaluating).")
     num_envs: int = option(16, "Cars driven side by side while collecting.")
     num_tracks: int | None = option(None, "RLCar: training tracks to drive on (default: all).")
+    camera: str | None = camera_option()
     vae_steps: int = option(2000, "VAE updates per round (each refit continues from the last).")
     rnn_steps: int = option(2000, "MDN-RNN updates per round.")
     generations: int = option(50, "CMA-ES generations per round.")
@@ -490,3 +495,20 @@ class TrainWorldModelsConfig:
             "must be zero or a positive number",
         )
         check_carracing_options(self, self.env)
+        check_camera_request(self.camera, self.env)
+        check_vae_frame_size(self.camera)
+
+
+def check_vae_frame_size(camera: str | None) -> None:
+    """World Models' ConvVAE reads 64x64 frames: one clear line for a camera of another size."""
+    if camera is None:
+        return
+    from rlcar_core.sim.camera_spec import parse_camera  # here: the simulator imports JAX
+    from rlcar_core.worldmodels.vae import IMAGE_SHAPE
+
+    size = parse_camera(camera).size
+    if (size, size) != IMAGE_SHAPE[:2]:
+        raise RlcarError(
+            f"World Models' VAE reads {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]} frames; camera {camera!r} films "
+            f"{size}x{size} (DreamerV3 takes any size)"
+        )

@@ -43,6 +43,7 @@ from rlcar_core.worldmodels.storage import (
     RNN_MODEL,
     VAE_MODEL,
     WorldModel,
+    camera_of_run,
     dataset_manifest,
     load_rnn,
     load_vae,
@@ -177,6 +178,7 @@ def _keyboard_world_model(run: RunDir) -> WorldModel:
         np.zeros(num_controller_params(controller_config), np.float32),
         dataset_manifest(run)["env_name"],
         {VAE_MODEL: vae_step, RNN_MODEL: rnn_step},
+        camera_of_run(run, dataset_manifest(run)["env_name"]),
     )
 
 
@@ -205,9 +207,10 @@ def side_by_side(real: np.ndarray, dreamed: np.ndarray, caption: dict[str, str])
     return np.concatenate([with_hud(strip, caption), frames], axis=0)
 
 
-def _real_env(env_name: str, track_seed: int, config: DreamConfig):
-    """The env that replays the dream's actions, reset on the chosen held-out track: (env, first frame)."""
-    env = one_track_env(env_name, "pixels", track_seed, config.max_steps)
+def _real_env(env_name: str, track_seed: int, config: DreamConfig, camera=None):
+    """The env that replays the dream's actions, reset on the chosen held-out track, filmed with the
+    run's `camera`: (env, first frame)."""
+    env = one_track_env(env_name, "pixels", track_seed, config.max_steps, camera=camera)
     frame, _ = reset_on_track(env, env_name, track_seed, config.seed)
     return env, np.asarray(frame)
 
@@ -290,7 +293,7 @@ def run_dream(config: DreamConfig, on_step: Callable[[int], None] | None = None)
         raise RlcarError("dream needs a run directory")  # the dispatch picks one when none is given
     model = _load(RunDir(config.run_dir), config)
     track_seed = track_seed_for(model.env, config.track)
-    env, first_frame = _real_env(model.env, track_seed, config)
+    env, first_frame = _real_env(model.env, track_seed, config, model.camera)
     window = None
     result: dict[str, Any] = {}
     try:

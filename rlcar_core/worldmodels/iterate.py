@@ -239,6 +239,7 @@ def pipeline_from_options(options: TrainWorldModelsConfig) -> PipelineConfig:
             max_steps=options.max_steps,
             num_envs=options.num_envs,
             num_tracks=options.num_tracks,
+            camera=options.camera,
             **carracing,
             **shared,
         ),

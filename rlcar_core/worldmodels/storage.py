@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rlcar_core.envs.tracks import run_camera
 from rlcar_core.errors import RlcarError
 from rlcar_core.io.checkpoint import CheckpointNotFound, CheckpointStore, parse_checkpoint_reference
 from rlcar_core.io.checkpoint_files import read_step_config, step_folders
@@ -372,6 +373,7 @@ class WorldModel(NamedTuple):
     policy: np.ndarray  # (n,) flat controller vector
     env: str  # the environment the controller was trained for
     steps: dict[str, int]  # checkpoint step of each part
+    camera: Any = None  # RLCar: the CameraSpec its data was collected with (`run_camera`); CarRacing: None
 
 
 def abstract_vae_state(config: VAEConfig) -> TrainState:
@@ -434,7 +436,14 @@ def load_world_model(run: RunDir, checkpoint: str | int) -> WorldModel:
         policy=np.asarray(loaded.state.policy, np.float32),
         env=str(saved["env"]),
         steps={VAE_MODEL: vae_step, RNN_MODEL: rnn_step, CONTROLLER_MODEL: loaded.step},
+        camera=camera_of_run(run, str(saved["env"])),
     )
+
+
+def camera_of_run(run: RunDir, env_name: str) -> Any:
+    """The camera `run`'s data was collected with (config.json's "camera", which `collect` writes);
+    today's for runs from before cameras were recorded, None on CarRacing-v3."""
+    return run_camera(env_name, run.read_config() if run.has_config() else None)
 
 
 def record_model_config(

@@ -55,6 +55,7 @@ from rlcar_core.worldmodels.storage import (
     VALIDATION_FRACTION,
     ControllerSearchState,
     abstract_search_state,
+    camera_of_run,
     dataset_manifest,
     load_rnn,
     load_vae,
@@ -454,7 +455,8 @@ def train_controller(
             config.max_steps,
             (vae_config, rnn_config, controller_config),
             config.num_tracks,
-            carracing_env_options(config, env_name),
+            # RLCar's cars film with the camera the run's data was collected with.
+            {**carracing_env_options(config, env_name), "camera": camera_of_run(run, env_name)},
         )
         try:
             if config.mode == "env":

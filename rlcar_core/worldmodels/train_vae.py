@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from rlcar_core.errors import RlcarError
 from rlcar_core.io.atomic import atomic_path
 from rlcar_core.io.data import iterate_frames, split_episodes
 from rlcar_core.io.runs import RunDir
@@ -33,7 +34,7 @@ from rlcar_core.worldmodels.storage import (
     training_session,
 )
 from rlcar_core.worldmodels.supervised import Schedule, StepCallback, fit, keyed_train_step, training_mesh
-from rlcar_core.worldmodels.vae import init_vae_state, make_vae_update, vae_validation_fn
+from rlcar_core.worldmodels.vae import IMAGE_SHAPE, init_vae_state, make_vae_update, vae_validation_fn
 
 RECONSTRUCTIONS_FILE = "vae_reconstructions.png"
 GRID_COLUMNS = 8
@@ -114,6 +115,11 @@ def train_vae(config: TrainVAEConfig, on_step: StepCallback | None = None) -> di
     run = RunDir(run_dir_of(config))
     manifest = dataset_manifest(run)  # before the lock and any checkpoint folder: no data, no trace
     validation_frames = load_validation_frames(run.data_dir, config.validation_frames, config.seed)
+    if validation_frames.shape[1:] != IMAGE_SHAPE:  # a camera of another frame size (see --camera)
+        raise RlcarError(
+            f"the VAE reads frames of shape {IMAGE_SHAPE}; {run.data_dir} holds frames of shape "
+            f"{validation_frames.shape[1:]}: collect with a 64-pixel --camera"
+        )
     mesh = training_mesh(config.devices, config.batch_size)
     with training_session(run, VAE_MODEL, on_step) as (stop, log, ckpt):
         saved = newest_saved_config(ckpt)

@@ -1,0 +1,44 @@
+"""--camera: which RLCar camera (and the world it films) a training command records for its run.
+
+JAX-free, like the command configs that declare the option: `rlcar --help` reads them, and the presets
+themselves (`rlcar_core.sim.camera_spec.CAMERA_PRESETS`) live below the simulator, which imports JAX.
+So the names are repeated here for the help text (tests/test_camera_wiring.py checks they agree), and
+every camera is read and checked by `camera_spec.parse_camera` when the command runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlcar_core.envs.names import EnvName
+from rlcar_core.errors import RlcarError
+from rlcar_core.loop.options import option
+
+CAMERA_NAMES = ("today", "flat", "zoom", "big-flat", "zoom-big", "square", "magenta", "r4", "zoom-96")
+DEFAULT_CAMERA = "today"  # every shipped agent's camera
+CAMERA_HELP = (
+    f"RLCar's camera preset: {DEFAULT_CAMERA} (default; the shipped agents'), "
+    f"{', '.join(name for name in CAMERA_NAMES if name != DEFAULT_CAMERA)}; NAME:field=value,... "
+    "changes its CameraSpec fields. The run keeps it."
+)
+
+
+def camera_option() -> Any:
+    """The --camera field of a command config (None: the run's own camera, else today's)."""
+    return option(None, CAMERA_HELP)
+
+
+def check_camera_request(camera: str | None, env: str) -> None:
+    """One clear line for a --camera that names no camera, or that is given for CarRacing-v3."""
+    if camera is None:
+        return
+    if not EnvName.parse(env).has_track_bank:
+        raise RlcarError("--camera applies to --env rlcar only; CarRacing-v3 has its own camera")
+    from rlcar_core.sim.camera_spec import parse_camera  # here: the simulator imports JAX
+
+    parse_camera(camera)
+
+
+def default_camera(env: str) -> str | None:
+    """The camera a run records when none was asked for: today's on RLCar, none on CarRacing-v3."""
+    return DEFAULT_CAMERA if EnvName.parse(env).has_track_bank else None
