@@ -1,4 +1,5 @@
-"""`rlcar serve`'s latent view: a World Models agent drives, and z edits reach the decoded frame and C."""
+"""`rlcar serve`'s latent view: a World Models or DreamerV3 agent drives, and z edits reach the decoded
+frame and the action (C's, or the actor's)."""
 
 import base64
 import io
@@ -19,6 +20,7 @@ with warnings.catch_warnings():
 from rlcar_core.apps.serve.app import ServeConfig, create_app  # noqa: E402
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained" / "worldmodel-rlcar-pixels"
+SHIPPED_DREAMERS = PRETRAINED.parent  # dreamer-rlcar-pixels, dreamer-rlcar-sensors
 WS = "ws://127.0.0.1"
 
 if not (PRETRAINED / "checkpoints").is_dir():
@@ -29,7 +31,16 @@ if not (PRETRAINED / "checkpoints").is_dir():
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("latent-root")
     shutil.copytree(PRETRAINED, root / "wm")
+    for name in ("dreamer-rlcar-pixels", "dreamer-rlcar-sensors"):
+        if (SHIPPED_DREAMERS / name / "checkpoints").is_dir():
+            shutil.copytree(SHIPPED_DREAMERS / name, root / name)
     return root
+
+
+def _dreamer(root, name="dreamer-rlcar-pixels"):
+    if not (root / name).is_dir():
+        pytest.skip(f"pretrained/{name} is missing")
+    return root / name
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +121,71 @@ def test_pause_and_move_a_latent_over_the_websocket(client):
     ("query", "words"),
     [("run=nothing", "no run"), ("run=wm&track=3000000000", "--track must be at most"),
      ("run=wm&checkpoint=ep1;rm", "--checkpoint"), ("run=" + "a" * 300, "no run"),
-     ("run=dreamer", "not a World Models run")],
+     ("run=notes", "not a World Models or DreamerV3 run"),
+     ("run=dreamer-rlcar-sensors", "this DreamerV3 agent reads sensors")],
 )  # fmt: skip
 def test_the_latent_view_refuses_bad_requests_with_a_message(client, root, query, words):
-    (root / "dreamer" / "checkpoints" / "dreamer").mkdir(parents=True, exist_ok=True)
-    (root / "dreamer" / "config.json").write_text(json.dumps({"dreamer": {}}))
+    (root / "notes").mkdir(exist_ok=True)
+    (root / "notes" / "config.json").write_text(json.dumps({"note": "not a model"}))
+    if "dreamer" in query:
+        _dreamer(root, "dreamer-rlcar-sensors")
     with client.websocket_connect(WS + "/ws/latent?" + query) as socket:
         assert words in json.loads(socket.receive_text())["error"]
         with pytest.raises(WebSocketDisconnect) as closed:
             socket.receive_text()
         assert closed.value.code == 4400
+
+
+def test_the_latent_view_drives_as_a_dreamer_agent_does(root):
+    """DreamerV3: the same frames and actions as the agent acting by its actor's clipped mean (the
+    view's choice: deterministic, so a slider's effect is the latent's), with z drawn from the same
+    keys; z is one class per categorical variable, with the posterior's probabilities beside it."""
+    from rlcar_core.agents.dreamer import load_dreamer_agent
+    from rlcar_core.apps.drive import DrivingSession
+    from rlcar_core.apps.serve.latent import LatentConfig, LatentView
+
+    run = _dreamer(root)
+    view = LatentView(LatentConfig(run, kind="dreamer", max_steps=50))
+    agent = load_dreamer_agent(run, "best", "rlcar", 0, actions="mean")
+    agent.reset(1)
+    session = DrivingSession("rlcar", "pixels", 0, 50, 0, render=False)
+    obs = session.reset()
+    for _ in range(6):
+        np.testing.assert_array_equal(view.camera, obs)
+        action = agent.act(obs[None])[0]
+        np.testing.assert_allclose(view.action, action, atol=1e-5)
+        obs, *_ = session.step(action)
+        view.tick()
+    state = view.state()
+    config = view.mind.config
+    assert state["kind"] == "dreamer" and state["labels"]["actor"] == "the actor"
+    assert len(state["z"]) == config.stoch_size and state["h"]["size"] == config.deter_size
+    probabilities = np.array(state["z_probabilities"])
+    assert probabilities.shape == (config.stoch_size, config.stoch_classes)
+    np.testing.assert_allclose(probabilities.sum(-1), 1, atol=0.01)
+    assert state["slider"] == {"min": 0, "max": config.stoch_classes - 1, "step": 1}
+    assert _image(state["reconstruction"]).shape == (64, 64, 3)
+    view.close()
+    session.close()
+
+
+def test_pause_and_set_a_dreamer_variables_class_over_the_websocket(client, root):
+    _dreamer(root)
+    with client.websocket_connect(WS + "/ws/latent?run=dreamer-rlcar-pixels&track=2") as socket:
+        state = json.loads(socket.receive_text())
+        while state["step"] < 3:
+            state = json.loads(socket.receive_text())
+        socket.send_text(json.dumps({"type": "pause"}))
+        while not state["paused"]:
+            state = json.loads(socket.receive_text())
+        seen = state
+        other = (int(seen["z"][0]) + 4) % len(seen["z_probabilities"][0])  # another class for variable 0
+        socket.send_text(json.dumps({"type": "set_z", "index": 0, "value": other}))
+        moved = json.loads(socket.receive_text())
+        assert moved["z"][0] == other and moved["edited"] == [0] and moved["z_seen"] == seen["z"]
+        assert moved["reconstruction"] != seen["reconstruction"] and moved["action"] != seen["action"]
+        socket.send_text(json.dumps({"type": "set_z", "index": 1, "value": 99}))  # a class past the last
+        assert json.loads(socket.receive_text())["z"][1] == len(seen["z_probabilities"][0]) - 1
+        socket.send_text(json.dumps({"type": "reset_z"}))
+        back = json.loads(socket.receive_text())
+        assert back["reconstruction"] == seen["reconstruction"] and back["action"] == seen["action"]

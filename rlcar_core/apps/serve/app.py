@@ -296,20 +296,21 @@ class Server:
     # --- the latent space, live ------------------------------------------------------------------
 
     def latent_config(self, params) -> Any:
-        from rlcar_core.apps.serve.latent import LatentConfig
+        from rlcar_core.apps.serve.latent import KINDS, LatentConfig
 
         form = dict(params)
         run, run_dir = forms.existing_run(self.root, form)
-        if forms.run_kind(run_dir) != "worldmodels":
+        kind = forms.run_kind(run_dir)
+        if kind not in KINDS:
             raise RlcarError(
-                f"{run} is not a World Models run: the latent view shows a VAE's z and an MDN-RNN's h"
+                f"{run} is not a World Models or DreamerV3 run: the latent view shows a model's z and h"
             )
         return LatentConfig(
-            run_dir=run_dir, checkpoint=forms.checkpoint_name(form), track=forms.track_number(form)
+            run_dir=run_dir, kind=kind, checkpoint=forms.checkpoint_name(form), track=forms.track_number(form)
         )
 
     async def latent(self, websocket: WebSocket) -> None:
-        """A World Models car: its state (frames, z, h, action) as JSON each step; pause and z edits in."""
+        """A learned car: its state (frames, z, h, action) as JSON each decision; pause and z edits in."""
         from rlcar_core.apps.serve.latent import LatentView
 
         def prepare():

@@ -1,12 +1,24 @@
-"""The latent space, live: a World Models agent drives RLCar, and every frame the page sees what V, M
-and C make of it.
+"""The latent space, live: a learned agent drives, and every frame the page sees what its model makes
+of the camera frame: the frame's reconstruction, z, a summary of h, and the action taken on them.
 
-Each physics step (10 Hz) the camera frame goes through one jitted ``observe``: V encodes it to z (the
-posterior mean, as the agent drives), decodes z back to the reconstruction, C acts on [z, h], and M
-advances h with (z, a). The page gets the camera frame, the reconstruction, z, a summary of h and C's
-action. Paused, the page may move any z dimension: one jitted ``probe`` decodes the edited z and asks
-C what it would do with it and the same h, so each latent's meaning and its pull on the action show at
-once. Resuming drops the edits: the car goes on from the state it was paused in.
+One view, two kinds of model, each behind a "mind" with the same five calls (reset, look, advance,
+probe, clamp):
+
+- **World Models**: V encodes the frame to z (the posterior mean, as the agent drives) and decodes z
+  back; C acts on [z, h]; M advances h with (z, a). z is 32 real numbers: bars, and one slider each.
+- **DreamerV3**: the RSSM filters the frame into its state, h (deterministic) and z (``stoch_size``
+  categorical variables of ``stoch_classes`` classes, sampled from the posterior as the agent does);
+  the decoder reconstructs the frame from [h, z]; the actor acts on it. The page gets the posterior's
+  probabilities (a heat map, one row per variable) and the class each variable took. Its slider sets
+  one variable's class: the only edit that leaves z a state the model can be in (one-hot per
+  variable). The action is the actor's clipped mean (where the sampling actor steers on average): it
+  is deterministic, so what a slider does to the action is the latent's doing, not a new sample. An
+  agent trained with action repeat k (CarRacing-v3's 2) decides every k frames, as in training.
+
+Each decision one jitted ``look`` runs the model on the frame. Paused, the page may move any latent:
+one jitted ``probe`` decodes the edited z with the same h and asks C (or the actor) what it would do,
+so each latent's meaning and its pull on the action show at once. Resuming drops the edits: the car
+goes on from the state it was paused in.
 """
 
 from __future__ import annotations
@@ -17,21 +29,21 @@ import functools
 import io
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import RlcarError, require_at_least
 
-ENV = EnvName.RLCAR
-Z_LIMIT = 4.0  # how far a slider may move a latent: the VAE's prior is N(0, 1), so ±4 covers it
+Z_LIMIT = 4.0  # how far a slider may move a World Models latent: V's prior is N(0, 1), so ±4 covers it
 H_SHOWN = 128  # at most this many of h's values go to the page (its heat strip)
+KINDS = ("worldmodels", "dreamer")  # run kinds (`rlcar runs`) the view can show
 
 
 @dataclasses.dataclass(frozen=True)
 class LatentConfig:
     run_dir: Path
+    kind: str = "worldmodels"
     checkpoint: str = "best"
     track: int = 0
     seed: int = 0
@@ -40,19 +52,40 @@ class LatentConfig:
     def validate(self) -> None:
         require_at_least("--track", self.track, 0)
         require_at_least("--max-steps", self.max_steps, 1)
+        if self.kind not in KINDS:
+            raise RlcarError(f"the latent view shows {' or '.join(KINDS)} runs, not {self.kind}")
+
+
+class Look(NamedTuple):
+    """What a model makes of one frame (or of an edited z): numpy arrays for the page."""
+
+    z: np.ndarray  # World Models: (z_dim,) floats; DreamerV3: (stoch_size,) class indices
+    reconstruction: np.ndarray  # (64, 64, 3) uint8
+    action: np.ndarray  # [steer, gas, brake] as the env takes it
+    hidden: np.ndarray  # h
+    detail: dict[str, Any]  # what else the page draws (DreamerV3: the posterior's probabilities)
+
+
+def to_image(pixels):
+    """A decoder's [0, 1] output as uint8 pixels (jit-able)."""
+    import jax.numpy as jnp
+
+    return jnp.clip(jnp.round(pixels * 255.0), 0, 255).astype(jnp.uint8)
+
+
+# --- World Models ----------------------------------------------------------------------------------
 
 
 @functools.cache
-def latent_functions(vae_config, rnn_config, controller_config):
-    """(observe, probe), each one jitted function, cached per model shape.
+def world_models_functions(vae_config, rnn_config, controller_config):
+    """(look, probe), each one jitted function, cached per model shape.
 
-    ``observe(params, policy, frame (64, 64, 3) uint8, rnn_state)`` ->
+    ``look(params, policy, frame (64, 64, 3) uint8, rnn_state)`` ->
     ``(z, reconstruction uint8, action, h, next_rnn_state)``: the agent's own step (see
     ``worldmodels.controller.make_policy_step``) with the decoded frame and the h C acted on.
     ``probe(params, policy, z, h)`` -> ``(reconstruction uint8, action)`` for an edited z.
     """
     import jax
-    import jax.numpy as jnp
 
     from rlcar_core.worldmodels.controller import controller_action, vector_to_params
     from rlcar_core.worldmodels.mdnrnn import make_mdnrnn
@@ -61,14 +94,11 @@ def latent_functions(vae_config, rnn_config, controller_config):
     vae = make_vae(vae_config)
     rnn = make_mdnrnn(rnn_config)
 
-    def to_image(reconstruction):
-        return jnp.clip(jnp.round(reconstruction * 255.0), 0, 255).astype(jnp.uint8)
-
     def decide(params, policy, latent, hidden):
         controller = vector_to_params(policy, controller_config)
         return to_image(vae.apply.decode(params.vae, latent)), controller_action(controller, latent, hidden)
 
-    def observe(params, policy, frame, rnn_state):
+    def look(params, policy, frame, rnn_state):
         latent, _ = vae.apply.encode(params.vae, frame[None])
         image, action = decide(params, policy, latent, rnn_state.hidden)
         _, next_state = rnn.apply.step(params.rnn, latent, action, rnn_state)
@@ -78,7 +108,184 @@ def latent_functions(vae_config, rnn_config, controller_config):
         image, action = decide(params, policy, latent[None], hidden[None])
         return image[0], action[0]
 
-    return jax.jit(observe), jax.jit(probe)
+    return jax.jit(look), jax.jit(probe)
+
+
+class WorldModelsMind:
+    kind = "worldmodels"
+    labels = {
+        "model": "World Models",
+        "actor": "C",
+        "reconstruction": "V's reconstruction of z",
+        "h": "h, the MDN-RNN's memory",
+        "z": "z, V's latent",
+        "z_hint": "(the z C acts on; yellow: moved by you, the white line is what the camera gave)",
+    }
+    slider = {"min": -Z_LIMIT, "max": Z_LIMIT, "step": 0.01}
+    action_repeat = 1
+
+    def __init__(self, run_dir: Path, checkpoint: str, seed: int):
+        from rlcar_core.io.runs import RunDir
+        from rlcar_core.worldmodels.mdnrnn import initial_rnn_state
+        from rlcar_core.worldmodels.storage import load_world_model
+
+        self.model = load_world_model(RunDir(run_dir), checkpoint)
+        self.env = self.model.env
+        self._initial_state = lambda: initial_rnn_state(self.model.rnn_config, 1)
+        self._look, self._probe = world_models_functions(
+            self.model.vae_config, self.model.rnn_config, self.model.controller_config
+        )
+        self.policy = np.asarray(self.model.policy, np.float32)
+        self.steps = {k: int(v) for k, v in self.model.steps.items()}
+        self.reset()
+
+    def reset(self) -> None:
+        self.rnn_state = self._initial_state()
+
+    def look(self, frame: np.ndarray) -> Look:
+        z, image, action, hidden, self._next_state = self._look(
+            self.model.params, self.policy, frame, self.rnn_state
+        )
+        return Look(np.asarray(z, np.float32), np.asarray(image), np.asarray(action, np.float32),
+                    np.asarray(hidden, np.float32), {})  # fmt: skip
+
+    def advance(self) -> None:
+        """M's step with the z and action of the last look: the car took that action."""
+        self.rnn_state = self._next_state
+
+    def probe(self, z: np.ndarray, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        image, action = self._probe(self.model.params, self.policy, z, hidden)
+        return np.asarray(image), np.asarray(action, np.float32)
+
+    def clamp(self, value: float) -> float:
+        return min(max(float(value), -Z_LIMIT), Z_LIMIT)
+
+
+# --- DreamerV3 -------------------------------------------------------------------------------------
+
+
+@functools.cache
+def dreamer_functions(config):
+    """(look, probe), each one jitted function, cached per model config.
+
+    ``look(params, latent, prev_action, frame, is_first, key)`` -> ``(posterior, probabilities,
+    reconstruction uint8, actor-space action)``: the policy's own filtering step
+    (``dreamer.policy.policy_step``), with the decoded frame and the posterior's probabilities.
+    ``probe(params, h, classes)`` -> ``(reconstruction uint8, actor-space action)`` for the z whose
+    variable i takes class ``classes[i]``.
+    """
+    import jax
+
+    from rlcar_core.dreamer.networks import (
+        LatentState,
+        actor_network,
+        features,
+        latent_noise,
+        world_model_network,
+    )
+    from rlcar_core.dreamer.prng import fast_key
+    from rlcar_core.dreamer.world_model import decode_observation
+
+    world_model = world_model_network(config)
+    actor = actor_network(config)
+
+    def decide(params, latent):
+        feat = features(latent)
+        image = decode_observation(params.world_model, feat, config)
+        return image, actor.apply(params.actor, feat).clipped_mean()
+
+    def look(params, latent, prev_action, frame, is_first, key):
+        embed = world_model.apply.encode(params.world_model, frame[None])
+        latent_key, _ = jax.random.split(fast_key(key))  # policy_step's own draw: the same z for a key
+        noise = latent_noise(latent_key, (1,), config)
+        step = world_model.apply.obs_step(params.world_model, latent, prev_action, embed, is_first, noise)
+        image, action = decide(params, step.posterior)
+        return step.posterior, jax.nn.softmax(step.posterior_logits[0], axis=-1), image[0], action
+
+    def probe(params, hidden, classes):
+        stoch = jax.nn.one_hot(classes, config.stoch_classes)
+        image, action = decide(params, LatentState(deter=hidden[None], stoch=stoch[None]))
+        return image[0], action[0]
+
+    return jax.jit(look), jax.jit(probe)
+
+
+class DreamerMind:
+    kind = "dreamer"
+    labels = {
+        "model": "DreamerV3",
+        "actor": "the actor",
+        "reconstruction": "the decoder's reconstruction of [h, z]",
+        "h": "h, the RSSM's deterministic state",
+        "z": "z, the RSSM's categorical latent",
+        "z_hint": "(a column per variable, a row per class; brightness: the posterior's probability; "
+        "the ring: the class the actor acts on, yellow where you set it)",
+    }
+    slider = {"min": 0, "max": 1, "step": 1}  # max: the class count - 1, set per model
+
+    def __init__(self, run_dir: Path, checkpoint: str, seed: int):
+        import jax
+
+        from rlcar_core.dreamer.checkpoints import load_saved_agent
+        from rlcar_core.dreamer.policy import on_default_device
+
+        saved = load_saved_agent(run_dir, checkpoint)
+        self.config = saved.config
+        if self.config.obs_kind != "pixels":
+            raise RlcarError(
+                f"the latent view reconstructs camera frames; this DreamerV3 agent reads {self.config.obs_kind}"
+            )
+        self.env = saved.env
+        self.action_repeat = saved.action_repeat
+        self.steps = {"dreamer": int(saved.step)}
+        self.slider = {**self.slider, "max": self.config.stoch_classes - 1}
+        self.params = on_default_device(saved.params)
+        self._look, self._probe = dreamer_functions(self.config)
+        self._base_key = jax.random.key(seed)
+        self.reset()
+
+    def reset(self) -> None:
+        from rlcar_core.dreamer.policy import initial_carry, on_default_device
+
+        self.carry = on_default_device(initial_carry(1, self.config))
+        self._is_first = np.ones(1, bool)
+        self._looks = 0  # the noise key stream restarts with the episode, as the agent's does
+
+    def look(self, frame: np.ndarray) -> Look:
+        import jax
+
+        from rlcar_core.dreamer.policy import to_env_action
+
+        key = jax.random.fold_in(self._base_key, self._looks)
+        self._looks += 1
+        self._posterior, probabilities, image, self._actor_action = self._look(
+            self.params, self.carry.latent, self.carry.prev_action, frame, self._is_first, key
+        )
+        stoch = np.asarray(self._posterior.stoch[0])
+        return Look(
+            stoch.argmax(-1),
+            np.asarray(image),
+            to_env_action(np.asarray(self._actor_action[0], np.float32)),
+            np.asarray(self._posterior.deter[0], np.float32),
+            {"z_probabilities": np.round(np.asarray(probabilities, np.float64), 3).tolist()},
+        )
+
+    def advance(self) -> None:
+        """The posterior and the action of the last look become the RSSM's carry: the car took it."""
+        self.carry = self.carry._replace(latent=self._posterior, prev_action=self._actor_action)
+        self._is_first = np.zeros(1, bool)
+
+    def probe(self, z: np.ndarray, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from rlcar_core.dreamer.policy import to_env_action
+
+        image, action = self._probe(self.params, hidden, np.asarray(z, np.int32))
+        return np.asarray(image), to_env_action(np.asarray(action, np.float32))
+
+    def clamp(self, value: float) -> int:
+        return min(max(round(value), 0), self.config.stoch_classes - 1)
+
+
+MINDS = {"worldmodels": WorldModelsMind, "dreamer": DreamerMind}
 
 
 def png_data_url(image: np.ndarray) -> str:
@@ -90,117 +297,109 @@ def png_data_url(image: np.ndarray) -> str:
 
 
 class LatentView:
-    """One World Models car and what its V, M and C see; ``tick``/``command``/``state`` on one thread."""
+    """One car driven by a learned agent and what its model sees; ``tick``/``command``/``state`` on
+    one thread."""
 
     def __init__(self, config: LatentConfig):
         from rlcar_core.apps.drive import DrivingSession
-        from rlcar_core.io.runs import RunDir
-        from rlcar_core.worldmodels.mdnrnn import initial_rnn_state
-        from rlcar_core.worldmodels.storage import load_world_model
 
         config.validate()
         self.config = config
-        self.model = load_world_model(RunDir(config.run_dir), config.checkpoint)
-        if self.model.env != ENV.value:
-            raise RlcarError(
-                f"this World Models agent drives {self.model.env}; the latent view drives {ENV.value}"
-            )
-        self._initial_state = lambda: initial_rnn_state(self.model.rnn_config, 1)
-        self.observe, self.probe = latent_functions(
-            self.model.vae_config, self.model.rnn_config, self.model.controller_config
-        )
-        self.policy = np.asarray(self.model.policy, np.float32)
-        self.z_dim = self.model.vae_config.z_dim
+        self.mind = MINDS[config.kind](config.run_dir, config.checkpoint, config.seed)
         self.session = DrivingSession(
-            ENV, "pixels", config.track, config.max_steps, config.seed, render=False
+            self.mind.env, "pixels", config.track, config.max_steps, config.seed, render=False
         )
-        self.step_seconds = self.session.step_seconds
+        self.step_seconds = self.session.step_seconds * self.mind.action_repeat  # one decision
         self.paused = False
         self.episode = 0
         self.last_return: float | None = None
         self._reset()
         self._look()  # compiles both functions now, not on the first frame
         self._probe()
-        self.edited: set[int] = set()
+
+    @property
+    def z_dim(self) -> int:
+        return len(self.z_seen)
 
     def _reset(self) -> None:
         self.obs = self.session.reset()
-        self.rnn_state = self._initial_state()
-        self.edited = set()
+        self.mind.reset()
 
     def _look(self) -> None:
-        """V, C (and M's next h) on the current camera frame, without moving the car."""
-        z, image, action, hidden, self._next_state = self.observe(
-            self.model.params, self.policy, np.asarray(self.obs, np.uint8), self.rnn_state
-        )
+        """The model on the current camera frame, without moving the car."""
         self.camera = np.asarray(self.obs, np.uint8)
-        self.z_seen = np.asarray(z, np.float32)
-        self.z = self.z_seen.copy()
-        self.hidden = np.asarray(hidden, np.float32)
-        self.reconstruction = np.asarray(image)
-        self.action = np.asarray(action, np.float32)
-        self.edited = set()
+        look = self.mind.look(self.camera)
+        self.z_seen, self.z = look.z, look.z.copy()
+        self.hidden, self.reconstruction, self.action = look.hidden, look.reconstruction, look.action
+        self.detail = look.detail
+        self.edited: set[int] = set()
 
     def _probe(self) -> None:
-        image, action = self.probe(self.model.params, self.policy, self.z, self.hidden)
-        self.reconstruction = np.asarray(image)
-        self.action = np.asarray(action, np.float32)
+        self.reconstruction, self.action = self.mind.probe(self.z, self.hidden)
 
     # --- driving ------------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """One physics step with C's action on what it sees now, then a look at the next frame."""
+        """One decision: the action taken on what the model sees now (held ``action_repeat`` frames),
+        then a look at the next frame."""
         if self.paused:
             return
-        self.rnn_state = self._next_state
-        self.obs, _, terminated, truncated, _ = self.session.step(self.action)
-        if terminated or truncated:
-            self.last_return = self.session.episode_return
-            self.episode += 1
-            self._reset()
+        self.mind.advance()
+        for _ in range(self.mind.action_repeat):
+            self.obs, _, terminated, truncated, _ = self.session.step(self.action)
+            if terminated or truncated:
+                self.last_return = self.session.episode_return
+                self.episode += 1
+                self._reset()
+                break
         self._look()
 
     def command(self, message: dict[str, Any]) -> None:
-        """pause / resume / toggle / reset / reset_z / set_z {index, value}; anything else is ignored."""
+        """pause / resume / toggle / reset / reset_z / set_z {index, value}; anything else is ignored.
+        ``value`` is a World Models latent's value, or the class a DreamerV3 variable takes."""
         kind = message.get("type")
         if kind in ("pause", "resume", "toggle"):
             pause = {"pause": True, "resume": False}.get(kind, not self.paused)
             if self.paused and not pause and self.edited:
-                self.z = self.z_seen.copy()  # the car goes on with what it really saw
-                self._probe()
-                self.edited = set()
+                self._back_to_the_seen_z()  # the car goes on with what it really saw
             self.paused = pause
         elif kind == "reset":
             self._reset()
             self._look()
         elif kind == "reset_z" and self.edited:
-            self.z = self.z_seen.copy()
-            self.edited = set()
-            self._probe()
+            self._back_to_the_seen_z()
         elif kind == "set_z" and self.paused:
             index, value = message.get("index"), message.get("value")
             if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self.z_dim:
                 return
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 return
-            self.z[index] = min(max(float(value), -Z_LIMIT), Z_LIMIT)
+            self.z[index] = self.mind.clamp(value)
             self.edited.add(index)
             self._probe()
+
+    def _back_to_the_seen_z(self) -> None:
+        self.z = self.z_seen.copy()
+        self.edited = set()
+        self._probe()
 
     # --- what the page shows ------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
         hidden = self.hidden
-        info = self.session.info
         return {
+            "kind": self.mind.kind,
+            "labels": self.mind.labels,
+            "slider": self.mind.slider,
+            "env": str(self.mind.env),
             "step": self.session.steps,
             "episode": self.episode,
             "paused": self.paused,
             "track": self.config.track,
             "z": [round(float(v), 4) for v in self.z],
             "z_seen": [round(float(v), 4) for v in self.z_seen],
+            **self.detail,
             "edited": sorted(self.edited),
-            "z_limit": Z_LIMIT,
             "h": {
                 "size": int(hidden.size),
                 "norm": float(np.linalg.norm(hidden)),
@@ -217,11 +416,11 @@ class LatentView:
             },
             "camera": png_data_url(self.camera),
             "reconstruction": png_data_url(self.reconstruction),
-            "speed_kmh": 3.6 * float(info.get("speed", 0.0)),
-            "progress": float(info.get("progress", 0.0)),
+            "speed_kmh": 3.6 * float(self.session.speed or 0.0),
+            "progress": float(self.session.info.get("progress", 0.0)),
             "return": float(self.session.episode_return),
             "last_return": self.last_return,
-            "model": {k: int(v) for k, v in self.model.steps.items()},
+            "model": self.mind.steps,
         }
 
     def close(self) -> None:

@@ -88,6 +88,7 @@ def drivers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "run": row["name"],
                     "checkpoint": checkpoint,
                     "envs": [str(row.get("env") or "rlcar")],
+                    "obs": row.get("obs"),  # the latent view lists the pixel agents only
                 }
             )
     return choices

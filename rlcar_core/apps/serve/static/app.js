@@ -254,7 +254,7 @@ function fillDrivers(drivers) {
   const latentSelect = $("#latent-driver");
   const latentPrevious = latentSelect.value;
   latentSelect.innerHTML = "";
-  drivers.forEach((driver, i) => { if (driver.agent === "worldmodel") latentSelect.add(new Option(driver.label, String(i))); });
+  drivers.forEach((driver, i) => { if (showsLatents(driver)) latentSelect.add(new Option(driver.label, String(i))); });
   if ([...latentSelect.options].some((o) => o.value === latentPrevious)) latentSelect.value = latentPrevious;
   $("#latent-empty").hidden = latentSelect.options.length > 0;
   for (const select of document.querySelectorAll(".learned-runs")) {
@@ -524,8 +524,15 @@ async function refreshLeaderboard() {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// The latent space, live: a World Models car; each step the server sends frames, z, h and C's action.
-// Paused, a slider moves one z dimension and the server answers with the decoded frame and C's action.
+// The latent space, live: a World Models or DreamerV3 car; each decision the server sends frames, z, h
+// and the action. Paused, a slider moves one z dimension (a DreamerV3 variable's class) and the server
+// answers with the decoded frame and the action taken on it. The state names its model's parts
+// (`labels`) and its sliders' range (`slider`), so one view serves both.
+
+// A learned agent that sees camera frames (a model of sensors has no frame to reconstruct).
+function showsLatents(driver) {
+  return (driver.agent === "worldmodel" || driver.agent === "dreamer") && driver.obs !== "sensors";
+}
 
 const latent = {
   socket: null, state: null, sliders: [], probes: 0,
@@ -534,7 +541,7 @@ const latent = {
     this.stop();
     notice("");
     const params = new URLSearchParams({ run: driver.run, checkpoint: driver.checkpoint, track: String(track) });
-    liveState("latent", "connecting… (loading V, M and C and compiling them: a few seconds)");
+    liveState("latent", "connecting… (loading the model and compiling it: a few seconds)");
     const socket = new WebSocket(socketUrl(`/ws/latent?${params}`));
     this.socket = socket;
     this.failed = false;
@@ -571,19 +578,19 @@ const latent = {
     $("#latent-reset-z").disabled = !on || !this.state || !this.state.paused || !this.state.edited.length;
   },
 
-  makeSliders(size, limit) {
+  makeSliders(size, range) {
     const holder = $("#latent-sliders");
     holder.innerHTML = "";
     this.sliders = [];
     for (let i = 0; i < size; i++) {
       const label = document.createElement("label");
       const input = document.createElement("input");
-      Object.assign(input, { type: "range", min: String(-limit), max: String(limit), step: "0.01", value: "0" });
+      Object.assign(input, { type: "range", min: String(range.min), max: String(range.max), step: String(range.step), value: "0" });
       input.dataset.index = String(i);
       input.setAttribute("aria-label", `z${i}`);
       const value = document.createElement("output");
       input.addEventListener("input", () => {
-        value.textContent = Number(input.value).toFixed(2);
+        value.textContent = sliderText(Number(input.value), range);
         this.send({ type: "set_z", index: i, value: Number(input.value) });
       });
       label.append(`z${i}`, input, value);
@@ -600,14 +607,17 @@ const latent = {
       this.probes += 1;
       view.dataset.probes = String(this.probes);
     }
+    if (first || this.state.kind !== state.kind || this.sliders.length !== state.z.length) {
+      this.name(state.labels);
+      this.makeSliders(state.z.length, state.slider);
+    }
     this.state = state;
-    if (first || this.sliders.length !== state.z.length) this.makeSliders(state.z.length, state.z_limit);
     view.dataset.step = String(state.step);
     view.dataset.paused = String(state.paused);
     $("#latent-camera").src = state.camera;
     $("#latent-reconstruction").src = state.reconstruction;
     liveState("latent", state.paused
-      ? (state.edited.length ? `paused: C acts on your z (moved: ${state.edited.map((i) => "z" + i).join(", ")})` : "paused: move a z slider")
+      ? (state.edited.length ? `paused: ${state.labels.actor} acts on your z (moved: ${state.edited.map((i) => "z" + i).join(", ")})` : "paused: move a z slider")
       : `driving: ${$("#latent-driver").selectedOptions[0]?.textContent || ""}, track ${state.track}`);
     $("#latent-pause").textContent = state.paused ? "Resume" : "Pause";
     this.buttons(true);
@@ -620,12 +630,13 @@ const latent = {
     $("#latent-steer").textContent = a.steer.toFixed(2);
     $("#latent-gas").textContent = a.gas.toFixed(2);
     $("#latent-brake").textContent = a.brake.toFixed(2);
-    $("#latent-action-note").textContent = state.edited.length ? "(what C would do with your z)" : "";
+    $("#latent-action-note").textContent = state.edited.length ? `(what ${state.labels.actor} would do with your z)` : "";
     const h = state.h;
     $("#latent-h-summary").textContent =
       `${h.size} values · |h| ${h.norm.toFixed(2)} · mean ${h.mean.toFixed(3)} · std ${h.std.toFixed(3)} · min ${h.min.toFixed(2)} · max ${h.max.toFixed(2)}`;
     drawStrip($("#latent-h"), h.values);
-    drawBars($("#latent-z"), state.z, state.z_seen, new Set(state.edited), state.z_limit);
+    if (state.z_probabilities) drawClasses($("#latent-z"), state.z_probabilities, state.z, new Set(state.edited));
+    else drawBars($("#latent-z"), state.z, state.z_seen, new Set(state.edited), state.slider.max);
     $("#latent-step").textContent = `${state.step} (episode ${state.episode + 1})`;
     $("#latent-speed").textContent = state.speed_kmh.toFixed(1) + " km/h";
     $("#latent-progress").textContent = (100 * state.progress).toFixed(1) + " %";
@@ -634,11 +645,53 @@ const latent = {
       const slider = this.sliders[i];
       slider.input.disabled = !state.paused;
       if (document.activeElement !== slider.input) slider.input.value = String(v);
-      slider.value.textContent = v.toFixed(2);
+      slider.value.textContent = sliderText(v, state.slider);
       slider.label.classList.toggle("edited", state.edited.includes(i));
     });
   },
+
+  // What this model's parts are called: World Models' V, M and C, or DreamerV3's RSSM, decoder and actor.
+  name(labels) {
+    $("#latent-actor-label").textContent = labels.actor;
+    $("#latent-reconstruction-label").textContent = labels.reconstruction;
+    $("#latent-h-label").textContent = labels.h;
+    const hint = document.createElement("span");
+    hint.className = "hint";
+    hint.textContent = labels.z_hint;
+    $("#latent-z-label").replaceChildren(`${labels.z} `, hint);
+  },
 };
+
+// A slider's value as the page writes it: a DreamerV3 class is a whole number.
+function sliderText(value, range) {
+  return range.step >= 1 ? String(Math.round(value)) : value.toFixed(2);
+}
+
+// DreamerV3's z: a column per categorical variable, a row per class, lit by the posterior's
+// probability; a ring marks the class the actor acts on (yellow where the person set it).
+function drawClasses(canvas, probabilities, classes, edited) {
+  const g = canvas.getContext("2d");
+  const { width, height } = canvas;
+  g.clearRect(0, 0, width, height);
+  const rows = probabilities[0].length;
+  const slot = width / probabilities.length;
+  const cell = (height - 16) / rows;
+  g.font = "11px system-ui";
+  g.textAlign = "center";
+  probabilities.forEach((column, i) => {
+    const x = i * slot + 2;
+    column.forEach((p, c) => {
+      const lit = Math.round(255 * Math.sqrt(p));  // sqrt: a 5 % class still shows
+      g.fillStyle = `rgb(${lit},${Math.round(lit * 0.45)},${Math.round(lit * 0.3)})`;
+      g.fillRect(x, c * cell + 1, slot - 4, cell - 2);
+    });
+    g.strokeStyle = edited.has(i) ? "#e8c14f" : "#e6e6e6";
+    g.lineWidth = 2;
+    g.strokeRect(x + 1, Math.round(classes[i]) * cell + 2, slot - 6, cell - 4);
+    g.fillStyle = "#9aa0a6";
+    g.fillText(`z${i}`, x + (slot - 4) / 2, height - 3);
+  });
+}
 
 function drawBars(canvas, values, seen, edited, limit) {
   const g = canvas.getContext("2d");
