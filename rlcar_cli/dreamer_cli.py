@@ -50,6 +50,8 @@ def _option_parameter(field: dataclasses.Field, kind: Any, flag: str) -> inspect
         annotation = Optional[base]  # noqa: UP045
         if meta["low"] is not None:
             extra["min"] = meta["low"]
+        if field.name == "camera":
+            extra["metavar"] = "NAME"  # a preset's name (with fields changed after a colon)
     option = typer.Option(flag, help=meta["help"], show_default=default is not None, **extra)
     return inspect.Parameter(
         field.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[annotation, option]

@@ -51,7 +51,7 @@ class TrainDreamerConfig:
     env: str = option(EnvName.RLCAR.value, "Environment: the JAX simulator or CarRacing-v3.", choices=ENVS)
     obs: str | None = option(
         None,
-        "Observations (default: sensors on rlcar, pixels, the 64x64 camera, on carracing).",
+        "Observations (default: sensors on rlcar, pixels on carracing; RLCar's pixels are --camera's frames).",
         choices=OBS_KINDS,
     )
     size: str | None = option(
