@@ -227,43 +227,89 @@ def _serve_the_shipped_world_model(server) -> None:
     shutil.copytree(PRETRAINED_WORLD_MODEL, server["root"] / "wm-pixels", dirs_exist_ok=True)
 
 
-def test_latent_view_slider_changes_the_decoded_frame(server, page):
-    """A World Models agent drives; paused, moving z3 changes V's decoded frame and C's action."""
-    from PIL import Image, ImageChops
-
-    _serve_the_shipped_world_model(server)
-    page.goto(server["base"])
-    page.click("nav button[data-tab=latent]")
-    page.wait_for_selector("#latent-driver option", state="attached")
+def _start_latent_then_pause(page, driver_label: str, steps: int = 5) -> None:
+    """Start the latent view with `driver_label` and pause it once its car has driven `steps` frames."""
+    _choose_driver(page, "latent", driver_label)
     assert "connecting" not in page.locator("#latent-state").inner_text()
     page.click("#latent-form button[type=submit]")
-    page.wait_for_function("Number(document.querySelector('#latent-view').dataset.step) >= 5")
+    page.wait_for_function(f"Number(document.querySelector('#latent-view').dataset.step) >= {steps}")
     page.click("#latent-pause")
     page.wait_for_function("document.querySelector('#latent-view').dataset.paused === 'true'")
     page.wait_for_timeout(300)  # the last state of the step paused on
-    reconstruction = page.locator("#latent-reconstruction")
-    before = reconstruction.screenshot()
-    steer_before = page.locator("#latent-steer").inner_text()
-    slider = page.locator("#latent-sliders input[data-index='3']")
+
+
+def _move_slider(page, index: int, value: str) -> bytes:
+    """Move z slider `index` to `value` as a person would; the decoded frame before the move."""
+    before = page.locator("#latent-reconstruction").screenshot()
+    slider = page.locator(f"#latent-sliders input[data-index='{index}']")
     assert slider.is_enabled()
-    # z3 pulls this C's steering right: move it against the steer shown, so the change can't saturate.
-    value = "-3" if float(steer_before) >= 0 else "3"
     slider.evaluate(
         f"s => {{ s.value = '{value}'; s.dispatchEvent(new Event('input', {{ bubbles: true }})); }}"
     )
     page.wait_for_function("Number(document.querySelector('#latent-view').dataset.probes) >= 1")
-    page.wait_for_function("document.querySelector('#latent-state').textContent.includes('z3')")
-    after = reconstruction.screenshot()
+    page.wait_for_function(f"document.querySelector('#latent-state').textContent.includes('z{index}')")
+    return before
+
+
+def _decoded_frame_changed(page, before: bytes) -> bool:
+    from PIL import Image, ImageChops
+
+    after = page.locator("#latent-reconstruction").screenshot()
     difference = ImageChops.difference(
         Image.open(io.BytesIO(before)).convert("RGB"), Image.open(io.BytesIO(after)).convert("RGB")
     )
-    assert difference.getbbox() is not None, "moving z3 left the decoded frame unchanged"
-    assert page.locator("#latent-steer").inner_text() != steer_before
-    assert "|h|" in page.locator("#latent-h-summary").inner_text()
-    screenshot(page, "serve-latent.png")
+    return difference.getbbox() is not None
+
+
+def _resume_latent(page) -> None:
     page.click("#latent-pause")  # resume: the car drives on
     page.wait_for_function("document.querySelector('#latent-view').dataset.paused === 'false'")
     page.click("nav button[data-tab=runs]")
+
+
+def test_latent_view_slider_changes_the_decoded_frame(server, page):
+    """A World Models agent drives; paused, moving z3 changes V's decoded frame and C's action."""
+    _serve_the_shipped_world_model(server)
+    page.goto(server["base"])
+    _start_latent_then_pause(page, "wm-pixels: best")
+    steer_before = page.locator("#latent-steer").inner_text()
+    # z3 pulls this C's steering right: move it against the steer shown, so the change can't saturate.
+    before = _move_slider(page, 3, "-3" if float(steer_before) >= 0 else "3")
+    assert _decoded_frame_changed(page, before), "moving z3 left the decoded frame unchanged"
+    assert page.locator("#latent-steer").inner_text() != steer_before
+    assert "|h|" in page.locator("#latent-h-summary").inner_text()
+    assert page.locator("#latent-actor-label").inner_text() == "C"
+    screenshot(page, "serve-latent.png")
+    _resume_latent(page)
+
+
+def test_dreamer_latent_view_a_class_slider_changes_the_decoded_frame(server, page):
+    """The shipped CarRacing-v3 DreamerV3 agent drives; paused, setting one categorical variable to
+    another class re-decodes the frame from [h, z] and changes the actor's action."""
+    if not (PRETRAINED_CARRACING_DREAMER / "checkpoints").is_dir():
+        pytest.skip(f"{PRETRAINED_CARRACING_DREAMER} is missing")
+    _serve_a_carracing_agent(server)
+    page.goto(server["base"])
+    _start_latent_then_pause(page, "dreamer-carracing: best", steps=60)  # past CarRacing's zoom-in
+    assert page.locator("#latent-actor-label").inner_text() == "the actor"
+    assert "categorical" in page.locator("#latent-z-label").inner_text()
+    sliders = page.locator("#latent-sliders input")
+    assert sliders.count() == 8 and sliders.first.get_attribute("max") == "7"
+    action = "#latent-action output"
+    action_before = page.locator(action).all_inner_texts()
+    seen = int(sliders.nth(2).input_value())
+    before = _move_slider(page, 2, str((seen + 4) % 8))  # another class for variable z2
+    assert _decoded_frame_changed(page, before), "a new class for z2 left the decoded frame unchanged"
+    # Some class of z2 moves the actor (one may leave a saturated steer where it was, to 2 decimals).
+    for offset in (1, 2, 3, 5, 6, 7):
+        if page.locator(action).all_inner_texts() != action_before:
+            break
+        _move_slider(page, 2, str((seen + offset) % 8))
+        page.wait_for_timeout(200)
+    assert page.locator(action).all_inner_texts() != action_before
+    assert page.locator("#latent-sliders label.edited").count() == 1
+    screenshot(page, "serve-latent-dreamer.png")
+    _resume_latent(page)
 
 
 PRETRAINED_CARRACING_DREAMER = PRETRAINED_WORLD_MODEL.parent / "dreamer-carracing-pixels"

@@ -546,7 +546,8 @@ const latent = {
     this.socket = socket;
     this.failed = false;
     this.state = null;
-    $("#latent-view").dataset.step = "-1";
+    this.probes = 0;  // counts the answers to slider moves of this view only
+    Object.assign($("#latent-view").dataset, { step: "-1", probes: "0" });
     socket.onmessage = (event) => this.show(JSON.parse(event.data));
     socket.onclose = (event) => {
       if (this.socket !== socket) return;
