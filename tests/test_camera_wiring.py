@@ -202,6 +202,17 @@ def test_collect_records_its_camera_and_a_dataset_stays_one_cameras(tmp_path):
     assert mixed.exit_code == 2 and "filmed with another camera" in single_error_line(mixed.stderr)
 
 
+def test_a_train_worldmodels_rerun_refuses_another_camera_before_any_stage(tmp_path):
+    """A rerun may have every collect done already: the dataset's camera is checked up front."""
+    from test_cli_worldmodels import fake_dataset
+
+    run_dir = fake_dataset(tmp_path / "run")  # 64 x 64 episodes from before cameras were recorded
+    result = invoke("train-worldmodels", "--run-dir", run_dir, "--camera", "zoom", "--episodes", "1")
+    assert result.exit_code == 2, result.output
+    assert "filmed with another camera than 'zoom'" in single_error_line(result.stderr)
+    assert not (run_dir / "checkpoints").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

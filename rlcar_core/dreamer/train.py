@@ -143,10 +143,10 @@ def settle(
 
 
 def settle_camera(run: RunDir, config: TrainDreamerConfig) -> CameraSpec | None:
-    """The camera the run's cars film with: the spec its config.json recorded (a resumed run keeps
+    """The camera the run's cars film with: the spec a resumed run's config.json recorded (it keeps
     it, even if its preset has changed since), else the one --camera names; None on CarRacing-v3."""
     recorded = run.read_config() if run.has_config() else {}
-    if CAMERA_KEY in recorded:
+    if CONFIG_SECTION in recorded and CAMERA_KEY in recorded:
         return run_camera(config.env, recorded)
     return camera_of(config)
 

@@ -100,7 +100,7 @@ def _existing_episodes(run: RunDir, env_name: str) -> int:
     return len(manifest["episodes"])
 
 
-def _settle_camera(run: RunDir, config: CollectConfig, existing: int) -> CameraSpec | None:
+def settle_camera(run: RunDir, config: CollectConfig, existing: int) -> CameraSpec | None:
     """The camera this collection films with; None on CarRacing-v3. A dataset is one camera's: one
     that holds episodes keeps the camera they were filmed with (today's for datasets from before
     cameras were recorded), and refuses another --camera; a new one takes --camera's, else today's."""
@@ -148,7 +148,7 @@ def collect(
     run = RunDir(run_dir_of(config))
     with writer_session(run, "collect") as stop:
         existing = _existing_episodes(run, config.env)
-        camera = _settle_camera(run, config, existing)
+        camera = settle_camera(run, config, existing)
         # Seeded by how much data exists, so collecting again with the same --seed adds new episodes
         # instead of duplicating the first ones (the writer lock keeps two collectors from racing).
         env_seed, policy_seed = (

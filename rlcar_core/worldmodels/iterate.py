@@ -27,7 +27,7 @@ from rlcar_core.errors import RlcarError
 from rlcar_core.io.atomic import write_json_atomic
 from rlcar_core.io.data import MANIFEST_FILE, load_manifest
 from rlcar_core.io.runs import RunDir
-from rlcar_core.worldmodels.collect import PolicyFactory, collect
+from rlcar_core.worldmodels.collect import PolicyFactory, collect, settle_camera
 from rlcar_core.worldmodels.config import (
     CollectConfig,
     TrainControllerConfig,
@@ -179,6 +179,8 @@ def run_iterations(
     added. Interruptions and divergence propagate from the stage that met them (its checkpoints kept)."""
     config.validate()
     run = RunDir(config.run_dir)
+    # Up front: a rerun may skip every collect, and the dataset is one camera's (see `settle_camera`).
+    settle_camera(run, config.collect, _dataset_episodes(run))
     progress = read_progress(run.path)
     started = time.perf_counter()
 
