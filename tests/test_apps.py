@@ -139,6 +139,44 @@ def test_compare_with_human_drives_the_recorded_track():
         compare_with_human(EvalConfig(env="carracing", agent="random"), recorded)
 
 
+def test_a_human_run_keeps_its_world_and_is_compared_only_in_the_same_one(tmp_path):
+    import json
+
+    from rlcar_core.apps.human import load_human_run, save_human_run
+    from rlcar_core.sim.camera_spec import camera_preset
+
+    big = camera_preset("big-flat")  # bigger obstacles: another track, not only another picture
+    recorded = HumanRun(
+        "rlcar",
+        1_000_003,
+        0,
+        np.zeros((4, 3), np.float32),
+        0.0,
+        0.0,
+        False,
+        False,
+        4,
+        4,
+        camera=big.to_dict(),
+    )
+    path = save_human_run(tmp_path, recorded)
+    assert load_human_run(path).camera == big.to_dict()
+    with pytest.raises(RlcarError, match="obstacles of radius 2.6 m"):
+        compare_with_human(EvalConfig(max_steps=20), load_human_run(path))  # the heuristic: today's world
+    # Another camera over the same world compares: the person watched the top-down view anyway.
+    flat = dataclasses.replace(recorded, camera=camera_preset("flat").to_dict())
+    assert compare_with_human(EvalConfig(max_steps=20), flat)["agent_on_same_track"]["steps"] > 0
+    # A hand-edited camera fails on load, in one line.
+    with np.load(path) as data:
+        meta = json.loads(str(data["meta"]))
+    meta["camera"] = {"obstacle_radius": -1}
+    np.savez_compressed(
+        tmp_path / "bad.npz", actions=np.zeros((4, 3), np.float32), meta=np.array(json.dumps(meta))
+    )
+    with pytest.raises(RlcarError, match="its camera: obstacle_radius"):
+        load_human_run(tmp_path / "bad.npz")
+
+
 def test_the_panel_fits_a_short_view():
     from rlcar_core.render.hud import array_from_surface, pygame_module
     from rlcar_core.render.panel import MARGIN, PANEL_COLOUR, compose

@@ -97,6 +97,15 @@ def test_t_without_agent_hands_the_car_to_the_heuristic(scripted, tmp_path):
     assert (run.actions[5:, 1] > 0).any(), "the heuristic drove after T"
 
 
+def test_a_human_run_records_the_world_it_was_driven_in(scripted, tmp_path):
+    scripted.script = [press()] * 4
+    play(PlayConfig(manual=True, run_dir=tmp_path / "today", max_steps=100))
+    assert load_human_run(tmp_path / "today").camera is None  # today's camera and world
+    scripted.script = [press()] * 4
+    play(PlayConfig(manual=True, run_dir=tmp_path / "big", max_steps=100, camera="big-flat"))
+    assert load_human_run(tmp_path / "big").camera["obstacle_radius"] == 2.6
+
+
 def test_an_attempt_the_agent_drove_most_of_is_not_a_human_run(scripted, tmp_path):
     scripted.script = [press(), press(toggle=True), *[press(IDLE)] * 6]
     (episode,) = play(PlayConfig(manual=True, run_dir=tmp_path, max_steps=100))["episodes"]

@@ -40,6 +40,7 @@ class DrivingSession:
         self.env_name = check_env_request(name, obs_kind)
         self.track_seed = track_seed_for(name, track)
         self.seed = seed
+        self.camera = camera
         self.render = render
         self.renderer = None
         # CarRacing-v3 draws its own view (Box2D); RLCar's is drawn here from the simulator's state.

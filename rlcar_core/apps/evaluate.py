@@ -16,7 +16,7 @@ from rlcar_core.agents import (
     is_learned,
     make_agent,
 )
-from rlcar_core.apps.human import HumanRun
+from rlcar_core.apps.human import HumanRun, recorded_world
 from rlcar_core.apps.run_identity import resolve_driver
 from rlcar_core.envs.factory import check_env_request
 from rlcar_core.envs.heldout import MAX_EVAL_TRACKS, EpisodeRecord, evaluate_policy, run_episodes
@@ -145,6 +145,8 @@ def evaluate_agents(
     for each in configs:
         run_dir = agent_run_dir(each.agent, each.run_dir)
         agent = each.make_agent(run_dir)
+        if recorded is not None:
+            check_same_world(recorded, agent)  # before its evaluation, not after
         result = evaluate(
             dataclasses.replace(each, run_dir=run_dir),
             agent,
@@ -171,6 +173,26 @@ def check_human_env(env: str, recorded: HumanRun) -> None:
         )
 
 
+def check_same_world(recorded: HumanRun, agent: Agent) -> None:
+    """The agent drives the human's track in its own run's world: refuse when that world's obstacles
+    (size, shape, count: RLCar's camera settings that change the track) differ from the human's. The
+    camera's geometry may differ: the person watched the big top-down view, not the agent's frames."""
+    if recorded.env != EnvName.RLCAR:
+        return
+    from rlcar_core.sim.camera_spec import CameraSpec
+
+    human_world = recorded_world(recorded)
+    agent_world = getattr(agent, "camera", None) or CameraSpec()
+    if human_world.track_spec() != agent_world.track_spec():
+        raise RlcarError(
+            f"the human drove among obstacles of radius {human_world.obstacle_radius:g} m "
+            f"({human_world.obstacle_shape}, {human_world.num_obstacles} a track), the agent's world "
+            f"has {agent_world.obstacle_radius:g} m ({agent_world.obstacle_shape}, "
+            f"{agent_world.num_obstacles}); record a run with `rlcar play --manual --camera` "
+            "set to the agent's camera"
+        )
+
+
 def compare_with_human(config: EvalConfig, recorded: HumanRun, agent: Agent | None = None) -> dict:
     """The agent on the recorded human's own track and reset seed, next to the human's summary."""
     if agent is None:
@@ -178,6 +200,7 @@ def compare_with_human(config: EvalConfig, recorded: HumanRun, agent: Agent | No
     check_human_env(config.env or EnvName.RLCAR, recorded)
     if agent is None:
         agent = config.make_agent(agent_run_dir(config.agent, config.run_dir))
+    check_same_world(recorded, agent)
     (record,) = run_episodes(
         config.env, agent, [recorded.track_seed], recorded.reset_seed, config.max_steps, 1
     )

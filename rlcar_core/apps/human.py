@@ -31,6 +31,9 @@ class HumanRun:
     steps: int
     manual_steps: int  # steps the human drove; the rest, if any, an agent drove after a T toggle
     created: str = ""
+    # RLCar's camera and world (CameraSpec.to_dict) the attempt was driven in; None: today's, and
+    # CarRacing-v3's own. Its obstacles are part of the track, so a comparison needs the same ones.
+    camera: dict | None = None
 
     def summary(self) -> dict:
         fields = dataclasses.asdict(self)
@@ -88,7 +91,7 @@ def load_human_run(path: str | os.PathLike) -> HumanRun:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
         raise refuse("a damaged or foreign archive") from None
     expected = {field.name for field in dataclasses.fields(HumanRun)} - {"actions"}
-    required = expected - {"created"}
+    required = expected - {"created", "camera"}
     if not isinstance(meta, dict) or not required <= set(meta) <= expected:
         keys = sorted(meta) if isinstance(meta, dict) else type(meta).__name__
         raise refuse(f"its meta holds {keys}, not {sorted(expected)}")
@@ -124,4 +127,25 @@ def _meta_problem(meta: dict, actions: np.ndarray) -> str | None:
         return f"its actions must be a (steps, 3) array of numbers, not {actions.dtype} {actions.shape}"
     if not np.isfinite(actions).all():
         return "its actions hold NaN or infinite values"
+    return _camera_problem(meta.get("camera"))
+
+
+def _camera_problem(camera) -> str | None:
+    if camera is None:
+        return None
+    if not isinstance(camera, dict):
+        return f"its camera must be an object of camera settings, got {camera!r}"
+    from rlcar_core.sim.camera_spec import CameraSpec  # here: the simulator imports JAX
+
+    try:
+        CameraSpec.from_dict(camera)
+    except (RlcarError, TypeError, ValueError) as error:
+        return f"its camera: {error}"
     return None
+
+
+def recorded_world(run: HumanRun):
+    """The CameraSpec of the world ``run`` was driven in (today's when it recorded none)."""
+    from rlcar_core.sim.camera_spec import CameraSpec
+
+    return CameraSpec.from_dict(run.camera)

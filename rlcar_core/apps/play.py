@@ -339,6 +339,7 @@ def _summarise(config: PlayConfig, session: DrivingSession, attempt: Attempt, en
             track_seed=session.track_seed,
             reset_seed=config.seed,
             actions=np.stack(attempt.actions),
+            camera=None if session.camera is None else session.camera.to_dict(),
             **{k: v for k, v in summary.items() if k != "ended"},
         )
         summary["saved"] = str(save_human_run(config.human_dir, run))
