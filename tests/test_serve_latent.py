@@ -56,29 +56,34 @@ def _image(data_url: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url[len(prefix) :]))))
 
 
-def test_the_latent_view_drives_as_the_agent_does(root):
-    """Same frames, same actions as WorldModelAgent; z, h and the reconstruction come with each step."""
-    from rlcar_core.agents.worldmodel import load_worldmodel_agent
+def _drives_like(view, agent, steps: int, atol: float) -> None:
+    """`view` sees the frames and takes the actions that `agent` does, beside it on the same track."""
     from rlcar_core.apps.drive import DrivingSession
-    from rlcar_core.apps.serve.latent import LatentConfig, LatentView
 
-    view = LatentView(LatentConfig(root / "wm", max_steps=50))
-    agent = load_worldmodel_agent(root / "wm", "best", "rlcar", 0)
     agent.reset(1)
     session = DrivingSession("rlcar", "pixels", 0, 50, 0, render=False)
     obs = session.reset()
-    for _ in range(8):
+    for _ in range(steps):
         np.testing.assert_array_equal(view.camera, obs)
         action = agent.act(obs[None])[0]
-        np.testing.assert_allclose(view.action, action, atol=1e-6)
+        np.testing.assert_allclose(view.action, action, atol=atol)
         obs, *_ = session.step(action)
         view.tick()
+    session.close()
+
+
+def test_the_latent_view_drives_as_the_agent_does(root):
+    """Same frames, same actions as WorldModelAgent; z, h and the reconstruction come with each step."""
+    from rlcar_core.agents.worldmodel import load_worldmodel_agent
+    from rlcar_core.apps.serve.latent import LatentConfig, LatentView
+
+    view = LatentView(LatentConfig(root / "wm", max_steps=50))
+    _drives_like(view, load_worldmodel_agent(root / "wm", "best", "rlcar", 0), 8, atol=1e-6)
     state = view.state()
     assert len(state["z"]) == 32 and state["h"]["size"] == 128 and state["step"] == 8
     assert _image(state["camera"]).shape == _image(state["reconstruction"]).shape == (64, 64, 3)
     assert -1 <= state["action"]["steer"] <= 1 and 0 <= state["action"]["gas"] <= 1
     view.close()
-    session.close()
 
 
 def test_pause_and_move_a_latent_over_the_websocket(client):
@@ -141,21 +146,11 @@ def test_the_latent_view_drives_as_a_dreamer_agent_does(root):
     view's choice: deterministic, so a slider's effect is the latent's), with z drawn from the same
     keys; z is one class per categorical variable, with the posterior's probabilities beside it."""
     from rlcar_core.agents.dreamer import load_dreamer_agent
-    from rlcar_core.apps.drive import DrivingSession
     from rlcar_core.apps.serve.latent import LatentConfig, LatentView
 
     run = _dreamer(root)
     view = LatentView(LatentConfig(run, kind="dreamer", max_steps=50))
-    agent = load_dreamer_agent(run, "best", "rlcar", 0, actions="mean")
-    agent.reset(1)
-    session = DrivingSession("rlcar", "pixels", 0, 50, 0, render=False)
-    obs = session.reset()
-    for _ in range(6):
-        np.testing.assert_array_equal(view.camera, obs)
-        action = agent.act(obs[None])[0]
-        np.testing.assert_allclose(view.action, action, atol=1e-5)
-        obs, *_ = session.step(action)
-        view.tick()
+    _drives_like(view, load_dreamer_agent(run, "best", "rlcar", 0, actions="mean"), 6, atol=1e-5)
     state = view.state()
     config = view.mind.config
     assert state["kind"] == "dreamer" and state["labels"]["actor"] == "the actor"
@@ -166,7 +161,6 @@ def test_the_latent_view_drives_as_a_dreamer_agent_does(root):
     assert state["slider"] == {"min": 0, "max": config.stoch_classes - 1, "step": 1}
     assert _image(state["reconstruction"]).shape == (64, 64, 3)
     view.close()
-    session.close()
 
 
 def test_pause_and_set_a_dreamer_variables_class_over_the_websocket(client, root):

@@ -131,6 +131,7 @@ class WorldModelsMind:
 
         self.model = load_world_model(RunDir(run_dir), checkpoint)
         self.env = self.model.env
+        self.camera = self.model.camera  # RLCar: the camera its data was filmed with
         self._initial_state = lambda: initial_rnn_state(self.model.rnn_config, 1)
         self._look, self._probe = world_models_functions(
             self.model.vae_config, self.model.rnn_config, self.model.controller_config
@@ -236,6 +237,7 @@ class DreamerMind:
                 f"the latent view reconstructs camera frames; this DreamerV3 agent reads {self.config.obs_kind}"
             )
         self.env = saved.env
+        self.camera = saved.camera  # RLCar: the camera it was trained with
         self.action_repeat = saved.action_repeat
         self.steps = {"dreamer": int(saved.step)}
         self.slider = {**self.slider, "max": self.config.stoch_classes - 1}
@@ -307,8 +309,9 @@ class LatentView:
         self.config = config
         self.mind = MINDS[config.kind](config.run_dir, config.checkpoint, config.seed)
         self.session = DrivingSession(
-            self.mind.env, "pixels", config.track, config.max_steps, config.seed, render=False
-        )
+            self.mind.env, "pixels", config.track, config.max_steps, config.seed, render=False,
+            camera=self.mind.camera,
+        )  # fmt: skip
         self.step_seconds = self.session.step_seconds * self.mind.action_repeat  # one decision
         self.paused = False
         self.episode = 0

@@ -117,14 +117,19 @@ class LiveDrive:
         self.agent = agent() if config.agent else None
         self.label = config.label or (config.agent or "")
         obs_kind = self.agent.obs_kind if self.agent else self.env.default_obs
-        self.session = DrivingSession(self.env, obs_kind, config.track, config.max_steps, config.seed)
+        # A trained agent films with its run's camera (None: today's); your car in a race too, so both
+        # drive the same frames and your run is saved with the camera it was driven through.
+        camera = getattr(self.agent, "camera", None)
+
+        def car(obs_kind: str) -> DrivingSession:
+            return DrivingSession(
+                self.env, obs_kind, config.track, config.max_steps, config.seed, camera=camera
+            )
+
+        self.session = car(obs_kind)
         # In a race you always drive your car: the one agent loaded drives the other.
         self.ghost_agent = self.agent if config.race else None
-        self.ghost = (
-            DrivingSession(self.env, self.ghost_agent.obs_kind, config.track, config.max_steps, config.seed)
-            if config.race
-            else None
-        )
+        self.ghost = car(self.ghost_agent.obs_kind) if config.race else None
         # RLCar's ghost is drawn on your track; CarRacing's Box2D cars need a world each: two panes.
         self.side_by_side = config.race and self.env is EnvName.CARRACING
         self.race_result: dict[str, Any] | None = None
