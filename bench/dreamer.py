@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/curves.py, how
 import curves  # noqa: E402
 import jax  # noqa: E402
 
-from rlcar_core.apps.evaluate import EvalConfig, evaluate  # noqa: E402
+from rlcar_core.apps.evaluate import EvalConfig, builtin_driver_in_world, evaluate  # noqa: E402
 from rlcar_core.dreamer.checkpoints import checkpoint_dir  # noqa: E402
 from rlcar_core.dreamer.train import train_dreamer  # noqa: E402
 from rlcar_core.io.checkpoint_files import read_step_metrics  # noqa: E402
@@ -65,6 +65,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--num-envs", type=int, default=None)
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value")
     parser.add_argument("--obs", choices=("sensors", "pixels"), default="sensors")
+    parser.add_argument(
+        "--camera",
+        default=None,
+        help="RLCar's camera, as train-dreamer --camera (NAME[:field=value,...]; default: today's); the "
+        "reference drivers drive among its obstacles too",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--seeds",
@@ -105,16 +111,29 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def row_name(args: argparse.Namespace) -> str:
+    """The row's name in folder and file names: rlcar-<obs>, and the camera when it is not today's."""
+    camera = "" if args.camera is None else "-" + re.sub(r"[^A-Za-z0-9._]+", "-", args.camera).strip("-")
+    return f"rlcar-{args.obs}{camera}"
+
+
 def seed_folder(args: argparse.Namespace, seed: int) -> Path:
-    return args.out if args.out is not None else args.root / f"rlcar-{args.obs}-seed{seed}"
+    return args.out if args.out is not None else args.root / f"{row_name(args)}-seed{seed}"
 
 
-def evaluate_driver(agent: str, episodes: int, run_dir: Path | None = None, checkpoint: str = "best") -> dict:
-    summary = evaluate(
-        EvalConfig(
-            agent=agent, episodes=episodes, max_steps=EVAL_MAX_STEPS, run_dir=run_dir, checkpoint=checkpoint
-        )
+def evaluate_driver(
+    agent: str,
+    episodes: int,
+    run_dir: Path | None = None,
+    checkpoint: str = "best",
+    camera: str | None = None,
+) -> dict:
+    """A trained run's checkpoint (which drives with its run's camera), or a built-in driver in the world
+    of `camera`."""
+    config = EvalConfig(
+        agent=agent, episodes=episodes, max_steps=EVAL_MAX_STEPS, run_dir=run_dir, checkpoint=checkpoint
     )
+    summary = evaluate(config, None if run_dir else builtin_driver_in_world(config, camera))
     row = {key: summary[key] for key in SUMMARY_KEYS}
     print(
         f"{agent:>10} {checkpoint if run_dir else '':>6}: progress {row['progress_mean']:.3f} "
@@ -127,18 +146,21 @@ def evaluate_driver(agent: str, episodes: int, run_dir: Path | None = None, chec
 def baselines(args: argparse.Namespace) -> dict:
     """The heuristic and random rows on the held-out tracks: the same tracks and driver seeds for every
     training seed, so a sibling seed's rows are reused when they were measured with as many episodes."""
-    for path in sorted(args.root.glob(f"rlcar-{args.obs}-seed*/results.json")):
+    for path in sorted(args.root.glob(f"{row_name(args)}-seed*/results.json")):
         try:
             earlier = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if earlier.get("baseline_episodes", args.final_episodes) == args.final_episodes and earlier.get(
-            "baselines"
+        same_world = earlier.get("camera") == args.camera
+        if (
+            same_world
+            and earlier.get("baseline_episodes", args.final_episodes) == args.final_episodes
+            and earlier.get("baselines")
         ):
             return earlier["baselines"]
     return {
-        "heuristic": evaluate_driver("heuristic", args.final_episodes),
-        "random": evaluate_driver("random", args.final_episodes),
+        "heuristic": evaluate_driver("heuristic", args.final_episodes, camera=args.camera),
+        "random": evaluate_driver("random", args.final_episodes, camera=args.camera),
     }
 
 
@@ -162,6 +184,7 @@ def train_seed(args: argparse.Namespace, seed: int) -> dict:
         "device": str(jax.devices()[0]),
         "env": "rlcar",
         "obs": args.obs,
+        "camera": args.camera,  # None: today's
         "seed": seed,
         "budget_env_steps": args.env_steps,
         "target_progress": TARGET_PROGRESS,
@@ -219,6 +242,7 @@ def train_seed(args: argparse.Namespace, seed: int) -> dict:
         env_steps=args.env_steps,
         env="rlcar",
         obs=args.obs,
+        camera=args.camera,
         size=args.size,
         train_ratio=args.train_ratio,
         num_envs=args.num_envs,
@@ -249,9 +273,9 @@ def train_seed(args: argparse.Namespace, seed: int) -> dict:
 
 
 def existing_seeds(args: argparse.Namespace) -> list[int]:
-    pattern = re.compile(rf"rlcar-{args.obs}-seed(\d+)$")
+    pattern = re.compile(rf"{re.escape(row_name(args))}-seed(\d+)$")
     found = (
-        pattern.match(path.parent.name) for path in args.root.glob(f"rlcar-{args.obs}-seed*/results.json")
+        pattern.match(path.parent.name) for path in args.root.glob(f"{row_name(args)}-seed*/results.json")
     )
     return sorted(int(match.group(1)) for match in found if match)
 
@@ -265,7 +289,7 @@ def summary_seeds(args: argparse.Namespace) -> list[int]:
 
 
 def write_summary(args: argparse.Namespace, seeds: list[int]) -> None:
-    """rlcar-<obs>-summary.json and rlcar-<obs>.png from the seeds' results.json (those that exist)."""
+    """<row>-summary.json and <row>.png (`row_name`) from the seeds' results.json (those that exist)."""
     views, references = [], {}
     for seed in seeds:
         path = seed_folder(args, seed) / "results.json"
@@ -284,13 +308,20 @@ def write_summary(args: argparse.Namespace, seeds: list[int]) -> None:
         return
     curves.write_summary(
         views,
-        args.root / f"rlcar-{args.obs}-summary.json",
-        args.root / f"rlcar-{args.obs}.png",
+        args.root / f"{row_name(args)}-summary.json",
+        args.root / f"{row_name(args)}.png",
         target=TARGET_PROGRESS,
         references=references,
-        title=f"DreamerV3 on RLCar ({args.obs}): held-out lap progress, {len(views)} seed(s)",
+        title=f"DreamerV3 on RLCar ({args.obs}{'' if args.camera is None else ', camera ' + args.camera}): "
+        f"held-out lap progress, {len(views)} seed(s)",
         score_label="held-out lap progress",
-        about={"agent": "dreamer", "env": "rlcar", "obs": args.obs, "score": SCORE_KEY},
+        about={
+            "agent": "dreamer",
+            "env": "rlcar",
+            "obs": args.obs,
+            "camera": args.camera,
+            "score": SCORE_KEY,
+        },
     )
 
 
@@ -304,6 +335,7 @@ def seed_command(args: argparse.Namespace, seed: int) -> list[str]:
         ("--size", args.size),
         ("--train-ratio", args.train_ratio),
         ("--num-envs", args.num_envs),
+        ("--camera", args.camera),
     ):
         if value is not None:
             command += [flag, str(value)]

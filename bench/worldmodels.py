@@ -34,7 +34,7 @@ import curves  # noqa: E402
 import jax  # noqa: E402
 
 from rlcar_core.agents.exploration import collect_policy_factory  # noqa: E402
-from rlcar_core.apps.evaluate import EvalConfig, evaluate  # noqa: E402
+from rlcar_core.apps.evaluate import EvalConfig, builtin_driver_in_world, evaluate  # noqa: E402
 from rlcar_core.io.atomic import write_json_atomic  # noqa: E402
 from rlcar_core.io.runs import RunDir  # noqa: E402
 from rlcar_core.worldmodels.config import (  # noqa: E402
@@ -91,7 +91,9 @@ def pipeline_config(run_dir: Path, args: argparse.Namespace) -> PipelineConfig:
     search = dict(CONTROLLER_SEARCHES[mode])
     generations = budget(search.pop("generations"))
     return PipelineConfig(
-        collect=CollectConfig(run_dir=run_dir, episodes=budget(FIRST_EPISODES), seed=args.seed, **COLLECT),
+        collect=CollectConfig(
+            run_dir=run_dir, episodes=budget(FIRST_EPISODES), seed=args.seed, camera=args.camera, **COLLECT
+        ),
         vae=TrainVAEConfig(
             run_dir,
             steps=budget(VAE_STEPS),
@@ -117,10 +119,10 @@ def pipeline_config(run_dir: Path, args: argparse.Namespace) -> PipelineConfig:
     )
 
 
-def _evaluate(agent: str, run_dir: Path | None, seed: int, episodes: int) -> dict:
-    summary = evaluate(
-        EvalConfig(agent=agent, episodes=episodes, max_steps=EVAL_MAX_STEPS, run_dir=run_dir, seed=seed)
-    )
+def _evaluate(agent: str, run_dir: Path | None, seed: int, episodes: int, camera: str | None = None) -> dict:
+    """A trained run (which drives with its run's camera), or a built-in driver in `camera`'s world."""
+    config = EvalConfig(agent=agent, episodes=episodes, max_steps=EVAL_MAX_STEPS, run_dir=run_dir, seed=seed)
+    summary = evaluate(config, None if run_dir else builtin_driver_in_world(config, camera))
     row = {key: summary[key] for key in ROW_KEYS}
     print(
         f"eval {agent}: return {row['return_mean']:.1f} ± {row['return_std']:.1f}, "
@@ -158,6 +160,7 @@ def run_seed(base: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
             "scale": args.scale,
             "mode": "env" if args.in_env else "dream",
             "controller_hidden": args.controller_hidden,
+            "camera": args.camera,  # None: today's
             "iterations": args.iterations,
             "settings": {
                 "collect": dataclasses.asdict(config.collect) | {"run_dir": str(run_dir)},
@@ -205,7 +208,8 @@ def run_seed(base: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         save()
     if "references" not in results:
         results["references"] = {
-            name: _evaluate(name, None, seed, args.eval_episodes) for name in ("heuristic", "random")
+            name: _evaluate(name, None, seed, args.eval_episodes, args.camera)
+            for name in ("heuristic", "random")
         }
     results["rounds"] = read_progress(run_dir)["rounds"][: args.iterations + 1]
     done = [point for point in curve if point["round"] <= args.iterations]
@@ -253,6 +257,12 @@ def main() -> None:
     )
     parser.add_argument("--controller-hidden", type=int, default=0, help="tanh hidden units in C (0: linear)")
     parser.add_argument("--in-env", action="store_true", help="search C in the real env instead of the dream")
+    parser.add_argument(
+        "--camera",
+        default=None,
+        help="RLCar's camera, as collect --camera (NAME[:field=value,...]; default: today's); the "
+        "reference drivers drive among its obstacles too",
+    )
     parser.add_argument("--fresh", action="store_true", help="start every seed over instead of resuming")
     parser.add_argument(
         "--eval-episodes", type=int, default=EVAL_EPISODES, help="held-out episodes per evaluation"

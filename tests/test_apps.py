@@ -177,6 +177,16 @@ def test_a_human_run_keeps_its_world_and_is_compared_only_in_the_same_one(tmp_pa
         load_human_run(tmp_path / "bad.npz")
 
 
+def test_a_builtin_driver_drives_in_the_world_a_benchmark_names():
+    from rlcar_core.apps.evaluate import builtin_driver_in_world, evaluate
+
+    config = EvalConfig(agent="heuristic", episodes=1, max_steps=5, num_envs=1)
+    assert getattr(builtin_driver_in_world(config, None), "camera", None) is None  # today's
+    driver = builtin_driver_in_world(config, "big-flat")
+    assert driver.camera.obstacle_radius == 2.6
+    assert evaluate(config, driver)["episodes"] == 1
+
+
 def test_the_panel_fits_a_short_view():
     from rlcar_core.render.hud import array_from_surface, pygame_module
     from rlcar_core.render.panel import MARGIN, PANEL_COLOUR, compose

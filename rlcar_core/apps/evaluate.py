@@ -51,6 +51,18 @@ class EvalConfig:
         return make_agent(self.agent, self.env, self.seed, run_dir, self.checkpoint, self.actions)
 
 
+def builtin_driver_in_world(config: EvalConfig, camera: str | None) -> Agent:
+    """``config``'s built-in driver (heuristic, random) in the RLCar world of ``camera`` (a --camera
+    text; None: today's). A benchmark of agents trained on another camera scores its reference drivers
+    among the same obstacles: the size and count of obstacles are part of the camera's settings."""
+    agent = dataclasses.replace(config, env=config.env or EnvName.RLCAR).make_agent(None)
+    if camera is not None:
+        from rlcar_core.sim.camera_spec import parse_camera  # here: the simulator imports JAX
+
+        agent.camera = parse_camera(camera)
+    return agent
+
+
 def evaluate(
     config: EvalConfig,
     agent: Agent | None = None,
