@@ -105,9 +105,10 @@ class DrivingSession:
     def _speed(self) -> float | None:
         if "speed" in self.info:
             return float(self.info["speed"])
-        car = getattr(self.env.unwrapped, "car", None)
-        if car is not None and getattr(car, "hull", None) is not None:
-            return float(np.linalg.norm(car.hull.linearVelocity))
+        if self.env_name is EnvName.CARRACING:  # no step yet: the adapter's scale, not Box2D's units
+            from rlcar_core.envs.carracing import car_speed_metres_per_second
+
+            return car_speed_metres_per_second(self.env.unwrapped)
         return None
 
     def warm_up(self) -> None:
