@@ -50,6 +50,27 @@ def initial_carry(batch_size: int, config: DreamerConfig) -> PolicyCarry:
     )
 
 
+def filter_observation(
+    params: AgentParams,
+    carry: PolicyCarry,
+    obs: jax.Array,
+    is_first: jax.Array,
+    key: jax.Array,
+    config: DreamerConfig,
+):
+    """The policy's filtering step: `obs` into the world model's posterior given the carry, with the
+    posterior's draw taken from `key`. Returns (the world model's obs step, the key left for the
+    action), so whatever else filters frames (serve's latent view) sees the very z the agent sees."""
+    world_model = world_model_network(config)
+    latent_key, action_key = jax.random.split(fast_key(key))
+    embed = world_model.apply.encode(params.world_model, obs)
+    noise = latent_noise(latent_key, carry.prev_action.shape[:-1], config)
+    step = world_model.apply.obs_step(
+        params.world_model, carry.latent, carry.prev_action, embed, is_first, noise
+    )
+    return step, action_key
+
+
 def policy_step(
     params: AgentParams,
     carry: PolicyCarry,
@@ -67,13 +88,7 @@ def policy_step(
     `config` and `actions` are static under jit. Store the returned action with the *next*
     observation in replay.
     """
-    world_model = world_model_network(config)
-    latent_key, action_key = jax.random.split(fast_key(key))
-    embed = world_model.apply.encode(params.world_model, obs)
-    noise = latent_noise(latent_key, carry.prev_action.shape[:-1], config)
-    step = world_model.apply.obs_step(
-        params.world_model, carry.latent, carry.prev_action, embed, is_first, noise
-    )
+    step, action_key = filter_observation(params, carry, obs, is_first, key, config)
     dist = actor_network(config).apply(params.actor, features(step.posterior))
     action = dist.act(actions, action_key)
     return action, PolicyCarry(latent=step.posterior, prev_action=action)

@@ -169,25 +169,18 @@ class WorldModelsMind:
 def dreamer_functions(config):
     """(look, probe), each one jitted function, cached per model config.
 
-    ``look(params, latent, prev_action, frame, is_first, key)`` -> ``(posterior, probabilities,
-    reconstruction uint8, actor-space action)``: the policy's own filtering step
-    (``dreamer.policy.policy_step``), with the decoded frame and the posterior's probabilities.
+    ``look(params, carry, frame, is_first, key)`` -> ``(posterior, probabilities, reconstruction
+    uint8, actor-space action)``: the policy's own filtering step (``dreamer.policy.filter_observation``,
+    as ``policy_step`` takes it), with the decoded frame and the posterior's probabilities.
     ``probe(params, h, classes)`` -> ``(reconstruction uint8, actor-space action)`` for the z whose
     variable i takes class ``classes[i]``.
     """
     import jax
 
-    from rlcar_core.dreamer.networks import (
-        LatentState,
-        actor_network,
-        features,
-        latent_noise,
-        world_model_network,
-    )
-    from rlcar_core.dreamer.prng import fast_key
+    from rlcar_core.dreamer.networks import LatentState, actor_network, features
+    from rlcar_core.dreamer.policy import filter_observation
     from rlcar_core.dreamer.world_model import decode_observation
 
-    world_model = world_model_network(config)
     actor = actor_network(config)
 
     def decide(params, latent):
@@ -195,11 +188,8 @@ def dreamer_functions(config):
         image = decode_observation(params.world_model, feat, config)
         return image, actor.apply(params.actor, feat).clipped_mean()
 
-    def look(params, latent, prev_action, frame, is_first, key):
-        embed = world_model.apply.encode(params.world_model, frame[None])
-        latent_key, _ = jax.random.split(fast_key(key))  # policy_step's own draw: the same z for a key
-        noise = latent_noise(latent_key, (1,), config)
-        step = world_model.apply.obs_step(params.world_model, latent, prev_action, embed, is_first, noise)
+    def look(params, carry, frame, is_first, key):
+        step, _ = filter_observation(params, carry, frame[None], is_first, key, config)
         image, action = decide(params, step.posterior)
         return step.posterior, jax.nn.softmax(step.posterior_logits[0], axis=-1), image[0], action
 
@@ -261,7 +251,7 @@ class DreamerMind:
         key = jax.random.fold_in(self._base_key, self._looks)
         self._looks += 1
         self._posterior, probabilities, image, self._actor_action = self._look(
-            self.params, self.carry.latent, self.carry.prev_action, frame, self._is_first, key
+            self.params, self.carry, frame, self._is_first, key
         )
         stoch = np.asarray(self._posterior.stoch[0])
         return Look(
