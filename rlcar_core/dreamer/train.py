@@ -58,7 +58,7 @@ from rlcar_core.envs.action_repeat import HeldActionPolicy
 from rlcar_core.envs.drivers import BrownianPolicy, ExplorationPolicy, Memoryless, RandomAgent
 from rlcar_core.envs.heldout import evaluate_policy
 from rlcar_core.envs.names import EnvName
-from rlcar_core.envs.tracks import run_camera
+from rlcar_core.envs.tracks import recorded_camera, run_camera
 from rlcar_core.errors import RlcarError
 from rlcar_core.io.runs import RunDir, write_json_atomic
 from rlcar_core.loop import distributed
@@ -149,11 +149,6 @@ def settle_camera(run: RunDir, config: TrainDreamerConfig) -> CameraSpec | None:
     if CONFIG_SECTION in recorded and CAMERA_KEY in recorded:
         return run_camera(config.env, recorded)
     return camera_of(config)
-
-
-def recorded_camera(camera: CameraSpec | None) -> dict[str, Any]:
-    """What config.json and each checkpoint's config record of `camera` (nothing on CarRacing-v3)."""
-    return {} if camera is None else {CAMERA_KEY: camera.to_dict()}
 
 
 def train_dreamer(

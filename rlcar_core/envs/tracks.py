@@ -10,6 +10,7 @@ import numpy as np
 from rlcar_core.envs.names import EnvName
 from rlcar_core.errors import InvalidArgument, RlcarError, require_at_least
 from rlcar_core.sim.bank import TrackBank, build_track_bank
+from rlcar_core.sim.camera_spec import CONFIG_KEY as CAMERA_KEY
 from rlcar_core.sim.camera_spec import CameraSpec
 from rlcar_core.sim.track import TrackSpec, evaluation_seeds, training_seeds
 
@@ -62,3 +63,9 @@ def run_camera(env_name: str, run_config: Mapping[str, Any] | None) -> CameraSpe
     if not EnvName.parse(env_name).has_track_bank:
         return None
     return CameraSpec.from_run_config(run_config)
+
+
+def recorded_camera(camera: CameraSpec | None) -> dict[str, Any]:
+    """What a run's config.json (and a checkpoint's config) records of `camera`, which `run_camera`
+    reads back: nothing on CarRacing-v3 (None)."""
+    return {} if camera is None else {CAMERA_KEY: camera.to_dict()}

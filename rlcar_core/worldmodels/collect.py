@@ -18,12 +18,12 @@ import numpy as np
 from rlcar_core.envs import make_env
 from rlcar_core.envs.drivers import ExplorationPolicy
 from rlcar_core.envs.names import EnvName
+from rlcar_core.envs.tracks import recorded_camera
 from rlcar_core.errors import RlcarError
 from rlcar_core.io.data import MANIFEST_FILE, load_manifest, write_episodes
 from rlcar_core.io.runs import RunDir
 from rlcar_core.loop.outcomes import TrainingInterrupted
 from rlcar_core.loop.session import writer_session
-from rlcar_core.sim.camera_spec import CONFIG_KEY as CAMERA_KEY
 from rlcar_core.sim.camera_spec import CameraSpec, parse_camera
 from rlcar_core.worldmodels.config import CollectConfig, carracing_env_options
 from rlcar_core.worldmodels.storage import camera_of_run, run_dir_of
@@ -167,12 +167,11 @@ def collect(
             camera=camera,
             **carracing_env_options(config, config.env, num_envs),
         )
-        recorded = {} if camera is None else {CAMERA_KEY: camera.to_dict()}
         run.update_config(
             {
                 "env": config.env,
                 "collect": {**dataclasses.asdict(config), "run_dir": str(run.path)},
-                **recorded,
+                **recorded_camera(camera),
             }
         )
         if on_progress is not None:
