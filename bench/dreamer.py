@@ -44,6 +44,8 @@ import jax  # noqa: E402
 from rlcar_core.apps.evaluate import EvalConfig, builtin_driver_in_world, evaluate  # noqa: E402
 from rlcar_core.dreamer.checkpoints import checkpoint_dir  # noqa: E402
 from rlcar_core.dreamer.train import train_dreamer  # noqa: E402
+from rlcar_core.envs.camera_option import check_camera_request  # noqa: E402
+from rlcar_core.errors import RlcarError  # noqa: E402
 from rlcar_core.io.checkpoint_files import read_step_metrics  # noqa: E402
 from rlcar_core.io.runs import RunDir, write_json_atomic  # noqa: E402
 
@@ -99,6 +101,10 @@ def parse_args() -> argparse.Namespace:
         help="only rewrite the summary and the PNG from the seeds' results so far (finished or not)",
     )
     args = parser.parse_args()
+    try:  # one clear line for a camera that names none, before any evaluation or training
+        check_camera_request(args.camera, "rlcar")
+    except RlcarError as error:
+        parser.error(str(error))
     args.seeds = args.seeds if args.seeds is not None else [args.seed]
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"each seed once, please: got {args.seeds}")

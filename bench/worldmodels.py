@@ -35,6 +35,8 @@ import jax  # noqa: E402
 
 from rlcar_core.agents.exploration import collect_policy_factory  # noqa: E402
 from rlcar_core.apps.evaluate import EvalConfig, builtin_driver_in_world, evaluate  # noqa: E402
+from rlcar_core.envs.camera_option import check_camera_request  # noqa: E402
+from rlcar_core.errors import RlcarError  # noqa: E402
 from rlcar_core.io.atomic import write_json_atomic  # noqa: E402
 from rlcar_core.io.runs import RunDir  # noqa: E402
 from rlcar_core.worldmodels.config import (  # noqa: E402
@@ -268,6 +270,10 @@ def main() -> None:
         "--eval-episodes", type=int, default=EVAL_EPISODES, help="held-out episodes per evaluation"
     )
     args = parser.parse_args()
+    try:  # one clear line for a camera that names none, before any evaluation or training
+        check_camera_request(args.camera, "rlcar")
+    except RlcarError as error:
+        parser.error(str(error))
     if args.seed is not None and args.seeds is not None:
         parser.error("give --seed or --seeds, not both")
     if args.iterations < 0 or args.controller_hidden < 0:

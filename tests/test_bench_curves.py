@@ -234,6 +234,10 @@ def test_a_jobs_child_gets_the_parents_settings_for_its_one_seed(monkeypatch, tm
     assert child.camera == args.camera
     # Another camera's row has folders and files of its own: today's row is never resumed by it.
     assert bench_dreamer.seed_folder(child, 1).name == "rlcar-pixels-zoom-obstacle_radius-2-seed1"
+    monkeypatch.setattr(sys, "argv", ["dreamer.py", "--camera", "bogus"])
+    with pytest.raises(SystemExit) as stopped:
+        bench_dreamer.parse_args()
+    assert stopped.value.code == 2
     monkeypatch.setattr(sys, "argv", ["dreamer.py", "--jobs", "0"])
     with pytest.raises(SystemExit) as stopped:
         bench_dreamer.parse_args()
