@@ -91,7 +91,7 @@ def pipeline_config(run_dir: Path, args: argparse.Namespace) -> PipelineConfig:
 
     mode = "env" if args.in_env else "dream"
     search = dict(CONTROLLER_SEARCHES[mode])
-    generations = budget(search.pop("generations"))
+    generations = budget(search.pop("generations")) if args.generations is None else args.generations
     return PipelineConfig(
         collect=CollectConfig(
             run_dir=run_dir, episodes=budget(FIRST_EPISODES), seed=args.seed, camera=args.camera, **COLLECT
@@ -162,6 +162,7 @@ def run_seed(base: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
             "scale": args.scale,
             "mode": "env" if args.in_env else "dream",
             "controller_hidden": args.controller_hidden,
+            "generations": config.controller.generations,
             "camera": args.camera,  # None: today's
             "iterations": args.iterations,
             "settings": {
@@ -260,6 +261,14 @@ def main() -> None:
     parser.add_argument("--controller-hidden", type=int, default=0, help="tanh hidden units in C (0: linear)")
     parser.add_argument("--in-env", action="store_true", help="search C in the real env instead of the dream")
     parser.add_argument(
+        "--generations",
+        type=int,
+        default=None,
+        help="CMA-ES generations of each round's controller search (default: "
+        + ", ".join(f"{search['generations']} in the {mode}" for mode, search in CONTROLLER_SEARCHES.items())
+        + ", times --scale)",
+    )
+    parser.add_argument(
         "--camera",
         default=None,
         help="RLCar's camera, as collect --camera (NAME[:field=value,...]; default: today's); the "
@@ -278,6 +287,8 @@ def main() -> None:
         parser.error("give --seed or --seeds, not both")
     if args.iterations < 0 or args.controller_hidden < 0:
         parser.error("--iterations and --controller-hidden must be at least 0")
+    if args.generations is not None and args.generations < 1:
+        parser.error("--generations must be at least 1")
     seeds = args.seeds or [args.seed or 0]
 
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {os.cpu_count()} cpu cores")

@@ -183,3 +183,42 @@ def test_pause_and_set_a_dreamer_variables_class_over_the_websocket(client, root
         socket.send_text(json.dumps({"type": "reset_z"}))
         back = json.loads(socket.receive_text())
         assert back["reconstruction"] == seen["reconstruction"] and back["action"] == seen["action"]
+
+
+CARRACING_WM = PRETRAINED.parent / "worldmodel-carracing-pixels"
+
+
+def test_the_latent_view_drives_a_carracing_world_models_agent():
+    """CarRacing-v3 (Box2D) with the shipped World Models agent: its 64x64 frame, its 32 latents, and a
+    latent moved while paused changes the decoded frame; resuming drives on with what the car saw."""
+    pytest.importorskip("Box2D")
+    if not (CARRACING_WM / "checkpoints").is_dir():
+        pytest.skip(f"{CARRACING_WM} is missing")
+    from rlcar_core.apps.serve.latent import LatentConfig, LatentView
+
+    view = LatentView(LatentConfig(CARRACING_WM, max_steps=60))
+    try:
+        for _ in range(3):
+            view.tick()
+        state = view.state()
+        assert state["env"] == "carracing" and state["kind"] == "worldmodels" and state["step"] >= 3
+        assert _image(state["camera"]).shape == _image(state["reconstruction"]).shape == (64, 64, 3)
+        assert len(state["z"]) == 32 and -1 <= state["action"]["steer"] <= 1
+        view.command({"type": "pause"})
+        step = view.state()["step"]
+        view.tick()  # paused: the car stays
+        assert view.state()["step"] == step
+        moved = []
+        for index in range(len(state["z"])):  # some latent moves the decoded road
+            view.command({"type": "set_z", "index": index, "value": 3.0})
+            edited = view.state()
+            change = _image(edited["reconstruction"]).astype(int) - _image(state["reconstruction"])
+            moved.append(np.abs(change).mean())
+            view.command({"type": "reset_z"})
+        assert max(moved) > 2, moved
+        assert view.state()["reconstruction"] == state["reconstruction"]  # reset_z: back to what it saw
+        view.command({"type": "resume"})
+        view.tick()
+        assert view.state()["step"] > step
+    finally:
+        view.close()
