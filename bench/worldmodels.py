@@ -91,7 +91,8 @@ def pipeline_config(run_dir: Path, args: argparse.Namespace) -> PipelineConfig:
 
     mode = "env" if args.in_env else "dream"
     search = dict(CONTROLLER_SEARCHES[mode])
-    generations = budget(search.pop("generations")) if args.generations is None else args.generations
+    default_generations = budget(search.pop("generations"))
+    generations = default_generations if args.generations is None else args.generations
     return PipelineConfig(
         collect=CollectConfig(
             run_dir=run_dir, episodes=budget(FIRST_EPISODES), seed=args.seed, camera=args.camera, **COLLECT
