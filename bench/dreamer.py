@@ -44,7 +44,13 @@ import jax  # noqa: E402
 from rlcar_core.apps.evaluate import EvalConfig, builtin_driver_in_world, evaluate  # noqa: E402
 from rlcar_core.dreamer.checkpoints import checkpoint_dir  # noqa: E402
 from rlcar_core.dreamer.train import train_dreamer  # noqa: E402
-from rlcar_core.envs.camera_option import check_camera_request  # noqa: E402
+from rlcar_core.envs.camera_option import (  # noqa: E402
+    PIXELS_CAMERA,
+    SENSORS_CAMERA,
+    UNRECORDED_CAMERA,
+    check_camera_request,
+    default_camera,
+)
 from rlcar_core.errors import RlcarError  # noqa: E402
 from rlcar_core.io.checkpoint_files import read_step_metrics  # noqa: E402
 from rlcar_core.io.runs import RunDir, write_json_atomic  # noqa: E402
@@ -70,7 +76,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--camera",
         default=None,
-        help="RLCar's camera, as train-dreamer --camera (NAME[:field=value,...]; default: today's); the "
+        help="RLCar's camera, as train-dreamer --camera (NAME[:field=value,...]; default: train-dreamer's, "
+        f"{PIXELS_CAMERA} from pixels, {SENSORS_CAMERA} from sensors); the "
         "reference drivers drive among its obstacles too",
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -105,6 +112,8 @@ def parse_args() -> argparse.Namespace:
         check_camera_request(args.camera, "rlcar")
     except RlcarError as error:
         parser.error(str(error))
+    # What train-dreamer would choose, named here so that the reference drivers drive in the same world.
+    args.camera = args.camera or default_camera("rlcar", args.obs)
     args.seeds = args.seeds if args.seeds is not None else [args.seed]
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"each seed once, please: got {args.seeds}")
@@ -119,7 +128,8 @@ def parse_args() -> argparse.Namespace:
 
 def row_name(args: argparse.Namespace) -> str:
     """The row's name in folder and file names: rlcar-<obs>, and the camera when it is not today's."""
-    camera = "" if args.camera is None else "-" + re.sub(r"[^A-Za-z0-9._]+", "-", args.camera).strip("-")
+    todays = args.camera in (None, UNRECORDED_CAMERA)
+    camera = "" if todays else "-" + re.sub(r"[^A-Za-z0-9._]+", "-", args.camera).strip("-")
     return f"rlcar-{args.obs}{camera}"
 
 
@@ -190,7 +200,7 @@ def train_seed(args: argparse.Namespace, seed: int) -> dict:
         "device": str(jax.devices()[0]),
         "env": "rlcar",
         "obs": args.obs,
-        "camera": args.camera,  # None: today's
+        "camera": args.camera,
         "seed": seed,
         "budget_env_steps": args.env_steps,
         "target_progress": TARGET_PROGRESS,

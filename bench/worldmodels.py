@@ -35,7 +35,7 @@ import jax  # noqa: E402
 
 from rlcar_core.agents.exploration import collect_policy_factory  # noqa: E402
 from rlcar_core.apps.evaluate import EvalConfig, builtin_driver_in_world, evaluate  # noqa: E402
-from rlcar_core.envs.camera_option import check_camera_request  # noqa: E402
+from rlcar_core.envs.camera_option import PIXELS_CAMERA, check_camera_request, default_camera  # noqa: E402
 from rlcar_core.errors import RlcarError  # noqa: E402
 from rlcar_core.io.atomic import write_json_atomic  # noqa: E402
 from rlcar_core.io.runs import RunDir  # noqa: E402
@@ -164,7 +164,7 @@ def run_seed(base: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
             "mode": "env" if args.in_env else "dream",
             "controller_hidden": args.controller_hidden,
             "generations": config.controller.generations,
-            "camera": args.camera,  # None: today's
+            "camera": args.camera,
             "iterations": args.iterations,
             "settings": {
                 "collect": dataclasses.asdict(config.collect) | {"run_dir": str(run_dir)},
@@ -272,7 +272,8 @@ def main() -> None:
     parser.add_argument(
         "--camera",
         default=None,
-        help="RLCar's camera, as collect --camera (NAME[:field=value,...]; default: today's); the "
+        help="RLCar's camera, as collect --camera (NAME[:field=value,...]; default: "
+        f"{PIXELS_CAMERA}); the "
         "reference drivers drive among its obstacles too",
     )
     parser.add_argument("--fresh", action="store_true", help="start every seed over instead of resuming")
@@ -284,6 +285,9 @@ def main() -> None:
         check_camera_request(args.camera, "rlcar")
     except RlcarError as error:
         parser.error(str(error))
+    # collect's choice for a new dataset, named here so that the reference drivers drive in its world
+    # and a dataset filmed with another camera is refused rather than resumed.
+    args.camera = args.camera or default_camera("rlcar", "pixels")
     if args.seed is not None and args.seeds is not None:
         parser.error("give --seed or --seeds, not both")
     if args.iterations < 0 or args.controller_hidden < 0:

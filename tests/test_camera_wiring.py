@@ -63,8 +63,11 @@ def test_train_dreamer_resolves_the_camera_into_the_model_and_keeps_it_on_resume
     config, model = resolve(TrainDreamerConfig(obs="pixels", camera="zoom-96"))
     assert config.camera == "zoom-96" and model.obs_shape == (96, 96, 3)
     assert model.cnn_min_resolution == 6  # 96 halves to 6 x 6, not to 4 x 4
-    today, today_model = resolve(TrainDreamerConfig(obs="pixels"))
-    assert today.camera == "today" and today_model.obs_shape == (64, 64, 3)
+    # New runs: pixels film with the camera whose obstacles the model can see; sensors keep today's world.
+    visible, visible_model = resolve(TrainDreamerConfig(obs="pixels"))
+    assert visible.camera == "visible" and visible_model.obs_shape == (64, 64, 3)
+    today, today_model = resolve(TrainDreamerConfig())
+    assert today.obs == "sensors" and today.camera == "today"
     assert resolve(TrainDreamerConfig(env="carracing"))[0].camera is None
     # A run from before --camera filmed with today's camera: resuming it asks for nothing new...
     older = TrainDreamerConfig(**{**today.to_dict(), "camera": None, "overrides": ()})
@@ -200,6 +203,21 @@ def test_collect_records_its_camera_and_a_dataset_stays_one_cameras(tmp_path):
     assert episode["obs"].shape[1:] == (16, 16, 3)
     mixed = invoke("collect", "--run-dir", run_dir, *small, "--camera", "today")
     assert mixed.exit_code == 2 and "filmed with another camera" in single_error_line(mixed.stderr)
+
+
+def test_a_new_dataset_films_with_the_pixel_default_and_an_older_one_keeps_todays(tmp_path):
+    """A new dataset without --camera takes the pixel runs' default ("visible"); one from before cameras
+    were recorded (episodes, no "camera" in config.json) goes on with today's, the camera it holds."""
+    from test_cli_worldmodels import fake_dataset
+
+    from rlcar_core.worldmodels.collect import settle_camera
+    from rlcar_core.worldmodels.config import CollectConfig
+
+    fresh = RunDir(tmp_path / "fresh")
+    assert settle_camera(fresh, CollectConfig(run_dir=fresh.path), 0) == CAMERA_PRESETS["visible"]
+    older = RunDir(fake_dataset(tmp_path / "older"))
+    assert settle_camera(older, CollectConfig(run_dir=older.path), 2) == CameraSpec()
+    assert settle_camera(fresh, CollectConfig(run_dir=fresh.path, env="carracing"), 0) is None
 
 
 def test_a_train_worldmodels_rerun_refuses_another_camera_before_any_stage(tmp_path):

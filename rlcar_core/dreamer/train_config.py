@@ -26,7 +26,12 @@ from rlcar_core.dreamer.config import (
 )
 from rlcar_core.dreamer.overrides import architecture_changes, parse_overrides
 from rlcar_core.envs.backends import CARRACING_BACKENDS, default_action_repeat
-from rlcar_core.envs.camera_option import camera_option, check_camera_request, default_camera
+from rlcar_core.envs.camera_option import (
+    camera_option,
+    check_camera_request,
+    default_camera,
+    unrecorded_camera,
+)
 from rlcar_core.envs.names import ENV_NAMES, EnvName
 from rlcar_core.errors import RlcarError, require_at_least
 from rlcar_core.loop.options import cli_flag, field_named, option
@@ -242,11 +247,12 @@ def resolve(config: TrainDreamerConfig) -> tuple[TrainDreamerConfig, DreamerConf
     accelerated = on_accelerator()
     hardware = ACCELERATOR_DEFAULTS if accelerated else CPU_DEFAULTS
     filled = {name: value for name, value in hardware.items() if getattr(config, name) is None}
+    obs = config.obs or default_obs(config.env)
     config = dataclasses.replace(
         config,
-        obs=config.obs or default_obs(config.env),
+        obs=obs,
         action_repeat=config.action_repeat or default_action_repeat(config.env),
-        camera=config.camera or default_camera(config.env),
+        camera=config.camera or default_camera(config.env, obs),
         **filled,
     )
     if config.replay_capacity is None:
@@ -275,7 +281,7 @@ def resume(
     if saved.action_repeat is None:  # a run from before the option stepped every frame
         saved = dataclasses.replace(saved, action_repeat=1)
     if saved.camera is None:  # a run from before the option filmed with today's camera (RLCar)
-        saved = dataclasses.replace(saved, camera=default_camera(saved.env))
+        saved = dataclasses.replace(saved, camera=unrecorded_camera(saved.env))
     for name in FIXED_ON_RESUME:
         if given.get(name) is not None and given[name] != getattr(saved, name):
             flag = cli_flag(field_named(TrainDreamerConfig, name))

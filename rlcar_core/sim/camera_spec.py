@@ -8,9 +8,10 @@ settings that change what it shows are of two kinds:
 - the world: the obstacles' size and shape (bigger obstacles are bigger for collisions and the ray
   sensors too), their colour, the dark rim inside their edge, and the grass's checker pattern.
 
-`CameraSpec()` is today's camera, the one every shipped agent was trained on. A run's `config.json` may
-record a spec under the key "camera" (`to_dict`); `from_run_config` reads it back and gives today's
-camera to a run that recorded none.
+`CameraSpec()` is today's camera, the one every agent before issue 31 was trained on. A run's
+`config.json` records its spec under the key "camera" (`to_dict`); `from_run_config` reads it back and
+gives today's camera to a run that recorded none. New pixel runs film with the "visible" preset
+(`rlcar_core.envs.camera_option.default_camera`).
 
 `CAMERA_PRESETS` names the cameras worth trying (issue 31's levers); `parse_camera` reads the
 `NAME[:field=value,...]` that the training commands' --camera and bench/pixel_probe.py take.
@@ -160,7 +161,7 @@ def _parse_value(name: str, value: str) -> Any:
 _FLAT = dict(grass_checker=False, obstacle_rim=0.0)  # no texture without information, no dark rim
 CAMERA_PRESETS: Mapping[str, CameraSpec] = MappingProxyType(
     {
-        "today": CameraSpec(),  # every shipped agent's camera
+        "today": CameraSpec(),  # the camera (and world) of every agent before issue 31, and of sensor runs
         "flat": CameraSpec(**_FLAT),  # today's geometry; plain grass, obstacles one solid colour
         "zoom": CameraSpec(metres_per_pixel=0.35, rows_ahead=56, **_FLAT),  # 7.4 px across, 19.6 m ahead
         "big-flat": CameraSpec(obstacle_radius=2.6, **_FLAT),  # 8.7 px across at today's 0.6 m a pixel
@@ -171,6 +172,9 @@ CAMERA_PRESETS: Mapping[str, CameraSpec] = MappingProxyType(
         "magenta": CameraSpec(obstacle_rgb=(230, 30, 230), **_FLAT),  # contrast with road and grass alike
         "r4": CameraSpec(obstacle_radius=4.0),  # the control of docs/results.md: 74 % recalled at 3,000
         "zoom-96": CameraSpec(size=96, metres_per_pixel=0.3, rows_ahead=80, **_FLAT),  # CarRacing's size
+        # The pixel runs' default since issue 31: obstacles 15 px across, which the tiny world model
+        # draws (78 % of their pixels in bench/pixel_probe.py's sweep; today's 4 px: none).
+        "visible": CameraSpec(metres_per_pixel=0.4, rows_ahead=56, obstacle_radius=3.0, **_FLAT),
     }
 )
 

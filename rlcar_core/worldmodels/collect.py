@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from rlcar_core.envs import make_env
+from rlcar_core.envs.camera_option import default_camera
 from rlcar_core.envs.drivers import ExplorationPolicy
 from rlcar_core.envs.names import EnvName
 from rlcar_core.envs.tracks import recorded_camera
@@ -24,6 +25,7 @@ from rlcar_core.io.data import MANIFEST_FILE, load_manifest, write_episodes
 from rlcar_core.io.runs import RunDir
 from rlcar_core.loop.outcomes import TrainingInterrupted
 from rlcar_core.loop.session import writer_session
+from rlcar_core.sim.camera_spec import CONFIG_KEY as CAMERA_KEY
 from rlcar_core.sim.camera_spec import CameraSpec, parse_camera
 from rlcar_core.worldmodels.config import CollectConfig, carracing_env_options
 from rlcar_core.worldmodels.storage import camera_of_run, run_dir_of
@@ -103,10 +105,14 @@ def _existing_episodes(run: RunDir, env_name: str) -> int:
 def settle_camera(run: RunDir, config: CollectConfig, existing: int) -> CameraSpec | None:
     """The camera this collection films with; None on CarRacing-v3. A dataset is one camera's: one
     that holds episodes keeps the camera they were filmed with (today's for datasets from before
-    cameras were recorded), and refuses another --camera; a new one takes --camera's, else today's."""
+    cameras were recorded), and refuses another --camera; a new one takes --camera's, else the pixel
+    runs' default (`camera_option.default_camera`)."""
     recorded = camera_of_run(run, config.env)
-    if recorded is None or config.camera is None:
-        return recorded
+    if recorded is None:
+        return None
+    if config.camera is None:
+        fresh = not existing and CAMERA_KEY not in (run.read_config() if run.has_config() else {})
+        return parse_camera(default_camera(config.env, "pixels")) if fresh else recorded
     asked = parse_camera(config.camera)
     if existing and asked != recorded:
         raise RlcarError(
