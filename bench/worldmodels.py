@@ -145,6 +145,23 @@ def _dataset_totals(rounds: list[dict[str, Any]], upto: int) -> tuple[int, float
     return steps, seconds
 
 
+def collect_heuristic_laps(brownian: CollectConfig, laps: int) -> None:
+    """Laps of the built-in heuristic driver into the dataset before round 0's brownian episodes
+    (which then come on top). Brownian cars start at the line and cover about 20 m of a lap in 300
+    steps, while RLCar's obstacles lie 50 m and more past the line: without these laps V and M never see
+    an obstacle. Topped up to `laps` episodes, so a cut-off run resumes."""
+    from rlcar_core.io.data import MANIFEST_FILE, load_manifest
+    from rlcar_core.worldmodels.collect import collect
+
+    data = RunDir(brownian.run_dir).data_dir
+    have = len(load_manifest(data)["episodes"]) if (data / MANIFEST_FILE).is_file() else 0
+    if have >= laps:
+        return
+    config = dataclasses.replace(brownian, policy="heuristic", episodes=laps - have, max_steps=EVAL_MAX_STEPS)
+    summary = collect(config, collect_policy_factory(config))
+    print(f"heuristic laps: {summary['dataset_episodes']} episodes in the dataset", flush=True)
+
+
 def run_seed(base: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """One seed's rounds, each followed by a held-out evaluation; resumes from its results.json."""
     args = argparse.Namespace(**{**vars(args), "seed": seed})
@@ -164,6 +181,7 @@ def run_seed(base: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
             "mode": "env" if args.in_env else "dream",
             "controller_hidden": args.controller_hidden,
             "generations": config.controller.generations,
+            "heuristic_laps": args.heuristic_laps,
             "camera": args.camera,
             "iterations": args.iterations,
             "settings": {
@@ -180,6 +198,8 @@ def run_seed(base: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         write_json_atomic(results_path, results)
 
     print(f"seed {seed}: {run_dir}", flush=True)
+    if args.heuristic_laps and not (run_dir / "pipeline.json").exists():
+        collect_heuristic_laps(config.collect, args.heuristic_laps)
     for round_index in range(args.iterations + 1):
         # run_iterations up to this round: finished stages of earlier rounds are skipped.
         run_iterations(
@@ -261,6 +281,13 @@ def main() -> None:
     )
     parser.add_argument("--controller-hidden", type=int, default=0, help="tanh hidden units in C (0: linear)")
     parser.add_argument("--in-env", action="store_true", help="search C in the real env instead of the dream")
+    parser.add_argument(
+        "--heuristic-laps",
+        type=int,
+        default=0,
+        help="first collect this many laps of the heuristic driver, so that V and M see obstacles "
+        "(brownian cars starting at the line never reach them)",
+    )
     parser.add_argument(
         "--generations",
         type=int,
