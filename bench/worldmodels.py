@@ -45,7 +45,12 @@ from rlcar_core.worldmodels.config import (  # noqa: E402
     TrainRNNConfig,
     TrainVAEConfig,
 )
-from rlcar_core.worldmodels.iterate import PipelineConfig, read_progress, run_iterations  # noqa: E402
+from rlcar_core.worldmodels.iterate import (  # noqa: E402
+    PipelineConfig,
+    dataset_episodes,
+    read_progress,
+    run_iterations,
+)
 
 SIZES = {"z_dim": 32, "base_channels": 16, "hidden_size": 128}
 EVAL_EPISODES = 20
@@ -150,11 +155,9 @@ def collect_heuristic_laps(brownian: CollectConfig, laps: int) -> None:
     (which then come on top). Brownian cars start at the line and cover about 20 m of a lap in 300
     steps, while RLCar's obstacles lie 50 m and more past the line: without these laps V and M never see
     an obstacle. Topped up to `laps` episodes, so a cut-off run resumes."""
-    from rlcar_core.io.data import MANIFEST_FILE, load_manifest
     from rlcar_core.worldmodels.collect import collect
 
-    data = RunDir(brownian.run_dir).data_dir
-    have = len(load_manifest(data)["episodes"]) if (data / MANIFEST_FILE).is_file() else 0
+    have = dataset_episodes(RunDir(brownian.run_dir))
     if have >= laps:
         return
     config = dataclasses.replace(brownian, policy="heuristic", episodes=laps - have, max_steps=EVAL_MAX_STEPS)
@@ -321,6 +324,8 @@ def main() -> None:
         parser.error("--iterations and --controller-hidden must be at least 0")
     if args.generations is not None and args.generations < 1:
         parser.error("--generations must be at least 1")
+    if args.heuristic_laps < 0:
+        parser.error("--heuristic-laps must be at least 0")
     seeds = args.seeds or [args.seed or 0]
 
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {os.cpu_count()} cpu cores")

@@ -242,3 +242,24 @@ def test_a_jobs_child_gets_the_parents_settings_for_its_one_seed(monkeypatch, tm
     with pytest.raises(SystemExit) as stopped:
         bench_dreamer.parse_args()
     assert stopped.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--generations", "0"], "--generations must be at least 1"),
+        (["--heuristic-laps", "-1"], "--heuristic-laps must be at least 0"),
+        (["--camera", "fisheye"], "unknown camera 'fisheye'"),
+    ],
+)
+def test_bench_worldmodels_refuses_bad_options_with_exit_2_before_any_work(
+    monkeypatch, tmp_path, capsys, argv, words
+):
+    import worldmodels as bench_worldmodels
+
+    monkeypatch.setattr(sys, "argv", ["worldmodels.py", "--run-dir", str(tmp_path / "wm"), *argv])
+    with pytest.raises(SystemExit) as stopped:
+        bench_worldmodels.main()
+    assert stopped.value.code == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "wm").exists()

@@ -157,7 +157,8 @@ def _round_record(progress: dict[str, Any], round_index: int) -> dict[str, Any]:
     return rounds[round_index]
 
 
-def _dataset_episodes(run: RunDir) -> int:
+def dataset_episodes(run: RunDir) -> int:
+    """Episodes in the run's dataset (0 before its first collect)."""
     if not (run.data_dir / MANIFEST_FILE).is_file():
         return 0
     return len(load_manifest(run.data_dir)["episodes"])
@@ -180,7 +181,7 @@ def run_iterations(
     config.validate()
     run = RunDir(config.run_dir)
     # Up front: a rerun may skip every collect, and the dataset is one camera's (see `settle_camera`).
-    settle_camera(run, config.collect, _dataset_episodes(run))
+    settle_camera(run, config.collect, dataset_episodes(run))
     progress = read_progress(run.path)
     started = time.perf_counter()
 
@@ -215,11 +216,11 @@ def _run_stage(run, config, round_index, stage, record, progress, policies, forw
     if stage == "collect":
         collect_config = config.round_collect(round_index)
         if "collect_target" not in record:
-            record["collect_target"] = _dataset_episodes(run) + collect_config.episodes
+            record["collect_target"] = dataset_episodes(run) + collect_config.episodes
             _write_progress(run, progress)
-        missing = record["collect_target"] - _dataset_episodes(run)
+        missing = record["collect_target"] - dataset_episodes(run)
         if missing <= 0:  # killed after its last episode was written but before it was recorded
-            return {"episodes": 0, "dataset_episodes": _dataset_episodes(run)}
+            return {"episodes": 0, "dataset_episodes": dataset_episodes(run)}
         collect_config = dataclasses.replace(collect_config, episodes=missing)
         return collect(collect_config, policies(collect_config), forward)
     if stage == "vae":
