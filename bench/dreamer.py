@@ -52,6 +52,7 @@ from rlcar_core.envs.camera_option import (  # noqa: E402
     default_camera,
 )
 from rlcar_core.errors import RlcarError  # noqa: E402
+from rlcar_core.io.checkpoint import CheckpointNotFound  # noqa: E402
 from rlcar_core.io.checkpoint_files import read_step_metrics  # noqa: E402
 from rlcar_core.io.runs import RunDir, write_json_atomic  # noqa: E402
 
@@ -280,7 +281,10 @@ def train_seed(args: argparse.Namespace, seed: int) -> dict:
     results["training"]["sessions"] = len(results.get("sessions", []))
     results["settings"] = json.loads((run_dir / "config.json").read_text())["dreamer"]
     results["dreamer_latest"] = evaluate_driver("dreamer", args.final_episodes, run_dir, "latest")
-    results["dreamer_best"] = evaluate_driver("dreamer", args.final_episodes, run_dir, "best")
+    try:
+        results["dreamer_best"] = evaluate_driver("dreamer", args.final_episodes, run_dir, "best")
+    except CheckpointNotFound:  # a budget too short for any evaluation to rank a checkpoint
+        results["dreamer_best"] = results["dreamer_latest"]
     reached = [p for p in results["curve"] if p["progress_mean"] >= TARGET_PROGRESS]
     results["first_target_point"] = reached[0] if reached else None
     write_json_atomic(results_path, results)

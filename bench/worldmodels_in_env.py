@@ -68,19 +68,21 @@ def search_seconds(run_dir: Path) -> float:
     return sum(seconds.values())
 
 
-def run_seed(source_base: Path, base: Path, seed: int, generations: int, episodes: int) -> dict:
+def run_seed(
+    source_base: Path, base: Path, seed: int, generations: int, episodes: int, search: dict
+) -> dict:
     """The seed's search continued to `generations`, then its held-out evaluation."""
     run_dir = base / f"seed{seed}"
     prepare_copy(source_base / f"seed{seed}", run_dir)
     summary = train_controller(
-        TrainControllerConfig(run_dir=run_dir, generations=generations, seed=seed, **SEARCH),
+        TrainControllerConfig(run_dir=run_dir, generations=generations, seed=seed, **search),
         worldmodels._printer(),
     )
     dream = json.loads((source_base / f"seed{seed}" / "results.json").read_text())["final"]
     return {
         "seed": seed,
         "generations": generations,
-        "search": SEARCH,
+        "search": search,
         "search_seconds": search_seconds(run_dir),
         "controller": {key: summary.get(key) for key in ("best_fitness", "eval_progress", "eval_return")},
         "in_env": worldmodels._evaluate("worldmodel", run_dir, seed, episodes),
@@ -95,15 +97,40 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--generations", type=int, default=200, help="total CMA-ES generations per seed")
     parser.add_argument("--eval-episodes", type=int, default=worldmodels.EVAL_EPISODES)
+    # The levers of the search itself (issue 31: with V seeing obstacles, C's search is the limit).
+    # A changed search needs its own --run-dir: a controller checkpoint resumes only its own search.
+    parser.add_argument("--popsize", type=int, default=SEARCH["popsize"], help="CMA-ES candidates a generation")
+    parser.add_argument(
+        "--rollouts", type=int, default=SEARCH["rollouts"], help="episodes (tracks) a candidate drives"
+    )
+    parser.add_argument(
+        "--max-steps", type=int, default=SEARCH["max_steps"], help="length of a training episode"
+    )
+    parser.add_argument("--controller-hidden", type=int, default=0, help="tanh hidden units in C (0: linear)")
     args = parser.parse_args()
+    for name, least in (("generations", 1), ("popsize", 2), ("rollouts", 1), ("max_steps", 1)):
+        if getattr(args, name) < least:
+            parser.error(f"--{name.replace('_', '-')} must be at least {least}")
+    if args.controller_hidden < 0:
+        parser.error("--controller-hidden must be 0 or more")
+    search = {
+        **SEARCH,
+        "popsize": args.popsize,
+        "rollouts": args.rollouts,
+        "max_steps": args.max_steps,
+        "controller_hidden": args.controller_hidden,
+    }
 
     results_path = args.run_dir / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {"seeds": {}}
     for seed in args.seeds:
-        if results["seeds"].get(str(seed), {}).get("generations") == args.generations:
+        done = results["seeds"].get(str(seed), {})
+        # Results written before the levers were flags recorded the default search without C's hidden units.
+        done_search = {"controller_hidden": 0, **done.get("search", SEARCH)}
+        if done.get("generations") == args.generations and done_search == search:
             continue
         results["seeds"][str(seed)] = run_seed(
-            args.source, args.run_dir, seed, args.generations, args.eval_episodes
+            args.source, args.run_dir, seed, args.generations, args.eval_episodes, search
         )
         write_json_atomic(results_path, results)
 

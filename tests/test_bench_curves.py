@@ -263,3 +263,25 @@ def test_bench_worldmodels_refuses_bad_options_with_exit_2_before_any_work(
     assert stopped.value.code == 2
     assert words in capsys.readouterr().err
     assert not (tmp_path / "wm").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--popsize", "1"], "--popsize must be at least 2"),
+        (["--rollouts", "0"], "--rollouts must be at least 1"),
+        (["--max-steps", "0"], "--max-steps must be at least 1"),
+        (["--controller-hidden", "-1"], "--controller-hidden must be 0 or more"),
+    ],
+)
+def test_bench_worldmodels_in_env_refuses_bad_search_levers_with_exit_2_before_any_work(
+    monkeypatch, tmp_path, capsys, argv, words
+):
+    import worldmodels_in_env
+
+    monkeypatch.setattr(sys, "argv", ["worldmodels_in_env.py", "--run-dir", str(tmp_path / "c"), *argv])
+    with pytest.raises(SystemExit) as stopped:
+        worldmodels_in_env.main()
+    assert stopped.value.code == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
