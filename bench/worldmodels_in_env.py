@@ -68,9 +68,7 @@ def search_seconds(run_dir: Path) -> float:
     return sum(seconds.values())
 
 
-def run_seed(
-    source_base: Path, base: Path, seed: int, generations: int, episodes: int, search: dict
-) -> dict:
+def run_seed(source_base: Path, base: Path, seed: int, generations: int, episodes: int, search: dict) -> dict:
     """The seed's search continued to `generations`, then its held-out evaluation."""
     run_dir = base / f"seed{seed}"
     prepare_copy(source_base / f"seed{seed}", run_dir)
@@ -99,7 +97,9 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=worldmodels.EVAL_EPISODES)
     # The levers of the search itself (issue 31: with V seeing obstacles, C's search is the limit).
     # A changed search needs its own --run-dir: a controller checkpoint resumes only its own search.
-    parser.add_argument("--popsize", type=int, default=SEARCH["popsize"], help="CMA-ES candidates a generation")
+    parser.add_argument(
+        "--popsize", type=int, default=SEARCH["popsize"], help="CMA-ES candidates a generation"
+    )
     parser.add_argument(
         "--rollouts", type=int, default=SEARCH["rollouts"], help="episodes (tracks) a candidate drives"
     )

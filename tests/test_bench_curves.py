@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -245,43 +246,24 @@ def test_a_jobs_child_gets_the_parents_settings_for_its_one_seed(monkeypatch, tm
 
 
 @pytest.mark.parametrize(
-    ("argv", "words"),
+    ("script", "argv", "words"),
     [
-        (["--generations", "0"], "--generations must be at least 1"),
-        (["--heuristic-laps", "-1"], "--heuristic-laps must be at least 0"),
-        (["--camera", "fisheye"], "unknown camera 'fisheye'"),
+        ("worldmodels", ["--generations", "0"], "--generations must be at least 1"),
+        ("worldmodels", ["--heuristic-laps", "-1"], "--heuristic-laps must be at least 0"),
+        ("worldmodels", ["--camera", "fisheye"], "unknown camera 'fisheye'"),
+        ("worldmodels_in_env", ["--popsize", "1"], "--popsize must be at least 2"),
+        ("worldmodels_in_env", ["--rollouts", "0"], "--rollouts must be at least 1"),
+        ("worldmodels_in_env", ["--max-steps", "0"], "--max-steps must be at least 1"),
+        ("worldmodels_in_env", ["--controller-hidden", "-1"], "--controller-hidden must be 0 or more"),
     ],
 )
 def test_bench_worldmodels_refuses_bad_options_with_exit_2_before_any_work(
-    monkeypatch, tmp_path, capsys, argv, words
+    monkeypatch, tmp_path, capsys, script, argv, words
 ):
-    import worldmodels as bench_worldmodels
-
-    monkeypatch.setattr(sys, "argv", ["worldmodels.py", "--run-dir", str(tmp_path / "wm"), *argv])
+    bench = importlib.import_module(script)
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", "--run-dir", str(tmp_path / "wm"), *argv])
     with pytest.raises(SystemExit) as stopped:
-        bench_worldmodels.main()
+        bench.main()
     assert stopped.value.code == 2
     assert words in capsys.readouterr().err
     assert not (tmp_path / "wm").exists()
-
-
-@pytest.mark.parametrize(
-    ("argv", "words"),
-    [
-        (["--popsize", "1"], "--popsize must be at least 2"),
-        (["--rollouts", "0"], "--rollouts must be at least 1"),
-        (["--max-steps", "0"], "--max-steps must be at least 1"),
-        (["--controller-hidden", "-1"], "--controller-hidden must be 0 or more"),
-    ],
-)
-def test_bench_worldmodels_in_env_refuses_bad_search_levers_with_exit_2_before_any_work(
-    monkeypatch, tmp_path, capsys, argv, words
-):
-    import worldmodels_in_env
-
-    monkeypatch.setattr(sys, "argv", ["worldmodels_in_env.py", "--run-dir", str(tmp_path / "c"), *argv])
-    with pytest.raises(SystemExit) as stopped:
-        worldmodels_in_env.main()
-    assert stopped.value.code == 2
-    assert words in capsys.readouterr().err
-    assert not (tmp_path / "c").exists()
