@@ -6,6 +6,7 @@ import importlib
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -267,3 +268,25 @@ def test_bench_worldmodels_refuses_bad_options_with_exit_2_before_any_work(
     assert stopped.value.code == 2
     assert words in capsys.readouterr().err
     assert not (tmp_path / "wm").exists()
+
+
+def test_dream_strip_puts_the_asked_steps_side_by_side_and_refuses_missing_ones(
+    tmp_path, monkeypatch, capsys
+):
+    import dream_strip
+    import imageio.v3 as iio
+
+    frames = np.stack([np.full((6, 10, 3), step, np.uint8) for step in range(1, 5)])
+    video = tmp_path / "dream.gif"
+    iio.imwrite(video, frames, extension=".gif")
+    strip = dream_strip.dream_strip(video, [2, 4])
+    assert strip.shape == (6, 10 + dream_strip.GAP_PIXELS + 10, 3)
+    assert strip[0, 0, 0] != strip[0, -1, 0]  # step 2 on the left, step 4 on the right
+
+    out = tmp_path / "strip.png"
+    monkeypatch.setattr(sys, "argv", ["dream_strip.py", str(video), "--steps", "0", "9", "-o", str(out)])
+    with pytest.raises(SystemExit) as stopped:
+        dream_strip.main()
+    assert stopped.value.code == 2
+    assert "not [0, 9]" in capsys.readouterr().err
+    assert not out.exists()
