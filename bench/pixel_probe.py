@@ -6,8 +6,9 @@ road and none of the obstacles (a 2.6 m cone is about 4 x 4 of the 4,096 pixels)
 that directly and cheaply, without reinforcement learning: it trains only the world model (the same
 loss and optimiser as train-dreamer) of each configuration for the same number of updates on the same
 heuristic-driven episodes, then filters held-out episodes through the posterior and compares the
-reconstruction with the camera on all pixels and on the obstacles' pixels alone. `--vae RUN_DIR` scores
-a World Models run's VAE (each frame decoded from its code's mean) on the same held-out episodes.
+reconstruction with the camera on all pixels and on the obstacles' pixels alone. `--dreamer RUN_DIR`
+scores the world model a DreamerV3 run learned while it trained, on the same held-out laps, and
+`--vae RUN_DIR` a World Models run's VAE (each frame decoded from its code's mean).
 
     rlcar collect --run-dir runs/probe --policy heuristic --episodes 16            # the data: 48
     rlcar collect --run-dir runs/probe --policy heuristic --episodes 32 --seed 1   # laps, 17k frames
@@ -60,6 +61,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+from rlcar_core.dreamer.checkpoints import load_saved_agent  # noqa: E402
 from rlcar_core.dreamer.config import DreamerConfig  # noqa: E402
 from rlcar_core.dreamer.optim import world_model_optimizer  # noqa: E402
 from rlcar_core.dreamer.overrides import parse_overrides  # noqa: E402
@@ -91,6 +93,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=Path("runs/probe/data"), help="rlcar collect's episodes")
     parser.add_argument("--variant", action="append", default=[], help="preset[:field=value,...]")
     parser.add_argument("--vae", type=Path, action="append", default=[], help="a World Models run to score")
+    parser.add_argument(
+        "--dreamer",
+        type=Path,
+        action="append",
+        default=[],
+        help="a DreamerV3 run to score: its latest world model's posterior reconstructions (the data must "
+        "come from the run's camera)",
+    )
     parser.add_argument(
         "--autoencoder",
         action="append",
@@ -538,6 +548,15 @@ def main() -> None:
         scores = vae_scores(run_dir, heldout)
         results["vae"][str(run_dir)] = scores
         print(f"VAE of {run_dir}: {describe(scores)}", flush=True)
+        write_json_atomic(args.out, results)
+    results.setdefault("dreamer", {})
+    for run_dir in args.dreamer:
+        saved = load_saved_agent(run_dir, "latest")
+        scores, shown = dreamer_scores(saved.config, saved.params.world_model, heldout, args.seed)
+        results["dreamer"][str(run_dir)] = {"checkpoint": f"ep{saved.step}", **scores}
+        if args.pictures is not None:
+            save_pictures(args.pictures / f"dreamer_{run_dir.name}_ep{saved.step}.png", shown)
+        print(f"DreamerV3 world model of {run_dir} (ep{saved.step}): {describe(scores)}", flush=True)
         write_json_atomic(args.out, results)
     results.setdefault("autoencoders", {})
     for spec in args.autoencoder:

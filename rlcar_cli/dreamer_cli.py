@@ -166,6 +166,8 @@ class _ProgressView:
                     if resumed is None
                     else f"resuming at episode {record['episode']}, {record['env_steps']:,} env steps"
                 )
+                if record.get("prior_steps"):
+                    state += f"; its replay starts with {record['prior_steps']:,} steps of --prior-data"
                 self.console.print(f"run: {self.run_dir} ({state})", soft_wrap=True, highlight=False)
         elif kind == "episode":
             self.shown["episode"] = f"return {record['return']:.1f} progress {record['progress']:.2f}"
@@ -238,7 +240,7 @@ PANELS = {
     ),
     "Model": (
         "size", "train_ratio", "batch_size", "batch_length", "replay_capacity", "action_repeat",
-        "prefill_steps", "prefill_policy", "overrides",
+        "prefill_steps", "prefill_policy", "prior_data", "overrides",
     ),
     "Evaluation": ("eval_every", "eval_every_steps", "eval_episodes", "eval_actions", "log_every"),
     "Scale-out": (

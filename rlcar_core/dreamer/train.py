@@ -43,6 +43,7 @@ from rlcar_core.dreamer.collector import Collector, FinishedEpisode
 from rlcar_core.dreamer.config import DreamerConfig
 from rlcar_core.dreamer.learner import Learner
 from rlcar_core.dreamer.policy import DreamerPolicy
+from rlcar_core.dreamer.prior_data import add_prior_episodes, check_prior_data, load_prior_episodes
 from rlcar_core.dreamer.replay import ReplayBuffer, replay_spec
 from rlcar_core.dreamer.train_config import (
     TrainDreamerConfig,
@@ -175,6 +176,10 @@ def train_dreamer(
     run = RunDir(run_dir)
     config, model = settle(run, options)
     camera = settle_camera(run, config)
+    # Bad data for a new run: one line before anything is written. A resumed run's replay holds the
+    # data already, so it needs the dataset no more (the loop adds it to fresh replays only).
+    if config.prior_data is not None and not _has_checkpoints(run):
+        check_prior_data(config.prior_data, **_prior_data_settings(config, model, camera))
     learner = make_learner(
         model, config
     )  # bad --devices / --num-envs / --batch-size: one line, nothing written
@@ -259,6 +264,29 @@ def _load_replay(run: RunDir, config: TrainDreamerConfig, model: DreamerConfig, 
     return replay
 
 
+def _has_checkpoints(run: RunDir) -> bool:
+    folder = checkpoint_dir(run)
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def _prior_data_settings(config: TrainDreamerConfig, model: DreamerConfig, camera: CameraSpec | None) -> dict:
+    """What --prior-data must have been collected with to be this run's data."""
+    return dict(
+        env_name=EnvName.parse(config.env).value,
+        obs_shape=tuple(model.obs_shape),
+        camera=camera,
+        action_repeat=run_action_repeat(config),
+    )
+
+
+def _add_prior_data(
+    replay: ReplayBuffer, config: TrainDreamerConfig, model: DreamerConfig, camera: CameraSpec | None
+) -> int:
+    """--prior-data's episodes into a fresh run's replay (a resumed run's replay holds them already)."""
+    episodes = load_prior_episodes(config.prior_data, **_prior_data_settings(config, model, camera))
+    return add_prior_episodes(replay, episodes)
+
+
 def _empty_replay(config: TrainDreamerConfig, model: DreamerConfig) -> ReplayBuffer:
     """This process's replay: its share of the capacity, one stream per car it drives."""
     share = max(config.replay_capacity // jax.process_count(), local_cars(config))
@@ -290,9 +318,12 @@ class _TrainingLoop:
             )
         # The metrics are trimmed to the checkpoint once it is clear the run goes on (below).
         restored = checkpointer.resume(abstract, trim_metrics=False)
+        self.prior_steps = 0  # --prior-data's steps put into this session's fresh replay
         if restored is None:
             state = initial_trainer_state(model, jax.random.key(config.seed))
             self.replay = _empty_replay(config, model)
+            if config.prior_data is not None:
+                self.prior_steps = _add_prior_data(self.replay, config, model, camera)
         else:
             state = restored.state
             self.replay = _load_replay(run, config, model, warn)
@@ -347,7 +378,8 @@ class _TrainingLoop:
     def run(self, stop: StopFlag) -> dict[str, Any]:
         self.emit_progress(
             {"kind": "start", "episode": self.episodes, "env_steps": self.env_steps, "updates": self.updates,
-             "episodes_total": self.config.episodes, "resumed_from_episode": self.resumed_from}
+             "episodes_total": self.config.episodes, "resumed_from_episode": self.resumed_from,
+             "prior_steps": self.prior_steps}
         )  # fmt: skip
         if not self.budget_left():
             # Already trained this far: report the latest checkpoint's evaluation instead of training.
@@ -702,6 +734,7 @@ class _TrainingLoop:
             "checkpoint": self.checkpointer.path(store.latest_step()),
             "best_checkpoint": self.checkpointer.path(store.best_step()),
             "replay_steps": len(self.replay),
+            "prior_steps": self.prior_steps,
             "wall_seconds": seconds,
             "env_steps_per_second": (self.env_steps - self.start_env_steps) / train_seconds,
             "train_steps_per_second": (self.updates - self.start_updates) / train_seconds,

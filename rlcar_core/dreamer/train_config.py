@@ -108,6 +108,11 @@ class TrainDreamerConfig:
     camera: str | None = camera_option()
     prefill_steps: int = option(2500, "Env steps collected before the first update.", low=0)
     prefill_policy: str = option("brownian", "Who drives during prefill.", choices=PREFILL_POLICIES)
+    prior_data: str | None = option(
+        None,
+        "A `rlcar collect` dataset (or its run) whose episodes start a new run's replay, e.g. heuristic "
+        "laps that pass the obstacles; they count as no env steps.",
+    )
     checkpoint_every: int = option(10, "Save a checkpoint every N episodes.", low=1)
     checkpoint_every_steps: int | None = option(
         None,
