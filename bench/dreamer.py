@@ -81,6 +81,13 @@ def parse_args() -> argparse.Namespace:
         f"{PIXELS_CAMERA} from pixels, {SENSORS_CAMERA} from sensors); the "
         "reference drivers drive among its obstacles too",
     )
+    parser.add_argument(
+        "--prior-laps",
+        type=int,
+        default=0,
+        help="start each seed's replay with this many laps of the heuristic in the row's camera "
+        "(train-dreamer --prior-data; collected once under --root); they count as no env steps",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--seeds",
@@ -120,6 +127,8 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"each seed once, please: got {args.seeds}")
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.prior_laps < 0:
+        parser.error(f"--prior-laps must be at least 0, got {args.prior_laps}")
     if args.out is not None:
         if len(args.seeds) > 1:
             parser.error("--out names one seed's folder; with several --seeds use --root")
@@ -128,10 +137,41 @@ def parse_args() -> argparse.Namespace:
 
 
 def row_name(args: argparse.Namespace) -> str:
-    """The row's name in folder and file names: rlcar-<obs>, and the camera when it is not today's."""
+    """The row's name in folder and file names: rlcar-<obs>, the camera when it is not today's, and
+    the prior laps when there are any."""
     todays = args.camera in (None, UNRECORDED_CAMERA)
     camera = "" if todays else "-" + re.sub(r"[^A-Za-z0-9._]+", "-", args.camera).strip("-")
-    return f"rlcar-{args.obs}{camera}"
+    prior = f"-prior{args.prior_laps}" if args.prior_laps else ""
+    return f"rlcar-{args.obs}{camera}{prior}"
+
+
+def prior_laps_folder(args: argparse.Namespace) -> Path:
+    """The row's heuristic laps, one dataset that every seed's replay starts with."""
+    return args.root / f"{row_name(args)}-laps"
+
+
+def collect_prior_laps(args: argparse.Namespace) -> None:
+    """--prior-laps laps of the heuristic on the training tracks, in the row's camera; topped up, so
+    a cut-off collection resumes, and collected once for all seeds (before any --jobs child starts)."""
+    from rlcar_core.agents.exploration import collect_policy_factory
+    from rlcar_core.worldmodels.collect import collect
+    from rlcar_core.worldmodels.config import CollectConfig
+    from rlcar_core.worldmodels.iterate import dataset_episodes
+
+    folder = prior_laps_folder(args)
+    have = dataset_episodes(RunDir(folder))
+    if have >= args.prior_laps:
+        return
+    config = CollectConfig(
+        run_dir=folder,
+        episodes=args.prior_laps - have,
+        policy="heuristic",
+        max_steps=EVAL_MAX_STEPS,
+        camera=args.camera,
+        seed=0,
+    )
+    summary = collect(config, collect_policy_factory(config))
+    print(f"prior laps: {summary['dataset_episodes']} heuristic episodes in {folder}", flush=True)
 
 
 def seed_folder(args: argparse.Namespace, seed: int) -> Path:
@@ -202,6 +242,7 @@ def train_seed(args: argparse.Namespace, seed: int) -> dict:
         "env": "rlcar",
         "obs": args.obs,
         "camera": args.camera,
+        "prior_laps": args.prior_laps,
         "seed": seed,
         "budget_env_steps": args.env_steps,
         "target_progress": TARGET_PROGRESS,
@@ -269,6 +310,7 @@ def train_seed(args: argparse.Namespace, seed: int) -> dict:
         eval_every_steps=args.eval_every_steps,
         eval_episodes=args.eval_episodes,
         checkpoint_every=50,
+        prior_data=str(prior_laps_folder(args)) if args.prior_laps else None,
     )
     summary = train_dreamer(
         run_dir, options, on_progress, on_warning=lambda message: print(f"warning: {message}")
@@ -356,6 +398,7 @@ def seed_command(args: argparse.Namespace, seed: int) -> list[str]:
         ("--train-ratio", args.train_ratio),
         ("--num-envs", args.num_envs),
         ("--camera", args.camera),
+        ("--prior-laps", args.prior_laps or None),
     ):
         if value is not None:
             command += [flag, str(value)]
@@ -414,6 +457,8 @@ def main() -> None:
         write_summary(args, summary_seeds(args))
         return
     started = time.perf_counter()
+    if args.prior_laps:
+        collect_prior_laps(args)
     if args.jobs > 1 and len(args.seeds) > 1:
         train_seeds_side_by_side(args)
     else:

@@ -225,22 +225,27 @@ def test_a_jobs_child_gets_the_parents_settings_for_its_one_seed(monkeypatch, tm
 
     parent = ["dreamer.py", "--seeds", "0", "1", "--jobs", "2", "--obs", "pixels", "--env-steps", "900"]
     parent += ["--train-ratio", "32", "--set", "model_lr=3e-4", "--root", str(tmp_path), "--fresh"]
-    parent += ["--camera", "zoom:obstacle_radius=2"]
+    parent += ["--camera", "zoom:obstacle_radius=2", "--prior-laps", "24"]
     monkeypatch.setattr(sys, "argv", parent)
     args = bench_dreamer.parse_args()
     monkeypatch.setattr(sys, "argv", ["dreamer.py", *bench_dreamer.seed_command(args, 1)[2:]])
     child = bench_dreamer.parse_args()
     assert child.seeds == [1] and child.jobs == 1
-    for name in ("obs", "env_steps", "train_ratio", "overrides", "root", "fresh", "eval_every_steps", "size"):
+    names = ("obs", "env_steps", "train_ratio", "overrides", "root", "fresh", "eval_every_steps", "size")
+    for name in (*names, "camera", "prior_laps"):
         assert getattr(child, name) == getattr(args, name), name
-    assert child.camera == args.camera
-    # Another camera's row has folders and files of its own: today's row is never resumed by it.
-    assert bench_dreamer.seed_folder(child, 1).name == "rlcar-pixels-zoom-obstacle_radius-2-seed1"
+    # Another camera's row, or one with prior laps, has folders and files of its own: today's row is
+    # never resumed by it.
+    assert bench_dreamer.seed_folder(child, 1).name == "rlcar-pixels-zoom-obstacle_radius-2-prior24-seed1"
     monkeypatch.setattr(sys, "argv", ["dreamer.py", "--camera", "bogus"])
     with pytest.raises(SystemExit) as stopped:
         bench_dreamer.parse_args()
     assert stopped.value.code == 2
     monkeypatch.setattr(sys, "argv", ["dreamer.py", "--jobs", "0"])
+    with pytest.raises(SystemExit) as stopped:
+        bench_dreamer.parse_args()
+    assert stopped.value.code == 2
+    monkeypatch.setattr(sys, "argv", ["dreamer.py", "--prior-laps", "-1"])
     with pytest.raises(SystemExit) as stopped:
         bench_dreamer.parse_args()
     assert stopped.value.code == 2

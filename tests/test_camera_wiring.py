@@ -125,8 +125,8 @@ def saved_dreamer_run(run_dir: Path, camera: str) -> Path:
     """A DreamerV3 run of one untrained checkpoint, saved as train-dreamer saves one (config.json and
     the checkpoint's config both record the camera): what the loaders read, without training."""
     from rlcar_core.dreamer.checkpoints import initial_trainer_state, open_store
-    from rlcar_core.envs.tracks import recorded_camera
     from rlcar_core.dreamer.train_config import TrainDreamerConfig, resolve, saved_section
+    from rlcar_core.envs.tracks import recorded_camera
 
     config, model = resolve(TrainDreamerConfig(obs="pixels", size="tiny", camera=camera))
     spec = parse_camera(camera)
