@@ -86,6 +86,9 @@ from rlcar_core.sim.camera_spec import parse_camera as camera_of_text  # noqa: E
 OBSTACLE_RGB = np.asarray(unpack_colour(PALETTE["obstacle"]), np.float32)
 ROAD_RGB = np.asarray(unpack_colour(PALETTE["road"]), np.float32)
 OBSTACLE_TOLERANCE = 40.0  # RGB units (L-infinity) around the obstacle colour that count as obstacle
+# --heldout-tracks: track seeds far from the training bank (0-31 by default) and from the held-out
+# evaluation tracks (EVAL_SEED_OFFSET + 0..79 in the benches).
+HELDOUT_TRACK_SEED = 5_000_000
 
 
 def parse_args() -> argparse.Namespace:
@@ -129,6 +132,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--batch-length", type=int, default=16)
     parser.add_argument("--heldout-episodes", type=int, default=8, help="the last N episodes are held out")
+    parser.add_argument(
+        "--heldout-tracks",
+        action="store_true",
+        help="score on --heldout-episodes heuristic laps of tracks that no training, evaluation or --data "
+        "drove (seeds from HELDOUT_TRACK_SEED), in --data's camera, instead of --data's last episodes: the "
+        "heuristic drives the same line on a training track every time, so a model that trained on "
+        "--data's tracks (or on laps of them in its replay) has seen those very frames",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-dreamer/pixel-probe.json"))
     parser.add_argument(
@@ -371,16 +382,29 @@ def parse_camera(text: str) -> tuple[str, CameraSpec]:
 
 
 def collect_laps(
-    camera: CameraSpec, episodes: int, num_envs: int, max_steps: int, seed: int, num_tracks: int | None = None
+    camera: CameraSpec,
+    episodes: int,
+    num_envs: int,
+    max_steps: int,
+    seed: int,
+    num_tracks: int | None = None,
+    track_seeds: list[int] | None = None,
 ) -> list[dict]:
-    """`episodes` heuristic episodes on training tracks built with `camera`, as `rlcar collect --policy
-    heuristic` records them (each car's first episode of a wave), aligned as `load_episodes` does."""
+    """`episodes` heuristic episodes on training tracks (or on `track_seeds`) built with `camera`, as
+    `rlcar collect --policy heuristic` records them (each car's first episode of a wave), aligned as
+    `load_episodes` does."""
     from rlcar_core.agents.builtin import HeuristicAgent
     from rlcar_core.envs import make_env
 
     num_envs = max(1, min(num_envs, episodes))
     env = make_env(
-        "rlcar", obs="both", num_envs=num_envs, num_tracks=num_tracks, max_steps=max_steps, camera=camera
+        "rlcar",
+        obs="both",
+        num_envs=num_envs,
+        num_tracks=num_tracks,
+        track_seeds=track_seeds,
+        max_steps=max_steps,
+        camera=camera,
     )
     agent = HeuristicAgent()
     laps: list[dict] = []
@@ -534,6 +558,13 @@ def main() -> None:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     train, heldout = episodes[: -args.heldout_episodes], episodes[-args.heldout_episodes :]
+    if args.heldout_tracks:
+        camera = CameraSpec.from_run_config(json.loads((args.data.parent / "config.json").read_text()))
+        seeds = [HELDOUT_TRACK_SEED + index for index in range(args.heldout_episodes)]
+        train = episodes
+        heldout = collect_laps(
+            camera, args.heldout_episodes, args.heldout_episodes, 1000, args.seed, track_seeds=seeds
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     results.setdefault("variants", {})
@@ -542,6 +573,7 @@ def main() -> None:
         data=str(args.data),
         train_frames=int(sum(len(e["obs"]) for e in train)),
         heldout_frames=int(sum(len(e["obs"]) for e in heldout)),
+        heldout_tracks=args.heldout_tracks,
         batch=[args.batch_size, args.batch_length],
     )
     for run_dir in args.vae:

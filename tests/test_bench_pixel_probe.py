@@ -185,3 +185,17 @@ def test_an_unknown_camera_is_one_line_and_exit_code_2(tmp_path):
 def test_a_96_pixel_camera_gets_a_cnn_that_fits_it():
     assert pixel_probe.variant_config("tiny", 96).cnn_min_resolution == 6
     assert pixel_probe.variant_config("tiny", 64).obs_shape == (64, 64, 3)
+
+
+def test_laps_on_explicit_track_seeds_are_other_tracks_than_the_training_banks():
+    """--heldout-tracks scores on tracks no training drove: the laps there differ from a training
+    track's, which the deterministic heuristic drives the same way every time."""
+    from rlcar_core.sim.camera_spec import parse_camera
+
+    camera = parse_camera("zoom:size=16,rows_ahead=12")
+    seeds = [pixel_probe.HELDOUT_TRACK_SEED, pixel_probe.HELDOUT_TRACK_SEED + 1]
+    heldout = pixel_probe.collect_laps(camera, 2, 2, 30, seed=0, track_seeds=seeds)
+    training = pixel_probe.collect_laps(camera, 2, 2, 30, seed=0, num_tracks=2)
+    assert [lap["obs"].shape[1:] for lap in heldout] == [(16, 16, 3)] * 2
+    assert all(lap["is_first"][0] for lap in heldout)
+    assert not any(np.array_equal(a["obs"][:5], b["obs"][:5]) for a in heldout for b in training)
