@@ -61,7 +61,8 @@ def _drives_like(view, agent, steps: int, atol: float) -> None:
     from rlcar_core.apps.drive import DrivingSession
 
     agent.reset(1)
-    session = DrivingSession("rlcar", "pixels", 0, 50, 0, render=False)
+    # The agent's own camera, as the view films with its run's (the shipped agents differ).
+    session = DrivingSession("rlcar", "pixels", 0, 50, 0, render=False, camera=getattr(agent, "camera", None))
     obs = session.reset()
     for _ in range(steps):
         np.testing.assert_array_equal(view.camera, obs)
