@@ -66,6 +66,7 @@ from rlcar_core.dreamer.config import DreamerConfig  # noqa: E402
 from rlcar_core.dreamer.optim import world_model_optimizer  # noqa: E402
 from rlcar_core.dreamer.overrides import parse_overrides  # noqa: E402
 from rlcar_core.dreamer.policy import from_env_action  # noqa: E402
+from rlcar_core.dreamer.prior_data import replay_steps  # noqa: E402
 from rlcar_core.dreamer.replay import align_episode  # noqa: E402
 from rlcar_core.dreamer.train_config import CPU_MODEL_DEFAULTS  # noqa: E402
 from rlcar_core.dreamer.train_state import init_agent_params  # noqa: E402
@@ -78,10 +79,12 @@ from rlcar_core.dreamer.world_model import (  # noqa: E402
 from rlcar_core.errors import RlcarError  # noqa: E402
 from rlcar_core.io.atomic import write_json_atomic  # noqa: E402
 from rlcar_core.io.data.episodes import DatasetError, load_episode  # noqa: E402
+from rlcar_core.io.runs import RunDir  # noqa: E402
 from rlcar_core.sim.bank import PALETTE, unpack_colour  # noqa: E402
 from rlcar_core.sim.camera_spec import CAMERA_PRESETS as CAMERAS  # noqa: E402 - the named cameras
 from rlcar_core.sim.camera_spec import CameraSpec  # noqa: E402
 from rlcar_core.sim.camera_spec import parse_camera as camera_of_text  # noqa: E402
+from rlcar_core.worldmodels.storage import camera_of_run  # noqa: E402
 
 OBSTACLE_RGB = np.asarray(unpack_colour(PALETTE["obstacle"]), np.float32)
 ROAD_RGB = np.asarray(unpack_colour(PALETTE["road"]), np.float32)
@@ -156,14 +159,7 @@ def parse_args() -> argparse.Namespace:
 def load_episodes(folder: Path) -> list[dict[str, np.ndarray]]:
     """rlcar collect's episodes as train-dreamer replays them: actions in actor space, and obs_t with
     the action a_{t-1} and reward r_t (`align_episode`)."""
-    episodes = []
-    for path in sorted(folder.glob("episode_*.npz")):
-        episode = load_episode(path)
-        episodes.append(
-            align_episode(
-                episode["obs"], from_env_action(episode["action"]), episode["reward"], episode["terminated"]
-            )
-        )
+    episodes = [replay_steps(load_episode(path)) for path in sorted(folder.glob("episode_*.npz"))]
     if not episodes:
         raise DatasetError(f"no episodes under {folder}: run rlcar collect first (see --help)")
     return episodes
@@ -559,7 +555,7 @@ def main() -> None:
         raise SystemExit(2) from None
     train, heldout = episodes[: -args.heldout_episodes], episodes[-args.heldout_episodes :]
     if args.heldout_tracks:
-        camera = CameraSpec.from_run_config(json.loads((args.data.parent / "config.json").read_text()))
+        camera = camera_of_run(RunDir(args.data.parent), "rlcar")
         seeds = [HELDOUT_TRACK_SEED + index for index in range(args.heldout_episodes)]
         train = episodes
         heldout = collect_laps(

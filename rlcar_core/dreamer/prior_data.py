@@ -19,6 +19,7 @@ import numpy as np
 
 from rlcar_core.dreamer.policy import from_env_action
 from rlcar_core.dreamer.replay import ReplayBuffer, align_episode
+from rlcar_core.envs.tracks import run_camera
 from rlcar_core.errors import RlcarError
 from rlcar_core.io.data.episodes import MANIFEST_FILE, load_episode, load_manifest
 from rlcar_core.io.runs import RunDir
@@ -55,7 +56,7 @@ def check_prior_data(
             f"but the model reads {tuple(obs_shape)}"
         )
     collected = _collect_settings(folder)
-    if camera is not None and CameraSpec.from_run_config(collected["run"]) != camera:
+    if run_camera(env_name, collected["run"]) != camera:
         raise RlcarError(
             f"{where} was collected with another camera than this run's: collect it again with this "
             "run's --camera"
@@ -73,15 +74,15 @@ def load_prior_episodes(path: str | os.PathLike, **settings) -> list[dict[str, n
     after `check_prior_data(path, **settings)`."""
     manifest = check_prior_data(path, **settings)
     folder = dataset_folder(path)
-    episodes = []
-    for entry in manifest["episodes"]:
-        episode = load_episode(folder / entry["file"])
-        episodes.append(
-            align_episode(
-                episode["obs"], from_env_action(episode["action"]), episode["reward"], episode["terminated"]
-            )
-        )
-    return episodes
+    return [replay_steps(load_episode(folder / entry["file"])) for entry in manifest["episodes"]]
+
+
+def replay_steps(episode: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One collected episode (env order, env actions) as the replay stores it: `align_episode` with
+    the actions in actor space."""
+    return align_episode(
+        episode["obs"], from_env_action(episode["action"]), episode["reward"], episode["terminated"]
+    )
 
 
 def _collect_settings(folder: Path) -> dict:
