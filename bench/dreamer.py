@@ -151,27 +151,15 @@ def prior_laps_folder(args: argparse.Namespace) -> Path:
 
 
 def collect_prior_laps(args: argparse.Namespace) -> None:
-    """--prior-laps laps of the heuristic on the training tracks, in the row's camera; topped up, so
-    a cut-off collection resumes, and collected once for all seeds (before any --jobs child starts)."""
-    from rlcar_core.agents.exploration import collect_policy_factory
-    from rlcar_core.worldmodels.collect import collect
-    from rlcar_core.worldmodels.config import CollectConfig
-    from rlcar_core.worldmodels.iterate import dataset_episodes
+    """--prior-laps laps of the heuristic on the training tracks, in the row's camera, topped up as
+    bench/worldmodels.py tops up its own; collected once for all seeds (before any --jobs child starts)."""
+    from worldmodels import collect_heuristic_laps
 
-    folder = prior_laps_folder(args)
-    have = dataset_episodes(RunDir(folder))
-    if have >= args.prior_laps:
-        return
-    config = CollectConfig(
-        run_dir=folder,
-        episodes=args.prior_laps - have,
-        policy="heuristic",
-        max_steps=EVAL_MAX_STEPS,
-        camera=args.camera,
-        seed=0,
+    from rlcar_core.worldmodels.config import CollectConfig
+
+    collect_heuristic_laps(
+        CollectConfig(run_dir=prior_laps_folder(args), camera=args.camera, seed=0), args.prior_laps
     )
-    summary = collect(config, collect_policy_factory(config))
-    print(f"prior laps: {summary['dataset_episodes']} heuristic episodes in {folder}", flush=True)
 
 
 def seed_folder(args: argparse.Namespace, seed: int) -> Path:
