@@ -744,7 +744,12 @@ def bench_worldmodels(args: argparse.Namespace, seed: int, settings: Settings, r
                 eval_episodes=1,  # (never used: eval_every is never reached) one car instead of eight
             )
         config = TrainControllerConfig(
-            run_dir=run_dir, generations=UNBOUNDED, max_steps=settings.max_steps, seed=seed, **search
+            run_dir=run_dir,
+            generations=UNBOUNDED,
+            max_steps=settings.max_steps,
+            seed=seed,
+            **search,
+            **backend_option(TrainControllerConfig, args.backend),
         )
         run_until_budget(lambda config=config, on=on_generation: train_controller(config, on), budget)
         clock.close(done=False)

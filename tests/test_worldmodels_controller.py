@@ -207,3 +207,44 @@ def test_carracing_rollouts_score_rows_alike_on_any_number_of_cars_and_stop_hope
     for scores in (full, early):
         np.testing.assert_allclose(scores[1].episode_return, scores[3].episode_return, rtol=1e-5)
         np.testing.assert_allclose(scores[1].progress, scores[3].progress, rtol=1e-5)
+
+
+class _ScriptedCars:
+    """A stand-in vector env of three cars with fixed rewards: car 0 earns every frame and finishes at
+    frame 20, car 1 never earns (-0.1 a frame), car 2 earns every 5th frame; all truncate at frame 30."""
+
+    def __init__(self, frame_shape):
+        self.frame_shape, self.t = frame_shape, 0
+
+    def reset(self, seed=None, options=None):
+        self.t = 0
+        return np.zeros((3, *self.frame_shape), np.uint8), {}
+
+    def step(self, actions):
+        self.t += 1
+        reward = np.array([1.0, -0.1, 1.0 if self.t % 5 == 0 else -0.1])
+        terminated = np.array([self.t >= 20, False, False])
+        truncated = np.full(3, self.t >= 30)
+        info = {"progress": np.full(3, self.t / 30.0)}
+        return np.zeros((3, *self.frame_shape), np.uint8), reward, terminated, truncated, info
+
+    def close(self):
+        pass
+
+
+def test_a_wave_drops_cars_that_go_patience_frames_unrewarded_and_ends_when_none_is_left():
+    """EnvPool's and RLCar's cars play waves; patience ends a hopeless car's episode there too, so a
+    wave of hopeless candidates costs `patience` frames instead of a whole episode."""
+    from rlcar_core.worldmodels.train_controller import EnvRollouts
+
+    configs, params = _tiny_world_model()
+    rollouts = EnvRollouts("rlcar", 3, 30, configs)
+    rollouts.env = _ScriptedCars(rollouts.env.observation_space.shape[1:])
+    vectors = np.zeros((3, num_controller_params(SMALL)))
+    full = rollouts.run(params, vectors, np.zeros(3), seed=0)
+    assert rollouts.frames == 20 + 30 + 30
+    early = rollouts.run(params, vectors, np.zeros(3), seed=0, patience=6)
+    assert rollouts.frames - 80 == 20 + 6 + 30  # car 2 never goes 6 frames unrewarded
+    np.testing.assert_allclose(full.episode_return, [20.0, -3.0, 6 * 1.0 - 24 * 0.1])
+    np.testing.assert_allclose(early.episode_return, [20.0, -0.6, 6 * 1.0 - 24 * 0.1])
+    np.testing.assert_allclose(early.progress, [20 / 30, 6 / 30, 1.0])

@@ -97,8 +97,8 @@ class EnvRollouts:
 
     `patience` (frames, training only) ends an episode after that many frames in a row without a
     reward: a car parked or lost on the grass earns only CarRacing's -0.1 a frame from there on, and
-    the rest of its 1000 frames would say nothing more about the candidate (queued cars only; EnvPool's
-    waves play whole episodes). Evaluations pass 0.
+    the rest of its 1000 frames would say nothing more about the candidate. A queued car takes the
+    next row at once; a wave ends once every car in it has ended. Evaluations pass 0.
     """
 
     def __init__(
@@ -154,12 +154,17 @@ class EnvRollouts:
             pad = self.num_envs - count  # the last wave is padded with copies of its last row
             wave_vectors = np.concatenate([wave_vectors, np.repeat(wave_vectors[-1:], pad, axis=0)])
             wave_tracks = np.concatenate([wave_tracks, np.repeat(wave_tracks[-1:], pad)])
-            wave = self._run_wave(params, wave_vectors, wave_tracks, seed + first)
+            wave = self._run_wave(params, wave_vectors, wave_tracks, seed + first, patience)
             returns.append(wave.episode_return[:count])
             progress.append(wave.progress[:count])
         return RolloutScores(np.concatenate(returns), np.concatenate(progress))
 
-    def _run_wave(self, params: WorldModelParams, vectors, tracks, seed: int) -> RolloutScores:
+    def _run_wave(
+        self, params: WorldModelParams, vectors, tracks, seed: int, patience: int = 0
+    ) -> RolloutScores:
+        """One episode per car, all cars reset together. A car whose episode ended (or that went
+        `patience` frames unrewarded) keeps its score; the wave ends when no car is left playing, so a
+        wave of hopeless candidates costs `patience` frames, not a whole episode."""
         if self.banked:
             obs, _ = self.env.reset(seed=seed, options={"track_id": tracks})
         else:
@@ -168,13 +173,18 @@ class EnvRollouts:
         running = np.ones(self.num_envs, bool)
         episode_return = np.zeros(self.num_envs)
         progress = np.zeros(self.num_envs)
+        unrewarded = np.zeros(self.num_envs, np.int64)  # frames since the car last earned a reward
         while running.any():
             actions, rnn_state = self._policy_step(params, vectors, obs, rnn_state)
             obs, reward, terminated, truncated, info = self.env.step(np.asarray(actions))
             self.frames += int(running.sum()) * self.frames_per_step
             episode_return += np.where(running, reward, 0.0)
             progress = np.where(running, info["progress"], progress)
-            running &= ~(terminated | truncated)
+            unrewarded = np.where(reward > 0, 0, unrewarded + self.frames_per_step)
+            ended = terminated | truncated
+            if patience > 0:
+                ended |= unrewarded >= patience
+            running &= ~ended
         return RolloutScores(episode_return, progress)
 
     def _run_queue(self, params: WorldModelParams, vectors, tracks, patience: int) -> RolloutScores:
