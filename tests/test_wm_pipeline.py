@@ -18,6 +18,8 @@ from conftest import single_error_line
 from typer.testing import CliRunner
 
 from rlcar_cli.main import app
+from rlcar_core.io.runs import RunDir
+from rlcar_core.worldmodels.storage import load_world_model
 
 pytestmark = pytest.mark.slow  # end to end: every stage compiles its models
 runner = CliRunner()
@@ -122,6 +124,21 @@ def test_controller_resumes_in_the_env_from_a_dream_search(pipeline, tmp_path):
     # Rerunning a finished search trains nothing and reports the same checkpoint.
     again = invoke("train-controller", "--run-dir", run, *ENV_CONTROLLER, "--json")
     assert again["generations"] == 3 and again["checkpoint"] == result["checkpoint"]
+
+
+def test_a_controller_on_z_alone_trains_drives_and_keeps_its_inputs_on_resume(pipeline, tmp_path):
+    run = copy_run(pipeline[0], tmp_path)
+    shutil.rmtree(run / "checkpoints" / "controller")
+    result = invoke(
+        "train-controller", "--run-dir", run, *DREAM_CONTROLLER, "--controller-inputs", "z", "--json"
+    )
+    assert result["generations"] == 2
+    assert load_world_model(RunDir(run), "latest").controller_config.sees_hidden is False
+    evaluation = invoke("eval", "--agent", "worldmodel", "--run-dir", run, "--checkpoint", "latest",
+                        "--episodes", "4", "--num-envs", "4", "--max-steps", "8", "--json")  # fmt: skip
+    assert evaluation["episodes"] == 4
+    refused = runner.invoke(app, ["train-controller", "--run-dir", str(run), "--controller-inputs", "zh"])
+    assert refused.exit_code == 2 and "sees_hidden=False" in single_error_line(refused.stderr)
 
 
 def test_training_resumes_after_an_interruption(pipeline, tmp_path, monkeypatch):

@@ -85,6 +85,7 @@ def test_the_controller_search_defaults_are_written_once():
         CollectConfig(env="carracing", action_repeat=0),
         CollectConfig(env="carracing", carracing_backend="pygame"),
         TrainControllerConfig(controller_hidden=-1),
+        TrainControllerConfig(controller_inputs="h"),
         TrainWorldModelsConfig(iterations=-1),
         TrainWorldModelsConfig(action_noise=math.nan),
         TrainWorldModelsConfig(action_repeat=4),

@@ -55,6 +55,28 @@ def test_hidden_layer_sizes_and_vector_round_trip():
         vector_to_params(jnp.zeros(33), SMALL_HIDDEN)
 
 
+@pytest.mark.parametrize("hidden_units", [0, 5])
+def test_a_controller_on_z_alone_reads_no_h(hidden_units):
+    """The paper's ablation of M: C sees V's code only, so h changes nothing."""
+    z_only = ControllerConfig(z_dim=4, hidden_size=6, hidden_units=hidden_units, sees_hidden=False)
+    # (z + bias) x 3 outputs; or (z + bias) x 5 hidden units, then (5 + bias) x 3 outputs.
+    expected = (4 + 1) * 5 + (5 + 1) * 3 if hidden_units else (4 + 1) * 3
+    assert num_controller_params(z_only) == expected
+    assert num_controller_params(ControllerConfig(sees_hidden=False)) == 33 * 3
+    rng = np.random.default_rng(3)
+    params = vector_to_params(
+        jnp.asarray(rng.normal(size=num_controller_params(z_only)), jnp.float32), z_only
+    )
+    latent = jnp.asarray(rng.normal(size=(8, 4)), jnp.float32)
+    hidden = jnp.asarray(rng.normal(size=(8, 6)), jnp.float32)
+    action = controller_action(params, latent, hidden)
+    np.testing.assert_array_equal(action, controller_action(params, latent, 5.0 * hidden))
+    assert not np.allclose(action, controller_action(params, -latent, hidden))
+    # A controller on [z, h] does read h.
+    full = vector_to_params(jnp.asarray(rng.normal(size=num_controller_params(SMALL)), jnp.float32), SMALL)
+    assert not np.allclose(controller_action(full, latent, hidden), controller_action(full, latent, -hidden))
+
+
 def test_hidden_layer_acts_through_tanh_and_starts_neutral():
     rng = np.random.default_rng(2)
     latent = jnp.asarray(rng.normal(size=(8, 4)), jnp.float32)

@@ -103,6 +103,9 @@ class ControllerConfig(_DictConfig):
     # 0: the paper's linear C; N: one tanh layer of N units before the action. Checkpoints from before
     # this field load as linear (the dataclass default fills it in).
     hidden_units: int = 0
+    # False: C on z alone, the paper's ablation of M (V's code without the LSTM's memory). Checkpoints
+    # from before this field load as [z, h].
+    sees_hidden: bool = True
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -160,6 +163,7 @@ RUN_DIR_HELP = "Run directory (data, checkpoints, metrics); default runs/worldmo
 ENVS = ENV_NAMES
 COLLECT_POLICIES = ("brownian", "random", "heuristic", "checkpoint")
 CARRACING_BACKENDS = ("gymnasium", "envpool")
+CONTROLLER_INPUTS = ("zh", "z")
 
 
 def carracing_backend_option() -> Any:
@@ -365,6 +369,12 @@ class TrainControllerConfig:
         None,
         "Units of a tanh hidden layer in C; 0 is the paper's linear C (default: 0, or the checkpoint's).",
     )
+    controller_inputs: str | None = option(
+        None,
+        "What C reads: zh, the paper's [z, h]; or z alone, the paper's ablation of M (default: zh, or "
+        "the checkpoint's).",
+        choices=CONTROLLER_INPUTS,
+    )
     rnn_checkpoint: str | None = option(
         None,
         "MDN-RNN checkpoint to train on (best, latest, epN); default: the one this controller was trained "
@@ -398,6 +408,13 @@ class TrainControllerConfig:
         _positive(self, "temperature", "initial_sigma")
         _one_of(self, "carracing_backend")
         _at_least(self, 1, "action_repeat")
+        if self.controller_inputs is not None:
+            _one_of(self, "controller_inputs")
+
+    @property
+    def sees_hidden(self) -> bool | None:
+        """ControllerConfig.sees_hidden as asked for; None: not asked (a new C reads [z, h])."""
+        return None if self.controller_inputs is None else self.controller_inputs == "zh"
 
     @property
     def mode(self) -> str:

@@ -1,4 +1,4 @@
-"""Controller (C): a = squash(W [z, h] + b), or with `hidden_units` N > 0 one tanh layer first,
+"""Controller (C): a = squash(W [z, h] + b) (or W z, the paper's ablation of M), or with `hidden_units` N > 0 one tanh layer first,
 a = squash(W2 tanh(W1 [z, h] + b1) + b2); the World Models driver built on it; and the CMA-ES search
 that fits it as one flat vector.
 
@@ -39,7 +39,7 @@ FULL_COVARIANCE_LIMIT = 2000
 
 
 class ControllerParams(NamedTuple):
-    weight: jax.Array  # (features, 3): features = z_dim + hidden_size, or hidden_units
+    weight: jax.Array  # (features, 3): features = z_dim + hidden_size (z_dim alone), or hidden_units
     bias: jax.Array  # (3,)
     # The hidden layer, None for the paper's linear controller (None is an empty pytree node, so
     # both shapes jit and vmap alike).
@@ -48,7 +48,7 @@ class ControllerParams(NamedTuple):
 
 
 def controller_input_size(config: ControllerConfig) -> int:
-    return config.z_dim + config.hidden_size
+    return config.z_dim + (config.hidden_size if config.sees_hidden else 0)
 
 
 def _output_inputs(config: ControllerConfig) -> int:
@@ -120,8 +120,10 @@ def squash_action(raw: jax.Array) -> jax.Array:
 
 
 def controller_action(params: ControllerParams, latent: jax.Array, hidden: jax.Array) -> jax.Array:
-    """latent (..., z_dim), hidden (..., hidden_size) -> action (..., 3)."""
-    features = jnp.concatenate([latent, hidden], axis=-1)
+    """latent (..., z_dim), hidden (..., hidden_size) -> action (..., 3). The first layer's rows say
+    what C reads: [z, h], or z alone (`ControllerConfig.sees_hidden`), z coming first."""
+    first_layer = params.weight if params.hidden_weight is None else params.hidden_weight
+    features = jnp.concatenate([latent, hidden], axis=-1)[..., : first_layer.shape[-2]]
     if params.hidden_weight is not None:
         features = jnp.tanh(features @ params.hidden_weight + params.hidden_bias)
     return squash_action(features @ params.weight + params.bias)

@@ -429,8 +429,9 @@ def train_controller(
                 "z_dim": rnn_config.z_dim,
                 "hidden_size": rnn_config.hidden_size,
                 "hidden_units": config.controller_hidden,
+                "sees_hidden": config.sees_hidden,
             },
-            ("z_dim", "hidden_size", "hidden_units"),
+            ("z_dim", "hidden_size", "hidden_units", "sees_hidden"),
             "this run's controller",
         )
         restored, restored_state = resume_or_warm_start(
