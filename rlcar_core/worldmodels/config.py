@@ -371,7 +371,7 @@ class TrainControllerConfig:
     )
     controller_inputs: str | None = option(
         None,
-        "What C reads: zh, the paper's [z, h]; or z alone, the paper's ablation of M (default: zh, or "
+        "What C reads: zh, the paper's z and h; or z alone, the paper's ablation of M (default: zh, or "
         "the checkpoint's).",
         choices=CONTROLLER_INPUTS,
     )
