@@ -15,9 +15,10 @@ is the reference (the heuristic driver reads RLCar's ray sensors, which CarRacin
   paper's CarRacing model sizes. The budget is split between the stages (STAGE_SPLIT). The controller
   is searched in the real env by default, as the paper did for CarRacing (--controller-in dream: in
   the MDN-RNN's dream, the paper's VizDoom procedure, kept as the comparison): CMA-ES with a
-  population of 16 and 2 training tracks per candidate, 16 cars in worker processes, episodes ended
-  after 100 unrewarded frames (training only), the search mean driving 16 training tracks every 5
-  generations to rank `best`. The search runs in segments of --eval-every-minutes, each followed by a
+  population of 16 and 2 training tracks per candidate (--wm-popsize, --wm-rollouts), 16 cars
+  (Gymnasium's in worker processes, or EnvPool's with --backend envpool), episodes ended after 100
+  unrewarded frames (training only), the search mean driving 16 training tracks every 5 generations
+  to rank `best`. --wm-controller-inputs z searches a C on z alone (the paper's ablation of M). The search runs in segments of --eval-every-minutes, each followed by a
   held-out evaluation of its newest checkpoint (a resumed search keeps its mean and step size, see
   rlcar_core/worldmodels/train_controller.py). Its env frames are the frames collected plus the
   controller's own episodes.
@@ -38,6 +39,7 @@ runs/bench-carracing/<agent>-seed<k>/results.json; once the seeds are done (or w
     python bench/carracing.py --agent dreamer --smoke      # a couple of minutes: the plumbing, end to end
     python bench/carracing.py --agent dreamer --dreamer-action-repeat 4 --dreamer-patience 100 \
         --dreamer-set actor_mean_limit=0.98 --dreamer-overlap   # issue 28's levers (--dreamer-*)
+    python bench/carracing.py --agent worldmodels --backend envpool --hours 2.0   # C searched on EnvPool
     python bench/carracing.py --plot-only                  # summary and PNG of what exists
 """
 
@@ -121,6 +123,7 @@ class Settings:
     controller_patience: int = 100
     controller_eval_every: int = 5
     controller_eval_episodes: int = 16
+    controller_inputs: str = "zh"  # "z": C on V's code alone, the paper's ablation of M
     # C in the dream (--controller-in dream): the paper's VizDoom procedure.
     dream_popsize: int = 32
     dream_rollouts: int = 16
@@ -158,6 +161,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
     eval_every_steps = args.dreamer_eval_every_steps or int(
         dreamer_steps_per_second(args) * args.eval_every_minutes * 60
     )
+    search = {
+        field: value
+        for field, value in (
+            ("controller_popsize", args.wm_popsize),
+            ("controller_rollouts", args.wm_rollouts),
+            ("controller_inputs", args.wm_controller_inputs),
+        )
+        if value is not None
+    }
     return Settings(
         dreamer_levers=dreamer_levers(args),
         budget_seconds=args.hours * 3600.0,
@@ -165,6 +177,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         eval_episodes=args.eval_episodes,
         final_episodes=args.final_episodes,
         dreamer_eval_every_steps=eval_every_steps,
+        **search,
     )
 
 
@@ -220,6 +233,19 @@ def parse_args() -> argparse.Namespace:
         metavar="FIELD=VALUE",
         help="a DreamerConfig field, as train-dreamer --set (repeatable), e.g. actor_mean_limit=0.98",
     )
+    wm_levers = parser.add_argument_group(
+        "World Models levers", "C's search in the real env; each flag left out keeps its default"
+    )
+    wm_levers.add_argument("--wm-popsize", type=int, default=None, help="CMA-ES candidates a generation (16)")
+    wm_levers.add_argument(
+        "--wm-rollouts", type=int, default=None, help="training tracks each candidate drives (2)"
+    )
+    wm_levers.add_argument(
+        "--wm-controller-inputs",
+        choices=("zh", "z"),
+        default=None,
+        help="what C reads: z and h (zh, the paper's), or z alone (the paper's ablation of M)",
+    )
     parser.add_argument(
         "--backend",
         choices=("gymnasium", "envpool"),
@@ -247,6 +273,10 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"each seed once, please: got {args.seeds}")
     if args.hours <= 0 or args.eval_every_minutes <= 0:
         parser.error("--hours and --eval-every-minutes must be positive")
+    if args.wm_popsize is not None and args.wm_popsize < 2:
+        parser.error(f"--wm-popsize must be 2 or more, got {args.wm_popsize}")
+    if args.wm_rollouts is not None and args.wm_rollouts < 1:
+        parser.error(f"--wm-rollouts must be 1 or more, got {args.wm_rollouts}")
     if args.root is None:
         args.root = Path("runs/bench-carracing-smoke" if args.smoke else "runs/bench-carracing")
     try:  # a bad lever is one line before anything runs
@@ -586,6 +616,14 @@ def bench_worldmodels(args: argparse.Namespace, seed: int, settings: Settings, r
     results["budget_seconds"] = settings.budget_seconds
     results.setdefault("stages", {})
     results["sizes"] = WM_SIZES
+    # The search's settings as of the latest resume (CMA-ES keeps only its mean and step size, so a
+    # resumed search may take another population; C's inputs are its shape, which a resume keeps).
+    results["controller_search"] = {
+        "popsize": settings.controller_popsize,
+        "rollouts": settings.controller_rollouts,
+        "patience": settings.controller_patience,
+        "inputs": settings.controller_inputs,
+    }
     if results.setdefault("controller_in", args.controller_in) != args.controller_in:
         sys.exit(
             f"error: {out} searched its controller in the {results['controller_in']}; "
@@ -749,6 +787,7 @@ def bench_worldmodels(args: argparse.Namespace, seed: int, settings: Settings, r
             max_steps=settings.max_steps,
             seed=seed,
             **search,
+            controller_inputs=settings.controller_inputs,
             **backend_option(TrainControllerConfig, args.backend),
         )
         run_until_budget(lambda config=config, on=on_generation: train_controller(config, on), budget)

@@ -295,3 +295,31 @@ def test_dream_strip_puts_the_asked_steps_side_by_side_and_refuses_missing_ones(
     assert stopped.value.code == 2
     assert "not [0, 9]" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_bench_carracing_passes_the_world_models_search_levers_on_and_refuses_bad_ones(monkeypatch, capsys):
+    bench_carracing = importlib.import_module("carracing")
+    argv = ["carracing.py", "--agent", "worldmodels", "--wm-popsize", "32", "--wm-rollouts", "4"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--wm-controller-inputs", "z"])
+    settings = bench_carracing.settings_from(bench_carracing.parse_args())
+    assert (settings.controller_popsize, settings.controller_rollouts, settings.controller_inputs) == (
+        32,
+        4,
+        "z",
+    )
+    monkeypatch.setattr(sys, "argv", ["carracing.py"])
+    default = bench_carracing.settings_from(bench_carracing.parse_args())
+    assert (default.controller_popsize, default.controller_rollouts, default.controller_inputs) == (
+        16,
+        2,
+        "zh",
+    )
+    for flag, value, words in (
+        ("--wm-popsize", "1", "--wm-popsize must be 2 or more"),
+        ("--wm-rollouts", "0", "--wm-rollouts must be 1 or more"),
+        ("--wm-controller-inputs", "h", "invalid choice"),
+    ):
+        monkeypatch.setattr(sys, "argv", ["carracing.py", flag, value])
+        with pytest.raises(SystemExit) as stopped:
+            bench_carracing.parse_args()
+        assert stopped.value.code == 2 and words in capsys.readouterr().err
