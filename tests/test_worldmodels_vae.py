@@ -47,6 +47,65 @@ def test_default_architecture_shapes_without_compute():
     assert output.mean.shape == output.log_var.shape == output.latent.shape == (2, 32)
 
 
+@pytest.mark.parametrize(
+    ("kernel", "size", "input_channels", "output_channels"),
+    [(4, 64, 3, 5), (4, 31, 4, 6), (4, 6, 8, 4), (2, 9, 3, 3)],
+)
+def test_strided_conv_equals_haikus_conv2d_with_its_parameters(kernel, size, input_channels, output_channels):
+    """Outputs, gradients and freshly drawn parameters: haiku's layer and ours are interchangeable."""
+    import haiku as hk
+
+    from rlcar_core.worldmodels.conv import StridedConv2D
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, size, size, input_channels)), jnp.float32)
+    theirs = hk.without_apply_rng(
+        hk.transform(lambda x: hk.Conv2D(output_channels, kernel, stride=2, padding="VALID")(x))
+    )
+    ours = hk.without_apply_rng(
+        hk.transform(lambda x: StridedConv2D(output_channels, kernel, name="conv2_d")(x))
+    )
+    _assert_interchangeable(theirs, ours, x)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "size", "input_channels", "output_channels"),
+    [(5, 1, 16, 8), (5, 5, 8, 4), (6, 13, 8, 4), (6, 30, 4, 3), (4, 7, 3, 5), (3, 4, 2, 2)],
+)
+def test_transposed_conv_equals_haikus_conv2d_transpose_with_its_parameters(
+    kernel, size, input_channels, output_channels
+):
+    import haiku as hk
+
+    from rlcar_core.worldmodels.conv import TransposedConv2D
+
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(2, size, size, input_channels)), jnp.float32)
+    theirs = hk.without_apply_rng(
+        hk.transform(lambda x: hk.Conv2DTranspose(output_channels, kernel, stride=2, padding="VALID")(x))
+    )
+    ours = hk.without_apply_rng(
+        hk.transform(lambda x: TransposedConv2D(output_channels, kernel, name="conv2_d_transpose")(x))
+    )
+    _assert_interchangeable(theirs, ours, x)
+
+
+def _assert_interchangeable(theirs, ours, x):
+    params = theirs.init(jax.random.PRNGKey(3), x)
+    # The same names, shapes and initial values...
+    assert jax.tree.map(np.shape, ours.init(jax.random.PRNGKey(3), x)) == jax.tree.map(np.shape, params)
+    jax.tree.map(np.testing.assert_array_equal, ours.init(jax.random.PRNGKey(3), x), params)
+    # ... and the same function of them, gradients included.
+    np.testing.assert_allclose(ours.apply(params, x), theirs.apply(params, x), rtol=1e-5, atol=1e-5)
+
+    def loss(apply):
+        return lambda params, x: jnp.sum(jnp.sin(apply(params, x)))
+
+    ours_grads = jax.grad(loss(ours.apply), argnums=(0, 1))(params, x)
+    theirs_grads = jax.grad(loss(theirs.apply), argnums=(0, 1))(params, x)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), ours_grads, theirs_grads
+    )
+
+
 def test_small_vae_outputs():
     vae = make_vae(SMALL)
     images = jnp.asarray(_frames(3))

@@ -4,7 +4,8 @@ its pure update.
 Architecture of Ha & Schmidhuber (2018): four stride-2 convolutions (kernel 4, VALID) take
 64 -> 31 -> 14 -> 6 -> 2, so the flattened code is 2*2*256 = 1024 wide; the decoder maps z to
 a 1x1x1024 map and four stride-2 transposed convolutions (kernels 5, 5, 6, 6) grow it
-1 -> 5 -> 13 -> 30 -> 64. The objective is pixel reconstruction plus a KL term that is free below
+1 -> 5 -> 13 -> 30 -> 64 (both computed as in `conv.py`, which XLA's CPU backend runs ~3x faster
+than haiku's own layers, with the same parameters). The objective is pixel reconstruction plus a KL term that is free below
 a tolerance.
 """
 
@@ -20,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from rlcar_core.worldmodels.config import VAEConfig
+from rlcar_core.worldmodels.conv import StridedConv2D, TransposedConv2D
 from rlcar_core.worldmodels.supervised import Metrics, TrainState, make_supervised_update
 
 IMAGE_SHAPE = (64, 64, 3)
@@ -68,9 +70,10 @@ class ConvVAE(hk.Module):
 
     def encode(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
         hidden = images_to_float(images)
-        for channels in self._config.encoder_channels:
-            hidden = hk.Conv2D(channels, _ENCODER_KERNEL, stride=2, padding="VALID")(hidden)
-            hidden = jax.nn.relu(hidden)
+        for index, channels in enumerate(self._config.encoder_channels):
+            # Named as haiku names its own Conv2D layers, so older checkpoints load unchanged.
+            name = "conv2_d" + (f"_{index}" if index else "")
+            hidden = jax.nn.relu(StridedConv2D(channels, _ENCODER_KERNEL, name=name)(hidden))
         hidden = hk.Flatten()(hidden)
         mean = hk.Linear(self._config.z_dim, name="mean")(hidden)
         log_var = hk.Linear(self._config.z_dim, name="log_var")(hidden)
@@ -81,7 +84,8 @@ class ConvVAE(hk.Module):
         hidden = hidden.reshape(hidden.shape[:-1] + (1, 1, _DECODER_INPUT_WIDTH))
         channels = (*self._config.decoder_channels, IMAGE_SHAPE[-1])
         for index, (width, kernel) in enumerate(zip(channels, _DECODER_KERNELS, strict=True)):
-            hidden = hk.Conv2DTranspose(width, kernel, stride=2, padding="VALID")(hidden)
+            name = "conv2_d_transpose" + (f"_{index}" if index else "")
+            hidden = TransposedConv2D(width, kernel, name=name)(hidden)
             if index < len(channels) - 1:
                 hidden = jax.nn.relu(hidden)
         return jax.nn.sigmoid(hidden)
