@@ -6,7 +6,7 @@ backward), to convolutions over inputs dilated with zeros, which its CPU backend
 slower than plain ones. On 2 CPU cores the paper-sized VAE's update (64 frames) spent ~1.8 s of its
 ~2.4 s in the decoder's gradient; with the forms below the same update is ~3x faster. Both modules
 keep `hk.Conv2D`'s and `hk.Conv2DTranspose`'s parameter names, shapes and initialisers (stride 2,
-VALID padding), so parameters and checkpoints are interchangeable with them
+VALID padding, NHWC inputs with one batch axis), so parameters and checkpoints are interchangeable with them
 (`tests/test_worldmodels_vae.py` checks outputs and gradients against haiku's).
 
 - `strided_conv`: a stride-2 convolution with an even kernel k is a stride-1 convolution with a
