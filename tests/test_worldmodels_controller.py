@@ -254,6 +254,25 @@ class _ScriptedCars:
         pass
 
 
+class _ScriptedPool(_ScriptedCars):
+    """The same cars as an EnvPool: a subset of them can step (`step_envs`), each on its own clock."""
+
+    def reset(self, seed=None, options=None):
+        self.clock = np.zeros(3, int)
+        self.stepped = 0
+        return super().reset(seed, options)
+
+    def step_envs(self, actions, env_ids):
+        assert len(actions) == len(env_ids)
+        self.stepped += len(env_ids)
+        self.clock[env_ids] += 1
+        t = self.clock[env_ids]
+        reward = np.where(env_ids == 0, 1.0, np.where((env_ids == 2) & (t % 5 == 0), 1.0, -0.1))
+        terminated = (env_ids == 0) & (t >= 20)
+        info = {"progress": (t / 30.0).astype(np.float32)}
+        return np.zeros((len(env_ids), *self.frame_shape), np.uint8), reward, terminated, t >= 30, info
+
+
 def test_a_wave_drops_cars_that_go_patience_frames_unrewarded_and_ends_when_none_is_left():
     """EnvPool's and RLCar's cars play waves; patience ends a hopeless car's episode there too, so a
     wave of hopeless candidates costs `patience` frames instead of a whole episode."""
@@ -270,3 +289,10 @@ def test_a_wave_drops_cars_that_go_patience_frames_unrewarded_and_ends_when_none
     np.testing.assert_allclose(full.episode_return, [20.0, -3.0, 6 * 1.0 - 24 * 0.1])
     np.testing.assert_allclose(early.episode_return, [20.0, -0.6, 6 * 1.0 - 24 * 0.1])
     np.testing.assert_allclose(early.progress, [20 / 30, 6 / 30, 1.0])
+    # An EnvPool-like env steps only the cars still playing, with the same scores.
+    pool = _ScriptedPool(rollouts.env.frame_shape)
+    rollouts.env = pool
+    subset = rollouts.run(params, vectors, np.zeros(3), seed=0, patience=6)
+    assert pool.stepped == 20 + 6 + 30
+    np.testing.assert_allclose(subset.episode_return, early.episode_return)
+    np.testing.assert_allclose(subset.progress, early.progress, rtol=1e-6)

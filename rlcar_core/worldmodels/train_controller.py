@@ -174,9 +174,15 @@ class EnvRollouts:
         episode_return = np.zeros(self.num_envs)
         progress = np.zeros(self.num_envs)
         unrewarded = np.zeros(self.num_envs, np.int64)  # frames since the car last earned a reward
+        # EnvPool steps (and renders) only the cars still playing: a wave's cost follows its
+        # episodes' lengths, not its longest episode times its cars.
+        step_envs = getattr(self.env, "step_envs", None)
         while running.any():
             actions, rnn_state = self._policy_step(params, vectors, obs, rnn_state)
-            obs, reward, terminated, truncated, info = self.env.step(np.asarray(actions))
+            if step_envs is None:
+                obs, reward, terminated, truncated, info = self.env.step(np.asarray(actions))
+            else:
+                obs, reward, terminated, truncated, info = _step_some(step_envs, obs, actions, running)
             self.frames += int(running.sum()) * self.frames_per_step
             episode_return += np.where(running, reward, 0.0)
             progress = np.where(running, info["progress"], progress)
@@ -238,6 +244,22 @@ def dream_fitness_fn(rnn_config: MDNRNNConfig, controller_config: ControllerConf
     """Jitted population fitness in the dream (see dream.make_dream_fitness), the population split over
     `mesh`'s devices; cached per shape and mesh."""
     return spread_population(make_dream_fitness(rnn_config, controller_config, horizon), mesh)
+
+
+def _step_some(step_envs, obs: np.ndarray, actions, playing: np.ndarray) -> tuple:
+    """`env.step` for the `playing` cars only (`step_envs`); the others keep their last frame, with
+    no reward and no end, so a caller that ignores them sees no difference."""
+    cars = np.flatnonzero(playing)
+    sub_obs, sub_reward, sub_terminated, sub_truncated, sub_info = step_envs(np.asarray(actions)[cars], cars)
+    obs = np.array(obs)
+    obs[cars] = sub_obs
+    reward = np.zeros(len(playing))
+    reward[cars] = sub_reward
+    terminated, truncated = np.zeros(len(playing), bool), np.zeros(len(playing), bool)
+    terminated[cars], truncated[cars] = sub_terminated, sub_truncated
+    progress = np.zeros(len(playing), np.float32)
+    progress[cars] = sub_info["progress"]
+    return obs, reward, terminated, truncated, {"progress": progress}
 
 
 def _zero_rows(state, rows: np.ndarray):
