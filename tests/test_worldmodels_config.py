@@ -65,6 +65,7 @@ def test_the_controller_search_defaults_are_written_once():
         "z_dim",
         "hidden_size",
         "hidden_units",
+        "sees_hidden",
     }
 
 
