@@ -93,8 +93,11 @@ bench-dreamer: $(STAMP)
 # World Models searches its controller in the real env (bench/carracing.py --controller-in dream: the dream).
 CARRACING_SEEDS ?= 0
 CARRACING_HOURS ?= 2.5
+# envpool: train on EnvPool's CarRacing-v3 (pip install ".[envpool]"); evaluation stays Gymnasium's.
+# The World Models row of the README: make bench-carracing CARRACING_BACKEND=envpool CARRACING_HOURS=2.0
+CARRACING_BACKEND ?= gymnasium
 bench-carracing: $(STAMP)
-	$(BIN)/python bench/carracing.py --agent dreamer --agent worldmodels --seeds $(CARRACING_SEEDS) --hours $(CARRACING_HOURS)
+	$(BIN)/python bench/carracing.py --agent dreamer --agent worldmodels --seeds $(CARRACING_SEEDS) --hours $(CARRACING_HOURS) --backend $(CARRACING_BACKEND)
 
 # DreamerV3 update FLOPs (XLA cost analysis), matmul peak, MFU and replayed steps/s per preset.
 bench-dreamer-speed: $(STAMP)
