@@ -18,8 +18,9 @@ is the reference (the heuristic driver reads RLCar's ray sensors, which CarRacin
   population of 16 and 2 training tracks per candidate (--wm-popsize, --wm-rollouts), 16 cars
   (Gymnasium's in worker processes, or EnvPool's with --backend envpool), episodes ended after 100
   unrewarded frames (training only), the search mean driving 16 training tracks every 5 generations
-  to rank `best`. --wm-controller-inputs z searches a C on z alone (the paper's ablation of M). The search runs in segments of --eval-every-minutes, each followed by a
-  held-out evaluation of its newest checkpoint (a resumed search keeps its mean and step size, see
+  to rank `best`. --wm-controller-inputs z searches a C on z alone (the paper's ablation of M). The
+  search runs in segments of --eval-every-minutes, each followed by a held-out evaluation of its
+  newest checkpoint (a resumed search keeps its mean and step size, see
   rlcar_core/worldmodels/train_controller.py). Its env frames are the frames collected plus the
   controller's own episodes.
 

@@ -233,36 +233,21 @@ def test_carracing_rollouts_score_rows_alike_on_any_number_of_cars_and_stop_hope
 
 class _ScriptedCars:
     """A stand-in vector env of three cars with fixed rewards: car 0 earns every frame and finishes at
-    frame 20, car 1 never earns (-0.1 a frame), car 2 earns every 5th frame; all truncate at frame 30."""
+    frame 20, car 1 never earns (-0.1 a frame), car 2 earns every 5th frame; all truncate at frame 30.
+    Each car keeps its own clock, so the same rules serve `_ScriptedPool`'s subsets."""
 
     def __init__(self, frame_shape):
-        self.frame_shape, self.t = frame_shape, 0
-
-    def reset(self, seed=None, options=None):
-        self.t = 0
-        return np.zeros((3, *self.frame_shape), np.uint8), {}
-
-    def step(self, actions):
-        self.t += 1
-        reward = np.array([1.0, -0.1, 1.0 if self.t % 5 == 0 else -0.1])
-        terminated = np.array([self.t >= 20, False, False])
-        truncated = np.full(3, self.t >= 30)
-        info = {"progress": np.full(3, self.t / 30.0)}
-        return np.zeros((3, *self.frame_shape), np.uint8), reward, terminated, truncated, info
-
-    def close(self):
-        pass
-
-
-class _ScriptedPool(_ScriptedCars):
-    """The same cars as an EnvPool: a subset of them can step (`step_envs`), each on its own clock."""
+        self.frame_shape = frame_shape
 
     def reset(self, seed=None, options=None):
         self.clock = np.zeros(3, int)
-        self.stepped = 0
-        return super().reset(seed, options)
+        self.stepped = 0  # car-steps taken, whichever way
+        return np.zeros((3, *self.frame_shape), np.uint8), {}
 
-    def step_envs(self, actions, env_ids):
+    def step(self, actions):
+        return self._advance(actions, np.arange(3))
+
+    def _advance(self, actions, env_ids):
         assert len(actions) == len(env_ids)
         self.stepped += len(env_ids)
         self.clock[env_ids] += 1
@@ -271,6 +256,16 @@ class _ScriptedPool(_ScriptedCars):
         terminated = (env_ids == 0) & (t >= 20)
         info = {"progress": (t / 30.0).astype(np.float32)}
         return np.zeros((len(env_ids), *self.frame_shape), np.uint8), reward, terminated, t >= 30, info
+
+    def close(self):
+        pass
+
+
+class _ScriptedPool(_ScriptedCars):
+    """The same cars as an EnvPool: a subset of them can step (`step_envs`)."""
+
+    def step_envs(self, actions, env_ids):
+        return self._advance(actions, env_ids)
 
 
 def test_a_wave_drops_cars_that_go_patience_frames_unrewarded_and_ends_when_none_is_left():

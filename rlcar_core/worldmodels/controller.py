@@ -1,6 +1,6 @@
-"""Controller (C): a = squash(W [z, h] + b) (or W z, the paper's ablation of M), or with `hidden_units` N > 0 one tanh layer first,
-a = squash(W2 tanh(W1 [z, h] + b1) + b2); the World Models driver built on it; and the CMA-ES search
-that fits it as one flat vector.
+"""Controller (C): a = squash(W [z, h] + b) (or W z, the paper's ablation of M), or with
+`hidden_units` N > 0 one tanh layer first, a = squash(W2 tanh(W1 [z, h] + b1) + b2); the World
+Models driver built on it; and the CMA-ES search that fits it as one flat vector.
 
 Squashing gives the CarRacing action ranges: steer in [-1, 1] (tanh), gas and brake in [0, 1]
 (sigmoid), so any parameter vector CMA-ES proposes yields a valid action. CMA-ES is a thin, silent

@@ -101,32 +101,44 @@ def _fan_in_init(fan_in: int) -> hk.initializers.Initializer:
     return hk.initializers.TruncatedNormal(stddev=1.0 / np.sqrt(fan_in))
 
 
-class StridedConv2D(hk.Module):
-    """`hk.Conv2D(output_channels, kernel, stride=2, padding="VALID")` computed by `strided_conv`."""
+class _StrideTwoConv(hk.Module):
+    """A kernel x kernel, stride-2, VALID layer with haiku's parameters `w` and `b`; subclasses say
+    how `w` is laid out and how it is applied."""
 
     def __init__(self, output_channels: int, kernel: int, name: str | None = None):
         super().__init__(name=name)
         self._output_channels, self._kernel = output_channels, kernel
 
+    def _weight_shape(self, input_channels: int) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def _apply(self, x: jax.Array, w: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
     def __call__(self, x: jax.Array) -> jax.Array:
         input_channels = x.shape[-1]
-        shape = (self._kernel, self._kernel, input_channels, self._output_channels)
-        w = hk.get_parameter("w", shape, x.dtype, init=_fan_in_init(self._kernel**2 * input_channels))
+        init = _fan_in_init(self._kernel**2 * input_channels)
+        w = hk.get_parameter("w", self._weight_shape(input_channels), x.dtype, init=init)
         b = hk.get_parameter("b", (self._output_channels,), x.dtype, init=jnp.zeros)
-        return strided_conv(x, w) + b
+        return self._apply(x, w) + b
 
 
-class TransposedConv2D(hk.Module):
+class StridedConv2D(_StrideTwoConv):
+    """`hk.Conv2D(output_channels, kernel, stride=2, padding="VALID")` computed by `strided_conv`."""
+
+    def _weight_shape(self, input_channels: int) -> tuple[int, ...]:
+        return (self._kernel, self._kernel, input_channels, self._output_channels)
+
+    def _apply(self, x: jax.Array, w: jax.Array) -> jax.Array:
+        return strided_conv(x, w)
+
+
+class TransposedConv2D(_StrideTwoConv):
     """`hk.Conv2DTranspose(output_channels, kernel, stride=2, padding="VALID")` computed by
     `transposed_conv`."""
 
-    def __init__(self, output_channels: int, kernel: int, name: str | None = None):
-        super().__init__(name=name)
-        self._output_channels, self._kernel = output_channels, kernel
+    def _weight_shape(self, input_channels: int) -> tuple[int, ...]:
+        return (self._kernel, self._kernel, self._output_channels, input_channels)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        input_channels = x.shape[-1]
-        shape = (self._kernel, self._kernel, self._output_channels, input_channels)
-        w = hk.get_parameter("w", shape, x.dtype, init=_fan_in_init(self._kernel**2 * input_channels))
-        b = hk.get_parameter("b", (self._output_channels,), x.dtype, init=jnp.zeros)
-        return transposed_conv(x, w) + b
+    def _apply(self, x: jax.Array, w: jax.Array) -> jax.Array:
+        return transposed_conv(x, w)

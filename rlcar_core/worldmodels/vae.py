@@ -5,8 +5,8 @@ Architecture of Ha & Schmidhuber (2018): four stride-2 convolutions (kernel 4, V
 64 -> 31 -> 14 -> 6 -> 2, so the flattened code is 2*2*256 = 1024 wide; the decoder maps z to
 a 1x1x1024 map and four stride-2 transposed convolutions (kernels 5, 5, 6, 6) grow it
 1 -> 5 -> 13 -> 30 -> 64 (both computed as in `conv.py`, which XLA's CPU backend runs ~3x faster
-than haiku's own layers, with the same parameters). The objective is pixel reconstruction plus a KL term that is free below
-a tolerance.
+than haiku's own layers, with the same parameters). The objective is pixel reconstruction plus a KL
+term that is free below a tolerance.
 """
 
 from __future__ import annotations
