@@ -81,12 +81,14 @@ bench-worldmodels: $(STAMP)
 
 # DreamerV3 learning curves on RLCar: the sensor row, then the pixel row, each over SEEDS, JOBS seeds
 # at a time in their own processes (resumable: rerun to continue), then
-# runs/bench-dreamer/rlcar-<obs>-summary.json and .png.
+# runs/bench-dreamer/rlcar-<obs>-summary.json and .png. The pixel row starts each replay with 48
+# heuristic laps (without them the world model never learns to draw the obstacles: docs/results.md)
+# and trains at ratio 32 so that a seed's 100k env steps fit in about 82 minutes.
 SEEDS ?= 0 1 2
 JOBS ?= 2
 bench-dreamer: $(STAMP)
 	$(BIN)/python bench/dreamer.py --obs sensors --seeds $(SEEDS) --jobs $(JOBS)
-	$(BIN)/python bench/dreamer.py --obs pixels --seeds $(SEEDS) --jobs $(JOBS)
+	$(BIN)/python bench/dreamer.py --obs pixels --seeds $(SEEDS) --jobs $(JOBS) --train-ratio 32 --prior-laps 48
 
 # DreamerV3 and World Models on Gymnasium's CarRacing-v3 from pixels, CARRACING_HOURS of collection and
 # training each per seed (resumable), scored on 20 held-out tracks; runs/bench-carracing/<agent>.png.

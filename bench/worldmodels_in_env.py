@@ -107,26 +107,34 @@ def main() -> None:
         "--max-steps", type=int, default=SEARCH["max_steps"], help="length of a training episode"
     )
     parser.add_argument("--controller-hidden", type=int, default=0, help="tanh hidden units in C (0: linear)")
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=0,
+        help="end a training episode after this many steps without a reward (0: never)",
+    )
     args = parser.parse_args()
     for name, least in (("generations", 1), ("popsize", 2), ("rollouts", 1), ("max_steps", 1)):
         if getattr(args, name) < least:
             parser.error(f"--{name.replace('_', '-')} must be at least {least}")
-    if args.controller_hidden < 0:
-        parser.error("--controller-hidden must be 0 or more")
+    if args.controller_hidden < 0 or args.patience < 0:
+        parser.error("--controller-hidden and --patience must be 0 or more")
     search = {
         **SEARCH,
         "popsize": args.popsize,
         "rollouts": args.rollouts,
         "max_steps": args.max_steps,
         "controller_hidden": args.controller_hidden,
+        "patience": args.patience,
     }
 
     results_path = args.run_dir / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {"seeds": {}}
     for seed in args.seeds:
         done = results["seeds"].get(str(seed), {})
-        # Results written before the levers were flags recorded the default search without C's hidden units.
-        done_search = {"controller_hidden": 0, **done.get("search", SEARCH)}
+        # Results written before the levers were flags recorded the default search without C's hidden
+        # units or patience.
+        done_search = {"controller_hidden": 0, "patience": 0, **done.get("search", SEARCH)}
         if done.get("generations") == args.generations and done_search == search:
             continue
         results["seeds"][str(seed)] = run_seed(

@@ -260,7 +260,12 @@ def test_a_jobs_child_gets_the_parents_settings_for_its_one_seed(monkeypatch, tm
         ("worldmodels_in_env", ["--popsize", "1"], "--popsize must be at least 2"),
         ("worldmodels_in_env", ["--rollouts", "0"], "--rollouts must be at least 1"),
         ("worldmodels_in_env", ["--max-steps", "0"], "--max-steps must be at least 1"),
-        ("worldmodels_in_env", ["--controller-hidden", "-1"], "--controller-hidden must be 0 or more"),
+        (
+            "worldmodels_in_env",
+            ["--controller-hidden", "-1"],
+            "--controller-hidden and --patience must be 0 or more",
+        ),
+        ("worldmodels_in_env", ["--patience", "-1"], "--patience must be 0 or more"),
     ],
 )
 def test_bench_worldmodels_refuses_bad_options_with_exit_2_before_any_work(

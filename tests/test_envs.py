@@ -71,6 +71,31 @@ def test_vector_env_seeds_and_track_options():
     np.testing.assert_array_equal(info["track_id"], [2, 1, 0])
 
 
+def test_vector_env_resets_only_the_masked_cars():
+    env = make_env("rlcar", obs="sensors", num_envs=3, num_tracks=3)
+    env.reset(seed=[1, 2, 3], options={"track_id": [2, 1, 0]})
+    drive = np.tile([0.0, 1.0, 0.0], (3, 1)).astype(np.float32)
+    for _ in range(5):
+        moved, *_, moved_info = env.step(drive)
+    mask = np.array([False, True, False])
+    obs, info = env.reset(seed=[None, 7, None], options={"track_id": [0, 2, 0], "reset_mask": mask})
+    # The kept cars carry on where they were; the reset one starts afresh on its new track, exactly as
+    # a full reset with its seed and track starts it.
+    np.testing.assert_array_equal(obs[~mask], moved[~mask])
+    np.testing.assert_array_equal(info["time"], [5, 0, 5])
+    np.testing.assert_array_equal(info["track_id"], [2, 2, 0])
+    fresh, _ = make_env("rlcar", obs="sensors", num_envs=3, num_tracks=3).reset(
+        seed=[7, 7, 7], options={"track_id": 2}
+    )
+    np.testing.assert_allclose(obs[1], fresh[0], rtol=1e-6)
+    stepped, *_ = env.step(drive)
+    assert not np.array_equal(stepped[1], obs[1])
+    with pytest.raises(RlcarError, match="reset_mask"):
+        env.reset(options={"reset_mask": [True, False]})
+    with pytest.raises(RlcarError, match="without it first"):
+        make_env("rlcar", obs="sensors", num_envs=3, num_tracks=3).reset(options={"reset_mask": mask})
+
+
 @pytest.mark.parametrize(
     ("name", "obs", "message"),
     [

@@ -269,13 +269,14 @@ class _ScriptedPool(_ScriptedCars):
 
 
 def test_a_wave_drops_cars_that_go_patience_frames_unrewarded_and_ends_when_none_is_left():
-    """EnvPool's and RLCar's cars play waves; patience ends a hopeless car's episode there too, so a
-    wave of hopeless candidates costs `patience` frames instead of a whole episode."""
+    """EnvPool's cars play waves; patience ends a hopeless car's episode there too, so a wave of
+    hopeless candidates costs `patience` frames instead of a whole episode."""
     from rlcar_core.worldmodels.train_controller import EnvRollouts
 
     configs, params = _tiny_world_model()
     rollouts = EnvRollouts("rlcar", 3, 30, configs)
     rollouts.env = _ScriptedCars(rollouts.env.observation_space.shape[1:])
+    rollouts.queued = False  # the wave path, EnvPool's, on scripted cars
     vectors = np.zeros((3, num_controller_params(SMALL)))
     full = rollouts.run(params, vectors, np.zeros(3), seed=0)
     assert rollouts.frames == 20 + 30 + 30
@@ -291,3 +292,25 @@ def test_a_wave_drops_cars_that_go_patience_frames_unrewarded_and_ends_when_none
     assert pool.stepped == 20 + 6 + 30
     np.testing.assert_allclose(subset.episode_return, early.episode_return)
     np.testing.assert_allclose(subset.progress, early.progress, rtol=1e-6)
+
+
+def test_rlcar_rollouts_queue_rows_so_each_scores_alike_on_any_number_of_cars():
+    """RLCar's cars work through the rows as a queue (a crashed car takes the next row at once): a
+    row's score depends on its controller and track alone, not on which car plays it or when, and
+    candidates on the same track start alike (common random numbers)."""
+    from rlcar_core.worldmodels.train_controller import EnvRollouts
+
+    configs, params = _tiny_world_model()
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(0.0, 0.5, (6, num_controller_params(SMALL)))
+    vectors[5] = vectors[0]  # the same candidate twice on the same track
+    tracks = np.array([3, 3, 4, 4, 5, 3])
+    scores = {}
+    for cars in (1, 4):
+        rollouts = EnvRollouts("rlcar", cars, 40, configs, num_tracks=8)
+        assert rollouts.queued
+        scores[cars] = rollouts.run(params, vectors, tracks, seed=11, patience=15)
+        assert 0 < rollouts.frames <= 6 * 40
+    np.testing.assert_allclose(scores[1].episode_return, scores[4].episode_return, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scores[1].progress, scores[4].progress, rtol=1e-5, atol=1e-6)
+    assert scores[4].episode_return[5] == pytest.approx(scores[4].episode_return[0], abs=1e-6)

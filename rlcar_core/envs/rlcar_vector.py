@@ -40,6 +40,18 @@ def _reset_batch(sim: RLCar, keys, track_ids, params):
 
 
 @partial(jax.jit, static_argnums=0)
+def _reset_rows(sim: RLCar, keys, track_ids, params, state, mask):
+    """Reset the cars where `mask` is set and keep the others as they are; observe them all."""
+    fresh = jax.vmap(sim.reset_state, in_axes=(0, None, 0))(keys, params, track_ids)
+
+    def pick(new, old):
+        return jnp.where(mask.reshape(mask.shape + (1,) * (new.ndim - 1)), new, old)
+
+    state = jax.tree.map(pick, fresh, state)
+    return jax.vmap(sim.observe, in_axes=(0, None))(state, params), state
+
+
+@partial(jax.jit, static_argnums=0)
 def _step_batch(sim: RLCar, key, state, actions, params):
     key, step_key = jax.random.split(key)
     keys = jax.random.split(step_key, actions.shape[0])
@@ -90,7 +102,13 @@ class RLCarVectorEnv(VectorEnv):
         self.state = None
 
     def reset(self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None):
+        """All cars, or with ``options={"reset_mask": mask}`` only the cars where `mask` is set (the
+        others keep their episode; ``track_id`` and per-car seeds apply to the reset cars alone, and
+        the env's own key, which steps all cars, is left as it was)."""
         options = checked_options(options)
+        reset_mask = options.get("reset_mask")
+        if reset_mask is not None:
+            return self._reset_some(seed, options, reset_mask)
         if isinstance(seed, Sequence) and not isinstance(seed, str):
             if len(seed) != self.num_envs:
                 raise InvalidArgument(f"got {len(seed)} seeds for {self.num_envs} envs")
@@ -108,6 +126,38 @@ class RLCarVectorEnv(VectorEnv):
         check_track_ids(track_ids, self.params.bank.num_tracks)
         track_ids = np.broadcast_to(track_ids, (self.num_envs,))
         obs, self.state = _reset_batch(self.sim, keys, jnp.asarray(track_ids), self.params)
+        info = jax.device_get(jax.vmap(self.sim.info)(self.state))
+        return jax.device_get(obs), _with_masks({k: np.asarray(v) for k, v in info.items()})
+
+    def _reset_some(self, seed, options: dict[str, Any], reset_mask) -> tuple:
+        mask = np.asarray(reset_mask)
+        if mask.shape != (self.num_envs,) or mask.dtype != bool:
+            raise InvalidArgument(
+                f"reset_mask must be {self.num_envs} booleans, one per car, got {reset_mask!r}"
+            )
+        if self.state is None:
+            raise InvalidArgument(
+                "reset_mask resets some cars of a running env: call reset() without it first"
+            )
+        if isinstance(seed, Sequence) and not isinstance(seed, str):
+            if len(seed) != self.num_envs:
+                raise InvalidArgument(f"got {len(seed)} seeds for {self.num_envs} envs")
+            # Only the reset cars' seeds are used: the others may be None without drawing entropy.
+            keys = jnp.stack(
+                [jax.random.PRNGKey(seed_or_fresh(s) if go else 0) for s, go in zip(seed, mask, strict=True)]
+            )
+        else:
+            seed = checked_seed(seed)
+            keys = jax.random.split(
+                jax.random.PRNGKey(seed) if seed is not None else jax.random.fold_in(self._key, 1),
+                self.num_envs,
+            )
+        track_ids = np.asarray(options.get("track_id", -1))
+        check_track_ids(track_ids, self.params.bank.num_tracks)
+        track_ids = np.broadcast_to(track_ids, (self.num_envs,))
+        obs, self.state = _reset_rows(
+            self.sim, keys, jnp.asarray(track_ids), self.params, self.state, jnp.asarray(mask)
+        )
         info = jax.device_get(jax.vmap(self.sim.info)(self.state))
         return jax.device_get(obs), _with_masks({k: np.asarray(v) for k, v in info.items()})
 

@@ -88,12 +88,13 @@ class EnvRollouts:
     """`run(vectors (K, n), tracks (K,), seed)` plays one episode per row on `num_envs` cars.
 
     `tracks` are indices into the RLCar training-track bank, or CarRacing-v3 reset seeds (which pick
-    the track). RLCar's JAX vector env plays rows in waves; cars share `seed` for their start jitter,
-    so candidates on the same track face the same start (common random numbers make CMA-ES's
-    comparisons less noisy), and so does EnvPool's CarRacing-v3. Gymnasium's CarRacing-v3 cars each
-    run in a worker process and work through the rows as a queue: a car whose episode ends takes the
-    next row at once, so short episodes (early stops, crashes) free their core for the rest instead
-    of waiting for the slowest car of a wave.
+    the track). Candidates on the same track face the same start (common random numbers make
+    CMA-ES's comparisons less noisy): RLCar's start jitter is seeded from `seed` and the track.
+
+    RLCar's JAX vector env and Gymnasium's CarRacing-v3 cars (each in a worker process) work through
+    the rows as a queue: a car whose episode ends takes the next row at once, so short episodes
+    (crashes, early stops) free their slot for the rest instead of waiting for the slowest car of a
+    wave. EnvPool's CarRacing-v3 plays waves, stepping only the cars still playing.
 
     `patience` (frames, training only) ends an episode after that many frames in a row without a
     reward: a car parked or lost on the grass earns only CarRacing's -0.1 a frame from there on, and
@@ -114,13 +115,13 @@ class EnvRollouts:
         self.num_envs = num_envs
         self.banked = EnvName.parse(env_name).has_track_bank
         env_options = dict(env_options or {})
-        # Gymnasium's CarRacing cars play a queue of rows (they reset one by one, see _run_queue) in
-        # worker processes that spread Box2D over the cores. EnvPool has its own threads and resets
-        # a car on its own: it plays waves, as RLCar's vector env does.
-        self.queued = not self.banked and env_options.get("backend", "gymnasium") == "gymnasium"
+        # RLCar's vector env and Gymnasium's CarRacing cars (in worker processes that spread Box2D
+        # over the cores) play a queue of rows: they reset car by car (see _run_queue). EnvPool has
+        # its own threads and resets a car on its own: it plays waves.
+        self.queued = self.banked or env_options.get("backend", "gymnasium") == "gymnasium"
         if not self.banked:
             env_options.setdefault("action_repeat", default_action_repeat(env_name))
-        if self.queued:
+        if self.queued and not self.banked:
             from gymnasium.vector import AutoresetMode
 
             env_options.update(processes=num_envs > 1, autoreset_mode=AutoresetMode.DISABLED)
@@ -145,7 +146,7 @@ class EnvRollouts:
         vectors = np.asarray(vectors, np.float32)
         tracks = np.asarray(tracks, np.int64)
         if self.queued:
-            return self._run_queue(params, vectors, tracks, patience)
+            return self._run_queue(params, vectors, tracks, seed, patience)
         returns, progress = [], []
         for first in range(0, len(vectors), self.num_envs):
             wave_vectors = vectors[first : first + self.num_envs]
@@ -165,10 +166,7 @@ class EnvRollouts:
         """One episode per car, all cars reset together. A car whose episode ended (or that went
         `patience` frames unrewarded) keeps its score; the wave ends when no car is left playing, so a
         wave of hopeless candidates costs `patience` frames, not a whole episode."""
-        if self.banked:
-            obs, _ = self.env.reset(seed=seed, options={"track_id": tracks})
-        else:
-            obs, _ = self.env.reset(seed=[int(track) for track in tracks])
+        obs, _ = self.env.reset(seed=[int(track) for track in tracks])
         rnn_state = initial_rnn_state(self._rnn_config, self.num_envs)
         running = np.ones(self.num_envs, bool)
         episode_return = np.zeros(self.num_envs)
@@ -193,14 +191,29 @@ class EnvRollouts:
             running &= ~ended
         return RolloutScores(episode_return, progress)
 
-    def _run_queue(self, params: WorldModelParams, vectors, tracks, patience: int) -> RolloutScores:
+    def _reset_cars(self, tracks: np.ndarray, seed: int, mask: np.ndarray | None = None):
+        """Start each car (each car where `mask` is set) on its track: a CarRacing reset seed is the
+        track; an RLCar car's start jitter is seeded from `seed` and its track."""
+        if self.banked:
+            options: dict[str, Any] = {"track_id": tracks}
+            if mask is not None:
+                options["reset_mask"] = mask
+            return self.env.reset(seed=[(seed + int(track)) % 2**31 for track in tracks], options=options)
+        if mask is None:
+            return self.env.reset(seed=[int(track) for track in tracks])
+        seeds = [int(track) if go else None for track, go in zip(tracks, mask, strict=True)]
+        return self.env.reset(seed=seeds, options={"reset_mask": mask})
+
+    def _run_queue(
+        self, params: WorldModelParams, vectors, tracks, seed: int, patience: int
+    ) -> RolloutScores:
         rows, cars = len(vectors), self.num_envs
         returns, progress = np.zeros(rows), np.zeros(rows)
         row_of_car = np.full(cars, -1)  # -1: the car has no row left to play (it idles till the end)
         started = min(cars, rows)
         row_of_car[:started] = np.arange(started)
         next_row = started
-        obs, _ = self.env.reset(seed=[int(tracks[max(row, 0)]) for row in row_of_car])
+        obs, _ = self._reset_cars(tracks[np.maximum(row_of_car, 0)], seed)
         rnn_state = initial_rnn_state(self._rnn_config, cars)
         episode_return = np.zeros(cars)
         unrewarded = np.zeros(cars, np.int64)  # frames since the car last earned a reward
@@ -227,10 +240,7 @@ class EnvRollouts:
             unrewarded[ended] = 0
             restart = ended & (row_of_car >= 0)
             if restart.any():
-                seeds = [
-                    int(tracks[row]) if go else None for row, go in zip(row_of_car, restart, strict=True)
-                ]
-                fresh_obs, _ = self.env.reset(seed=seeds, options={"reset_mask": restart})
+                fresh_obs, _ = self._reset_cars(tracks[np.maximum(row_of_car, 0)], seed, restart)
                 obs = np.where(restart[:, None, None, None], fresh_obs, obs)
                 rnn_state = _zero_rows(rnn_state, restart)  # a new episode starts from M's zero state
         return RolloutScores(returns, progress)
