@@ -359,7 +359,9 @@ class TrainControllerConfig:
         "(default: 100 on CarRacing-v3, 0 on RLCar).",
     )
     num_envs: int | None = option(
-        None, "--in-env: cars driven side by side (default: every rollout of a generation, at most 16)."
+        None,
+        "--in-env: cars driven side by side (default: every rollout of a generation, at most 16 on "
+        "CarRacing-v3 and 32 on RLCar).",
     )
     initial_sigma: float = option(0.1, "CMA-ES initial step size.")
     eval_every: int = option(5, "Generations between real-env evaluations of the search mean.")

@@ -77,6 +77,10 @@ from rlcar_core.worldmodels.supervised import StepCallback
 # CarRacing-v3 cars each take a worker process (about 270 MB); 16 keep 2 cores busy while the
 # main process runs V, M and C for all of them.
 MAX_CARRACING_CARS = 16
+# RLCar's cars work through a generation's rows as a queue: a crashed car's slot takes the next row at
+# once, so a batch of 32 (wide enough for XLA's convolutions) scores a generation in about the frames
+# its episodes need, where one car per row steps every car until the generation's longest episode ends.
+MAX_RLCAR_CARS = 32
 
 
 class RolloutScores(NamedTuple):
@@ -490,6 +494,8 @@ def train_controller(
             num_envs = config.popsize * config.rollouts_per_candidate
             if not EnvName.parse(env_name).has_track_bank:  # one worker process per CarRacing car
                 num_envs = min(num_envs, MAX_CARRACING_CARS)
+            else:
+                num_envs = min(num_envs, MAX_RLCAR_CARS)
         elif num_envs is None:
             num_envs = config.eval_episodes
         rollouts = EnvRollouts(
