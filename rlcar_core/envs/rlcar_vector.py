@@ -109,11 +109,10 @@ class RLCarVectorEnv(VectorEnv):
         reset_mask = options.get("reset_mask")
         if reset_mask is not None:
             return self._reset_some(seed, options, reset_mask)
-        if isinstance(seed, Sequence) and not isinstance(seed, str):
-            if len(seed) != self.num_envs:
-                raise InvalidArgument(f"got {len(seed)} seeds for {self.num_envs} envs")
-            keys = jnp.stack([jax.random.PRNGKey(seed_or_fresh(s)) for s in seed])
-            self._key = jax.random.fold_in(keys[0], len(seed))
+        seeds = self._per_car_seeds(seed)
+        if seeds is not None:
+            keys = jnp.stack([jax.random.PRNGKey(seed_or_fresh(s)) for s in seeds])
+            self._key = jax.random.fold_in(keys[0], len(seeds))
         else:
             seed = checked_seed(seed)
             if seed is not None or self._key is None:
@@ -122,12 +121,8 @@ class RLCarVectorEnv(VectorEnv):
                 )
             self._key, reset_key = jax.random.split(self._key)
             keys = jax.random.split(reset_key, self.num_envs)
-        track_ids = np.asarray(options.get("track_id", -1))
-        check_track_ids(track_ids, self.params.bank.num_tracks)
-        track_ids = np.broadcast_to(track_ids, (self.num_envs,))
-        obs, self.state = _reset_batch(self.sim, keys, jnp.asarray(track_ids), self.params)
-        info = jax.device_get(jax.vmap(self.sim.info)(self.state))
-        return jax.device_get(obs), _with_masks({k: np.asarray(v) for k, v in info.items()})
+        obs, self.state = _reset_batch(self.sim, keys, self._track_ids(options), self.params)
+        return self._observed(obs)
 
     def _reset_some(self, seed, options: dict[str, Any], reset_mask) -> tuple:
         mask = np.asarray(reset_mask)
@@ -139,12 +134,11 @@ class RLCarVectorEnv(VectorEnv):
             raise InvalidArgument(
                 "reset_mask resets some cars of a running env: call reset() without it first"
             )
-        if isinstance(seed, Sequence) and not isinstance(seed, str):
-            if len(seed) != self.num_envs:
-                raise InvalidArgument(f"got {len(seed)} seeds for {self.num_envs} envs")
+        seeds = self._per_car_seeds(seed)
+        if seeds is not None:
             # Only the reset cars' seeds are used: the others may be None without drawing entropy.
             keys = jnp.stack(
-                [jax.random.PRNGKey(seed_or_fresh(s) if go else 0) for s, go in zip(seed, mask, strict=True)]
+                [jax.random.PRNGKey(seed_or_fresh(s) if go else 0) for s, go in zip(seeds, mask, strict=True)]
             )
         else:
             seed = checked_seed(seed)
@@ -152,12 +146,27 @@ class RLCarVectorEnv(VectorEnv):
                 jax.random.PRNGKey(seed) if seed is not None else jax.random.fold_in(self._key, 1),
                 self.num_envs,
             )
+        obs, self.state = _reset_rows(
+            self.sim, keys, self._track_ids(options), self.params, self.state, jnp.asarray(mask)
+        )
+        return self._observed(obs)
+
+    def _per_car_seeds(self, seed) -> Sequence | None:
+        """`seed` if it is one seed per car (checked), else None (one seed, or none, for all cars)."""
+        if not isinstance(seed, Sequence) or isinstance(seed, str):
+            return None
+        if len(seed) != self.num_envs:
+            raise InvalidArgument(f"got {len(seed)} seeds for {self.num_envs} envs")
+        return seed
+
+    def _track_ids(self, options: dict[str, Any]) -> jax.Array:
+        """``options["track_id"]``, checked against the bank, one per car."""
         track_ids = np.asarray(options.get("track_id", -1))
         check_track_ids(track_ids, self.params.bank.num_tracks)
-        track_ids = np.broadcast_to(track_ids, (self.num_envs,))
-        obs, self.state = _reset_rows(
-            self.sim, keys, jnp.asarray(track_ids), self.params, self.state, jnp.asarray(mask)
-        )
+        return jnp.asarray(np.broadcast_to(track_ids, (self.num_envs,)))
+
+    def _observed(self, obs) -> tuple:
+        """Gymnasium's reset result for the cars' current state: observations and info."""
         info = jax.device_get(jax.vmap(self.sim.info)(self.state))
         return jax.device_get(obs), _with_masks({k: np.asarray(v) for k, v in info.items()})
 
