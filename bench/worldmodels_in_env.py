@@ -117,8 +117,9 @@ def main() -> None:
     for name, least in (("generations", 1), ("popsize", 2), ("rollouts", 1), ("max_steps", 1)):
         if getattr(args, name) < least:
             parser.error(f"--{name.replace('_', '-')} must be at least {least}")
-    if args.controller_hidden < 0 or args.patience < 0:
-        parser.error("--controller-hidden and --patience must be 0 or more")
+    for name in ("controller_hidden", "patience"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be 0 or more")
     search = {
         **SEARCH,
         "popsize": args.popsize,

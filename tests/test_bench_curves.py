@@ -263,7 +263,7 @@ def test_a_jobs_child_gets_the_parents_settings_for_its_one_seed(monkeypatch, tm
         (
             "worldmodels_in_env",
             ["--controller-hidden", "-1"],
-            "--controller-hidden and --patience must be 0 or more",
+            "--controller-hidden must be 0 or more",
         ),
         ("worldmodels_in_env", ["--patience", "-1"], "--patience must be 0 or more"),
     ],
