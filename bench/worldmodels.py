@@ -79,7 +79,7 @@ def _printer(every: int = 100):
             return
         if kind == "train" and record.get("step", 0) % every:
             return
-        if kind not in ("train", "eval", "generation"):
+        if kind not in ("train", "eval", "generation", "imitation"):
             return
         skip = ("kind", "total_steps", "total_generations", "time", "round", "stage")
         values = ", ".join(

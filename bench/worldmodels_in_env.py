@@ -38,6 +38,8 @@ SEARCH = {
     "max_steps": 300,
     "eval_every": 10,
     "eval_episodes": 8,
+    "imitate": False,
+    "initial_sigma": None,
 }
 
 
@@ -83,6 +85,7 @@ def run_seed(source_base: Path, base: Path, seed: int, generations: int, episode
         "search": search,
         "search_seconds": search_seconds(run_dir),
         "controller": {key: summary.get(key) for key in ("best_fitness", "eval_progress", "eval_return")},
+        **({"imitation": summary["imitation"]} if "imitation" in summary else {}),
         "in_env": worldmodels._evaluate("worldmodel", run_dir, seed, episodes),
         "dream": {key: dream[key] for key in worldmodels.ROW_KEYS},
     }
@@ -113,6 +116,17 @@ def main() -> None:
         default=0,
         help="end a training episode after this many steps without a reward (0: never)",
     )
+    parser.add_argument(
+        "--imitate",
+        action="store_true",
+        help="start C from a fit to the heuristic's laps in the dataset (needs --heuristic-laps data)",
+    )
+    parser.add_argument(
+        "--initial-sigma",
+        type=float,
+        default=None,
+        help="CMA-ES's first step (default 0.1; 0.02 with --imitate)",
+    )
     args = parser.parse_args()
     for name, least in (("generations", 1), ("popsize", 2), ("rollouts", 1), ("max_steps", 1)):
         if getattr(args, name) < least:
@@ -120,6 +134,8 @@ def main() -> None:
     for name in ("controller_hidden", "patience"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be 0 or more")
+    if args.initial_sigma is not None and not 0 < args.initial_sigma < float("inf"):
+        parser.error("--initial-sigma must be a positive number")
     search = {
         **SEARCH,
         "popsize": args.popsize,
@@ -127,15 +143,17 @@ def main() -> None:
         "max_steps": args.max_steps,
         "controller_hidden": args.controller_hidden,
         "patience": args.patience,
+        "imitate": args.imitate,
+        "initial_sigma": args.initial_sigma,
     }
 
     results_path = args.run_dir / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {"seeds": {}}
     for seed in args.seeds:
         done = results["seeds"].get(str(seed), {})
-        # Results written before the levers were flags recorded the default search without C's hidden
-        # units or patience.
-        done_search = {"controller_hidden": 0, "patience": 0, **done.get("search", SEARCH)}
+        # Results written before the levers were flags recorded the default search without them.
+        lever_defaults = {"controller_hidden": 0, "patience": 0, "imitate": False, "initial_sigma": None}
+        done_search = {**lever_defaults, **done.get("search", SEARCH)}
         if done.get("generations") == args.generations and done_search == search:
             continue
         results["seeds"][str(seed)] = run_seed(

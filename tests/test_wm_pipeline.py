@@ -237,6 +237,33 @@ def test_collect_again_adds_new_episodes_driven_by_the_trained_agent(pipeline, t
     assert not np.array_equal(np.load(run / "data" / "episode_000004.npz")["action"], first)
 
 
+def test_imitate_starts_c_from_the_heuristics_laps_and_saves_that_start_as_ep0(pipeline, tmp_path):
+    run = copy_run(pipeline[0], tmp_path)
+    shutil.rmtree(run / "checkpoints" / "controller")
+    imitate = ["train-controller", "--run-dir", run, *ENV_CONTROLLER, "--controller-hidden", "4", "--imitate"]
+    # The brownian explorer's episodes are no teacher: one line, exit 2, nothing written.
+    refused = runner.invoke(app, [str(arg) for arg in imitate])
+    assert refused.exit_code == 2 and "rlcar collect --policy heuristic" in single_error_line(refused.stderr)
+    assert not (run / "checkpoints" / "controller").exists()
+    invoke("collect", "--run-dir", run, *COLLECT, "--policy", "heuristic", "--json")
+    drivers = [
+        entry["driver"] for entry in json.loads((run / "data" / "manifest.json").read_text())["episodes"]
+    ]
+    assert drivers == ["brownian"] * 4 + ["heuristic"] * 4
+    result = invoke(*imitate, "--json")
+    start = result["imitation"]
+    assert start["generation"] == 0 and start["teacher"] == "heuristic" and start["train_steps"] > 0
+    assert np.isfinite(start["eval_return"]) and np.isfinite(start["train_error"])
+    assert result["generations"] == 3 and result["resumed_from"] is None
+    # The fitted start is a checkpoint of its own, driven and evaluated like any other.
+    evaluation = invoke("eval", "--agent", "worldmodel", "--run-dir", run, "--checkpoint", "ep0",
+                        "--episodes", "4", "--num-envs", "4", "--max-steps", "8", "--json")  # fmt: skip
+    assert evaluation["checkpoint"] == "ep0"
+    # A resumed search continues from its checkpoint; it does not fit again.
+    more = invoke(*imitate, "--generations", "4", "--json")
+    assert more["resumed_from"] == 3 and "imitation" not in more
+
+
 def test_dream_in_a_real_process_prints_one_json_document(pipeline):
     run, _ = pipeline
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "SDL_VIDEODRIVER": "dummy"}

@@ -202,7 +202,12 @@ def collect(
                 policy.reset_where(restarted)
                 finished = finished[: config.episodes - len(written)]
                 if finished:
-                    names = write_episodes(run.data_dir, [e.arrays() for e in finished], env_name=config.env)
+                    names = write_episodes(
+                        run.data_dir,
+                        [e.arrays() for e in finished],
+                        env_name=config.env,
+                        driver=config.policy,
+                    )
                     for name, episode in zip(names, finished, strict=True):
                         written.append(
                             {

@@ -113,6 +113,16 @@ def newest_saved_config(ckpt: Checkpointer) -> dict[str, Any] | None:
     return None
 
 
+# C's ep0 exists only when a search started from an imitated controller (`--imitate`): the search's
+# origin, kept so the fit alone can always be driven and compared with what CMA-ES made of it.
+IMITATION_STEP = 0
+
+
+def protected_steps(run: RunDir, model: str) -> set[int]:
+    """Steps of `model` that pruning keeps: those later stages use, and C's imitated start."""
+    return downstream_pins(run, model) | ({IMITATION_STEP} if model == CONTROLLER_MODEL else set())
+
+
 def downstream_pins(run: RunDir, model: str) -> set[int]:
     """The steps of `model` that the checkpoints of later stages in `run` were trained on (read from
     their saved configs, without JAX): pruning must keep them, or those stages would have to start over.
@@ -136,7 +146,8 @@ def training_session(
     """The run's writer lock and stop flag, the trainer's metrics logger and the model's checkpointer.
     Open it only after checking the inputs, so a refused command leaves no checkpoint folder behind.
     Warnings (a damaged checkpoint set aside) reach `on_event` as `{"kind": "warning", "message": ...}`.
-    The checkpointer never prunes a step a later stage was trained on (`downstream_pins`).
+    The checkpointer never prunes a step a later stage was trained on, nor C's imitated start
+    (`protected_steps`).
     `before_checkpoints()` runs once the lock is held and before the checkpoint folder is opened (e.g.
     `move_on`, which may rename that folder)."""
 
@@ -155,7 +166,7 @@ def training_session(
                 metrics=log,
                 warn=warn,
                 best_mode=BEST_MODES[model],
-                protect=functools.partial(downstream_pins, run, model) if model in DOWNSTREAM else None,
+                protect=functools.partial(protected_steps, run, model),
             ) as ckpt,
         ):
             if on_event is not None:

@@ -46,10 +46,12 @@ from rlcar_core.worldmodels.controller import (
     spread_population,
 )
 from rlcar_core.worldmodels.dream import make_dream_fitness
+from rlcar_core.worldmodels.imitate import TEACHER, ImitationFit, fit_controller, teacher_files, teacher_steps
 from rlcar_core.worldmodels.latents import encode_dataset
 from rlcar_core.worldmodels.mdnrnn import initial_rnn_state
 from rlcar_core.worldmodels.storage import (
     CONTROLLER_MODEL,
+    IMITATION_STEP,
     RNN_MODEL,
     VAE_MODEL,
     VALIDATION_FRACTION,
@@ -351,8 +353,45 @@ class _GenerationRecorder:
         self.frames_stepped = frames_stepped  # () -> real-env frames stepped so far by this search
         self._frames = frames_stepped()
         self.last: dict[str, Any] = {}
+        self.start: dict[
+            str, Any
+        ] = {}  # the imitated C's record (generation 0), when the search started from one
         self.evaluation: dict[str, Any] = {}
         self._clock = time.perf_counter()
+
+    def record_start(self, fit: ImitationFit) -> None:
+        """Checkpoint ep0: the imitated C, driven and saved before CMA-ES moves it, so that it can be
+        ranked with the search's checkpoints and evaluated on its own (`--checkpoint ep0`)."""
+        steer, gas, brake = fit.validation_r2
+        self.start = {
+            "kind": "imitation",
+            "generation": IMITATION_STEP,
+            "teacher": TEACHER,
+            "train_steps": fit.train_steps,
+            "validation_steps": fit.validation_steps,
+            "train_error": fit.train_error,
+            "validation_r2_steer": steer,
+            "validation_r2_gas": gas,
+            "validation_r2_brake": brake,
+            **self.evaluate_policy(self.state.policy),
+        }
+        values = {
+            f"{self.log.trainer}/imitation/{name}": value
+            for name, value in self.start.items()
+            if name != "kind"
+        }
+        self.log.log("imitation", IMITATION_STEP, values)
+        self.ckpt.save(
+            IMITATION_STEP,
+            self.state,
+            self.saved_config,
+            metrics=self.start,
+            best_metric=self.start["eval_return"],
+        )
+        self.evaluation = {k: v for k, v in self.start.items() if k.startswith("eval_")}
+        self._clock, self._frames = time.perf_counter(), self.frames_stepped()
+        if self.on_generation is not None:
+            self.on_generation(self.start)
 
     def __call__(self, stats: GenerationStats) -> None:
         done = stats.generation + 1
@@ -396,18 +435,38 @@ class _GenerationRecorder:
 
 
 def _fresh_search(
-    config: TrainControllerConfig, controller_config: ControllerConfig
+    config: TrainControllerConfig, controller_config: ControllerConfig, start: np.ndarray | None = None
 ) -> ControllerSearchState:
-    """A new search from the all-zero linear controller, as in the paper (see
+    """A new search from `start`, else from the all-zero linear controller, as in the paper (see
     `initial_controller_vector` for a hidden layer)."""
-    start = initial_controller_vector(controller_config, config.seed)
+    if start is None:
+        start = initial_controller_vector(controller_config, config.seed)
     return ControllerSearchState(
         policy=start,
-        sigma=np.float32(config.initial_sigma),
+        sigma=np.float32(config.start_sigma),
         best_candidate=start.copy(),
         best_fitness=np.float32(-np.inf),
         generation=np.int32(0),
     )
+
+
+def _imitate_teacher(
+    run: RunDir,
+    world_model: tuple[VAEConfig, Any, int, MDNRNNConfig, Any],
+    controller_config: ControllerConfig,
+    seed: int,
+) -> ImitationFit:
+    """C fitted to the teacher's episodes in the run's dataset (see `imitate`)."""
+    vae_config, vae_params, vae_step, rnn_config, rnn_params = world_model
+    files = teacher_files(dataset_manifest(run))
+    if not files:
+        raise RlcarError(
+            f"--imitate learns from the {TEACHER} driver's episodes, and {run.data_dir} holds none "
+            f"that say so: add some with `rlcar collect --policy {TEACHER}` (RLCar only)"
+        )
+    latents = encode_dataset(run, vae_config, vae_params, vae_step)
+    data = teacher_steps(rnn_config, rnn_params, [latents[name] for name in files])
+    return fit_controller(controller_config, data, seed)
 
 
 def _abstract_state_of(saved: dict[str, Any]) -> ControllerSearchState:
@@ -473,15 +532,23 @@ def train_controller(
         restored, restored_state = resume_or_warm_start(
             ckpt, log, abstract_search_state(controller_config), warm
         )
+        imitation = None
         if restored_state is None:
-            state = _fresh_search(config, controller_config)
+            if config.imitate:
+                imitation = _imitate_teacher(
+                    run,
+                    (vae_config, vae_params, vae_step, rnn_config, rnn_params),
+                    controller_config,
+                    config.seed,
+                )
+            state = _fresh_search(config, controller_config, None if imitation is None else imitation.vector)
         else:
             state = ControllerSearchState(*jax.device_get(restored_state))
             if warm is not None:
                 # A new M: a new dream to score in, so the old best means nothing; and a wider step
                 # than the one the old search had shrunk to, to adapt to it.
                 state = _fresh_best(state)._replace(
-                    sigma=np.float32(max(float(state.sigma), config.initial_sigma))
+                    sigma=np.float32(max(float(state.sigma), config.start_sigma))
                 )
             elif saved["training"].get("mode", config.mode) != config.mode:
                 # Dream and env fitness are different measures: the best of one says nothing about the other.
@@ -555,6 +622,8 @@ def train_controller(
                 on_generation=on_generation,
                 frames_stepped=lambda: rollouts.frames,
             )
+            if imitation is not None:
+                recorder.record_start(imitation)
             remaining = config.generations - first_generation
             if remaining <= 0 and restored is not None:
                 # Already searched this far: report what the last checkpoint recorded.
@@ -602,6 +671,7 @@ def train_controller(
             "generations": generations_done,
             "total_generations": config.generations,
             "resumed_from": first_generation if first_generation > 0 else None,
+            **({} if imitation is None else {"imitation": recorder.start}),
             "best_fitness": float(recorder.state.best_fitness),
             "last_generation": recorder.last,
             **recorder.evaluation,

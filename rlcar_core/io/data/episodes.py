@@ -190,11 +190,17 @@ def _remove_leftovers(directory: Path) -> list[Path]:
 
 
 def write_episodes(
-    directory: str | os.PathLike, episodes: Iterable[Mapping[str, Any]], *, env_name: str
+    directory: str | os.PathLike,
+    episodes: Iterable[Mapping[str, Any]],
+    *,
+    env_name: str,
+    driver: str | None = None,
 ) -> list[str]:
     """Append episodes to the dataset (created if needed) and return their file names.
 
-    The manifest is rewritten once per call, so pass a batch of episodes when collecting many.
+    `driver`, when given, is recorded with each episode in the manifest (who drove it: a teacher's
+    episodes can then be told from exploration). The manifest is rewritten once per call, so pass a
+    batch of episodes when collecting many.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -223,7 +229,10 @@ def write_episodes(
                 name = f"episode_{index:06d}.npz"
                 _write_npz_atomic(directory / name, arrays)
                 length = int(arrays["action"].shape[0])
-                manifest["episodes"].append({"file": name, "length": length})
+                entry = {"file": name, "length": length}
+                if driver is not None:
+                    entry["driver"] = driver
+                manifest["episodes"].append(entry)
                 manifest["total_steps"] += length
                 manifest["total_frames"] += length + 1
                 names.append(name)
