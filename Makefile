@@ -74,10 +74,15 @@ bench: $(STAMP)
 # World Models on RLCar pixels over SEEDS (resumable): per-seed results.json, summary.json and curves.png
 # under runs/bench-worldmodels/. WM_ITERATIONS rounds of the paper's procedure after the first.
 # Then the same V and M with a controller searched in the real env (runs/bench-worldmodels-in-env/).
+# Then the README's row (issue 31): V and M on 240 heuristic laps + 640 brownian episodes, 4,000 updates
+# each (runs/bench-worldmodels-laps/), and C fitted to the heuristic's laps, then searched in the real
+# env (runs/bench-worldmodels-imitate/): about 32 minutes a seed on the 2 cores.
 WM_ITERATIONS ?= 2
 bench-worldmodels: $(STAMP)
 	$(BIN)/python bench/worldmodels.py --seeds $(SEEDS) --iterations $(WM_ITERATIONS)
 	$(BIN)/python bench/worldmodels_in_env.py --seeds $(SEEDS)
+	$(BIN)/python bench/worldmodels.py --seeds $(SEEDS) --in-env --heuristic-laps 240 --scale 4 --generations 1 --run-dir runs/bench-worldmodels-laps
+	$(BIN)/python bench/worldmodels_in_env.py --seeds $(SEEDS) --source runs/bench-worldmodels-laps --run-dir runs/bench-worldmodels-imitate --imitate --controller-hidden 32 --popsize 24 --rollouts 4 --max-steps 600 --patience 100 --generations 100
 
 # DreamerV3 learning curves on RLCar: the sensor row, then the pixel row, each over SEEDS, JOBS seeds
 # at a time in their own processes (resumable: rerun to continue), then

@@ -171,13 +171,13 @@ def test_shipped_agents_film_with_the_camera_they_were_trained_with():
     from rlcar_core.dreamer.checkpoints import load_saved_agent
     from rlcar_core.worldmodels.storage import load_world_model
 
-    # The pixel DreamerV3 agent was retrained on the visible camera (issue 31), which its run recorded.
+    # Both RLCar pixel agents were retrained on the visible camera (issue 31), which their runs recorded.
     assert load_saved_agent(ROOT / "pretrained" / "dreamer-rlcar-pixels", "best").camera == camera_preset(
         "visible"
     )
     assert load_saved_agent(ROOT / "pretrained" / "dreamer-carracing-pixels", "best").camera is None
     model = load_world_model(RunDir(ROOT / "pretrained" / "worldmodel-rlcar-pixels"), "best")
-    assert model.camera == CameraSpec()
+    assert model.camera == camera_preset("visible")
 
 
 def test_a_world_models_run_drives_with_the_camera_its_data_was_collected_with(tmp_path):
