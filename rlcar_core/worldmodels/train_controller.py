@@ -353,9 +353,8 @@ class _GenerationRecorder:
         self.frames_stepped = frames_stepped  # () -> real-env frames stepped so far by this search
         self._frames = frames_stepped()
         self.last: dict[str, Any] = {}
-        self.start: dict[
-            str, Any
-        ] = {}  # the imitated C's record (generation 0), when the search started from one
+        # The imitated C's record (generation 0), when the search started from one.
+        self.start: dict[str, Any] = {}
         self.evaluation: dict[str, Any] = {}
         self._clock = time.perf_counter()
 
