@@ -84,3 +84,11 @@ def test_collectors_name_their_driver_and_the_teacher_is_found_by_it(tmp_path):
     manifest = load_manifest(tmp_path)
     assert [entry.get("driver") for entry in manifest["episodes"]] == [None, TEACHER, TEACHER, "brownian"]
     assert teacher_files(manifest) == ["episode_000001.npz", "episode_000002.npz"]
+
+
+def test_a_search_from_a_fit_takes_a_smaller_first_step_unless_told_otherwise():
+    from rlcar_core.worldmodels.config import TrainControllerConfig
+
+    assert TrainControllerConfig().start_sigma == TrainControllerConfig.DEFAULT_SIGMA == 0.1
+    assert TrainControllerConfig(imitate=True).start_sigma == TrainControllerConfig.IMITATION_SIGMA == 0.02
+    assert TrainControllerConfig(imitate=True, initial_sigma=0.3).start_sigma == 0.3
