@@ -153,13 +153,14 @@ def prior_laps_folder(args: argparse.Namespace) -> Path:
 def collect_prior_laps(args: argparse.Namespace) -> None:
     """--prior-laps laps of the heuristic on the training tracks, in the row's camera, topped up as
     bench/worldmodels.py tops up its own; collected once for all seeds (before any --jobs child starts)."""
-    from worldmodels import collect_heuristic_laps
-
+    from rlcar_core.agents.exploration import collect_policy_factory
+    from rlcar_core.worldmodels.collect import top_up_heuristic_laps
     from rlcar_core.worldmodels.config import CollectConfig
 
-    collect_heuristic_laps(
-        CollectConfig(run_dir=prior_laps_folder(args), camera=args.camera, seed=0), args.prior_laps
+    laps = CollectConfig(
+        run_dir=prior_laps_folder(args), camera=args.camera, max_steps=EVAL_MAX_STEPS, seed=0
     )
+    top_up_heuristic_laps(laps, args.prior_laps, collect_policy_factory)
 
 
 def seed_folder(args: argparse.Namespace, seed: int) -> Path:

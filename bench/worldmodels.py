@@ -47,7 +47,6 @@ from rlcar_core.worldmodels.config import (  # noqa: E402
 )
 from rlcar_core.worldmodels.iterate import (  # noqa: E402
     PipelineConfig,
-    dataset_episodes,
     read_progress,
     run_iterations,
 )
@@ -124,6 +123,9 @@ def pipeline_config(run_dir: Path, args: argparse.Namespace) -> PipelineConfig:
         iterations=args.iterations,
         iteration_episodes=budget(ITERATION_EPISODES),
         action_noise=ACTION_NOISE,
+        # Whole laps: the heuristic needs up to an evaluation's length, more than the explorers' 300.
+        heuristic_laps=args.heuristic_laps,
+        heuristic_max_steps=EVAL_MAX_STEPS,
     )
 
 
@@ -148,21 +150,6 @@ def _dataset_totals(rounds: list[dict[str, Any]], upto: int) -> tuple[int, float
             seconds += float(stage.get("wall_seconds", 0.0))
         steps += int(record["stages"].get("collect", {}).get("steps", 0))
     return steps, seconds
-
-
-def collect_heuristic_laps(brownian: CollectConfig, laps: int) -> None:
-    """Laps of the built-in heuristic driver into the dataset before round 0's brownian episodes
-    (which then come on top). Brownian cars start at the line and cover about 20 m of a lap in 300
-    steps, while RLCar's obstacles lie 50 m and more past the line: without these laps V and M never see
-    an obstacle. Topped up to `laps` episodes, so a cut-off run resumes."""
-    from rlcar_core.worldmodels.collect import collect
-
-    have = dataset_episodes(RunDir(brownian.run_dir))
-    if have >= laps:
-        return
-    config = dataclasses.replace(brownian, policy="heuristic", episodes=laps - have, max_steps=EVAL_MAX_STEPS)
-    summary = collect(config, collect_policy_factory(config))
-    print(f"heuristic laps: {summary['dataset_episodes']} episodes in the dataset", flush=True)
 
 
 def run_seed(base: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -201,8 +188,6 @@ def run_seed(base: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         write_json_atomic(results_path, results)
 
     print(f"seed {seed}: {run_dir}", flush=True)
-    if args.heuristic_laps and not (run_dir / "pipeline.json").exists():
-        collect_heuristic_laps(config.collect, args.heuristic_laps)
     for round_index in range(args.iterations + 1):
         # run_iterations up to this round: finished stages of earlier rounds are skipped.
         run_iterations(

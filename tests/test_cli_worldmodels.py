@@ -124,6 +124,9 @@ def test_dataset_problems_are_bad_input(tmp_path):
         ["train-worldmodels", "--iterations", "-1"],
         ["train-worldmodels", "--action-noise", "-1"],
         ["train-worldmodels", "--carracing-backend", "envpool"],
+        ["train-worldmodels", "--heuristic-laps", "-1"],
+        ["train-worldmodels", "--env", "carracing", "--heuristic-laps", "2"],  # no ray sensors
+        ["train-worldmodels", "--imitate"],  # nothing to imitate without --heuristic-laps
     ],
 )
 def test_out_of_range_options_exit_2(args, tmp_path):

@@ -1,5 +1,6 @@
-"""The iterative procedure (worldmodels.iterate) with tiny models: round 0 and one iteration end to end,
-M and C moving on to the refitted V and M, and reruns that skip or top up what is already done.
+"""The iterative procedure (worldmodels.iterate) with tiny models: round 0 (heuristic laps, then the
+explorers, then C fitted to the laps before its search) and one iteration end to end, M and C moving on
+to the refitted V and M, and reruns that skip or top up what is already done.
 
 One module-scoped pipeline is shared; the controller has a hidden layer, so the agent that collects
 round 1 drives with one too. Four cars and four tracks everywhere, so each program compiles once.
@@ -35,8 +36,9 @@ def pipeline_config(run, iterations=1):
                            num_mixtures=2, eval_every=2),
         controller=TrainControllerConfig(run_dir=run, generations=1, popsize=4, rollouts=2, dream_horizon=6,
                                          max_steps=16, eval_every=1, eval_episodes=4, num_tracks=4,
-                                         controller_hidden=3),
+                                         controller_hidden=3, imitate=True),
         iterations=iterations,
+        heuristic_laps=2,
         iteration_episodes=4,
         action_noise=0.2,
     )  # fmt: skip
@@ -65,7 +67,7 @@ def test_one_iteration_collects_with_the_controller_and_refits_everything(pipeli
     assert [r["round"] for r in result["rounds"]] == [0, 1]
     assert stage_events(events, "done") == [(r, stage) for r in (0, 1) for stage in STAGES]
     first, second = (r["stages"] for r in result["rounds"])
-    assert first["collect"]["dataset_episodes"] == 4 and second["collect"]["dataset_episodes"] == 8
+    assert first["collect"]["dataset_episodes"] == 6 and second["collect"]["dataset_episodes"] == 10
     # Budgets are per round: V and M continue from their checkpoints, C from its generation count.
     assert (first["vae"]["step"], second["vae"]["step"]) == (2, 4)
     assert (first["rnn"]["step"], second["rnn"]["step"]) == (2, 4)
@@ -77,9 +79,14 @@ def test_one_iteration_collects_with_the_controller_and_refits_everything(pipeli
     assert np.isfinite(second["controller"]["eval_return"])
     # Stage progress reaches the caller tagged with its round and stage.
     assert any(e.get("kind") == "train" and e["stage"] == "vae" and e["round"] == 1 for e in events)
-    # Round 1's episodes were driven by the round-0 controller (with noise): new files, all recorded.
+    # The heuristic's laps came first; round 1's episodes were driven by the round-0 controller (with
+    # noise): new files, all recorded.
     manifest = json.loads((run / "data" / "manifest.json").read_text())
-    assert len(manifest["episodes"]) == 8
+    drivers = [entry["driver"] for entry in manifest["episodes"]]
+    assert drivers == ["heuristic"] * 2 + ["brownian"] * 4 + ["checkpoint"] * 4
+    # C was fitted to those laps once, before round 0's search; round 1 searched on from its mean.
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "imitation"] == [0]
     assert json.loads((run / PIPELINE_FILE).read_text())["rounds"] == result["rounds"]
 
 
@@ -117,7 +124,7 @@ def test_an_interrupted_round_resumes_without_redoing_work(pipeline, tmp_path):
     resumed = run_iterations(pipeline_config(run), policies, events.append)
     assert stage_events(events, "done") == [(1, stage) for stage in STAGES]
     stages = resumed["rounds"][1]["stages"]
-    assert stages["collect"]["episodes"] == 0 and stages["collect"]["dataset_episodes"] == 8
+    assert stages["collect"]["episodes"] == 0 and stages["collect"]["dataset_episodes"] == 10
     assert stages["vae"]["step"] == 4 and stages["controller"]["generations"] == 2
 
 

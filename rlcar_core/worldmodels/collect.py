@@ -27,13 +27,15 @@ from rlcar_core.loop.outcomes import TrainingInterrupted
 from rlcar_core.loop.session import writer_session
 from rlcar_core.sim.camera_spec import CONFIG_KEY as CAMERA_KEY
 from rlcar_core.sim.camera_spec import CameraSpec, parse_camera
-from rlcar_core.worldmodels.config import CollectConfig, carracing_env_options
+from rlcar_core.worldmodels.config import HEURISTIC, CollectConfig, carracing_env_options
 from rlcar_core.worldmodels.storage import camera_of_run, run_dir_of
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 # `make_policy(seed) -> policy`: the caller (CLI, apps) builds the driver, so this algorithm never
 # imports the agents layer; collect only decides the seed.
 PolicyFactory = Callable[[int], ExplorationPolicy]
+# `policies(collect_config) -> seed -> policy`: the caller builds drivers (the agents layer sits above).
+PolicySource = Callable[[CollectConfig], PolicyFactory]
 
 
 class _Episode:
@@ -100,6 +102,31 @@ def _existing_episodes(run: RunDir, env_name: str) -> int:
             f"pass --env {manifest['env_name']} or use another --run-dir"
         )
     return len(manifest["episodes"])
+
+
+def episodes_driven_by(run: RunDir, driver: str) -> int:
+    """Episodes of the run's dataset that `driver` drove (collectors record their driver)."""
+    if not (run.data_dir / MANIFEST_FILE).is_file():
+        return 0
+    return sum(entry.get("driver") == driver for entry in load_manifest(run.data_dir)["episodes"])
+
+
+def top_up_heuristic_laps(
+    config: CollectConfig,
+    laps: int,
+    policies: PolicySource,
+    on_progress: ProgressCallback | None = None,
+) -> dict[str, Any] | None:
+    """Collect the heuristic's episodes until the dataset holds `laps` of them (None: it already does).
+
+    RLCar's obstacles lie 50 m and more past the line, where brownian explorers never get: without
+    these laps V and M never see an obstacle, and they are what `--imitate` fits C to. Counting the
+    heuristic's own episodes makes a killed collection resume where it stopped."""
+    missing = laps - episodes_driven_by(RunDir(run_dir_of(config)), HEURISTIC)
+    if missing <= 0:
+        return None
+    heuristic = dataclasses.replace(config, policy=HEURISTIC, episodes=missing, action_noise=0.0)
+    return collect(heuristic, policies(heuristic), on_progress)
 
 
 def settle_camera(run: RunDir, config: CollectConfig, existing: int) -> CameraSpec | None:

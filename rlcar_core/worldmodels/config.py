@@ -161,7 +161,10 @@ def log_every_option() -> Any:
 
 RUN_DIR_HELP = "Run directory (data, checkpoints, metrics); default runs/worldmodels."
 ENVS = ENV_NAMES
-COLLECT_POLICIES = ("brownian", "random", "heuristic", "checkpoint")
+# The built-in driver that reads RLCar's ray sensors: its laps show V and M the obstacles, and
+# `train-controller --imitate` fits C to them.
+HEURISTIC = "heuristic"
+COLLECT_POLICIES = ("brownian", "random", HEURISTIC, "checkpoint")
 CARRACING_BACKENDS = ("gymnasium", "envpool")
 CONTROLLER_INPUTS = ("zh", "z")
 
@@ -494,6 +497,16 @@ class TrainWorldModelsConfig:
     run_dir: Path | None = option(None, RUN_DIR_HELP)
     env: str = option(EnvName.RLCAR.value, "Environment: the JAX simulator or CarRacing-v3.", choices=ENVS)
     episodes: int = option(100, "Episodes of exploration (brownian) collected first.")
+    heuristic_laps: int = option(
+        0,
+        "RLCar: episodes of the built-in heuristic collected before the explorers'; they show V and M "
+        "the obstacles, which explorers never reach.",
+    )
+    imitate: bool = option(
+        False,
+        "Start C from a fit to the heuristic's laps (needs --heuristic-laps) instead of all zeros.",
+        flags=("--imitate",),
+    )
     iterations: int = option(0, "Rounds after the first: collect with C, refit V and M, search C again.")
     iteration_episodes: int = option(100, "Episodes each iteration collects with the current controller.")
     action_noise: float = option(
@@ -523,8 +536,12 @@ class TrainWorldModelsConfig:
 
     def validate(self) -> None:
         _one_of(self, "env")
-        _at_least(self, 0, "iterations", "seed", "controller_hidden")
+        _at_least(self, 0, "iterations", "seed", "controller_hidden", "heuristic_laps")
         _at_least(self, 1, "episodes", "iteration_episodes", "max_steps", "num_envs", "num_tracks")
+        if self.heuristic_laps and not EnvName.parse(self.env).has_sensors:
+            raise RlcarError("--heuristic-laps needs RLCar's ray sensors; CarRacing-v3 has none")
+        if self.imitate and not self.heuristic_laps:
+            raise RlcarError("--imitate fits C to the heuristic's laps: add --heuristic-laps N (e.g. 240)")
         _at_least(self, 1, "vae_steps", "rnn_steps", "generations", "z_dim", "hidden_size")
         _at_least(self, 2, "popsize")
         _positive(self, "temperature")

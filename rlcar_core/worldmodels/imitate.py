@@ -23,13 +23,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rlcar_core.worldmodels.config import ControllerConfig, MDNRNNConfig
+from rlcar_core.worldmodels.config import HEURISTIC, ControllerConfig, MDNRNNConfig
 from rlcar_core.worldmodels.controller import controller_action, initial_controller_vector, vector_to_params
 from rlcar_core.worldmodels.latents import LatentEpisode
 from rlcar_core.worldmodels.mdnrnn import initial_rnn_state, make_mdnrnn
 
 # Which collector's episodes C learns from: the only driver in the dataset that laps with obstacles.
-TEACHER = "heuristic"
+TEACHER = HEURISTIC
 # Every tenth teacher episode is kept out of the fit, to say how well C imitates on laps it never saw.
 VALIDATION_EVERY = 10
 _EPISODES_PER_SCAN = 32  # episodes replayed through M side by side (padded to one length, one compile)

@@ -1,7 +1,8 @@
 """The whole World Models pipeline, and Ha & Schmidhuber's iterative procedure on top of it.
 
 Round 0 is the paper's CarRacing recipe: collect with an exploration policy -> fit V -> fit M -> search
-C. Each later round (an iteration) collects new episodes with the current V+M+C (plus exploration
+C. On RLCar, round 0 may first collect laps of the built-in heuristic (`heuristic_laps`): explorers
+never get as far as the obstacles, and the laps are what `--imitate` starts C from. Each later round (an iteration) collects new episodes with the current V+M+C (plus exploration
 noise), refits V and M on all the data so far, continuing from their checkpoints, and searches C
 again from its current mean, in the dream of the refitted M. M and C move on to the new V and M
 (`--vae-checkpoint latest`, `--rnn-checkpoint latest`; see storage.move_on), so `best` always names
@@ -27,8 +28,9 @@ from rlcar_core.errors import RlcarError
 from rlcar_core.io.atomic import write_json_atomic
 from rlcar_core.io.data import MANIFEST_FILE, load_manifest
 from rlcar_core.io.runs import RunDir
-from rlcar_core.worldmodels.collect import PolicyFactory, collect, settle_camera
+from rlcar_core.worldmodels.collect import PolicySource, collect, settle_camera, top_up_heuristic_laps
 from rlcar_core.worldmodels.config import (
+    HEURISTIC,
     CollectConfig,
     TrainControllerConfig,
     TrainRNNConfig,
@@ -59,17 +61,16 @@ _KEPT = {
 }
 
 Event = dict[str, Any]
-# `policies(collect_config) -> seed -> policy`: the caller builds drivers (the agents layer), as for collect.
-PolicySource = Callable[[CollectConfig], PolicyFactory]
 
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """The pipeline's settings: one config per stage (their budgets are per round) plus the iterations.
 
-    `collect` is round 0's collection (its policy explores); an iteration collects `iteration_episodes`
-    with the run's `collect_checkpoint` controller and `action_noise`. `vae.steps`, `rnn.steps` and
-    `controller.generations` are what each round adds."""
+    `collect` is round 0's collection (its policy explores), after `heuristic_laps` episodes of the
+    heuristic of at most `heuristic_max_steps` steps each (default: the collect's); an iteration
+    collects `iteration_episodes` with the run's `collect_checkpoint` controller and `action_noise`.
+    `vae.steps`, `rnn.steps` and `controller.generations` are what each round adds."""
 
     collect: CollectConfig
     vae: TrainVAEConfig
@@ -79,6 +80,8 @@ class PipelineConfig:
     iteration_episodes: int = 100
     action_noise: float = 0.1
     collect_checkpoint: str = "best"
+    heuristic_laps: int = 0
+    heuristic_max_steps: int | None = None
 
     def validate(self) -> None:
         paths = {str(run_dir_of(config)) for config in (self.collect, self.vae, self.rnn, self.controller)}
@@ -90,7 +93,12 @@ class PipelineConfig:
             raise RlcarError(f"--iterations must be at least 0, got {self.iterations}")
         if self.iteration_episodes < 1:
             raise RlcarError(f"--iteration-episodes must be at least 1, got {self.iteration_episodes}")
-        for config in (self.collect, self.vae, self.rnn, self.controller, self.round_collect(1)):
+        if self.heuristic_laps < 0:
+            raise RlcarError(f"--heuristic-laps must be at least 0, got {self.heuristic_laps}")
+        stages = [self.collect, self.vae, self.rnn, self.controller, self.round_collect(1)]
+        if self.heuristic_laps:
+            stages.append(self.heuristic_collect())
+        for config in stages:
             config.validate()
 
     @property
@@ -107,6 +115,11 @@ class PipelineConfig:
             checkpoint=self.collect_checkpoint,
             action_noise=self.action_noise,
         )
+
+    def heuristic_collect(self) -> CollectConfig:
+        """Round 0's heuristic laps: the explorers' settings, driven by the heuristic."""
+        max_steps = self.heuristic_max_steps or self.collect.max_steps
+        return dataclasses.replace(self.collect, policy=HEURISTIC, max_steps=max_steps)
 
     def round_vae(self, round_index: int) -> TrainVAEConfig:
         steps = self.vae.steps if self.vae.steps is not None else TrainVAEConfig.DEFAULT_STEPS
@@ -215,6 +228,9 @@ def run_iterations(
 def _run_stage(run, config, round_index, stage, record, progress, policies, forward) -> dict[str, Any]:
     if stage == "collect":
         collect_config = config.round_collect(round_index)
+        if round_index == 0 and config.heuristic_laps:
+            # Before the explorers, and before their target is set, so that it counts on top.
+            top_up_heuristic_laps(config.heuristic_collect(), config.heuristic_laps, policies, forward)
         if "collect_target" not in record:
             record["collect_target"] = dataset_episodes(run) + collect_config.episodes
             _write_progress(run, progress)
@@ -256,10 +272,12 @@ def pipeline_from_options(options: TrainWorldModelsConfig) -> PipelineConfig:
             max_steps=options.max_steps,
             num_tracks=options.num_tracks,
             controller_hidden=options.controller_hidden,
+            imitate=options.imitate,
             **carracing,
             **shared,
         ),
         iterations=options.iterations,
+        heuristic_laps=options.heuristic_laps,
         iteration_episodes=options.iteration_episodes,
         action_noise=options.action_noise,
     )
