@@ -294,7 +294,10 @@ def test_dreamer_latent_view_a_class_slider_changes_the_decoded_frame(server, pa
     assert page.locator("#latent-actor-label").inner_text() == "the actor"
     assert "categorical" in page.locator("#latent-z-label").inner_text()
     sliders = page.locator("#latent-sliders input")
-    assert sliders.count() == 8 and sliders.first.get_attribute("max") == "7"
+    # One slider per categorical variable, each ranging over its classes (the shipped agent's sizes).
+    model = json.loads((PRETRAINED_CARRACING_DREAMER / "config.json").read_text())["dreamer"]["model"]
+    assert sliders.count() == model["stoch_size"]
+    assert sliders.first.get_attribute("max") == str(model["stoch_classes"] - 1)
     action = "#latent-action output"
     action_before = page.locator(action).all_inner_texts()
     seen = int(sliders.nth(2).input_value())
@@ -531,7 +534,8 @@ def test_the_runs_table_shows_a_shipped_agents_card_score(server, page):
     page.goto(server["base"])
     row = page.locator("#runs-table tbody tr[data-run='dreamer-carracing']")
     row.wait_for()
-    assert "656.6 ± 170.5 (20 episodes)" in row.inner_text()
+    score = json.loads((PRETRAINED_CARRACING_DREAMER / "agent.json").read_text())["score"]
+    assert f"{score['return_mean']:.1f} ± {score['return_std']:.1f} (20 episodes)" in row.inner_text()
 
 
 def _raw_get(port: int, path: str) -> int:
