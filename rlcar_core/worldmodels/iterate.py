@@ -2,7 +2,8 @@
 
 Round 0 is the paper's CarRacing recipe: collect with an exploration policy -> fit V -> fit M -> search
 C. On RLCar, round 0 may first collect laps of the built-in heuristic (`heuristic_laps`): explorers
-never get as far as the obstacles, and the laps are what `--imitate` starts C from. Each later round (an iteration) collects new episodes with the current V+M+C (plus exploration
+never get as far as the obstacles, and the laps are what `--imitate` starts C from. Each later round
+(an iteration) collects new episodes with the current V+M+C (plus exploration
 noise), refits V and M on all the data so far, continuing from their checkpoints, and searches C
 again from its current mean, in the dream of the refitted M. M and C move on to the new V and M
 (`--vae-checkpoint latest`, `--rnn-checkpoint latest`; see storage.move_on), so `best` always names
