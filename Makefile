@@ -102,16 +102,19 @@ CARRACING_SEEDS ?= 0
 CARRACING_HOURS ?= 2.5
 # envpool: train on EnvPool's CarRacing-v3 (pip install ".[envpool]"); evaluation stays Gymnasium's.
 # The World Models row of the README: make bench-carracing CARRACING_BACKEND=envpool CARRACING_HOURS=2.0
-# CARRACING_DREAMER= (--dreamer-patience needs the Gymnasium backend).
+# CARRACING_DREAMER= CARRACING_EVAL_EPISODES=5 (--dreamer-patience needs the Gymnasium backend).
 CARRACING_BACKEND ?= gymnasium
+# Held-out episodes per curve point, for both agents: 10 as in DreamerV3's row (about +-60-80 of noise).
+CARRACING_EVAL_EPISODES ?= 10
 # DreamerV3's row (issue 28): action repeat 4, 100-frame patience, a bounded actor mean, and the RSSM and
 # heads widened from tiny's 64 units to 256 (tiny's CNN kept); in 2.5 hours its best-ranked checkpoint
-# (160k frames) scored 833 on held-out tracks 40-59. Its curve points use 10 episodes each.
+# (160k frames) scored 833 on held-out tracks 40-59.
 CARRACING_DREAMER ?= --dreamer-action-repeat 4 --dreamer-patience 100 --dreamer-set actor_mean_limit=0.98 \
 	--dreamer-set deter_size=256 --dreamer-set hidden_size=256 --dreamer-set mlp_layers=2 \
-	--dreamer-set stoch_size=16 --dreamer-set stoch_classes=16 --dreamer-eval-every-steps 20000 --eval-episodes 10
+	--dreamer-set stoch_size=16 --dreamer-set stoch_classes=16 --dreamer-eval-every-steps 20000
 bench-carracing: $(STAMP)
-	$(BIN)/python bench/carracing.py --agent dreamer --agent worldmodels --seeds $(CARRACING_SEEDS) --hours $(CARRACING_HOURS) --backend $(CARRACING_BACKEND) $(CARRACING_DREAMER)
+	$(BIN)/python bench/carracing.py --agent dreamer --agent worldmodels --seeds $(CARRACING_SEEDS) --hours $(CARRACING_HOURS) --backend $(CARRACING_BACKEND) \
+		--eval-episodes $(CARRACING_EVAL_EPISODES) $(CARRACING_DREAMER)
 
 # DreamerV3 update FLOPs (XLA cost analysis), matmul peak, MFU and replayed steps/s per preset.
 bench-dreamer-speed: $(STAMP)
