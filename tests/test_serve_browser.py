@@ -17,6 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from rlcar_core.apps.pretrained import read_card
+from rlcar_core.dreamer.train_config import from_saved_section
+from rlcar_core.io.runs import RunDir
+
 # A real Chromium against a real server: end to end, so `make test` runs these and `make test-fast` not.
 pytestmark = pytest.mark.slow
 
@@ -295,9 +299,9 @@ def test_dreamer_latent_view_a_class_slider_changes_the_decoded_frame(server, pa
     assert "categorical" in page.locator("#latent-z-label").inner_text()
     sliders = page.locator("#latent-sliders input")
     # One slider per categorical variable, each ranging over its classes (the shipped agent's sizes).
-    model = json.loads((PRETRAINED_CARRACING_DREAMER / "config.json").read_text())["dreamer"]["model"]
-    assert sliders.count() == model["stoch_size"]
-    assert sliders.first.get_attribute("max") == str(model["stoch_classes"] - 1)
+    _, model = from_saved_section(RunDir(PRETRAINED_CARRACING_DREAMER).read_config()["dreamer"])
+    assert sliders.count() == model.stoch_size
+    assert sliders.first.get_attribute("max") == str(model.stoch_classes - 1)
     action = "#latent-action output"
     action_before = page.locator(action).all_inner_texts()
     seen = int(sliders.nth(2).input_value())
@@ -534,7 +538,7 @@ def test_the_runs_table_shows_a_shipped_agents_card_score(server, page):
     page.goto(server["base"])
     row = page.locator("#runs-table tbody tr[data-run='dreamer-carracing']")
     row.wait_for()
-    score = json.loads((PRETRAINED_CARRACING_DREAMER / "agent.json").read_text())["score"]
+    score = read_card(PRETRAINED_CARRACING_DREAMER)["score"]
     assert f"{score['return_mean']:.1f} ± {score['return_std']:.1f} (20 episodes)" in row.inner_text()
 
 
