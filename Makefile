@@ -88,12 +88,14 @@ bench-worldmodels: $(STAMP)
 # at a time in their own processes (resumable: rerun to continue), then
 # runs/bench-dreamer/rlcar-<obs>-summary.json and .png. The pixel row starts each replay with 48
 # heuristic laps (without them the world model never learns to draw the obstacles: docs/results.md)
-# and trains at ratio 32 so that a seed's 100k env steps fit in about 82 minutes.
+# and trains the `mid` preset (CarRacing-v3's row: tiny's CNN, 4x its RSSM width) at ratio 16, so that
+# a seed's 100k env steps take about 80 minutes alone on the 2 cores (JOBS=1; JOBS=2 shares them).
 SEEDS ?= 0 1 2
 JOBS ?= 2
 bench-dreamer: $(STAMP)
 	$(BIN)/python bench/dreamer.py --obs sensors --seeds $(SEEDS) --jobs $(JOBS)
-	$(BIN)/python bench/dreamer.py --obs pixels --seeds $(SEEDS) --jobs $(JOBS) --train-ratio 32 --prior-laps 48
+	$(BIN)/python bench/dreamer.py --obs pixels --seeds $(SEEDS) --jobs $(JOBS) --train-ratio 16 --prior-laps 48 \
+		--size mid
 
 # DreamerV3 and World Models on Gymnasium's CarRacing-v3 from pixels, CARRACING_HOURS of collection and
 # training each per seed (resumable), scored on 20 held-out tracks; runs/bench-carracing/<agent>.png.
@@ -106,12 +108,11 @@ CARRACING_HOURS ?= 2.5
 CARRACING_BACKEND ?= gymnasium
 # Held-out episodes per curve point, for both agents: 10 as in DreamerV3's row (about +-60-80 of noise).
 CARRACING_EVAL_EPISODES ?= 10
-# DreamerV3's row (issue 28): action repeat 4, 100-frame patience, a bounded actor mean, and the RSSM and
-# heads widened from tiny's 64 units to 256 (tiny's CNN kept); in 2.5 hours its best-ranked checkpoint
-# (160k frames) scored 833 on held-out tracks 40-59.
-CARRACING_DREAMER ?= --dreamer-action-repeat 4 --dreamer-patience 100 --dreamer-set actor_mean_limit=0.98 \
-	--dreamer-set deter_size=256 --dreamer-set hidden_size=256 --dreamer-set mlp_layers=2 \
-	--dreamer-set stoch_size=16 --dreamer-set stoch_classes=16 --dreamer-eval-every-steps 20000
+# DreamerV3's row (issue 28): the `mid` preset (the RSSM and heads widened from tiny's 64 units to 256,
+# tiny's CNN kept), action repeat 4, 100-frame patience, a bounded actor mean; in 2.5 hours its
+# best-ranked checkpoint (160k frames) scored 833 on held-out tracks 40-59.
+CARRACING_DREAMER ?= --dreamer-size mid --dreamer-action-repeat 4 --dreamer-patience 100 \
+	--dreamer-set actor_mean_limit=0.98 --dreamer-eval-every-steps 20000
 bench-carracing: $(STAMP)
 	$(BIN)/python bench/carracing.py --agent dreamer --agent worldmodels --seeds $(CARRACING_SEEDS) --hours $(CARRACING_HOURS) --backend $(CARRACING_BACKEND) \
 		--eval-episodes $(CARRACING_EVAL_EPISODES) $(CARRACING_DREAMER)

@@ -68,6 +68,7 @@ import curves  # noqa: E402
 import jax  # noqa: E402
 
 from rlcar_core.apps.evaluate import EvalConfig, evaluate  # noqa: E402
+from rlcar_core.dreamer.config import PRESETS  # noqa: E402
 from rlcar_core.errors import RlcarError  # noqa: E402
 from rlcar_core.io.runs import write_json_atomic  # noqa: E402
 from rlcar_core.loop.outcomes import TrainingInterrupted  # noqa: E402
@@ -205,6 +206,9 @@ def parse_args() -> argparse.Namespace:
     levers = parser.add_argument_group(
         "DreamerV3 levers (issue 28)", "train-dreamer options; left out, train-dreamer's own default"
     )
+    levers.add_argument(
+        "--dreamer-size", choices=tuple(PRESETS), default=None, help="model size preset (tiny on a CPU)"
+    )
     levers.add_argument("--dreamer-action-repeat", type=int, default=None, help="frames per decision (2)")
     levers.add_argument(
         "--dreamer-train-ratio", type=float, default=None, help="replayed steps per decision (64 on a CPU)"
@@ -296,6 +300,7 @@ def parse_args() -> argparse.Namespace:
 def dreamer_levers(args: argparse.Namespace) -> tuple[tuple[str, Any], ...]:
     """The train-dreamer options the --dreamer-* levers give (only those given)."""
     levers = {
+        "size": args.dreamer_size,
         "action_repeat": args.dreamer_action_repeat,
         "train_ratio": args.dreamer_train_ratio,
         "patience": args.dreamer_patience,

@@ -328,3 +328,17 @@ def test_bench_carracing_passes_the_world_models_search_levers_on_and_refuses_ba
         with pytest.raises(SystemExit) as stopped:
             bench_carracing.parse_args()
         assert stopped.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_bench_carracing_passes_the_dreamer_size_to_train_dreamer(monkeypatch, capsys):
+    bench_carracing = importlib.import_module("carracing")
+    monkeypatch.setattr(sys, "argv", ["carracing.py", "--agent", "dreamer", "--dreamer-size", "mid"])
+    settings = bench_carracing.settings_from(bench_carracing.parse_args())
+    assert bench_carracing.dreamer_options(0, settings, "gymnasium")["size"] == "mid"
+    monkeypatch.setattr(sys, "argv", ["carracing.py", "--agent", "dreamer"])
+    default = bench_carracing.settings_from(bench_carracing.parse_args())
+    assert "size" not in bench_carracing.dreamer_options(0, default, "gymnasium")  # train-dreamer's own
+    monkeypatch.setattr(sys, "argv", ["carracing.py", "--dreamer-size", "huge"])
+    with pytest.raises(SystemExit) as stopped:
+        bench_carracing.parse_args()
+    assert stopped.value.code == 2 and "invalid choice" in capsys.readouterr().err

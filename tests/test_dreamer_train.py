@@ -88,6 +88,17 @@ def test_resolve_fills_the_cpu_defaults_and_applies_overrides():
         resolve(TrainDreamerConfig(env="carracing", obs="sensors"))
 
 
+def test_the_mid_preset_is_the_model_the_cpu_pixel_rows_trained_with_a_cpu_replay():
+    # The RLCar pixel and CarRacing-v3 rows trained tiny with these five --set fields before the
+    # preset had a name; --size mid must build the same model, so their numbers describe it.
+    widened = ("deter_size=256", "hidden_size=256", "mlp_layers=2", "stoch_size=16", "stoch_classes=16")
+    for env in ("rlcar", "carracing"):
+        _, by_overrides = resolve(TrainDreamerConfig(env=env, obs="pixels", size="tiny", overrides=widened))
+        config, by_name = resolve(TrainDreamerConfig(env=env, obs="pixels", size="mid"))
+        assert by_name == by_overrides
+        assert config.replay_capacity == 100_000  # a CPU size: 100k frames, not a million
+
+
 # -- collection ---------------------------------------------------------------------------------
 
 

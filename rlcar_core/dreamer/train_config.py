@@ -60,7 +60,9 @@ class TrainDreamerConfig:
         choices=OBS_KINDS,
     )
     size: str | None = option(
-        None, "Model size preset (default: tiny on a CPU, small on an accelerator).", choices=tuple(PRESETS)
+        None,
+        "Model size preset (default: tiny on a CPU, small on an accelerator; mid: a CPU's wider model).",
+        choices=tuple(PRESETS),
     )
     train_ratio: float | None = option(
         None, "Replayed steps per env step (default: 64 on a CPU, 512 on an accelerator).", low=0.0
@@ -191,6 +193,8 @@ def field_types() -> dict[str, Any]:
 FIXED_ON_RESUME = (
     "env", "obs", "size", "num_envs", "num_tracks", "replay_capacity", "action_repeat", "camera",
 )  # fmt: skip
+# The sizes meant for a CPU, whose replay holds 100k steps (a million 64 x 64 frames would not fit in RAM).
+CPU_SIZES = ("tiny", "mid")
 CPU_DEFAULTS = {"size": "tiny", "train_ratio": 64.0, "batch_size": 8, "batch_length": 16}
 ACCELERATOR_DEFAULTS = {"size": "small", "train_ratio": 512.0, "batch_size": 16, "batch_length": 64}
 # What makes 100k env steps fit in ~30 minutes on two CPU cores and still learn: short 8 x 16 batches
@@ -261,7 +265,8 @@ def resolve(config: TrainDreamerConfig) -> tuple[TrainDreamerConfig, DreamerConf
         **filled,
     )
     if config.replay_capacity is None:
-        config = dataclasses.replace(config, replay_capacity=100_000 if config.size == "tiny" else 1_000_000)
+        capacity = 100_000 if config.size in CPU_SIZES else 1_000_000
+        config = dataclasses.replace(config, replay_capacity=capacity)
     camera = camera_of(config)
     obs_shape = observation_shape(config.env, config.obs, camera.size if camera else None)
     model_defaults = {
